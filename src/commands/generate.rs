@@ -1,0 +1,10 @@
+//! `agentgen generate`.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`agentgen generate` is not implemented yet")
+}

@@ -1,0 +1,13 @@
+//! `agentgen model` subcommands.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Not implemented yet.
+    Todo,
+}
+
+pub fn run(_cmd: Command) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`agentgen model` is not implemented yet")
+}

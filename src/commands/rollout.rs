@@ -1,0 +1,10 @@
+//! `agentgen rollout`.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`agentgen rollout` is not implemented yet")
+}

@@ -1,0 +1,75 @@
+//! `agentgen`: the command-line front end. Parses flags into validated configs, wires concrete
+//! types (the candle engine behind the pipeline's `Policy`), runs. No business logic lives here.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Manufacture verifiable agentic tool-use training data in the DeepSeek-V3.2 format.
+#[derive(Debug, Parser)]
+#[command(name = "agentgen", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The V3.2 chat codec: encode, parse, tokenize, conformance vectors.
+    #[command(subcommand)]
+    Codec(commands::codec::Command),
+    /// The local DeepSeek-V3.2 engine: golden checks, random checkpoints, generation.
+    #[command(subcommand)]
+    Model(commands::model::Command),
+    /// Whole-system benchmarks.
+    #[command(subcommand)]
+    Bench(commands::bench::Command),
+    /// Environment families: list, sample tasks, soundness checks.
+    #[command(subcommand)]
+    Envs(commands::envs::Command),
+    /// Roll out tasks with a policy, validate, and write a Parquet dataset.
+    Generate(commands::generate::Args),
+    /// Check datasets (Parquet, JSONL or raw completions) against the V3.2 format.
+    Validate(commands::validate::Args),
+    /// Summarise one or more dataset folders (and check shards are disjoint).
+    Inspect(commands::inspect::Args),
+    /// OpenAI-compatible HTTP server over the local engine.
+    Serve(commands::serve::Args),
+    /// RL rollout worker: groups, logprobs, rewards, advantages.
+    Rollout(commands::rollout::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Codec(c) => commands::codec::run(c),
+        Command::Model(c) => commands::model::run(c),
+        Command::Bench(c) => commands::bench::run(c),
+        Command::Envs(c) => commands::envs::run(c),
+        Command::Generate(a) => commands::generate::run(a),
+        Command::Validate(a) => commands::validate::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Serve(a) => commands::serve::run(a),
+        Command::Rollout(a) => commands::rollout::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A closed stdout (`agentgen ... | head`) is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

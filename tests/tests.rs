@@ -1,0 +1,3 @@
+//! End-to-end tests: they drive the real `agentgen` binary. One module per topic.
+
+mod util;
