@@ -12,10 +12,15 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Spliced in raw; carries tools / response format.
     System,
+    /// A user turn prefixed by tools / response format (the search-agent role).
     Developer,
+    /// A user turn.
     User,
+    /// A model turn: reasoning, content, tool calls.
     Assistant,
+    /// One tool result, paired with the assistant's calls by position.
     Tool,
 }
 
@@ -45,11 +50,14 @@ impl std::fmt::Display for Role {
 pub struct ToolCall {
     /// Caller-minted id (`call_0`, ...); the V3.2 format itself carries none.
     pub id: Option<String>,
+    /// Function name.
     pub name: String,
+    /// JSON text of the argument object.
     pub arguments: String,
 }
 
 impl ToolCall {
+    /// A call without id.
     pub fn new(name: impl Into<String>, arguments: impl Into<String>) -> Self {
         Self { id: None, name: name.into(), arguments: arguments.into() }
     }
@@ -98,12 +106,16 @@ impl TryFrom<WireToolCall> for ToolCall {
 /// are carried for OpenAI compatibility and ignored by the encoder (results pair by position).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
+    /// Who wrote it.
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The text (required on user, tool and developer messages).
     pub content: Option<String>,
+    /// Chain of thought (assistant only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    /// Tool calls (assistant only).
     pub tool_calls: Vec<ToolCall>,
     /// OpenAI tool list (`[{"type": "function", "function": {...}}]`); read on system/developer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,7 +124,9 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Id of the call a tool result answers (ignored by the encoder).
     pub tool_call_id: Option<String>,
+    /// OpenAI `name` (ignored by the encoder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
@@ -135,12 +149,15 @@ impl Message {
             name: None,
         }
     }
+    /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
     }
+    /// A developer message.
     pub fn developer(content: impl Into<String>) -> Self {
         Self::new(Role::Developer, content)
     }
+    /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
         Self::new(Role::User, content)
     }
@@ -167,8 +184,11 @@ impl Message {
 /// `reasoning_content` are `""` when empty (never absent), `tool_calls` carry no ids.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AssistantMessage {
+    /// Final text (`""` when empty).
     pub content: String,
+    /// Reasoning (`""` in chat mode or when empty).
     pub reasoning_content: String,
+    /// Parsed calls, without ids.
     pub tool_calls: Vec<ToolCall>,
 }
 
