@@ -1,0 +1,266 @@
+//! Shared plumbing of the families: the instance base (tool subset, call parsing, TaskSpec
+//! assembly), sealing a task with its expected final state, and tolerant answer comparison.
+
+use std::sync::Arc;
+
+use agentgen_codec::ToolCall;
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::framework::{
+    Check, Instance, ReferenceSolution, ReferenceTurn, State, TaskSpec, ToolResult, task_id,
+};
+use crate::toolspec::{ToolSet, family_tools};
+use crate::util::{norm_text, parse_money, py_json};
+
+/// What every instance of a family carries: identity and its tool subset.
+pub struct Base {
+    pub family: &'static str,
+    pub version: u32,
+    pub instance_seed: u64,
+    pub tools: Arc<ToolSet>,
+    /// The instance's tools, in prompt order.
+    pub allowed: Vec<&'static str>,
+    openai: Vec<Value>,
+}
+
+/// The family-specific parts of a task; [`Base::finish`] makes the [`TaskSpec`].
+pub struct TaskParts {
+    pub difficulty: u8,
+    pub system_prompt: String,
+    pub user_prompt: String,
+    pub initial_state: Value,
+    pub turns: Vec<ReferenceTurn>,
+    pub final_answer: String,
+    pub hidden: Value,
+}
+
+impl Base {
+    pub fn new(
+        family: &'static str,
+        version: u32,
+        instance_seed: u64,
+        allowed: Vec<&'static str>,
+    ) -> Result<Self> {
+        let tools = family_tools(family)?;
+        let openai = tools.openai_list(&allowed)?;
+        Ok(Base { family, version, instance_seed, tools, allowed, openai })
+    }
+
+    pub fn has(&self, tool: &str) -> bool {
+        self.allowed.contains(&tool)
+    }
+
+    /// Validate a call: `Ok((name, args))`, or the error observation to return.
+    pub fn parse<'c>(
+        &self,
+        call: &'c ToolCall,
+    ) -> std::result::Result<(&'c str, Map<String, Value>), ToolResult> {
+        self.tools
+            .parse_call(call, &self.allowed)
+            .map(|args| (call.name.as_str(), args))
+            .map_err(ToolResult::error)
+    }
+
+    pub fn finish(&self, task_seed: u64, p: TaskParts) -> TaskSpec {
+        TaskSpec {
+            id: task_id(self.family, self.version, self.instance_seed, task_seed),
+            family: self.family.to_owned(),
+            version: self.version,
+            instance_seed: self.instance_seed,
+            task_seed,
+            difficulty: p.difficulty.clamp(1, 5),
+            system_prompt: p.system_prompt,
+            user_prompt: p.user_prompt,
+            tools: self.openai.clone(),
+            initial_state: State(p.initial_state),
+            reference: ReferenceSolution { turns: p.turns, final_answer: p.final_answer },
+            hidden: p.hidden,
+        }
+    }
+
+    pub fn gen_error(&self, reason: impl Into<String>) -> Error {
+        Error::Generation { family: self.family.to_owned(), reason: reason.into() }
+    }
+}
+
+/// Run the reference through `call`, fail generation if any reference call errors or nothing
+/// changed, and store the resulting state as `hidden.expected_state`.
+pub fn seal(instance: &dyn Instance, base: &Base, mut spec: TaskSpec) -> Result<TaskSpec> {
+    let mut state = spec.initial_state.clone();
+    let mut wrote = false;
+    for turn in &spec.reference.turns {
+        for c in &turn.calls {
+            let r = instance.call(&mut state, c);
+            if r.is_error {
+                return Err(base.gen_error(format!(
+                    "{}: reference call {} failed: {}",
+                    spec.id, c.name, r.content
+                )));
+            }
+            wrote |= r.state_changed;
+        }
+    }
+    if !wrote || state == spec.initial_state {
+        return Err(base.gen_error(format!("{}: reference changes no state", spec.id)));
+    }
+    if let Value::Object(h) = &mut spec.hidden {
+        h.insert("expected_state".into(), state.0);
+    } else {
+        spec.hidden = json!({ "expected_state": state.0 });
+    }
+    Ok(spec)
+}
+
+/// One check per top-level key of `hidden.expected_state` (except `skip`): the final state must
+/// equal it (key order is irrelevant: JSON object equality).
+pub fn state_checks(task: &TaskSpec, state: &State, skip: &[&str]) -> Vec<Check> {
+    let empty = Map::new();
+    let want = task.hidden.get("expected_state").and_then(Value::as_object).unwrap_or(&empty);
+    let got = state.0.as_object().unwrap_or(&empty);
+    let mut checks = Vec::new();
+    if want.is_empty() {
+        checks.push(Check::new("state", false, "task has no expected state"));
+    }
+    for (k, w) in want {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        let g = got.get(k).unwrap_or(&Value::Null);
+        let passed = g == w;
+        let detail = if passed {
+            "as expected".to_owned()
+        } else {
+            format!("got {}, want {}", clip(&py_json(g)), clip(&py_json(w)))
+        };
+        checks.push(Check::new(format!("state.{k}"), passed, detail));
+    }
+    checks
+}
+
+fn clip(s: &str) -> String {
+    if s.len() <= 300 {
+        return s.to_owned();
+    }
+    let mut end = 300;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// How a submitted answer compares with the expected one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerKind {
+    /// Money amount: `"$1,234.50"`, `1234.5`, `"1234.50"` are equal.
+    Money,
+    /// Integer count.
+    Integer,
+    /// Text: case, surrounding and repeated whitespace ignored.
+    Text,
+    /// A list of texts compared as a set (order, case, whitespace ignored).
+    TextSet,
+}
+
+impl AnswerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerKind::Money => "money",
+            AnswerKind::Integer => "integer",
+            AnswerKind::Text => "text",
+            AnswerKind::TextSet => "text_set",
+        }
+    }
+    pub fn from_str(s: &str) -> Option<Self> {
+        Some(match s {
+            "money" => AnswerKind::Money,
+            "integer" => AnswerKind::Integer,
+            "text" => AnswerKind::Text,
+            "text_set" => AnswerKind::TextSet,
+            _ => return None,
+        })
+    }
+}
+
+/// Tolerant comparison of a submitted answer value with the expected one.
+pub fn answer_matches(kind: AnswerKind, got: &Value, want: &Value) -> bool {
+    match kind {
+        AnswerKind::Money => {
+            matches!((parse_money(got), parse_money(want)), (Some(a), Some(b)) if a == b)
+        }
+        AnswerKind::Integer => {
+            let as_int = |v: &Value| match v {
+                Value::Number(n) => n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64),
+                Value::String(s) => s.trim().replace(',', "").parse::<i64>().ok(),
+                _ => None,
+            };
+            matches!((as_int(got), as_int(want)), (Some(a), Some(b)) if a == b)
+        }
+        AnswerKind::Text => match (got, want) {
+            (Value::String(a), Value::String(b)) => norm_text(a) == norm_text(b),
+            _ => false,
+        },
+        AnswerKind::TextSet => {
+            let set = |v: &Value| -> Option<Vec<String>> {
+                let items: Vec<String> = match v {
+                    Value::Array(a) => {
+                        a.iter().map(|x| x.as_str().map(norm_text)).collect::<Option<_>>()?
+                    }
+                    Value::String(s) => {
+                        s.split(',').map(norm_text).filter(|x| !x.is_empty()).collect()
+                    }
+                    _ => return None,
+                };
+                let mut items = items;
+                items.sort();
+                items.dedup();
+                Some(items)
+            };
+            matches!((set(got), set(want)), (Some(a), Some(b)) if a == b)
+        }
+    }
+}
+
+/// Check the `submitted` answer stored in the state (under `key`) against `hidden.answer`
+/// (`{"kind": .., "value": ..}`). Returns `None` when the task has no answer.
+pub fn answer_check(task: &TaskSpec, state: &State, key: &str) -> Option<Check> {
+    let spec = task.hidden.get("answer")?;
+    let kind = spec.get("kind").and_then(Value::as_str).and_then(AnswerKind::from_str);
+    let want = spec.get("value").unwrap_or(&Value::Null);
+    let got = state.0.get(key).unwrap_or(&Value::Null);
+    let Some(kind) = kind else {
+        return Some(Check::new("answer", false, "task has an answer of unknown kind"));
+    };
+    if got.is_null() {
+        return Some(Check::new("answer", false, "no answer was submitted"));
+    }
+    let ok = answer_matches(kind, got, want);
+    let detail = if ok {
+        format!("{} matches", py_json(got))
+    } else {
+        format!("submitted {}, expected {} ({})", py_json(got), py_json(want), kind.as_str())
+    };
+    Some(Check::new("answer", ok, detail))
+}
+
+/// A reference turn from reasoning text and calls.
+pub fn turn(reasoning: impl Into<String>, calls: Vec<ToolCall>) -> ReferenceTurn {
+    ReferenceTurn { reasoning: reasoning.into(), calls }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_tolerate_formatting_only() {
+        assert!(answer_matches(AnswerKind::Money, &json!("$1,200.50"), &json!(1200.5)));
+        assert!(!answer_matches(AnswerKind::Money, &json!("1200.51"), &json!(1200.5)));
+        assert!(answer_matches(AnswerKind::Integer, &json!("12"), &json!(12)));
+        assert!(!answer_matches(AnswerKind::Integer, &json!(12.5), &json!(12)));
+        assert!(answer_matches(AnswerKind::Text, &json!("  Paris  Nord "), &json!("paris nord")));
+        assert!(!answer_matches(AnswerKind::Text, &json!("Paris"), &json!("Lyon")));
+        assert!(answer_matches(AnswerKind::TextSet, &json!(["b", "A"]), &json!("a, b")));
+        assert!(!answer_matches(AnswerKind::TextSet, &json!(["a"]), &json!(["a", "b"])));
+    }
+}
