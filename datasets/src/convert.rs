@@ -1,0 +1,476 @@
+//! `SampleRow` <-> Arrow `RecordBatch`.
+//!
+//! Arrays are assembled from flat value vectors and offsets rather than nested builders: it is
+//! faster, and the field definitions come from one place ([`crate::schema`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use agentgen_codec::{Message, Role, ToolCall};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float32Array, GenericStringArray, Int8Array,
+    Int32Array, ListArray, RecordBatch, StringArray, StructArray, UInt8Array, UInt32Array,
+    UInt64Array,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{
+    DataType, Field, Float32Type, Int8Type, Int32Type, UInt8Type, UInt32Type, UInt64Type,
+};
+
+use crate::schema::{col, message_fields, schema, tool_call_fields};
+use crate::{Error, Result, SampleRow, Verdict};
+
+/// Running i32 offsets; errors (instead of wrapping) past 2 GiB of values in one batch.
+struct Offsets(Vec<i32>);
+
+impl Offsets {
+    fn with_capacity(n: usize) -> Self {
+        let mut v = Vec::with_capacity(n + 1);
+        v.push(0);
+        Offsets(v)
+    }
+    fn push_len(&mut self, len: usize) -> Result<()> {
+        let last = *self.0.last().unwrap_or(&0);
+        let next = i32::try_from(len).ok().and_then(|l| last.checked_add(l)).ok_or_else(|| {
+            Error::InvalidOptions {
+                reason: "a record batch exceeds 2 GiB in one column; lower row_group_rows".into(),
+            }
+        })?;
+        self.0.push(next);
+        Ok(())
+    }
+    fn finish(self) -> OffsetBuffer<i32> {
+        OffsetBuffer::new(ScalarBuffer::from(self.0))
+    }
+}
+
+fn list_field(data_type: &DataType) -> Arc<Field> {
+    match data_type {
+        DataType::List(f) => f.clone(),
+        // Unreachable by construction: callers pass list types from `schema()`.
+        _ => Arc::new(Field::new("item", data_type.clone(), true)),
+    }
+}
+
+fn field_type(name: &str) -> DataType {
+    schema().field_with_name(name).map(|f| f.data_type().clone()).unwrap_or(DataType::Null)
+}
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn opt_strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.collect::<StringArray>())
+}
+
+fn string_list<'a, I>(rows: impl Iterator<Item = I>, n: usize, name: &str) -> Result<ArrayRef>
+where
+    I: ExactSizeIterator<Item = &'a str>,
+{
+    let mut offsets = Offsets::with_capacity(n);
+    let mut values = Vec::new();
+    for row in rows {
+        offsets.push_len(row.len())?;
+        values.extend(row);
+    }
+    let values: ArrayRef = Arc::new(StringArray::from_iter_values(values));
+    let field = list_field(&field_type(name));
+    Ok(Arc::new(ListArray::try_new(field, offsets.finish(), values, None).map_err(arrow_err)?))
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> Error {
+    Error::arrow(Path::new("<batch>"), e)
+}
+
+fn messages_array(rows: &[SampleRow]) -> Result<ArrayRef> {
+    let n_msgs: usize = rows.iter().map(|r| r.messages.len()).sum();
+    let mut row_offsets = Offsets::with_capacity(rows.len());
+    let mut roles = Vec::with_capacity(n_msgs);
+    let mut contents = Vec::with_capacity(n_msgs);
+    let mut reasonings = Vec::with_capacity(n_msgs);
+    let mut call_offsets = Offsets::with_capacity(n_msgs);
+    let mut call_valid = Vec::with_capacity(n_msgs);
+    let mut names = Vec::new();
+    let mut args = Vec::new();
+    for row in rows {
+        row_offsets.push_len(row.messages.len())?;
+        for m in &row.messages {
+            roles.push(m.role.as_str());
+            contents.push(m.content.as_deref());
+            reasonings.push(m.reasoning_content.as_deref());
+            call_offsets.push_len(m.tool_calls.len())?;
+            call_valid.push(!m.tool_calls.is_empty());
+            for c in &m.tool_calls {
+                names.push(c.name.as_str());
+                args.push(c.arguments.as_str());
+            }
+        }
+    }
+    let calls = StructArray::try_new(
+        tool_call_fields(),
+        vec![strings(names.into_iter()), strings(args.into_iter())],
+        None,
+    )
+    .map_err(arrow_err)?;
+    let fields = message_fields();
+    let calls_field = list_field(fields[3].data_type());
+    let calls = ListArray::try_new(
+        calls_field,
+        call_offsets.finish(),
+        Arc::new(calls),
+        Some(NullBuffer::from(call_valid)),
+    )
+    .map_err(arrow_err)?;
+    let messages = StructArray::try_new(
+        fields,
+        vec![
+            strings(roles.into_iter()),
+            opt_strings(contents.into_iter()),
+            opt_strings(reasonings.into_iter()),
+            Arc::new(calls),
+        ],
+        None,
+    )
+    .map_err(arrow_err)?;
+    let field = list_field(&field_type(col::MESSAGES));
+    Ok(Arc::new(
+        ListArray::try_new(field, row_offsets.finish(), Arc::new(messages), None)
+            .map_err(arrow_err)?,
+    ))
+}
+
+fn token_ids_array(rows: &[SampleRow]) -> Result<ArrayRef> {
+    let mut offsets = Offsets::with_capacity(rows.len());
+    let mut values = Vec::with_capacity(rows.iter().map(|r| r.token_ids.len()).sum());
+    for row in rows {
+        offsets.push_len(row.token_ids.len())?;
+        // Token ids are < 2^31 in every real vocabulary; a larger id is stored bit-for-bit
+        // (reinterpreted), so the round trip is still exact.
+        values.extend(row.token_ids.iter().map(|&t| t as i32));
+    }
+    let field = list_field(&field_type(col::TOKEN_IDS));
+    let values: ArrayRef = Arc::new(Int32Array::from(values));
+    Ok(Arc::new(ListArray::try_new(field, offsets.finish(), values, None).map_err(arrow_err)?))
+}
+
+fn loss_mask_array(rows: &[SampleRow]) -> Result<ArrayRef> {
+    let mut offsets = Offsets::with_capacity(rows.len());
+    let mut values = Vec::with_capacity(rows.iter().map(|r| r.loss_mask.len()).sum());
+    for row in rows {
+        offsets.push_len(row.loss_mask.len())?;
+        values.extend(row.loss_mask.iter().map(|&m| m as i8));
+    }
+    let field = list_field(&field_type(col::LOSS_MASK));
+    let values: ArrayRef = Arc::new(Int8Array::from(values));
+    Ok(Arc::new(ListArray::try_new(field, offsets.finish(), values, None).map_err(arrow_err)?))
+}
+
+fn logprobs_array(rows: &[SampleRow]) -> Result<ArrayRef> {
+    let mut offsets = Offsets::with_capacity(rows.len());
+    let mut valid = Vec::with_capacity(rows.len());
+    let mut values: Vec<Option<f32>> = Vec::new();
+    for row in rows {
+        match &row.logprobs {
+            Some(lp) => {
+                offsets.push_len(lp.len())?;
+                values.extend(lp.iter().copied());
+                valid.push(true);
+            }
+            None => {
+                offsets.push_len(0)?;
+                valid.push(false);
+            }
+        }
+    }
+    let field = list_field(&field_type(col::LOGPROBS));
+    let values: ArrayRef = Arc::new(Float32Array::from(values));
+    Ok(Arc::new(
+        ListArray::try_new(field, offsets.finish(), values, Some(NullBuffer::from(valid)))
+            .map_err(arrow_err)?,
+    ))
+}
+
+/// Build one record batch of [`schema()`] from `rows`.
+pub fn rows_to_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
+    let s = |f: fn(&SampleRow) -> &str| strings(rows.iter().map(f));
+    let columns: Vec<ArrayRef> = vec![
+        s(|r| &r.sample_id),
+        s(|r| &r.task_id),
+        s(|r| &r.group_id),
+        s(|r| &r.run_id),
+        s(|r| &r.family),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.instance_seed))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.task_seed))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.sample_index))),
+        Arc::new(UInt8Array::from_iter_values(rows.iter().map(|r| r.difficulty))),
+        s(|r| &r.thinking_mode),
+        s(|r| &r.tools),
+        messages_array(rows)?,
+        s(|r| &r.text),
+        token_ids_array(rows)?,
+        loss_mask_array(rows)?,
+        logprobs_array(rows)?,
+        Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.reward))),
+        Arc::new(rows.iter().map(|r| r.advantage).collect::<Float32Array>()),
+        Arc::new(rows.iter().map(|r| Some(r.passed)).collect::<BooleanArray>()),
+        s(|r| &r.checks),
+        opt_strings(rows.iter().map(|r| r.verdict.code())),
+        opt_strings(rows.iter().map(|r| match &r.verdict {
+            Verdict::Accepted => None,
+            Verdict::Rejected { detail, .. } => Some(detail.as_str()),
+        })),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.turns))),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.tool_calls))),
+        s(|r| &r.finish_reason),
+        s(|r| &r.policy),
+        opt_strings(rows.iter().map(|r| r.model.as_deref())),
+        s(|r| &r.sampling),
+        string_list(
+            rows.iter().map(|r| r.warnings.iter().map(String::as_str)),
+            rows.len(),
+            col::WARNINGS,
+        )?,
+        s(|r| &r.timings_ms),
+    ];
+    RecordBatch::try_new(schema(), columns).map_err(arrow_err)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/// Typed, panic-free access to the columns of one batch of our schema.
+pub(crate) struct BatchView<'a> {
+    path: &'a Path,
+    batch: &'a RecordBatch,
+    /// Row index of the batch's first row within the file.
+    base: usize,
+}
+
+impl<'a> BatchView<'a> {
+    pub(crate) fn new(path: &'a Path, batch: &'a RecordBatch, base: usize) -> Self {
+        BatchView { path, batch, base }
+    }
+
+    fn column(&self, name: &str) -> Result<&'a ArrayRef> {
+        self.batch.column_by_name(name).ok_or_else(|| Error::MissingColumn {
+            path: self.path.to_owned(),
+            column: name.to_owned(),
+        })
+    }
+
+    fn type_err(&self, name: &str, found: &DataType, expected: &str) -> Error {
+        Error::ColumnType {
+            path: self.path.to_owned(),
+            column: name.to_owned(),
+            found: found.to_string(),
+            expected: expected.to_owned(),
+        }
+    }
+
+    fn invalid(&self, row: usize, column: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidValue {
+            path: self.path.to_owned(),
+            row: self.base + row,
+            column: column.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn utf8(&self, name: &str) -> Result<&'a GenericStringArray<i32>> {
+        let a = self.column(name)?;
+        a.as_string_opt::<i32>().ok_or_else(|| self.type_err(name, a.data_type(), "utf8"))
+    }
+
+    fn prim<T: arrow::datatypes::ArrowPrimitiveType>(
+        &self,
+        name: &str,
+        expected: &str,
+    ) -> Result<&'a arrow::array::PrimitiveArray<T>> {
+        let a = self.column(name)?;
+        a.as_primitive_opt::<T>().ok_or_else(|| self.type_err(name, a.data_type(), expected))
+    }
+
+    fn list(&self, name: &str, expected: &str) -> Result<&'a ListArray> {
+        let a = self.column(name)?;
+        a.as_list_opt::<i32>().ok_or_else(|| self.type_err(name, a.data_type(), expected))
+    }
+
+    fn req_str(&self, a: &'a GenericStringArray<i32>, i: usize, name: &str) -> Result<String> {
+        if a.is_null(i) {
+            return Err(self.invalid(i, name, "null in a non-null column"));
+        }
+        Ok(a.value(i).to_owned())
+    }
+
+    fn opt_str(a: &GenericStringArray<i32>, i: usize) -> Option<String> {
+        a.is_valid(i).then(|| a.value(i).to_owned())
+    }
+
+    /// Decode every row of the batch.
+    pub(crate) fn rows(&self) -> Result<Vec<SampleRow>> {
+        let n = self.batch.num_rows();
+        let sample_id = self.utf8(col::SAMPLE_ID)?;
+        let task_id = self.utf8(col::TASK_ID)?;
+        let group_id = self.utf8(col::GROUP_ID)?;
+        let run_id = self.utf8(col::RUN_ID)?;
+        let family = self.utf8(col::FAMILY)?;
+        let instance_seed = self.prim::<UInt64Type>(col::INSTANCE_SEED, "uint64")?;
+        let task_seed = self.prim::<UInt64Type>(col::TASK_SEED, "uint64")?;
+        let sample_index = self.prim::<UInt32Type>(col::SAMPLE_INDEX, "uint32")?;
+        let difficulty = self.prim::<UInt8Type>(col::DIFFICULTY, "uint8")?;
+        let thinking_mode = self.utf8(col::THINKING_MODE)?;
+        let tools = self.utf8(col::TOOLS)?;
+        let messages = self.messages()?;
+        let text = self.utf8(col::TEXT)?;
+        let token_ids = self.list(col::TOKEN_IDS, "list<int32>")?;
+        let token_values = token_ids
+            .values()
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(|| self.type_err(col::TOKEN_IDS, token_ids.data_type(), "list<int32>"))?;
+        let loss_mask = self.list(col::LOSS_MASK, "list<int8>")?;
+        let mask_values = loss_mask
+            .values()
+            .as_primitive_opt::<Int8Type>()
+            .ok_or_else(|| self.type_err(col::LOSS_MASK, loss_mask.data_type(), "list<int8>"))?;
+        let logprobs = self.list(col::LOGPROBS, "list<float32>")?;
+        let lp_values = logprobs
+            .values()
+            .as_primitive_opt::<Float32Type>()
+            .ok_or_else(|| self.type_err(col::LOGPROBS, logprobs.data_type(), "list<float32>"))?;
+        let reward = self.prim::<Float32Type>(col::REWARD, "float32")?;
+        let advantage = self.prim::<Float32Type>(col::ADVANTAGE, "float32")?;
+        let passed_col = self.column(col::PASSED)?;
+        let passed = passed_col
+            .as_boolean_opt()
+            .ok_or_else(|| self.type_err(col::PASSED, passed_col.data_type(), "bool"))?;
+        let checks = self.utf8(col::CHECKS)?;
+        let rejection_code = self.utf8(col::REJECTION_CODE)?;
+        let rejection_detail = self.utf8(col::REJECTION_DETAIL)?;
+        let turns = self.prim::<UInt32Type>(col::TURNS, "uint32")?;
+        let tool_calls = self.prim::<UInt32Type>(col::TOOL_CALLS, "uint32")?;
+        let finish_reason = self.utf8(col::FINISH_REASON)?;
+        let policy = self.utf8(col::POLICY)?;
+        let model = self.utf8(col::MODEL)?;
+        let sampling = self.utf8(col::SAMPLING)?;
+        let warnings = self.list(col::WARNINGS, "list<utf8>")?;
+        let warning_values = warnings
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| self.type_err(col::WARNINGS, warnings.data_type(), "list<utf8>"))?;
+        let timings_ms = self.utf8(col::TIMINGS_MS)?;
+
+        let mut out = Vec::with_capacity(n);
+        for (i, messages) in messages.into_iter().enumerate().take(n) {
+            let range = |l: &ListArray| {
+                let o = l.value_offsets();
+                (o[i] as usize)..(o[i + 1] as usize)
+            };
+            let verdict = match Self::opt_str(rejection_code, i) {
+                None => Verdict::Accepted,
+                Some(code) => Verdict::Rejected {
+                    code,
+                    detail: Self::opt_str(rejection_detail, i).unwrap_or_default(),
+                },
+            };
+            let logprobs = logprobs.is_valid(i).then(|| {
+                range(logprobs).map(|j| lp_values.is_valid(j).then(|| lp_values.value(j))).collect()
+            });
+            out.push(SampleRow {
+                sample_id: self.req_str(sample_id, i, col::SAMPLE_ID)?,
+                task_id: self.req_str(task_id, i, col::TASK_ID)?,
+                group_id: self.req_str(group_id, i, col::GROUP_ID)?,
+                run_id: self.req_str(run_id, i, col::RUN_ID)?,
+                family: self.req_str(family, i, col::FAMILY)?,
+                instance_seed: instance_seed.value(i),
+                task_seed: task_seed.value(i),
+                sample_index: sample_index.value(i),
+                difficulty: difficulty.value(i),
+                thinking_mode: self.req_str(thinking_mode, i, col::THINKING_MODE)?,
+                tools: self.req_str(tools, i, col::TOOLS)?,
+                messages,
+                text: self.req_str(text, i, col::TEXT)?,
+                token_ids: token_values.values()[range(token_ids)]
+                    .iter()
+                    .map(|&t| t as u32)
+                    .collect(),
+                loss_mask: mask_values.values()[range(loss_mask)]
+                    .iter()
+                    .map(|&m| m as u8)
+                    .collect(),
+                logprobs,
+                reward: reward.value(i),
+                advantage: advantage.is_valid(i).then(|| advantage.value(i)),
+                passed: passed.value(i),
+                checks: self.req_str(checks, i, col::CHECKS)?,
+                verdict,
+                turns: turns.value(i),
+                tool_calls: tool_calls.value(i),
+                finish_reason: self.req_str(finish_reason, i, col::FINISH_REASON)?,
+                policy: self.req_str(policy, i, col::POLICY)?,
+                model: Self::opt_str(model, i),
+                sampling: self.req_str(sampling, i, col::SAMPLING)?,
+                warnings: range(warnings).map(|j| warning_values.value(j).to_owned()).collect(),
+                timings_ms: self.req_str(timings_ms, i, col::TIMINGS_MS)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn messages(&self) -> Result<Vec<Vec<Message>>> {
+        const EXPECTED: &str = "list<struct<role, content, reasoning_content, tool_calls>>";
+        let list = self.list(col::MESSAGES, EXPECTED)?;
+        let bad = || self.type_err(col::MESSAGES, list.data_type(), EXPECTED);
+        let structs = list.values().as_struct_opt().ok_or_else(bad)?;
+        let field = |name: &str| -> Result<&GenericStringArray<i32>> {
+            structs.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(bad)
+        };
+        let roles = field("role")?;
+        let contents = field("content")?;
+        let reasonings = field("reasoning_content")?;
+        let calls = structs
+            .column_by_name("tool_calls")
+            .and_then(|c| c.as_list_opt::<i32>())
+            .ok_or_else(bad)?;
+        let call_structs = calls.values().as_struct_opt().ok_or_else(bad)?;
+        let call_field = |name: &str| -> Result<&GenericStringArray<i32>> {
+            call_structs.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(bad)
+        };
+        let names = call_field("name")?;
+        let arguments = call_field("arguments")?;
+        let offsets = list.value_offsets();
+        let call_offsets = calls.value_offsets();
+        let mut out = Vec::with_capacity(list.len());
+        for i in 0..list.len() {
+            let range = (offsets[i] as usize)..(offsets[i + 1] as usize);
+            let mut messages = Vec::with_capacity(range.len());
+            for j in range {
+                let role = match roles.is_valid(j).then(|| roles.value(j)) {
+                    Some("system") => Role::System,
+                    Some("developer") => Role::Developer,
+                    Some("user") => Role::User,
+                    Some("assistant") => Role::Assistant,
+                    Some("tool") => Role::Tool,
+                    other => {
+                        return Err(self.invalid(i, col::MESSAGES, format!("bad role {other:?}")));
+                    }
+                };
+                let tool_calls = if calls.is_valid(j) {
+                    ((call_offsets[j] as usize)..(call_offsets[j + 1] as usize))
+                        .map(|k| ToolCall::new(names.value(k), arguments.value(k)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                // Built through the constructor so fields the codec adds later stay defaulted.
+                let mut m = Message::new(role, String::new());
+                m.content = Self::opt_str(contents, j);
+                m.reasoning_content = Self::opt_str(reasonings, j);
+                m.tool_calls = tool_calls;
+                messages.push(m);
+            }
+            out.push(messages);
+        }
+        Ok(out)
+    }
+}

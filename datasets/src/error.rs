@@ -1,0 +1,123 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while writing or reading a dataset.
+///
+/// Every variant names the file it concerns, so a message printed by the CLI is actionable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`"create"`, `"rename"`, ...).
+        op: &'static str,
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not readable Parquet (truncated, corrupt footer, bad page, ...).
+    #[error("{} is not a readable parquet file: {source}", path.display())]
+    Parquet {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// Arrow failed while building or decoding a batch.
+    #[error("arrow error in {}: {source}", path.display())]
+    Arrow {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// The parquet reader panicked on malformed data; caught and reported instead.
+    #[error("{} is corrupt: the parquet decoder failed ({detail})", path.display())]
+    Corrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// A required column is missing.
+    #[error("{} has no `{column}` column", path.display())]
+    MissingColumn {
+        /// The file concerned.
+        path: PathBuf,
+        /// The column that was looked for.
+        column: String,
+    },
+    /// A column exists but has a type this reader cannot use.
+    #[error("{}: column `{column}` has type {found}, expected {expected}", path.display())]
+    ColumnType {
+        /// The file concerned.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// The type it has.
+        found: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// The file was written with a different (or no) agentgen schema version.
+    #[error(
+        "{}: schema version {found:?}, this build reads version {expected}",
+        path.display()
+    )]
+    SchemaVersion {
+        /// The file concerned.
+        path: PathBuf,
+        /// The `agentgen.schema_version` value found, if any.
+        found: Option<String>,
+        /// [`crate::SCHEMA_VERSION`].
+        expected: u32,
+    },
+    /// A value in a well-typed column is not valid (unknown role, null in a required field).
+    #[error("{} row {row}: column `{column}`: {reason}", path.display())]
+    InvalidValue {
+        /// The file concerned.
+        path: PathBuf,
+        /// Row index within the file.
+        row: usize,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// JSON (de)serialisation of a manifest failed.
+    #[error("{}: invalid json: {source}", path.display())]
+    Json {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Writer options that cannot work (zero rows per file, shard index out of range).
+    #[error("invalid writer options: {reason}")]
+    InvalidOptions {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+    pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet { path: path.into(), source }
+    }
+    pub(crate) fn arrow(path: impl Into<PathBuf>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow { path: path.into(), source }
+    }
+}

@@ -1,0 +1,496 @@
+//! Readers: typed rows of our schema, projected columns, and conversations from any Parquet
+//! file with a `messages` column.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::{self, File};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde_json::Value;
+
+use crate::convert::BatchView;
+use crate::json::{array_value, normalise_messages};
+use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, col};
+use crate::writer::{DATA_DIR, TMP_SUFFIX, parse_part_file_name};
+use crate::{Error, Result, SampleRow, Split};
+
+/// Rows per decoded batch.
+const BATCH_ROWS: usize = 1024;
+
+fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    // Guarded: a malformed footer must become an error, never a panic.
+    match catch_unwind(AssertUnwindSafe(|| ParquetRecordBatchReaderBuilder::try_new(file))) {
+        Ok(r) => r.map_err(|e| Error::parquet(path, e)),
+        Err(panic) => Err(Error::Corrupt { path: path.to_owned(), detail: panic_text(&panic) }),
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
+/// The `agentgen.schema_version` of a file, from the Parquet key-value metadata or the Arrow
+/// schema metadata.
+fn file_schema_version(builder: &ParquetRecordBatchReaderBuilder<File>) -> Option<String> {
+    builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
+        .and_then(|k| k.value.clone())
+        .or_else(|| builder.schema().metadata().get(SCHEMA_VERSION_KEY).cloned())
+}
+
+fn check_version(path: &Path, builder: &ParquetRecordBatchReaderBuilder<File>) -> Result<()> {
+    let found = file_schema_version(builder);
+    if found.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
+        return Err(Error::SchemaVersion {
+            path: path.to_owned(),
+            found,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Schema version and row count of a Parquet file, from its footer only.
+pub fn file_info(path: &Path) -> Result<FileInfo> {
+    let builder = open_builder(path)?;
+    let rows = builder.metadata().file_metadata().num_rows();
+    Ok(FileInfo {
+        schema_version: file_schema_version(&builder),
+        rows: u64::try_from(rows).unwrap_or(0),
+        row_groups: builder.metadata().num_row_groups(),
+    })
+}
+
+/// What a file's footer says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// `agentgen.schema_version`, if present.
+    pub schema_version: Option<String>,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Row groups in the file.
+    pub row_groups: usize,
+}
+
+/// Iterates record batches, turning decoder panics into [`Error::Corrupt`] and stopping after
+/// the first error.
+struct Batches {
+    path: PathBuf,
+    inner: Option<ParquetRecordBatchReader>,
+}
+
+impl Iterator for Batches {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let reader = self.inner.as_mut()?;
+        let item = match catch_unwind(AssertUnwindSafe(|| reader.next())) {
+            Ok(None) => None,
+            Ok(Some(Ok(batch))) => Some(Ok(batch)),
+            Ok(Some(Err(e))) => Some(Err(Error::arrow(&self.path, e))),
+            Err(panic) => {
+                Some(Err(Error::Corrupt { path: self.path.clone(), detail: panic_text(&panic) }))
+            }
+        };
+        if !matches!(item, Some(Ok(_))) {
+            self.inner = None;
+        }
+        item
+    }
+}
+
+fn batches(
+    path: &Path,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    columns: Option<&[&str]>,
+) -> Result<Batches> {
+    let builder = match columns {
+        None => builder,
+        Some(names) => {
+            let mut roots = Vec::new();
+            for name in names {
+                let i = builder.schema().index_of(name).map_err(|_| Error::MissingColumn {
+                    path: path.to_owned(),
+                    column: (*name).to_owned(),
+                })?;
+                roots.push(i);
+            }
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder.with_projection(mask)
+        }
+    };
+    let reader =
+        builder.with_batch_size(BATCH_ROWS).build().map_err(|e| Error::parquet(path, e))?;
+    Ok(Batches { path: path.to_owned(), inner: Some(reader) })
+}
+
+/// Streams the rows of one file of our schema, one record batch at a time.
+pub struct RowReader {
+    path: PathBuf,
+    batches: Batches,
+    pending: VecDeque<SampleRow>,
+    next_row: usize,
+    rows: u64,
+    failed: bool,
+}
+
+impl RowReader {
+    /// Open `path`; checks it is Parquet with our schema version.
+    pub fn try_new(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let builder = open_builder(path)?;
+        check_version(path, &builder)?;
+        let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+        Ok(RowReader {
+            path: path.to_owned(),
+            batches: batches(path, builder, None)?,
+            pending: VecDeque::new(),
+            next_row: 0,
+            rows,
+            failed: false,
+        })
+    }
+
+    /// Rows in the file (from the footer).
+    pub fn num_rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The next decoded batch of rows, `None` at the end.
+    pub fn next_batch(&mut self) -> Option<Result<Vec<SampleRow>>> {
+        if !self.pending.is_empty() {
+            return Some(Ok(self.pending.drain(..).collect()));
+        }
+        if self.failed {
+            return None;
+        }
+        let batch = match self.batches.next()? {
+            Ok(b) => b,
+            Err(e) => {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        };
+        let rows = BatchView::new(&self.path, &batch, self.next_row).rows();
+        self.next_row += batch.num_rows();
+        if rows.is_err() {
+            self.failed = true;
+        }
+        Some(rows)
+    }
+}
+
+impl Iterator for RowReader {
+    type Item = Result<SampleRow>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(row) = self.pending.pop_front() {
+                return Some(Ok(row));
+            }
+            match self.next_batch()? {
+                Ok(rows) => self.pending.extend(rows),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// All rows of one file of our schema.
+pub fn read_rows(path: &Path) -> Result<Vec<SampleRow>> {
+    RowReader::try_new(path)?.collect()
+}
+
+/// The values of one utf8 column of a file of our schema (e.g. `sample_id`), in row order.
+pub fn read_string_column(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
+    let builder = open_builder(path)?;
+    check_version(path, &builder)?;
+    let mut out = Vec::new();
+    for batch in batches(path, builder, Some(&[column]))? {
+        let batch = batch?;
+        let view = BatchView::new(path, &batch, out.len());
+        let a = view.utf8(column)?;
+        out.extend(a.iter().map(|v| v.map(str::to_owned)));
+    }
+    Ok(out)
+}
+
+/// Stream the record batches of `columns` of a file of our schema.
+pub fn read_columns(
+    path: &Path,
+    columns: &[&str],
+) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
+    let builder = open_builder(path)?;
+    check_version(path, &builder)?;
+    batches(path, builder, Some(columns))
+}
+
+/// One finished part of a dataset folder.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartFile {
+    /// Its split.
+    pub split: Split,
+    /// The shard that wrote it.
+    pub shard: u32,
+    /// Part number within (split, shard).
+    pub part: u32,
+    /// Full path.
+    pub path: PathBuf,
+}
+
+/// The finished parts under `dir/data/` (temp files and foreign names ignored), ordered by
+/// split, shard, part. A missing `data/` folder is an empty dataset.
+pub fn list_parts(dir: &Path) -> Result<Vec<PartFile>> {
+    let data = dir.join(DATA_DIR);
+    let entries = match fs::read_dir(&data) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", &data, e)),
+    };
+    let mut parts = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", &data, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((split, shard, part)) = parse_part_file_name(&name) {
+            parts.push(PartFile { split, shard, part, path: entry.path() });
+        }
+    }
+    parts.sort();
+    Ok(parts)
+}
+
+/// Temp files (`*.parquet.tmp`) under `dir/data/`: parts being written, or left by a crash.
+pub fn list_temp_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let data = dir.join(DATA_DIR);
+    let entries = match fs::read_dir(&data) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", &data, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", &data, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.strip_suffix(TMP_SUFFIX).is_some_and(|b| b.ends_with(".parquet")) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The sample ids held by the finished files of the dataset at `dir` (both splits), for
+/// `--resume`. Temp files are never read; they are stale (their writer is gone) and deleted.
+///
+/// Call it before any writer for `dir` starts: a temp file of a writer running concurrently in
+/// the same folder would be deleted too.
+pub fn finished_sample_ids(dir: &Path) -> Result<HashSet<String>> {
+    for tmp in list_temp_files(dir)? {
+        fs::remove_file(&tmp).map_err(|e| Error::io("remove stale", &tmp, e))?;
+    }
+    let mut ids = HashSet::new();
+    for part in list_parts(dir)? {
+        for id in read_string_column(&part.path, col::SAMPLE_ID)?.into_iter().flatten() {
+            ids.insert(id);
+        }
+    }
+    Ok(ids)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum ColumnKind {
+    /// list<struct> (or another nested type): converted structurally.
+    Nested,
+    /// utf8 JSON text.
+    Json,
+}
+
+fn column_kind(dt: &DataType) -> Option<ColumnKind> {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(ColumnKind::Json),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            Some(ColumnKind::Nested)
+        }
+        DataType::Dictionary(_, v) => column_kind(v).filter(|k| matches!(k, ColumnKind::Json)),
+        _ => None,
+    }
+}
+
+/// Reads conversations from ANY Parquet file with a `messages` column (list<struct> like ours,
+/// or utf8 JSON text of the message list) and an optional `tools` column (utf8 JSON, a nested
+/// list, or absent). Yields `(row_index, {"messages": [...], "tools"?: [...]})` in the OpenAI
+/// wire shape the codec's `Message` deserialises (tool calls as `{"type": "function",
+/// "function": {"name", "arguments"}}`), one record batch at a time.
+///
+/// A file that is not Parquet or lacks a usable `messages` column fails in
+/// [`try_new`](Self::try_new); a row that cannot be converted yields
+/// `Err(Error::InvalidValue)` for that row only; a decode failure mid-file yields one error
+/// and ends the iteration.
+pub struct ConversationReader {
+    path: PathBuf,
+    batches: Batches,
+    messages_kind: ColumnKind,
+    tools_kind: Option<ColumnKind>,
+    next_row: usize,
+    rows: u64,
+    pending: VecDeque<(usize, Result<Value>)>,
+}
+
+impl ConversationReader {
+    /// Open `path` and check it has a usable `messages` column.
+    pub fn try_new(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let builder = open_builder(path)?;
+        let schema = builder.schema().clone();
+        let messages = schema.field_with_name(col::MESSAGES).map_err(|_| Error::MissingColumn {
+            path: path.to_owned(),
+            column: col::MESSAGES.to_owned(),
+        })?;
+        let messages_kind = column_kind(messages.data_type()).ok_or_else(|| Error::ColumnType {
+            path: path.to_owned(),
+            column: col::MESSAGES.to_owned(),
+            found: messages.data_type().to_string(),
+            expected: "list<struct<role, content, ...>> or utf8 JSON".to_owned(),
+        })?;
+        let tools_kind = schema
+            .field_with_name(col::TOOLS)
+            .ok()
+            .map(|f| {
+                column_kind(f.data_type()).ok_or_else(|| Error::ColumnType {
+                    path: path.to_owned(),
+                    column: col::TOOLS.to_owned(),
+                    found: f.data_type().to_string(),
+                    expected: "utf8 JSON or a list".to_owned(),
+                })
+            })
+            .transpose()?;
+        let columns: &[&str] =
+            if tools_kind.is_some() { &[col::MESSAGES, col::TOOLS] } else { &[col::MESSAGES] };
+        let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+        Ok(ConversationReader {
+            path: path.to_owned(),
+            batches: batches(path, builder, Some(columns))?,
+            messages_kind,
+            tools_kind,
+            next_row: 0,
+            rows,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// Rows in the file (from the footer).
+    pub fn num_rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn invalid(&self, row: usize, column: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidValue {
+            path: self.path.clone(),
+            row,
+            column: column.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn cell(
+        &self,
+        array: &dyn Array,
+        kind: ColumnKind,
+        i: usize,
+        row: usize,
+        column: &str,
+    ) -> Result<Option<Value>> {
+        if array.is_null(i) {
+            return Ok(None);
+        }
+        match kind {
+            ColumnKind::Nested => {
+                array_value(array, i).map(Some).map_err(|reason| self.invalid(row, column, reason))
+            }
+            ColumnKind::Json => {
+                let text = string_at(array, i)
+                    .ok_or_else(|| self.invalid(row, column, "not a string column"))?;
+                serde_json::from_str(&text)
+                    .map(Some)
+                    .map_err(|e| self.invalid(row, column, format!("invalid JSON: {e}")))
+            }
+        }
+    }
+
+    fn convert_batch(&mut self, batch: &RecordBatch) {
+        let base = self.next_row;
+        self.next_row += batch.num_rows();
+        let Some(messages) = batch.column_by_name(col::MESSAGES) else { return };
+        let tools = batch.column_by_name(col::TOOLS);
+        for i in 0..batch.num_rows() {
+            let row = base + i;
+            let value = (|| {
+                let mut msgs = self
+                    .cell(messages.as_ref(), self.messages_kind, i, row, col::MESSAGES)?
+                    .ok_or_else(|| self.invalid(row, col::MESSAGES, "null"))?;
+                normalise_messages(&mut msgs)
+                    .map_err(|reason| self.invalid(row, col::MESSAGES, reason))?;
+                let mut obj = serde_json::Map::new();
+                obj.insert("messages".to_owned(), msgs);
+                if let (Some(t), Some(kind)) = (tools, self.tools_kind)
+                    && let Some(v) = self.cell(t.as_ref(), kind, i, row, col::TOOLS)?
+                {
+                    obj.insert("tools".to_owned(), v);
+                }
+                Ok(Value::Object(obj))
+            })();
+            self.pending.push_back((row, value));
+        }
+    }
+}
+
+fn string_at(array: &dyn Array, i: usize) -> Option<String> {
+    if let Some(a) = array.as_string_opt::<i32>() {
+        return Some(a.value(i).to_owned());
+    }
+    if let Some(a) = array.as_string_opt::<i64>() {
+        return Some(a.value(i).to_owned());
+    }
+    if let Some(a) = array.as_string_view_opt() {
+        return Some(a.value(i).to_owned());
+    }
+    if let Some(d) = array.as_any_dictionary_opt() {
+        let key = *d.normalized_keys().get(i)?;
+        return string_at(d.values().as_ref(), key);
+    }
+    None
+}
+
+impl Iterator for ConversationReader {
+    type Item = (usize, Result<Value>);
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            match self.batches.next()? {
+                Ok(batch) => self.convert_batch(&batch),
+                Err(e) => return Some((self.next_row, Err(e))),
+            }
+        }
+    }
+}
+
+impl Error {
+    /// Whether the error concerns one row only (the rest of the file is still readable).
+    pub fn is_row_error(&self) -> bool {
+        matches!(self, Error::InvalidValue { .. })
+    }
+}
