@@ -1,0 +1,282 @@
+//! MLA with DeepSeek Sparse Attention (spec §6–§8): query/KV projections, the lightning
+//! indexer, per-query top-k selection over the causal past, and attention in the absorbed
+//! (latent, MQA-like) form for every phase. Decode gathers only the selected cache rows, so
+//! its attention cost is O(top-k); the indexer scan is O(context) but narrow.
+
+use std::time::Instant;
+
+use candle_core::{D, Device, Tensor};
+use candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim};
+use candle_nn::rotary_emb::{rope, rope_i};
+
+use super::{Config, LayerTrace, linear};
+use crate::Result;
+use crate::kv_cache::SeqCache;
+use crate::loader::WeightSource;
+
+/// One sequence's slice of a batched forward.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegInfo {
+    /// Absolute position of the segment's first token (= tokens already cached).
+    pub start: usize,
+    /// Row offset of the segment in the stacked `[N, D]` activations.
+    pub offset: usize,
+    /// Tokens in this call.
+    pub len: usize,
+}
+
+/// Per-call inputs shared by all layers.
+pub(crate) struct Batch<'a> {
+    pub segs: &'a [SegInfo],
+    pub cos: Tensor,
+    pub sin: Tensor,
+    pub dense: bool,
+}
+
+/// Indices (ascending) of the `k` largest scores among the first `visible` entries; all of them
+/// when `visible <= k`. Ties are broken arbitrarily (spec §7.4).
+pub fn select_topk(row: &[f32], visible: usize, k: usize) -> Vec<u32> {
+    let mut idx: Vec<u32> = (0..visible as u32).collect();
+    if visible > k && k > 0 {
+        idx.select_nth_unstable_by(k - 1, |&a, &b| row[b as usize].total_cmp(&row[a as usize]));
+        idx.truncate(k);
+    }
+    idx.sort_unstable();
+    idx
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    q_a: Tensor,
+    q_a_ln: Tensor,
+    q_b: Tensor,
+    kv_a: Tensor,
+    kv_a_ln: Tensor,
+    /// `[H, dn, C]`: query absorption (`q_nope · W_UK`).
+    w_uk: Tensor,
+    /// `[H, C, dv]`: value up-projection applied to the attended latent.
+    w_uv_t: Tensor,
+    o_proj: Tensor,
+    idx_wq_b: Tensor,
+    idx_wk: Tensor,
+    idx_norm_w: Tensor,
+    idx_norm_b: Tensor,
+    idx_wproj: Tensor,
+    h: usize,
+    dn: usize,
+    dr: usize,
+    dv: usize,
+    c: usize,
+    hi: usize,
+    di: usize,
+    eps: f32,
+    scale: f64,
+    /// `index_n_heads^-0.5 · index_head_dim^-0.5`, folded into the head weights (ReLU is
+    /// positively homogeneous, so the score scale can move outside it).
+    wscale: f64,
+    topk: usize,
+}
+
+impl Attention {
+    pub(crate) fn load(w: &dyn WeightSource, p: &str, cfg: &Config, dev: &Device) -> Result<Self> {
+        let (d, h, c) = (cfg.hidden_size, cfg.num_attention_heads, cfg.kv_lora_rank);
+        let (dn, dr, dv, qr) =
+            (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.q_lora_rank);
+        let (hi, di) = (cfg.index_n_heads, cfg.index_head_dim);
+        let g = |name: &str, shape: &[usize]| w.get(&format!("{p}.{name}"), shape, dev);
+        let kv_b = g("kv_b_proj.weight", &[h * (dn + dv), c])?.reshape((h, dn + dv, c))?;
+        Ok(Self {
+            q_a: g("q_a_proj.weight", &[qr, d])?,
+            q_a_ln: g("q_a_layernorm.weight", &[qr])?,
+            q_b: g("q_b_proj.weight", &[h * (dn + dr), qr])?,
+            kv_a: g("kv_a_proj_with_mqa.weight", &[c + dr, d])?,
+            kv_a_ln: g("kv_a_layernorm.weight", &[c])?,
+            w_uk: kv_b.narrow(1, 0, dn)?.contiguous()?,
+            w_uv_t: kv_b.narrow(1, dn, dv)?.transpose(1, 2)?.contiguous()?,
+            o_proj: g("o_proj.weight", &[d, h * dv])?,
+            idx_wq_b: g("indexer.wq_b.weight", &[hi * di, qr])?,
+            idx_wk: g("indexer.wk.weight", &[di, d])?,
+            idx_norm_w: g("indexer.k_norm.weight", &[di])?,
+            idx_norm_b: g("indexer.k_norm.bias", &[di])?,
+            idx_wproj: g("indexer.weights_proj.weight", &[hi, d])?,
+            h,
+            dn,
+            dr,
+            dv,
+            c,
+            hi,
+            di,
+            eps: cfg.rms_norm_eps as f32,
+            scale: cfg.softmax_scale(),
+            wscale: (hi as f64).powf(-0.5) * (di as f64).powf(-0.5),
+            topk: cfg.index_topk,
+        })
+    }
+
+    /// Rotates the first `dr` dims of the last axis of `x` (`[B, N, W]`) with the half-split
+    /// (NeoX) layout, keeping the rest.
+    fn rope_prefix_halfsplit(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let w = x.dim(D::Minus1)?;
+        let r =
+            rope(&x.narrow(2, 0, self.dr)?.contiguous()?.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
+        if w == self.dr {
+            Ok(r)
+        } else {
+            Ok(Tensor::cat(&[&r, &x.narrow(2, self.dr, w - self.dr)?], 2)?)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // reason: internal hot path; the probe pieces are optional
+    pub(crate) fn forward(
+        &self,
+        a: &Tensor,
+        batch: &Batch<'_>,
+        caches: &[&SeqCache],
+        layer: usize,
+        hadamard: Option<&Tensor>,
+        mut trace: Option<&mut LayerTrace>,
+        attn_time: &mut std::time::Duration,
+    ) -> Result<Tensor> {
+        let n = a.dim(0)?;
+        let (h, dn, dr, c, hi, di) = (self.h, self.dn, self.dr, self.c, self.hi, self.di);
+        let (cos, sin) = (&batch.cos, &batch.sin);
+
+        // MLA projections.
+        let cq = rms_norm(&linear(a, &self.q_a)?, &self.q_a_ln, self.eps)?;
+        let q = linear(&cq, &self.q_b)?.reshape((n, h, dn + dr))?;
+        let q_nope = q.narrow(2, 0, dn)?.transpose(0, 1)?.contiguous()?;
+        let q_rope = q.narrow(2, dn, dr)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
+        let q_rope = rope_i(&q_rope, cos, sin)?.squeeze(0)?; // [H, N, dr]
+        let q_abs = q_nope.matmul(&self.w_uk)?; // [H, N, C]
+        let kv = linear(a, &self.kv_a)?;
+        let ckv = rms_norm(&kv.narrow(1, 0, c)?.contiguous()?, &self.kv_a_ln, self.eps)?;
+        let krope = kv.narrow(1, c, dr)?.contiguous()?.reshape((1, 1, n, dr))?;
+        let krope = rope_i(&krope, cos, sin)?.reshape((n, dr))?;
+
+        // Indexer query / key / head weights.
+        let qi =
+            linear(&cq, &self.idx_wq_b)?.reshape((n, hi, di))?.transpose(0, 1)?.contiguous()?;
+        let mut qi = self.rope_prefix_halfsplit(&qi, cos, sin)?; // [Hi, N, Di]
+        let ki = layer_norm(&linear(a, &self.idx_wk)?, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
+        let mut ki = self.rope_prefix_halfsplit(&ki.unsqueeze(0)?, cos, sin)?.squeeze(0)?; // [N, Di]
+        if let Some(hm) = hadamard {
+            qi = qi.reshape((hi * n, di))?.matmul(hm)?.reshape((hi, n, di))?;
+            ki = ki.matmul(hm)?;
+        }
+        let wts = (linear(a, &self.idx_wproj)? * self.wscale)?.t()?.contiguous()?; // [Hi, N]
+
+        let started = Instant::now();
+        let mut outs = Vec::with_capacity(batch.segs.len());
+        for (seg, cache) in batch.segs.iter().zip(caches) {
+            let (s0, off, len) = (seg.start, seg.offset, seg.len);
+            cache.write(
+                layer,
+                s0,
+                &ckv.narrow(0, off, len)?,
+                &krope.narrow(0, off, len)?,
+                &ki.narrow(0, off, len)?,
+            )?;
+            let t = s0 + len;
+            let (ckv_all, kr_all, ki_all) = cache.view(layer, t)?;
+            let sparse = !batch.dense && t > self.topk;
+            let scores = if sparse || trace.is_some() {
+                let q = qi.narrow(1, off, len)?.contiguous()?.reshape((hi * len, di))?;
+                let s = q.matmul(&ki_all.t()?)?.reshape((hi, len, t))?.relu()?;
+                let w = wts.narrow(1, off, len)?.unsqueeze(2)?;
+                Some(s.broadcast_mul(&w)?.sum(0)?.to_vec2::<f32>()?)
+            } else {
+                None
+            };
+            let sel: Option<Vec<Vec<u32>>> = match (&scores, sparse) {
+                (Some(rows), true) => Some(
+                    rows.iter()
+                        .enumerate()
+                        .map(|(i, row)| select_topk(row, s0 + i + 1, self.topk))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            if let (Some(tr), Some(rows)) = (trace.as_deref_mut(), &scores) {
+                for (i, row) in rows.iter().enumerate() {
+                    let visible = s0 + i + 1;
+                    let mut r = row.clone();
+                    r[visible..].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                    let chosen = match &sel {
+                        Some(s) if !batch.dense => s[i].clone(),
+                        _ => select_topk(row, visible, if batch.dense { t } else { self.topk }),
+                    };
+                    let mut padded: Vec<i64> = chosen.iter().map(|&x| i64::from(x)).collect();
+                    padded.resize(padded.len().max(self.topk), -1);
+                    tr.index_scores.push(r);
+                    tr.topk.push(padded);
+                }
+            }
+            let qa = q_abs.narrow(1, off, len)?.contiguous()?.reshape((h * len, c))?;
+            let qr = q_rope.narrow(1, off, len)?.contiguous()?.reshape((h * len, dr))?;
+            let o = match (&sel, len) {
+                (Some(s), 1) => {
+                    let k = s[0].len();
+                    let idx = Tensor::from_slice(&s[0], k, a.device())?;
+                    let kv_sel = ckv_all.index_select(&idx, 0)?;
+                    let kr_sel = kr_all.index_select(&idx, 0)?;
+                    self.attend(&qa, &qr, &kv_sel, &kr_sel, None, len)?
+                }
+                (_, 1) => self.attend(&qa, &qr, &ckv_all, &kr_all, None, len)?,
+                _ => {
+                    let mut m = vec![f32::NEG_INFINITY; len * t];
+                    for i in 0..len {
+                        let row = &mut m[i * t..(i + 1) * t];
+                        match &sel {
+                            Some(s) => s[i].iter().for_each(|&j| row[j as usize] = 0.0),
+                            None => row[..=s0 + i].iter_mut().for_each(|x| *x = 0.0),
+                        }
+                    }
+                    let mask = Tensor::from_vec(m, (len, t), a.device())?;
+                    self.attend(&qa, &qr, &ckv_all, &kr_all, Some(&mask), len)?
+                }
+            };
+            outs.push(o.reshape((h, len, c))?);
+        }
+        *attn_time += started.elapsed();
+
+        let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
+        let o = o_lat.matmul(&self.w_uv_t)?; // [H, N, dv]
+        let o = o.transpose(0, 1)?.contiguous()?.reshape((n, h * self.dv))?;
+        linear(&o, &self.o_proj)
+    }
+
+    /// Softmax attention of `[H·len, C]` latent queries (+ rope part) over `T` cached keys;
+    /// `mask` is `[len, T]` (0 or −inf). Returns the attended latent `[H·len, C]`.
+    fn attend(
+        &self,
+        qa: &Tensor,
+        qr: &Tensor,
+        kv: &Tensor,
+        kr: &Tensor,
+        mask: Option<&Tensor>,
+        len: usize,
+    ) -> Result<Tensor> {
+        let s = ((qa.matmul(&kv.t()?)? + qr.matmul(&kr.t()?)?)? * self.scale)?;
+        let s = match mask {
+            Some(m) => {
+                let t = m.dim(1)?;
+                s.reshape((self.h, len, t))?.broadcast_add(m)?.reshape((self.h * len, t))?
+            }
+            None => s,
+        };
+        Ok(softmax_last_dim(&s)?.matmul(kv)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topk_selection_is_causal_and_ascending() {
+        let row = [0.5, 3.0, -1.0, 2.0, 9.0, 100.0];
+        assert_eq!(select_topk(&row, 5, 2), vec![1, 4]); // position 5 is not visible
+        assert_eq!(select_topk(&row, 3, 8), vec![0, 1, 2]);
+        assert_eq!(select_topk(&row, 6, 3), vec![3, 4, 5]);
+    }
+}

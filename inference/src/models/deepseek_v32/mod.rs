@@ -1,0 +1,252 @@
+//! DeepSeek-V3.2 (MLA + lightning indexer / DSA + DeepSeekMoE), written from
+//! `shared/spec/model.md`. Everything is computed in f32 (the parity contract); weights are
+//! dequantized once at load.
+
+mod attention;
+mod config;
+mod moe;
+mod rope;
+
+use std::path::Path;
+use std::time::Duration;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::ops::rms_norm;
+
+pub use attention::select_topk;
+use attention::{Attention, Batch, SegInfo};
+pub use config::{Config, RopeScaling, TokenIds, yarn_mscale};
+pub use moe::{Route, RouterConfig, route};
+pub use rope::hadamard;
+
+use crate::kv_cache::SeqCache;
+use crate::loader::{SafetensorsWeights, WeightSource};
+use crate::{Error, Result};
+
+/// `y = x · wᵀ` for `x: [N, in]`, `w: [out, in]`.
+pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(x.matmul(&w.t()?)?)
+}
+
+/// One sequence's input to a (batched) forward call: the new tokens and its cache.
+#[derive(Debug)]
+pub struct Segment<'a> {
+    /// The sequence's cache; the new tokens go at positions `cache.len()..`.
+    pub cache: &'a mut SeqCache,
+    /// New tokens (at least one).
+    pub tokens: &'a [u32],
+}
+
+/// Which logits a forward call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogitsMode {
+    /// Only each segment's last position: `[segments, V]`.
+    #[default]
+    Last,
+    /// Every position: `[total tokens, V]`.
+    All,
+}
+
+/// Options of a forward call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions {
+    /// Disable the sparse selection (attend to every causal key), as if `index_topk` were
+    /// infinite. Indexer keys are still cached.
+    pub dense: bool,
+    /// Which logits to return.
+    pub logits: LogitsMode,
+}
+
+/// Per-layer observations (one segment only).
+#[derive(Debug, Clone, Default)]
+pub struct LayerTrace {
+    /// Indexer scores `I(s, t)` per query (−inf for `t > s`).
+    pub index_scores: Vec<Vec<f32>>,
+    /// Selected key positions per query, ascending, padded with −1 to `index_topk`.
+    pub topk: Vec<Vec<i64>>,
+    /// MoE decisions per token (empty for dense layers).
+    pub routes: Vec<Route>,
+}
+
+/// Optional instrumentation of a forward call.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// Record hidden states, indexer scores, selections and routes (single segment only).
+    pub record: bool,
+    /// Residual stream: `[0]` embeddings, `[l + 1]` after layer l (`[N, D]` each).
+    pub hidden: Vec<Tensor>,
+    /// One entry per layer.
+    pub layers: Vec<LayerTrace>,
+    /// Time spent in the context-dependent part of attention (cache writes, indexer scoring,
+    /// selection, attention core), summed over layers and calls.
+    pub attn_time: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Mlp {
+    Dense(moe::Ffn),
+    Moe(moe::Moe),
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    input_ln: Tensor,
+    post_ln: Tensor,
+    attn: Attention,
+    mlp: Mlp,
+}
+
+/// The DeepSeek-V3.2 model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    cfg: Config,
+    device: Device,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    inv_freq: Vec<f32>,
+    hadamard: Option<Tensor>,
+}
+
+impl Model {
+    /// Loads `config.json` and the safetensors weights of an HF checkpoint folder.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg = Config::from_file(&dir.join("config.json"))?;
+        let weights = SafetensorsWeights::open(dir)?;
+        Self::from_weights(cfg, &weights, device)
+    }
+
+    /// Builds the model from any weight source. Layers `>= num_hidden_layers` (MTP) are never
+    /// requested, so they are skipped.
+    pub fn from_weights(cfg: Config, w: &dyn WeightSource, device: &Device) -> Result<Self> {
+        let (v, d) = (cfg.vocab_size, cfg.hidden_size);
+        let embed = w.get("model.embed_tokens.weight", &[v, d], device)?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let mlp = if cfg.is_moe_layer(i) {
+                Mlp::Moe(moe::Moe::load(w, &format!("{p}.mlp"), &cfg, device)?)
+            } else {
+                let f = moe::Ffn::load(w, &format!("{p}.mlp"), d, cfg.intermediate_size, device)?;
+                Mlp::Dense(f)
+            };
+            layers.push(Layer {
+                input_ln: w.get(&format!("{p}.input_layernorm.weight"), &[d], device)?,
+                post_ln: w.get(&format!("{p}.post_attention_layernorm.weight"), &[d], device)?,
+                attn: Attention::load(w, &format!("{p}.self_attn"), &cfg, device)?,
+                mlp,
+            });
+        }
+        let norm = w.get("model.norm.weight", &[d], device)?;
+        let lm_head = if cfg.tie_word_embeddings && !w.contains("lm_head.weight") {
+            embed.clone()
+        } else {
+            w.get("lm_head.weight", &[v, d], device)?
+        };
+        let inv_freq = cfg.inv_freq();
+        let hadamard = rope::hadamard(cfg.index_head_dim, device)?;
+        Ok(Self { cfg, device: device.clone(), embed, layers, norm, lm_head, inv_freq, hadamard })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A fresh, empty cache for one sequence.
+    pub fn new_cache(&self) -> SeqCache {
+        SeqCache::new(&self.cfg, &self.device)
+    }
+
+    /// Runs the new tokens of every segment (prefill chunks and decode steps may be mixed),
+    /// appends them to the segments' caches and returns f32 logits (see [`LogitsMode`]).
+    pub fn forward(
+        &self,
+        segments: &mut [Segment<'_>],
+        opts: ForwardOptions,
+        mut probe: Option<&mut Probe>,
+    ) -> Result<Tensor> {
+        let mut infos = Vec::with_capacity(segments.len());
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        for seg in segments.iter_mut() {
+            if seg.tokens.is_empty() {
+                return Err(Error::InvalidRequest("a segment has no tokens".into()));
+            }
+            if let Some(&bad) = seg.tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+                return Err(Error::InvalidRequest(format!(
+                    "token id {bad} outside the vocabulary ({})",
+                    self.cfg.vocab_size
+                )));
+            }
+            let start = seg.cache.len();
+            infos.push(SegInfo { start, offset: ids.len(), len: seg.tokens.len() });
+            ids.extend_from_slice(seg.tokens);
+            positions.extend(start..start + seg.tokens.len());
+            seg.cache.reserve(start + seg.tokens.len())?;
+        }
+        let record = probe.as_ref().is_some_and(|p| p.record);
+        if record && segments.len() != 1 {
+            return Err(Error::InvalidRequest("recording needs exactly one segment".into()));
+        }
+        let n = ids.len();
+        let (cos, sin) =
+            rope::cos_sin(&positions, &self.inv_freq, self.cfg.rope_multiplier(), &self.device)?;
+        let batch = Batch { segs: &infos, cos, sin, dense: opts.dense };
+        let id_t = Tensor::from_vec(ids, n, &self.device)?;
+        let mut x = self.embed.index_select(&id_t, 0)?;
+        let caches: Vec<&SeqCache> = segments.iter().map(|s| &*s.cache).collect();
+        let eps = self.cfg.rms_norm_eps as f32;
+        let mut attn_time = Duration::ZERO;
+        if let Some(p) = probe.as_deref_mut().filter(|p| p.record) {
+            p.hidden = vec![x.clone()];
+            p.layers.clear();
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let mut lt = record.then(LayerTrace::default);
+            let a = rms_norm(&x, &layer.input_ln, eps)?;
+            let att = layer.attn.forward(
+                &a,
+                &batch,
+                &caches,
+                i,
+                self.hadamard.as_ref(),
+                lt.as_mut(),
+                &mut attn_time,
+            )?;
+            x = (x + att)?;
+            let f = rms_norm(&x, &layer.post_ln, eps)?;
+            let m = match &layer.mlp {
+                Mlp::Dense(ffn) => ffn.forward(&f)?,
+                Mlp::Moe(moe) => moe.forward(&f, lt.as_mut().map(|t| &mut t.routes))?,
+            };
+            x = (x + m)?;
+            if let Some(p) = probe.as_deref_mut().filter(|p| p.record) {
+                p.hidden.push(x.clone());
+                p.layers.push(lt.unwrap_or_default());
+            }
+        }
+        if let Some(p) = probe {
+            p.attn_time += attn_time;
+        }
+        for (seg, info) in segments.iter_mut().zip(&infos) {
+            seg.cache.set_len(info.start + info.len);
+        }
+        let x = match opts.logits {
+            LogitsMode::All => x,
+            LogitsMode::Last => {
+                let last: Vec<u32> = infos.iter().map(|s| (s.offset + s.len - 1) as u32).collect();
+                let k = last.len();
+                x.index_select(&Tensor::from_vec(last, k, &self.device)?, 0)?
+            }
+        };
+        let h = rms_norm(&x, &self.norm, eps)?;
+        Ok(linear(&h, &self.lm_head)?.to_dtype(DType::F32)?)
+    }
+}

@@ -1,0 +1,3 @@
+//! Model implementations.
+
+pub mod deepseek_v32;
