@@ -339,3 +339,46 @@ fn random_value(schema: &Value, pool: &ValuePool, r: &mut impl Rng, depth: usize
         }
     }
 }
+
+/// One task that failed `envs check`: its id (or the ref that failed to build) and reasons.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckFailure {
+    pub task_id: String,
+    pub reasons: Vec<String>,
+}
+
+/// Run [`soundness`] on tasks `0..n` of a run (task `i` -> `selection.task_ref(run_seed, i)`),
+/// in parallel with rayon; `progress` is called once per finished task. Returns the failures
+/// in task order (a task that cannot be generated is a failure too).
+pub fn check_tasks(
+    registry: &crate::Registry,
+    selection: &crate::Selection,
+    run_seed: u64,
+    n: u64,
+    progress: &(dyn Fn() + Sync),
+) -> Vec<CheckFailure> {
+    use rayon::prelude::*;
+    let cache = crate::InstanceCache::new(1024);
+    let mut failures: Vec<(u64, CheckFailure)> = (0..n as usize)
+        .into_par_iter()
+        .with_min_len(8)
+        .filter_map(|i| {
+            let i = i as u64;
+            let r = selection.task_ref(run_seed, i);
+            let out = match registry.task(&cache, &r) {
+                Err(e) => {
+                    Some(CheckFailure { task_id: r.to_string(), reasons: vec![e.to_string()] })
+                }
+                Ok((instance, task)) => {
+                    let rep = soundness(instance.as_ref(), &task, crate::util::mix(&[run_seed, i]));
+                    (!rep.ok())
+                        .then(|| CheckFailure { task_id: task.id.clone(), reasons: rep.failures() })
+                }
+            };
+            progress();
+            out.map(|f| (i, f))
+        })
+        .collect();
+    failures.sort_by_key(|(i, _)| *i);
+    failures.into_iter().map(|(_, f)| f).collect()
+}

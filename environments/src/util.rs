@@ -38,58 +38,9 @@ pub fn rng(parts: &[u64]) -> ChaCha8Rng {
 }
 
 /// Python `json.dumps(v, ensure_ascii=False)` text (`", "` and `": "` separators, insertion
-/// order). Used for structured tool observations.
+/// order), byte-exact via the codec. Used for structured tool observations and reference args.
 pub fn py_json(v: &Value) -> String {
-    let mut out = String::new();
-    write_py(v, &mut out);
-    out
-}
-
-fn write_py(v: &Value, out: &mut String) {
-    match v {
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_str(k, out);
-                out.push_str(": ");
-                write_py(item, out);
-            }
-            out.push('}');
-        }
-        Value::String(s) => write_py_str(s, out),
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-fn write_py_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    agentgen_codec::python_json(v)
 }
 
 /// Compact JSON text of tool-call arguments (what a reference call carries).

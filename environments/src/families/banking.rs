@@ -111,7 +111,6 @@ struct Txn {
 struct Account {
     id: String,
     kind: Kind,
-    owner: usize,
     balance: i64,
     history: Vec<Txn>,
 }
@@ -265,7 +264,7 @@ impl Bank {
                 }
                 history.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.id.cmp(&a.id)));
                 acc_ids.push(accounts.len());
-                accounts.push(Account { id: aid, kind, owner: ci, balance, history });
+                accounts.push(Account { id: aid, kind, balance, history });
             }
             let mut payees: Vec<&str> = PAYEES.to_vec();
             payees.shuffle(&mut r);
