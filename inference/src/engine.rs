@@ -462,3 +462,9 @@ impl Worker {
         s.reply.finish(Ok(completion));
     }
 }
+
+impl Detokenize for agentgen_codec::Tokenizer {
+    fn decode(&self, ids: &[u32]) -> String {
+        agentgen_codec::Tokenizer::decode(self, ids).unwrap_or_default()
+    }
+}

@@ -11,10 +11,12 @@
 //! It must not depend on the pipeline, environments or datasets crates: it takes token ids
 //! and returns token ids.
 
+pub mod bench;
 pub mod device;
 pub mod engine;
 mod error;
 pub mod golden;
+pub mod init;
 pub mod kv_cache;
 pub mod loader;
 pub mod models;
