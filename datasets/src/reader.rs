@@ -225,7 +225,8 @@ pub fn read_string_column(path: &Path, column: &str) -> Result<Vec<Option<String
     Ok(out)
 }
 
-/// Stream the record batches of `columns` of a file of our schema.
+/// Stream the record batches of `columns` of a file of our schema. Batches hold the columns in
+/// file (schema) order, not in the order asked for: look them up by name.
 pub fn read_columns(
     path: &Path,
     columns: &[&str],

@@ -35,21 +35,33 @@ pub fn scan_dataset(dir: &Path) -> Result<DatasetStats> {
             [col::FAMILY, col::REJECTION_CODE, col::TOKEN_IDS, col::LOSS_MASK, col::WARNINGS];
         for batch in read_columns(path, &columns)? {
             let batch = batch?;
+            // Projected batches keep file order, not request order: look columns up by name.
+            let column = |b: &'_ arrow::array::RecordBatch, c: &str| {
+                b.column_by_name(c).cloned().ok_or_else(|| Error::MissingColumn {
+                    path: path.clone(),
+                    column: c.to_owned(),
+                })
+            };
             let bad = |c: &str| Error::ColumnType {
                 path: path.clone(),
                 column: c.to_owned(),
                 found: "another type".into(),
                 expected: "the agentgen schema".into(),
             };
-            let family = batch.column(0).as_string_opt::<i32>().ok_or_else(|| bad(col::FAMILY))?;
-            let code =
-                batch.column(1).as_string_opt::<i32>().ok_or_else(|| bad(col::REJECTION_CODE))?;
-            let tokens = batch.column(2).as_list_opt::<i32>().ok_or_else(|| bad(col::TOKEN_IDS))?;
-            let mask = batch.column(3).as_list_opt::<i32>().ok_or_else(|| bad(col::LOSS_MASK))?;
+            let (family, code, tokens, mask, warnings) = (
+                column(&batch, col::FAMILY)?,
+                column(&batch, col::REJECTION_CODE)?,
+                column(&batch, col::TOKEN_IDS)?,
+                column(&batch, col::LOSS_MASK)?,
+                column(&batch, col::WARNINGS)?,
+            );
+            let family = family.as_string_opt::<i32>().ok_or_else(|| bad(col::FAMILY))?;
+            let code = code.as_string_opt::<i32>().ok_or_else(|| bad(col::REJECTION_CODE))?;
+            let tokens = tokens.as_list_opt::<i32>().ok_or_else(|| bad(col::TOKEN_IDS))?;
+            let mask = mask.as_list_opt::<i32>().ok_or_else(|| bad(col::LOSS_MASK))?;
             let mask_values =
                 mask.values().as_primitive_opt::<Int8Type>().ok_or_else(|| bad(col::LOSS_MASK))?;
-            let warnings =
-                batch.column(4).as_list_opt::<i32>().ok_or_else(|| bad(col::WARNINGS))?;
+            let warnings = warnings.as_list_opt::<i32>().ok_or_else(|| bad(col::WARNINGS))?;
             let warning_values =
                 warnings.values().as_string_opt::<i32>().ok_or_else(|| bad(col::WARNINGS))?;
             for i in 0..batch.num_rows() {
