@@ -468,3 +468,9 @@ impl Detokenize for agentgen_codec::Tokenizer {
         agentgen_codec::Tokenizer::decode(self, ids).unwrap_or_default()
     }
 }
+
+impl<T: Detokenize + ?Sized> Detokenize for &T {
+    fn decode(&self, ids: &[u32]) -> String {
+        (**self).decode(ids)
+    }
+}

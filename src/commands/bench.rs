@@ -1,13 +1,83 @@
 //! `agentgen bench` subcommands.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use agentgen_inference::init::{self, Preset, V32_VOCAB};
+use agentgen_inference::{DeviceKind, Model, bench};
+use anyhow::{Context, bail};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Not implemented yet.
-    Todo,
+    /// Median decode-step time per context length, with sparse attention (DSA) and, with
+    /// --dense, with the indexer selection disabled. The caches are filled synthetically, so
+    /// a long context needs no long prefill. Columns: the whole step, and its attention +
+    /// indexer part summed over layers. Use a release build for meaningful numbers.
+    Decode {
+        /// Checkpoint folder.
+        #[arg(long, value_name = "DIR", conflicts_with = "preset")]
+        model: Option<PathBuf>,
+        /// Random-weight preset instead of a checkpoint (tiny|small|medium).
+        #[arg(long)]
+        preset: Option<String>,
+        /// Context lengths, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "2048,8192,32768")]
+        contexts: Vec<usize>,
+        /// Also measure the dense baseline (attend to every cached token).
+        #[arg(long)]
+        dense: bool,
+        /// Measured steps per context (median reported; 2 warm-up steps extra).
+        #[arg(long, default_value_t = 9)]
+        steps: usize,
+        /// Vocabulary for --preset (default 129280).
+        #[arg(long)]
+        vocab: Option<usize>,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
-pub fn run(_cmd: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`agentgen bench` is not implemented yet")
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    let Command::Decode { model, preset, contexts, dense, steps, vocab, json, device } = cmd;
+    let dev = DeviceKind::parse(&device)?.open()?;
+    let m = match (model, preset) {
+        (Some(dir), _) => {
+            Model::load(&dir, &dev).with_context(|| format!("loading {}", dir.display()))?
+        }
+        (None, Some(p)) => {
+            let cfg = Preset::parse(&p)?.config(vocab.unwrap_or(V32_VOCAB));
+            let w = init::random_weights(&cfg, 0)?;
+            Model::from_weights(cfg, &w, &dev)?
+        }
+        (None, None) => bail!("give --model DIR or --preset tiny|small|medium"),
+    };
+    if contexts.is_empty() || contexts.contains(&0) {
+        bail!("--contexts needs positive lengths");
+    }
+    let rows = bench::decode(&m, &contexts, steps.max(1), dense, 7)?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+    println!("index_topk = {}", m.config().index_topk);
+    println!(
+        "{:>9} {:>11} {:>11} {:>15} {:>15}",
+        "context", "sparse_ms", "dense_ms", "sparse_attn_ms", "dense_attn_ms"
+    );
+    for r in &rows {
+        println!(
+            "{:>9} {:>11.3} {:>11} {:>15.3} {:>15}",
+            r.context,
+            r.sparse_ms,
+            fmt(r.dense_ms),
+            r.sparse_attn_ms,
+            fmt(r.dense_attn_ms)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
