@@ -22,7 +22,7 @@ fn row(i: usize, verdict: Verdict) -> SampleRow {
         task_id: format!("calc@1/{i}/0"),
         group_id: format!("g{}", i / 2),
         run_id: "run-1".into(),
-        family: if i % 3 == 0 { "calc".into() } else { "kv".into() },
+        family: if i.is_multiple_of(3) { "calc".into() } else { "kv".into() },
         instance_seed: i as u64 * 7,
         task_seed: u64::MAX - i as u64,
         sample_index: (i % 2) as u32,
@@ -43,14 +43,14 @@ fn row(i: usize, verdict: Verdict) -> SampleRow {
         text: format!("<｜begin▁of▁sentence｜>text {i}"),
         token_ids: (0..(i as u32 % 50)).collect(),
         loss_mask: (0..(i % 50)).map(|j| (j % 2) as u8).collect(),
-        logprobs: if i % 2 == 0 {
+        logprobs: if i.is_multiple_of(2) {
             None
         } else {
             Some((0..(i % 50)).map(|j| (j % 3 != 0).then_some(-(j as f32) / 10.0)).collect())
         },
         reward: i as f32 / 10.0,
-        advantage: (i % 4 == 0).then_some(0.5),
-        passed: i % 3 != 0,
+        advantage: i.is_multiple_of(4).then_some(0.5),
+        passed: !i.is_multiple_of(3),
         checks: "[]".into(),
         verdict,
         turns: 2,
@@ -59,7 +59,7 @@ fn row(i: usize, verdict: Verdict) -> SampleRow {
         policy: "reference".into(),
         model: (i % 2 == 1).then(|| "tiny".into()),
         sampling: r#"{"temperature":0}"#.into(),
-        warnings: if i % 5 == 0 { vec!["tokens.noncanonical".into()] } else { vec![] },
+        warnings: if i.is_multiple_of(5) { vec!["tokens.noncanonical".into()] } else { vec![] },
         timings_ms: r#"{"rollout":1}"#.into(),
     }
 }
