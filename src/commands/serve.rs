@@ -1,10 +1,102 @@
-//! `agentgen serve`.
+//! `agentgen serve`: the OpenAI-compatible server over the local engine. Wiring only: the
+//! routes live in the `agentgen-server` crate.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use agentgen_inference::{DeviceKind, Engine, EngineOptions};
+use agentgen_server::{EngineBackend, ServerConfig};
+use anyhow::Context;
+
+/// Serve a checkpoint over an OpenAI-compatible HTTP API.
+///
+/// Routes: `GET /health`, `GET /v1/models`, `POST /v1/completions` (prompt text or token ids;
+/// max_tokens, temperature, top_p, top_k, seed, stop, n, logprobs, stream) and
+/// `POST /v1/chat/completions` (messages + tools encoded in the DeepSeek-V3.2 format; thinking
+/// via `{"thinking": {"type": "enabled"}}` or `{"chat_template_kwargs": {"thinking": true}}`;
+/// replies carry reasoning_content, content and tool_calls). Requests of all clients are
+/// batched by the engine. Stops gracefully on SIGINT/SIGTERM.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Checkpoint folder (config.json + safetensors), e.g. from `agentgen model init`.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Address to listen on (loopback by default; use 0.0.0.0 to expose it).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// TCP port (0 picks a free one; the chosen address is printed on stderr).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Name of an environment variable holding the API key; clients must then send
+    /// `Authorization: Bearer <key>` on /v1/*.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Model name(s) served (repeatable); default: the checkpoint folder's name.
+    #[arg(long = "served-model-name", value_name = "NAME")]
+    pub served_model_name: Vec<String>,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Most sequences the engine batches per step.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+    /// Default max_tokens of chat requests that set none.
+    #[arg(long, default_value_t = 4096)]
+    pub default_max_tokens: usize,
+    /// Seed of requests that carry no `seed` (mixed with a request counter).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`agentgen serve` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let api_key = match &args.api_key_env {
+        Some(var) => {
+            let key = std::env::var(var)
+                .with_context(|| format!("--api-key-env {var}: the variable is not set"))?;
+            anyhow::ensure!(!key.trim().is_empty(), "--api-key-env {var}: the variable is empty");
+            Some(key.trim().to_owned())
+        }
+        None => None,
+    };
+    let names = if args.served_model_name.is_empty() {
+        let dir = args.model.canonicalize().unwrap_or_else(|_| args.model.clone());
+        vec![dir.file_name().map_or("agentgen".into(), |n| n.to_string_lossy().into_owned())]
+    } else {
+        args.served_model_name.clone()
+    };
+    let device = DeviceKind::parse(&args.device)?;
+    let opts =
+        EngineOptions { device, max_batch: args.max_batch.max(1), ..EngineOptions::default() };
+    let handle = Engine::load(&args.model, opts)
+        .with_context(|| format!("while loading the model from {}", args.model.display()))?;
+    let cfg = ServerConfig {
+        model_names: names.clone(),
+        api_key,
+        max_body_bytes: args.max_body_bytes,
+        seed: args.seed,
+        default_max_tokens: args.default_max_tokens.max(1),
+        ..ServerConfig::default()
+    };
+    let app = agentgen_server::router(Arc::new(EngineBackend::new(handle)), cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    rt.block_on(async move {
+        let addr = SocketAddr::new(args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr().context("no local address")?;
+        eprintln!("agentgen serve: model {} listening on http://{local}", names[0]);
+        agentgen_server::serve(listener, app, agentgen_server::shutdown_signal()).await?;
+        eprintln!("agentgen serve: shut down");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
