@@ -1,1 +1,32 @@
-//! placeholder
+//! `agentgen-pipeline`: turns environment tasks into validated training rows.
+//!
+//! Owns the [`Policy`] trait and the policies that need no engine ([`ReferencePolicy`],
+//! [`HttpPolicy`]), the thinking-with-tools [`rollout`] loop, the staged validators with stable
+//! rejection codes ([`validate`]), and the tokio orchestration of a whole run ([`run()`]):
+//! bounded channels, a semaphore on in-flight rollouts, deterministic ids, `--resume`,
+//! `--shard I/N`, SIGINT-safe shutdown, progress and the run summary. It must not name a
+//! concrete model engine: the CLI adapts the candle engine to [`Policy`].
+//!
+//! Data moves one way: environments → policy (prompt text in, completion out) → codec parse →
+//! validators → the `datasets` writer. Model mistakes are data (a rejection code on a row in
+//! split `rejected`), never an `Err`; nothing is silently dropped.
+
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod policy;
+pub mod reference;
+pub mod rollout;
+pub mod run;
+pub mod tokens;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use http::{HttpConfig, HttpPolicy, HttpStats, HttpStatsSnapshot};
+pub use policy::{
+    Completion, CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan, SamplingParams,
+};
+pub use reference::ReferencePolicy;
+pub use rollout::{RolloutContext, RolloutLimits, RolloutOutput, rollout};
+pub use run::{RunConfig, RunReport, ShardSpec, run};
+pub use validate::{Issue, Rejection, ToolSchemas, check_completion, check_conversation, codes};

@@ -1,0 +1,601 @@
+//! The `http` policy: any OpenAI-compatible server (vLLM, SGLang, the DeepSeek API) through
+//! `POST {endpoint}/v1/completions` with the raw encoded prompt.
+//!
+//! Robustness: a per-request timeout, retries with exponential backoff and full jitter (from a
+//! seeded RNG, so a run's retry schedule is reproducible), `Retry-After` honoured, a retry
+//! budget shared by all rollouts (retries may not exceed a fraction of successful requests),
+//! and a circuit breaker that pauses all requests after consecutive failures. Every failure is
+//! counted in [`HttpStats`]; none is fatal to the run: a request that finally fails ends its
+//! rollout with a `policy.*` rejection.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
+use crate::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS};
+use crate::{Error, Result};
+
+/// Settings of the http policy. `Default` gives production values.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Base URL (`http://host:8000`, `.../v1` or the full `.../v1/completions`).
+    pub endpoint: String,
+    /// The `model` field of each request.
+    pub model: String,
+    /// Bearer token (read by the CLI from `--api-key-env`).
+    pub api_key: Option<String>,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Retries per request after the first attempt.
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Longest `Retry-After` honoured.
+    pub retry_after_max: Duration,
+    /// Retry budget: starts with this many retries...
+    pub retry_budget_initial: f64,
+    /// ...and earns this many per successful request (so retries stay a fraction of traffic).
+    pub retry_budget_ratio: f64,
+    /// Consecutive failures that open the circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit holds every request back.
+    pub breaker_cooldown: Duration,
+    /// Seed of the jitter RNG.
+    pub seed: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "http://127.0.0.1:8000".into(),
+            model: "deepseek-ai/DeepSeek-V3.2".into(),
+            api_key: None,
+            request_timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(10),
+            max_retries: 6,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            retry_after_max: Duration::from_secs(120),
+            retry_budget_initial: 50.0,
+            retry_budget_ratio: 0.2,
+            breaker_threshold: 8,
+            breaker_cooldown: Duration::from_secs(10),
+            seed: 0,
+        }
+    }
+}
+
+/// Counters of everything that happened on the wire.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    pub requests: AtomicU64,
+    pub successes: AtomicU64,
+    pub retries: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub connect_errors: AtomicU64,
+    pub transport_errors: AtomicU64,
+    pub status_5xx: AtomicU64,
+    pub status_429: AtomicU64,
+    pub status_4xx: AtomicU64,
+    pub malformed: AtomicU64,
+    pub budget_exhausted: AtomicU64,
+    pub circuit_opens: AtomicU64,
+    pub circuit_waits: AtomicU64,
+    pub failed_requests: AtomicU64,
+}
+
+/// A plain copy of [`HttpStats`] for manifests and summaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpStatsSnapshot {
+    pub requests: u64,
+    pub successes: u64,
+    pub retries: u64,
+    pub timeouts: u64,
+    pub connect_errors: u64,
+    pub transport_errors: u64,
+    pub status_5xx: u64,
+    pub status_429: u64,
+    pub status_4xx: u64,
+    pub malformed: u64,
+    pub budget_exhausted: u64,
+    pub circuit_opens: u64,
+    pub circuit_waits: u64,
+    pub failed_requests: u64,
+}
+
+impl HttpStats {
+    pub fn snapshot(&self) -> HttpStatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HttpStatsSnapshot {
+            requests: g(&self.requests),
+            successes: g(&self.successes),
+            retries: g(&self.retries),
+            timeouts: g(&self.timeouts),
+            connect_errors: g(&self.connect_errors),
+            transport_errors: g(&self.transport_errors),
+            status_5xx: g(&self.status_5xx),
+            status_429: g(&self.status_429),
+            status_4xx: g(&self.status_4xx),
+            malformed: g(&self.malformed),
+            budget_exhausted: g(&self.budget_exhausted),
+            circuit_opens: g(&self.circuit_opens),
+            circuit_waits: g(&self.circuit_waits),
+            failed_requests: g(&self.failed_requests),
+        }
+    }
+}
+
+fn inc(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Stable label: `timeout`, `connect`, `transport`, `http_5xx`, `http_429`, `http_4xx`,
+    /// `malformed`.
+    pub kind: &'static str,
+    pub message: String,
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(max, base * 2^attempt)]`.
+pub fn backoff_delay(base: Duration, max: Duration, attempt: u32, rng: &mut impl Rng) -> Duration {
+    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX));
+    let cap = exp.min(max);
+    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rng.random_range(0..=nanos))
+}
+
+/// Token bucket limiting retries to a fraction of successful traffic.
+#[derive(Debug)]
+pub struct RetryBudget {
+    tokens: Mutex<f64>,
+    ratio: f64,
+    cap: f64,
+}
+
+impl RetryBudget {
+    pub fn new(initial: f64, ratio: f64) -> Self {
+        RetryBudget { tokens: Mutex::new(initial), ratio, cap: initial.max(1.0) * 2.0 }
+    }
+    /// A request succeeded: earn `ratio` of a retry.
+    pub fn deposit(&self) {
+        if let Ok(mut t) = self.tokens.lock() {
+            *t = (*t + self.ratio).min(self.cap);
+        }
+    }
+    /// Take one retry; `false` when the budget is spent.
+    pub fn withdraw(&self) -> bool {
+        match self.tokens.lock() {
+            Ok(mut t) if *t >= 1.0 => {
+                *t -= 1.0;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Opens after `threshold` consecutive failures and holds every request back for `cooldown`.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    state: Mutex<BreakerState>,
+    threshold: u32,
+    cooldown: Duration,
+}
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl CircuitBreaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        CircuitBreaker {
+            state: Mutex::new(BreakerState::default()),
+            threshold: threshold.max(1),
+            cooldown,
+        }
+    }
+
+    /// When the circuit is open, the instant it closes again.
+    pub fn open_until(&self) -> Option<Instant> {
+        let st = self.state.lock().ok()?;
+        st.open_until.filter(|t| *t > Instant::now())
+    }
+
+    /// Wait while the circuit is open. Returns whether it had to wait.
+    pub async fn admit(&self) -> bool {
+        let mut waited = false;
+        while let Some(t) = self.open_until() {
+            waited = true;
+            tokio::time::sleep_until(t).await;
+        }
+        waited
+    }
+
+    pub fn record_success(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.consecutive_failures = 0;
+        }
+    }
+
+    /// Returns `true` when this failure opened the circuit.
+    pub fn record_failure(&self) -> bool {
+        let Ok(mut st) = self.state.lock() else { return false };
+        st.consecutive_failures += 1;
+        if st.consecutive_failures >= self.threshold {
+            st.consecutive_failures = 0;
+            st.open_until = Some(Instant::now() + self.cooldown);
+            return true;
+        }
+        false
+    }
+}
+
+/// The http policy. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct HttpPolicy {
+    client: reqwest::Client,
+    url: String,
+    cfg: HttpConfig,
+    stats: HttpStats,
+    budget: RetryBudget,
+    breaker: CircuitBreaker,
+}
+
+impl HttpPolicy {
+    pub fn try_new(cfg: HttpConfig) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.request_timeout)
+            .build()
+            .map_err(|e| Error::Config { message: format!("cannot build the http client: {e}") })?;
+        let base = cfg.endpoint.trim_end_matches('/');
+        let url = if base.ends_with("/completions") {
+            base.to_owned()
+        } else if base.ends_with("/v1") {
+            format!("{base}/completions")
+        } else {
+            format!("{base}/v1/completions")
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::Config {
+                message: format!("--endpoint must be an http(s) URL, got {url:?}"),
+            });
+        }
+        Ok(HttpPolicy {
+            client,
+            url,
+            budget: RetryBudget::new(cfg.retry_budget_initial, cfg.retry_budget_ratio),
+            breaker: CircuitBreaker::new(cfg.breaker_threshold, cfg.breaker_cooldown),
+            stats: HttpStats::default(),
+            cfg,
+        })
+    }
+
+    pub fn stats(&self) -> &HttpStats {
+        &self.stats
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn body(&self, prompt: &PromptRequest, params: &SamplingParams) -> Value {
+        let mut body = json!({
+            "model": self.cfg.model,
+            "prompt": prompt.text,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+            "stop": [CALLS_CLOSE],
+            "logprobs": 1,
+            "skip_special_tokens": false,
+            "spaces_between_special_tokens": false,
+            "include_stop_str_in_output": true,
+        });
+        if let (Some(k), Some(obj)) = (params.top_k, body.as_object_mut()) {
+            obj.insert("top_k".into(), json!(k));
+        }
+        body
+    }
+
+    async fn attempt(&self, body: &Value) -> std::result::Result<Completion, Failure> {
+        inc(&self.stats.requests);
+        let mut req = self.client.post(&self.url).json(body);
+        if let Some(key) = &self.cfg.api_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(classify_reqwest)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| Duration::from_secs_f64(s).min(self.cfg.retry_after_max));
+            let text = resp.text().await.unwrap_or_default();
+            let snippet: String = text.chars().take(200).collect();
+            let code = status.as_u16();
+            let (kind, retryable) = match code {
+                429 => ("http_429", true),
+                408 => ("timeout", true),
+                500..=599 => ("http_5xx", true),
+                _ => ("http_4xx", false),
+            };
+            return Err(Failure {
+                kind,
+                message: format!("status {code}: {snippet}"),
+                retryable,
+                retry_after,
+            });
+        }
+        let bytes = resp.bytes().await.map_err(classify_reqwest)?;
+        parse_response(&bytes)
+    }
+
+    fn count(&self, f: &Failure) {
+        let s = &self.stats;
+        inc(match f.kind {
+            "timeout" => &s.timeouts,
+            "connect" => &s.connect_errors,
+            "http_5xx" => &s.status_5xx,
+            "http_429" => &s.status_429,
+            "http_4xx" => &s.status_4xx,
+            "malformed" => &s.malformed,
+            _ => &s.transport_errors,
+        });
+    }
+
+    async fn complete_with_retries(
+        &self,
+        prompt: &PromptRequest,
+        params: &SamplingParams,
+    ) -> Result<Completion> {
+        let body = self.body(prompt, params);
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.cfg.seed
+                ^ params.seed.rotate_left(17)
+                ^ u64::from(prompt.turn).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let mut attempt = 0u32;
+        loop {
+            if self.breaker.admit().await {
+                inc(&self.stats.circuit_waits);
+            }
+            match self.attempt(&body).await {
+                Ok(c) => {
+                    inc(&self.stats.successes);
+                    self.breaker.record_success();
+                    self.budget.deposit();
+                    return Ok(c);
+                }
+                Err(f) => {
+                    self.count(&f);
+                    tracing::debug!(
+                        kind = f.kind,
+                        attempt,
+                        "http completion failed: {}",
+                        f.message
+                    );
+                    if self.breaker.record_failure() {
+                        inc(&self.stats.circuit_opens);
+                        tracing::warn!(
+                            "circuit breaker opened after repeated failures ({})",
+                            f.kind
+                        );
+                    }
+                    let give_up = |kind: &'static str, message: String| {
+                        inc(&self.stats.failed_requests);
+                        Err(Error::Policy { kind, message })
+                    };
+                    if !f.retryable || attempt >= self.cfg.max_retries {
+                        return give_up(
+                            f.kind,
+                            format!("after {} attempts: {}", attempt + 1, f.message),
+                        );
+                    }
+                    if !self.budget.withdraw() {
+                        inc(&self.stats.budget_exhausted);
+                        return give_up(
+                            "retry_budget",
+                            format!(
+                                "retry budget exhausted; last failure {}: {}",
+                                f.kind, f.message
+                            ),
+                        );
+                    }
+                    inc(&self.stats.retries);
+                    let delay = match f.retry_after {
+                        Some(d) => d,
+                        None => backoff_delay(
+                            self.cfg.backoff_base,
+                            self.cfg.backoff_max,
+                            attempt,
+                            &mut rng,
+                        ),
+                    };
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+fn classify_reqwest(e: reqwest::Error) -> Failure {
+    let (kind, retryable) = if e.is_timeout() {
+        ("timeout", true)
+    } else if e.is_connect() {
+        ("connect", true)
+    } else if e.is_decode() {
+        ("malformed", true)
+    } else {
+        ("transport", true)
+    };
+    let mut message = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    Failure { kind, message, retryable, retry_after: None }
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    choices: Vec<WireChoice>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    text: String,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<WireLogprobs>,
+}
+
+#[derive(Deserialize)]
+struct WireLogprobs {
+    #[serde(default)]
+    token_logprobs: Option<Vec<Option<f32>>>,
+}
+
+/// Turn a `/v1/completions` response body into a [`Completion`].
+pub fn parse_response(bytes: &[u8]) -> std::result::Result<Completion, Failure> {
+    let malformed = |message: String| Failure {
+        kind: "malformed",
+        message,
+        retryable: true,
+        retry_after: None,
+    };
+    let wire: WireResponse = serde_json::from_slice(bytes)
+        .map_err(|e| malformed(format!("response is not a completions object: {e}")))?;
+    let choice = wire
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| malformed("response has no choices".into()))?;
+    let mut text = choice.text;
+    let finish = match choice.finish_reason.as_deref() {
+        Some("length") => CompletionFinish::Length,
+        _ if text.ends_with(EOS) => CompletionFinish::Eos,
+        _ if text.ends_with(CALLS_CLOSE) => CompletionFinish::ToolCalls,
+        _ if text.contains(CALLS_OPEN) && !text.contains(CALLS_CLOSE) => {
+            // The server matched the stop string but did not include it in the text.
+            text.push_str(CALLS_CLOSE);
+            CompletionFinish::ToolCalls
+        }
+        // EOS sampled but hidden by the server; the rollout appends it as a forced token.
+        _ => CompletionFinish::Eos,
+    };
+    let logprobs = choice
+        .logprobs
+        .and_then(|l| l.token_logprobs)
+        .and_then(|v| v.into_iter().collect::<Option<Vec<f32>>>());
+    Ok(Completion { text, token_ids: None, logprobs, finish })
+}
+
+impl Policy for HttpPolicy {
+    fn name(&self) -> &str {
+        "http"
+    }
+
+    fn model(&self) -> Option<String> {
+        Some(self.cfg.model.clone())
+    }
+
+    fn complete(
+        &self,
+        prompt: &PromptRequest,
+        params: &SamplingParams,
+    ) -> impl Future<Output = Result<Completion>> + Send {
+        self.complete_with_retries(prompt, params)
+    }
+
+    fn stats_json(&self) -> Option<String> {
+        serde_json::to_string(&self.stats.snapshot()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_seeded() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        let mut a = ChaCha8Rng::seed_from_u64(7);
+        let mut b = ChaCha8Rng::seed_from_u64(7);
+        for attempt in 0..40 {
+            let da = backoff_delay(base, max, attempt, &mut a);
+            assert_eq!(da, backoff_delay(base, max, attempt, &mut b));
+            assert!(da <= max);
+            assert!(da <= base * 2u32.saturating_pow(attempt.min(20)));
+        }
+    }
+
+    #[test]
+    fn budget_limits_retries() {
+        let b = RetryBudget::new(2.0, 0.5);
+        assert!(b.withdraw());
+        assert!(b.withdraw());
+        assert!(!b.withdraw());
+        b.deposit();
+        assert!(!b.withdraw());
+        b.deposit();
+        assert!(b.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn breaker_opens_and_holds_requests_back() {
+        let br = CircuitBreaker::new(3, Duration::from_secs(5));
+        assert!(!br.record_failure());
+        assert!(!br.record_failure());
+        assert!(br.record_failure());
+        let t0 = Instant::now();
+        assert!(br.admit().await);
+        assert!(t0.elapsed() >= Duration::from_secs(5));
+        assert!(!br.admit().await);
+        br.record_failure();
+        br.record_success();
+        assert!(!br.record_failure());
+    }
+
+    #[test]
+    fn parses_responses() {
+        let ok = br#"{"choices":[{"text":"hi</think>ok<\uff5cend\u2581of\u2581sentence\uff5c>","finish_reason":"stop","logprobs":{"token_logprobs":[-0.1,-0.2]}}]}"#;
+        let c = parse_response(ok).map_err(|f| f.message).unwrap_or_else(|m| panic!("{m}"));
+        assert_eq!(c.finish, CompletionFinish::Eos);
+        assert_eq!(c.logprobs, Some(vec![-0.1, -0.2]));
+        let len = br#"{"choices":[{"text":"abc","finish_reason":"length"}]}"#;
+        assert_eq!(parse_response(len).map(|c| c.finish), Ok(CompletionFinish::Length));
+        for bad in [&b"{"[..], b"[]", br#"{"choices":[]}"#, br#"{"choices":[{"text":3}]}"#] {
+            let f = parse_response(bad).err().map(|f| f.kind);
+            assert_eq!(f, Some("malformed"));
+        }
+        let stripped = "r</think>\n\n<\u{ff5c}DSML\u{ff5c}function_calls>\n<\u{ff5c}DSML\u{ff5c}invoke name=\"f\">\n";
+        let body = json!({"choices": [{"text": stripped, "finish_reason": "stop"}]}).to_string();
+        let c = parse_response(body.as_bytes()).map_err(|f| f.message);
+        assert!(c.is_ok_and(
+            |c| c.text.ends_with(CALLS_CLOSE) && c.finish == CompletionFinish::ToolCalls
+        ));
+    }
+}

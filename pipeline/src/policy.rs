@@ -1,0 +1,130 @@
+//! The [`Policy`] trait: prompt text in, completion text (+ sampled ids and logprobs) out.
+//!
+//! Pipeline code is generic over `P: Policy` (never `dyn`). The CLI adapts the local candle
+//! engine to this trait; this crate ships the engine-free policies ([`crate::ReferencePolicy`],
+//! [`crate::HttpPolicy`]).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use agentgen_codec::ToolCall;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Sampling parameters of a run (defaults are DeepSeek's recommended 1.0 / 0.95).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: Option<usize>,
+    /// Most tokens one completion (one assistant turn) may sample.
+    pub max_tokens: usize,
+    /// Per-sample seed (derived from the run seed and the sample id by the rollout).
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams { temperature: 1.0, top_p: 0.95, top_k: None, max_tokens: 4096, seed: 0 }
+    }
+}
+
+/// One turn of a scripted (reference) solution: reasoning, then parallel calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTurn {
+    pub reasoning: String,
+    pub calls: Vec<ToolCall>,
+}
+
+/// What the reference policy writes for one task: its tool-call turns, then a final answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferencePlan {
+    pub turns: Vec<PlannedTurn>,
+    pub final_reasoning: String,
+    pub final_answer: String,
+}
+
+/// A request for one assistant turn.
+#[derive(Debug, Clone)]
+pub struct PromptRequest {
+    /// The whole encoded prompt so far (BOS included); ends with `<think>` or `</think>`.
+    pub text: String,
+    /// The token ids of `text` (prompt segments tokenized, sampled segments as sampled).
+    pub prompt_ids: Vec<u32>,
+    /// Stable id of the sample; engines use it as a KV-cache key across tool rounds.
+    pub sample_id: String,
+    /// 0-based index of the assistant turn within the rollout.
+    pub turn: u32,
+    /// `thinking` or `chat`.
+    pub thinking: bool,
+    /// The task's reference solution (only the reference policy reads it).
+    pub reference: Option<Arc<ReferencePlan>>,
+}
+
+/// Why a completion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionFinish {
+    /// EOS was sampled.
+    Eos,
+    /// The tool-call block closed (a stop string); the rollout appends a forced EOS.
+    ToolCalls,
+    /// `max_tokens` reached.
+    Length,
+}
+
+/// One completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The sampled text (special tokens kept).
+    pub text: String,
+    /// The ids the policy sampled, when it knows them; `None` means "tokenize `text`".
+    pub token_ids: Option<Vec<u32>>,
+    /// Log-probability of each sampled token (same length as the sampled ids), if known.
+    pub logprobs: Option<Vec<f32>>,
+    pub finish: CompletionFinish,
+}
+
+/// Something that writes assistant turns. Implementations must be cheap to share (`Arc`).
+pub trait Policy: Send + Sync + 'static {
+    /// `reference`, `http` or `local`.
+    fn name(&self) -> &str;
+    /// The model name recorded in rows (`None` for the reference policy).
+    fn model(&self) -> Option<String>;
+    /// Complete one assistant turn. An `Err` is counted and ends that rollout with a
+    /// `policy.*` rejection; it never ends the run.
+    fn complete(
+        &self,
+        prompt: &PromptRequest,
+        params: &SamplingParams,
+    ) -> impl Future<Output = Result<Completion>> + Send;
+    /// The rollout of `sample_id` is over (free any cache kept for it).
+    fn release(&self, _sample_id: &str) {}
+    /// Counters worth recording in the manifest (JSON text), e.g. the http failure counts.
+    fn stats_json(&self) -> Option<String> {
+        None
+    }
+}
+
+impl<P: Policy> Policy for Arc<P> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn model(&self) -> Option<String> {
+        (**self).model()
+    }
+    fn complete(
+        &self,
+        prompt: &PromptRequest,
+        params: &SamplingParams,
+    ) -> impl Future<Output = Result<Completion>> + Send {
+        (**self).complete(prompt, params)
+    }
+    fn release(&self, sample_id: &str) {
+        (**self).release(sample_id)
+    }
+    fn stats_json(&self) -> Option<String> {
+        (**self).stats_json()
+    }
+}

@@ -1,0 +1,547 @@
+//! Staged validators with stable rejection codes.
+//!
+//! Stages, in the order a rollout is judged (the first failing stage names the rejection):
+//! `policy.*` (the policy failed), `format.*` (strict parse of every sampled completion and a
+//! byte-exact re-encode round trip), `length.*` (turn/token/time limits, truncated completions),
+//! `schema.*` (tool exists, arguments validate against its JSON Schema), `exec.*` (a tool call
+//! returned an error observation), `outcome.*` (the verifier), `dedup.exact` (normalised
+//! trajectory seen before in this shard), `filter.*` (difficulty band). Model mistakes are data:
+//! these functions never panic and never return `Err`.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use agentgen_codec::{
+    AssistantMessage, EncodeOptions, Message, ParseError, Role, ThinkingMode, ToolCall,
+    encode_messages, parse_completion,
+};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS, THINK_CLOSE};
+
+/// Every code the pipeline and `agentgen validate` emit. Stable: tools and manifests key on them.
+pub mod codes {
+    pub const FORMAT_INCOMPLETE: &str = "format.incomplete";
+    pub const FORMAT_MALFORMED: &str = "format.malformed";
+    pub const FORMAT_UNCLOSED_CALL: &str = "format.unclosed_call";
+    pub const FORMAT_MISSING_THINK_CLOSE: &str = "format.missing_think_close";
+    pub const FORMAT_MISSING_EOS: &str = "format.missing_eos";
+    pub const FORMAT_ROUNDTRIP: &str = "format.roundtrip";
+    pub const FORMAT_ENCODE_ERROR: &str = "format.encode_error";
+    pub const FORMAT_BAD_ROW: &str = "format.bad_row";
+    pub const SCHEMA_UNKNOWN_TOOL: &str = "schema.unknown_tool";
+    pub const SCHEMA_ARGUMENTS_NOT_OBJECT: &str = "schema.arguments_not_object";
+    pub const SCHEMA_MISSING_REQUIRED: &str = "schema.missing_required";
+    pub const SCHEMA_TYPE_MISMATCH: &str = "schema.type_mismatch";
+    pub const SCHEMA_ADDITIONAL_PROPERTY: &str = "schema.additional_property";
+    pub const SCHEMA_ENUM: &str = "schema.enum";
+    pub const SCHEMA_INVALID: &str = "schema.invalid";
+    pub const SCHEMA_BAD_TOOL_SPEC: &str = "schema.bad_tool_spec";
+    pub const EXEC_TOOL_ERROR: &str = "exec.tool_error";
+    pub const OUTCOME_FAILED: &str = "outcome.failed";
+    pub const LENGTH_MAX_TURNS: &str = "length.max_turns";
+    pub const LENGTH_MAX_TOKENS: &str = "length.max_tokens";
+    pub const LENGTH_TIMEOUT: &str = "length.timeout";
+    pub const LENGTH_TRUNCATED: &str = "length.truncated";
+    pub const DEDUP_EXACT: &str = "dedup.exact";
+    pub const FILTER_DIFFICULTY_BAND: &str = "filter.difficulty_band";
+    pub const ENV_TASK_ERROR: &str = "env.task_error";
+    pub const TOKENS_NONCANONICAL: &str = "tokens.noncanonical";
+    pub const TOKENS_MISMATCH: &str = "tokens.mismatch";
+    pub const LOGPROBS_MISALIGNED: &str = "logprobs.misaligned";
+}
+
+/// Why a sample was rejected (or a row of `agentgen validate` is invalid).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    code: &'static str,
+    pub detail: String,
+    /// Byte offset into the text the check looked at, when there is one.
+    pub offset: Option<usize>,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
+        Rejection { code, detail: detail.into(), offset: None }
+    }
+    pub fn at(mut self, offset: usize) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+    /// The stable label (`format.unclosed_call`, ...).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+    /// The stage, i.e. the part of the code before the dot.
+    pub fn stage(&self) -> &'static str {
+        self.code.split('.').next().unwrap_or(self.code)
+    }
+}
+
+/// A policy failure kind (see [`crate::http::Failure`]) as a `policy.*` code.
+pub fn policy_code(kind: &str) -> &'static str {
+    match kind {
+        "timeout" => "policy.timeout",
+        "connect" => "policy.connect",
+        "transport" => "policy.transport",
+        "http_5xx" => "policy.http_5xx",
+        "http_429" => "policy.http_429",
+        "http_4xx" => "policy.http_4xx",
+        "malformed" => "policy.malformed",
+        "retry_budget" => "policy.retry_budget",
+        "engine" => "policy.engine",
+        _ => "policy.error",
+    }
+}
+
+fn first_difference(a: &str, b: &str) -> usize {
+    let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    // Report a char boundary of `a`.
+    let mut n = n.min(a.len());
+    while !a.is_char_boundary(n) {
+        n -= 1;
+    }
+    n
+}
+
+/// Classify a strict-parse failure of a completion.
+fn parse_rejection(text: &str, mode: ThinkingMode, err: &ParseError) -> Rejection {
+    let (offset, reason) = match err {
+        ParseError::Malformed { offset, reason, .. } => (Some(*offset), reason.clone()),
+        other => (None, other.to_string()),
+    };
+    let code = if matches!(err, ParseError::Incomplete { .. }) {
+        codes::FORMAT_INCOMPLETE
+    } else if mode == ThinkingMode::Thinking && !text.contains(THINK_CLOSE) {
+        codes::FORMAT_MISSING_THINK_CLOSE
+    } else if !text.contains(EOS) && !text.contains(CALLS_OPEN) {
+        codes::FORMAT_MISSING_EOS
+    } else {
+        codes::FORMAT_MALFORMED
+    };
+    let r = Rejection::new(code, reason);
+    match offset {
+        Some(o) => r.at(o),
+        None => r,
+    }
+}
+
+fn encode_opts(mode: ThinkingMode) -> EncodeOptions {
+    EncodeOptions {
+        thinking_mode: mode,
+        drop_thinking: true,
+        add_bos: false,
+        context: vec![Message::user("")],
+    }
+}
+
+/// Render one assistant message as the completion text a model would have produced for it
+/// (after the last user message).
+pub fn render_completion(message: &Message, mode: ThinkingMode) -> Result<String, String> {
+    encode_messages(std::slice::from_ref(message), &encode_opts(mode)).map_err(|e| e.to_string())
+}
+
+/// Format stage for one sampled completion (EOS already appended where it was forced): the
+/// tool-call block must be closed, the strict parse must succeed, and re-encoding the parsed
+/// message must reproduce `text` byte for byte. Returns the parsed message.
+pub fn check_completion(text: &str, mode: ThinkingMode) -> Result<AssistantMessage, Rejection> {
+    if let Some(pos) = text.find(CALLS_OPEN)
+        && !text[pos..].contains(CALLS_CLOSE)
+    {
+        return Err(Rejection::new(
+            codes::FORMAT_UNCLOSED_CALL,
+            "the tool-call block is never closed",
+        )
+        .at(pos));
+    }
+    let parsed = parse_completion(text, mode).map_err(|e| parse_rejection(text, mode, &e))?;
+    let message = parsed.clone().into_message();
+    match render_completion(&message, mode) {
+        Ok(again) if again == text => Ok(parsed),
+        Ok(again) => {
+            let at = first_difference(text, &again);
+            let snippet: String = text[at..].chars().take(40).collect();
+            Err(Rejection::new(
+                codes::FORMAT_ROUNDTRIP,
+                format!(
+                    "re-encoding the parsed completion differs at byte {at} (sampled {snippet:?})"
+                ),
+            )
+            .at(at))
+        }
+        Err(e) => Err(Rejection::new(
+            codes::FORMAT_ENCODE_ERROR,
+            format!("parsed completion does not re-encode: {e}"),
+        )),
+    }
+}
+
+/// Compiled JSON Schemas of one tool list.
+pub struct ToolSchemas {
+    tools: HashMap<String, Result<jsonschema::Validator, String>>,
+}
+
+impl std::fmt::Debug for ToolSchemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolSchemas")
+            .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ToolSchemas {
+    /// From an OpenAI tool list (`[{"type": "function", "function": {name, parameters}}]`; a bare
+    /// `{name, parameters}` is accepted too). A schema that does not compile is reported when
+    /// a call uses that tool.
+    pub fn from_tools(tools: &[Value]) -> Self {
+        let mut map = HashMap::new();
+        for t in tools {
+            let f = t.get("function").unwrap_or(t);
+            let Some(name) = f.get("name").and_then(Value::as_str) else { continue };
+            let params = f
+                .get("parameters")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+            let v = jsonschema::validator_for(&params).map_err(|e| e.to_string());
+            map.insert(name.to_owned(), v);
+        }
+        ToolSchemas { tools: map }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tools.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// Schema stage for one call.
+    pub fn check_call(&self, call: &ToolCall) -> Result<(), Rejection> {
+        let Some(v) = self.tools.get(&call.name) else {
+            return Err(Rejection::new(
+                codes::SCHEMA_UNKNOWN_TOOL,
+                format!("unknown tool {:?}", call.name),
+            ));
+        };
+        let v = v.as_ref().map_err(|e| {
+            Rejection::new(
+                codes::SCHEMA_BAD_TOOL_SPEC,
+                format!("tool {:?} has an invalid schema: {e}", call.name),
+            )
+        })?;
+        let args: Value = match serde_json::from_str(&call.arguments) {
+            Ok(a @ Value::Object(_)) => a,
+            Ok(_) => {
+                return Err(Rejection::new(
+                    codes::SCHEMA_ARGUMENTS_NOT_OBJECT,
+                    format!("{}: arguments are not a JSON object", call.name),
+                ));
+            }
+            Err(e) => {
+                return Err(Rejection::new(
+                    codes::SCHEMA_ARGUMENTS_NOT_OBJECT,
+                    format!("{}: arguments are not valid JSON: {e}", call.name),
+                ));
+            }
+        };
+        if let Some(err) = v.iter_errors(&args).next() {
+            use jsonschema::error::ValidationErrorKind as K;
+            let code = match err.kind() {
+                K::Required { .. } => codes::SCHEMA_MISSING_REQUIRED,
+                K::Type { .. } => codes::SCHEMA_TYPE_MISMATCH,
+                K::AdditionalProperties { .. } => codes::SCHEMA_ADDITIONAL_PROPERTY,
+                K::Enum { .. } | K::Constant { .. } => codes::SCHEMA_ENUM,
+                _ => codes::SCHEMA_INVALID,
+            };
+            let path = err.instance_path().to_string();
+            let at = if path.is_empty() { String::new() } else { format!(" at {path}") };
+            return Err(Rejection::new(code, format!("{}{at}: {err}", call.name)));
+        }
+        Ok(())
+    }
+}
+
+/// A bounded cache of compiled tool schemas keyed by the tool list's JSON text.
+#[derive(Debug, Default)]
+pub struct SchemaCache {
+    map: Mutex<HashMap<u64, Arc<ToolSchemas>>>,
+}
+
+impl SchemaCache {
+    const CAPACITY: usize = 4096;
+
+    pub fn get(&self, tools: &[Value], tools_json: &str) -> Arc<ToolSchemas> {
+        let mut h = std::hash::DefaultHasher::new();
+        tools_json.hash(&mut h);
+        let key = h.finish();
+        if let Ok(map) = self.map.lock()
+            && let Some(s) = map.get(&key)
+        {
+            return Arc::clone(s);
+        }
+        let s = Arc::new(ToolSchemas::from_tools(tools));
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+            map.insert(key, Arc::clone(&s));
+        }
+        s
+    }
+}
+
+/// One problem found in a conversation by [`check_conversation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    /// Index of the message it concerns, if any.
+    pub message: Option<usize>,
+    #[serde(flatten)]
+    pub rejection: Rejection,
+}
+
+fn calls_equal(a: &[ToolCall], b: &[ToolCall]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name
+                && match (
+                    serde_json::from_str::<Value>(&x.arguments),
+                    serde_json::from_str::<Value>(&y.arguments),
+                ) {
+                    (Ok(p), Ok(q)) => p == q,
+                    _ => x.arguments == y.arguments,
+                }
+        })
+}
+
+/// Check a whole conversation the way `agentgen validate` does: it encodes (codec strictness),
+/// every assistant message survives the parse round trip (content, reasoning where rendered,
+/// tool calls with arguments compared as JSON values), and every tool call names a declared
+/// tool with arguments valid against its schema. Returns every issue found (empty = valid).
+pub fn check_conversation(
+    messages: &[Message],
+    mode: ThinkingMode,
+    schemas: Option<&ToolSchemas>,
+) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let opts = EncodeOptions {
+        thinking_mode: mode,
+        drop_thinking: true,
+        add_bos: true,
+        context: Vec::new(),
+    };
+    if let Err(e) = encode_messages(messages, &opts) {
+        issues.push(Issue {
+            message: None,
+            rejection: Rejection::new(
+                codes::FORMAT_ENCODE_ERROR,
+                format!("the conversation does not encode: {e}"),
+            ),
+        });
+        return issues;
+    }
+    let last_user = messages.iter().rposition(|m| matches!(m.role, Role::User | Role::Developer));
+    let owned;
+    let schemas = match schemas {
+        Some(s) => s,
+        None => {
+            let tools: Vec<Value> = messages
+                .iter()
+                .filter(|m| matches!(m.role, Role::System | Role::Developer))
+                .filter_map(|m| m.tools.as_ref())
+                .flatten()
+                .cloned()
+                .collect();
+            owned = ToolSchemas::from_tools(&tools);
+            &owned
+        }
+    };
+    for (i, m) in messages.iter().enumerate() {
+        if m.role != Role::Assistant {
+            continue;
+        }
+        let after_last_user = last_user.is_none_or(|l| i > l);
+        let turn_mode = if mode == ThinkingMode::Thinking && after_last_user {
+            mode
+        } else {
+            ThinkingMode::Chat
+        };
+        let push = |issues: &mut Vec<Issue>, r: Rejection| {
+            issues.push(Issue { message: Some(i), rejection: r })
+        };
+        let text = match render_completion(m, turn_mode) {
+            Ok(t) => t,
+            Err(e) => {
+                push(&mut issues, Rejection::new(codes::FORMAT_ENCODE_ERROR, e));
+                continue;
+            }
+        };
+        match check_completion(&text, turn_mode) {
+            Ok(parsed) => {
+                let content_ok = parsed.content == m.content.clone().unwrap_or_default();
+                let reasoning_ok = turn_mode == ThinkingMode::Chat
+                    || parsed.reasoning_content == m.reasoning_content.clone().unwrap_or_default();
+                if !content_ok || !reasoning_ok || !calls_equal(&parsed.tool_calls, &m.tool_calls) {
+                    let what = if !content_ok {
+                        "content"
+                    } else if !reasoning_ok {
+                        "reasoning_content"
+                    } else {
+                        "tool_calls"
+                    };
+                    push(
+                        &mut issues,
+                        Rejection::new(
+                            codes::FORMAT_ROUNDTRIP,
+                            format!("{what} does not survive encode + parse"),
+                        ),
+                    );
+                }
+            }
+            Err(r) => push(&mut issues, r),
+        }
+        for call in &m.tool_calls {
+            if let Err(r) = schemas.check_call(call) {
+                push(&mut issues, r);
+            }
+        }
+    }
+    issues
+}
+
+/// Hash of a normalised trajectory (messages + tools; call ids dropped, arguments compared as
+/// JSON values, surrounding whitespace of texts ignored) for exact dedup.
+pub fn trajectory_hash(messages: &[Message], tools_json: &str) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(tools_json.trim().as_bytes());
+    for m in messages {
+        h.update([0xff, m.role as u8]);
+        h.update(m.content.as_deref().unwrap_or("").trim().as_bytes());
+        h.update([0xfe]);
+        h.update(m.reasoning_content.as_deref().unwrap_or("").trim().as_bytes());
+        for c in &m.tool_calls {
+            h.update([0xfd]);
+            h.update(c.name.as_bytes());
+            h.update([0xfc]);
+            match serde_json::from_str::<Value>(&c.arguments) {
+                Ok(v) => h.update(canonical_json(&v).as_bytes()),
+                Err(_) => h.update(c.arguments.as_bytes()),
+            }
+        }
+    }
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// JSON text with object keys sorted (a canonical form for comparisons).
+pub fn canonical_json(v: &Value) -> String {
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tools() -> Vec<Value> {
+        vec![json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "additionalProperties": false,
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city", "days"]}}})]
+    }
+
+    #[test]
+    fn schema_codes() {
+        let s = ToolSchemas::from_tools(&tools());
+        let code = |name: &str, args: &str| {
+            s.check_call(&ToolCall::new(name, args)).err().map(|r| r.code())
+        };
+        assert_eq!(code("get_weather", r#"{"city": "Paris", "days": 2}"#), None);
+        assert_eq!(code("nope", "{}"), Some(codes::SCHEMA_UNKNOWN_TOOL));
+        assert_eq!(
+            code("get_weather", r#"{"city": "Paris"}"#),
+            Some(codes::SCHEMA_MISSING_REQUIRED)
+        );
+        assert_eq!(
+            code("get_weather", r#"{"city": 3, "days": 2}"#),
+            Some(codes::SCHEMA_TYPE_MISMATCH)
+        );
+        assert_eq!(
+            code("get_weather", r#"{"city": "P", "days": 2, "x": 1}"#),
+            Some(codes::SCHEMA_ADDITIONAL_PROPERTY)
+        );
+        assert_eq!(code("get_weather", "[1]"), Some(codes::SCHEMA_ARGUMENTS_NOT_OBJECT));
+        assert_eq!(code("get_weather", "{bad"), Some(codes::SCHEMA_ARGUMENTS_NOT_OBJECT));
+    }
+
+    #[test]
+    fn format_codes() {
+        let m = ThinkingMode::Thinking;
+        let ok = format!("think</think>hello{EOS}");
+        assert!(check_completion(&ok, m).is_ok());
+        let code = |t: &str| check_completion(t, m).err().map(|r| r.code());
+        assert_eq!(code(&format!("no close tag{EOS}")), Some(codes::FORMAT_MISSING_THINK_CLOSE));
+        assert_eq!(code("r</think>no eos"), Some(codes::FORMAT_MISSING_EOS));
+        let unclosed =
+            format!("r</think>\n\n{CALLS_OPEN}\n<\u{ff5c}DSML\u{ff5c}invoke name=\"f\">\n");
+        assert_eq!(code(&unclosed), Some(codes::FORMAT_UNCLOSED_CALL));
+        let p = "<\u{ff5c}DSML\u{ff5c}parameter name=\"a\" string=\"false\">[1,2]</\u{ff5c}DSML\u{ff5c}parameter>";
+        let not_python_json = format!(
+            "r</think>\n\n{CALLS_OPEN}\n<\u{ff5c}DSML\u{ff5c}invoke name=\"f\">\n{p}\n</\u{ff5c}DSML\u{ff5c}invoke>\n{CALLS_CLOSE}{EOS}"
+        );
+        assert_eq!(code(&not_python_json), Some(codes::FORMAT_ROUNDTRIP));
+        assert_eq!(
+            code(&format!("r</think>x{EOS}tail")).map(|c| c.starts_with("format.")),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn conversation_check() {
+        let call = ToolCall::new("get_weather", r#"{"city": "Paris", "days": 2}"#);
+        let msgs = vec![
+            Message::system("s").with_tools(tools()),
+            Message::user("u"),
+            Message::assistant(Some("r".into()), "", vec![call]),
+            Message::tool("{}", None),
+            Message::assistant(Some("done".into()), "ok", vec![]),
+        ];
+        assert!(check_conversation(&msgs, ThinkingMode::Thinking, None).is_empty());
+        let mut bad = msgs.clone();
+        bad[2].tool_calls[0].arguments = r#"{"city": "Paris"}"#.into();
+        let issues = check_conversation(&bad, ThinkingMode::Thinking, None);
+        assert_eq!(
+            issues.first().map(|i| i.rejection.code()),
+            Some(codes::SCHEMA_MISSING_REQUIRED)
+        );
+        let mut dsml = msgs.clone();
+        dsml[4].content = Some(format!("x{CALLS_CLOSE}"));
+        let issues = check_conversation(&dsml, ThinkingMode::Thinking, None);
+        assert!(issues.iter().any(|i| i.rejection.stage() == "format"), "{issues:?}");
+    }
+
+    #[test]
+    fn dedup_hash_normalises() {
+        let a =
+            vec![Message::assistant(None, " x ", vec![ToolCall::new("f", r#"{"a": 1, "b": 2}"#)])];
+        let b = vec![Message::assistant(None, "x", vec![ToolCall::new("f", r#"{"b":2,"a":1}"#)])];
+        assert_eq!(trajectory_hash(&a, "[]"), trajectory_hash(&b, "[]"));
+        assert_ne!(trajectory_hash(&a, "[]"), trajectory_hash(&a, "[1]"));
+    }
+}
