@@ -2,9 +2,14 @@ use agentgen_environments::{InstanceCache, Registry, soundness};
 
 #[test]
 fn banking_smoke() {
+    smoke("banking");
+    smoke("trip");
+}
+
+fn smoke(name: &str) {
     let reg = Registry::new();
     let cache = InstanceCache::default();
-    let fam = reg.get("banking").unwrap().clone();
+    let fam = reg.get(name).unwrap().clone();
     let mut fails = Vec::new();
     let mut n = 0;
     for inst in 0..20u64 {

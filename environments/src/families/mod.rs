@@ -7,7 +7,10 @@ pub mod common;
 
 // --- family modules (A) ---
 pub mod banking;
+pub mod trip;
 // --- family modules (B): sql, search, code, logistics ---
+pub mod code;
+pub mod logistics;
 pub mod search;
 pub mod sql;
 // --- end family modules ---
@@ -20,10 +23,13 @@ use crate::framework::Family;
 pub fn all() -> Vec<Arc<dyn Family>> {
     vec![
         // --- registry (A) ---
+        Arc::new(trip::Trip),
         Arc::new(banking::Banking),
         // --- registry (B) ---
         Arc::new(sql::SqlFamily),
         Arc::new(search::SearchFamily),
+        Arc::new(code::CodeFamily),
+        Arc::new(logistics::LogisticsFamily),
         // --- end registry ---
     ]
 }
