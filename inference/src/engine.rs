@@ -417,7 +417,7 @@ impl Worker {
                 finished.push((*i, r));
             }
         }
-        finished.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
         for (i, reason) in finished {
             let s = self.active.remove(i);
             self.finish(s, reason);

@@ -240,7 +240,7 @@ impl Config {
                 return Err(format!("`{name}` must be positive"));
             }
         }
-        if self.qk_rope_head_dim % 2 != 0 {
+        if !self.qk_rope_head_dim.is_multiple_of(2) {
             return Err("`qk_rope_head_dim` must be even".into());
         }
         if self.index_head_dim < self.qk_rope_head_dim {
@@ -250,7 +250,7 @@ impl Config {
             if self.n_routed_experts == 0 || self.num_experts_per_tok == 0 {
                 return Err("MoE layers need `n_routed_experts` and `num_experts_per_tok`".into());
             }
-            if self.n_routed_experts % self.n_group != 0 {
+            if !self.n_routed_experts.is_multiple_of(self.n_group) {
                 return Err("`n_routed_experts` must be a multiple of `n_group`".into());
             }
             if self.topk_group > self.n_group || self.topk_group == 0 {
@@ -272,7 +272,7 @@ impl Config {
 
     /// Whether layer `i` uses MoE.
     pub fn is_moe_layer(&self, i: usize) -> bool {
-        i >= self.first_k_dense_replace && i % self.moe_layer_freq == 0
+        i >= self.first_k_dense_replace && i.is_multiple_of(self.moe_layer_freq)
     }
 
     /// `qk_nope_head_dim + qk_rope_head_dim`.
