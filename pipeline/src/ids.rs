@@ -16,6 +16,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Lowercase hex SHA-256 of `bytes` (manifest hashes).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 /// Id of sample `k` of the task at global `index` of a run with `seed`.
 pub fn sample_id(seed: u64, index: u64, task_id: &str, k: u32) -> String {
     let d = digest(&[

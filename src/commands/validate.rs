@@ -1,10 +1,330 @@
-//! `agentgen validate`.
+//! `agentgen validate PATH...`: format validation of Parquet datasets (ours, or any with a
+//! `messages` column), JSONL conversations, or raw completion texts. One line per invalid row
+//! (file, row, code, byte offset, message), a summary, `--json FILE` for a machine-readable
+//! report. Exit 0 all valid, 1 some invalid, 2 unreadable input or bad usage (2 beats 1 beats 0
+//! across files). Never panics on any file.
 
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use agentgen_codec::{Conversation, ThinkingMode, Tokenizer};
+use agentgen_pipeline::validate::{Rejection, check_completion, check_conversation, codes};
+use anyhow::Context;
+use serde::Serialize;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`agentgen validate` is not implemented yet")
+/// Check datasets against the DeepSeek-V3.2 format: codec strictness, the re-encode round trip,
+/// and tool arguments against the tools given.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Parquet files or dataset folders, JSONL files (`{"messages", "tools"?}` per line), or
+    /// with `--completions` raw completion texts.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Write a machine-readable report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Split to read from dataset folders (train | rejected).
+    #[arg(long, default_value = "train")]
+    split: String,
+    /// Inputs are raw completion texts (a file = one completion; `.jsonl` = one JSON string per line).
+    #[arg(long)]
+    completions: bool,
+    /// Also check that `token_ids` are the tokenizer's ids of `text` and `text` re-encodes.
+    #[arg(long)]
+    check_tokens: bool,
+    /// thinking | chat.
+    #[arg(long, default_value = "thinking")]
+    thinking_mode: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RowIssue {
+    file: String,
+    row: usize,
+    code: String,
+    offset: Option<usize>,
+    message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct FileReport {
+    file: String,
+    rows: u64,
+    invalid_rows: u64,
+    unreadable: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    files: Vec<FileReport>,
+    rows: u64,
+    invalid_rows: u64,
+    issues: Vec<RowIssue>,
+    exit_code: u8,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mode = match args.thinking_mode.as_str() {
+        "thinking" => ThinkingMode::Thinking,
+        "chat" => ThinkingMode::Chat,
+        other => {
+            eprintln!("error: --thinking-mode must be thinking or chat, got {other:?}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if !matches!(args.split.as_str(), "train" | "rejected") {
+        eprintln!("error: --split must be train or rejected, got {:?}", args.split);
+        return Ok(ExitCode::from(2));
+    }
+    let mut report = Report::default();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for path in &args.paths {
+        for file in expand(path, &args.split) {
+            let mut fr = FileReport { file: file.display().to_string(), ..FileReport::default() };
+            let mut issues = Vec::new();
+            let res = if args.completions {
+                check_completions_file(&file, mode, &mut fr, &mut issues)
+            } else if is_jsonl(&file) {
+                check_jsonl(&file, mode, &mut fr, &mut issues)
+            } else {
+                check_parquet(&file, mode, args.check_tokens, &mut fr, &mut issues)
+            };
+            if let Err(e) = res {
+                fr.unreadable = Some(format!("{e:#}"));
+                writeln!(out, "{}: unreadable: {e:#}", fr.file)?;
+            }
+            for i in &issues {
+                let off = i.offset.map(|o| o.to_string()).unwrap_or_else(|| "-".into());
+                writeln!(out, "{}:{}: {} at byte {}: {}", i.file, i.row, i.code, off, i.message)?;
+            }
+            report.rows += fr.rows;
+            report.invalid_rows += fr.invalid_rows;
+            report.issues.extend(issues);
+            report.files.push(fr);
+        }
+    }
+    let code = if report.files.iter().any(|f| f.unreadable.is_some()) || report.files.is_empty() {
+        2
+    } else if report.invalid_rows > 0 {
+        1
+    } else {
+        0
+    };
+    report.exit_code = code;
+    writeln!(
+        out,
+        "{} files, {} rows, {} valid, {} invalid{}",
+        report.files.len(),
+        report.rows,
+        report.rows - report.invalid_rows,
+        report.invalid_rows,
+        if report.files.iter().any(|f| f.unreadable.is_some()) {
+            ", some files unreadable"
+        } else {
+            ""
+        }
+    )?;
+    out.flush()?;
+    if let Some(j) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(j, text).with_context(|| format!("writing {}", j.display()))?;
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn is_jsonl(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("jsonl" | "json" | "ndjson"))
+}
+
+/// A dataset folder expands to its finished parts of `split`; anything else stays as is.
+fn expand(path: &Path, split: &str) -> Vec<PathBuf> {
+    if !path.is_dir() {
+        return vec![path.to_path_buf()];
+    }
+    let data = if path.join("data").is_dir() { path.join("data") } else { path.to_path_buf() };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&data)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.starts_with(&format!("{split}-")) && n.ends_with(".parquet")
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    if files.is_empty() {
+        // Reported as unreadable by the caller (no dataset there).
+        return vec![data.join(format!("{split}-*.parquet"))];
+    }
+    files
+}
+
+fn push(file: &Path, row: usize, r: &Rejection, issues: &mut Vec<RowIssue>) {
+    issues.push(RowIssue {
+        file: file.display().to_string(),
+        row,
+        code: r.code().to_owned(),
+        offset: r.offset,
+        message: r.detail.clone(),
+    });
+}
+
+fn check_value(
+    file: &Path,
+    row: usize,
+    v: &serde_json::Value,
+    mode: ThinkingMode,
+    fr: &mut FileReport,
+    issues: &mut Vec<RowIssue>,
+) {
+    fr.rows += 1;
+    let messages = match Conversation::from_json(v) {
+        Ok(c) => c.messages,
+        Err(e) => {
+            fr.invalid_rows += 1;
+            push(file, row, &Rejection::new(codes::FORMAT_BAD_ROW, e.to_string()), issues);
+            return;
+        }
+    };
+    let found = check_conversation(&messages, mode, None);
+    if !found.is_empty() {
+        fr.invalid_rows += 1;
+        for i in found {
+            let mut r = i.rejection;
+            if let Some(m) = i.message {
+                r.detail = format!("message {m}: {}", r.detail);
+            }
+            push(file, row, &r, issues);
+        }
+    }
+}
+
+fn check_jsonl(
+    file: &Path,
+    mode: ThinkingMode,
+    fr: &mut FileReport,
+    issues: &mut Vec<RowIssue>,
+) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    for (row, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
+        let line = line.with_context(|| format!("reading {}", file.display()))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<serde_json::Value>(&line) {
+            Ok(v) => check_value(file, row, &v, mode, fr, issues),
+            Err(e) => {
+                fr.rows += 1;
+                fr.invalid_rows += 1;
+                push(
+                    file,
+                    row,
+                    &Rejection::new(codes::FORMAT_BAD_ROW, format!("line is not JSON: {e}")),
+                    issues,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_completions_file(
+    file: &Path,
+    mode: ThinkingMode,
+    fr: &mut FileReport,
+    issues: &mut Vec<RowIssue>,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let texts: Vec<Result<String, String>> = if is_jsonl(file) {
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|l| {
+                serde_json::from_slice::<String>(l)
+                    .map_err(|e| format!("line is not a JSON string: {e}"))
+            })
+            .collect()
+    } else {
+        vec![String::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))]
+    };
+    for (row, t) in texts.into_iter().enumerate() {
+        fr.rows += 1;
+        let r = match t {
+            Ok(text) => check_completion(&text, mode).err(),
+            Err(m) => Some(Rejection::new(codes::FORMAT_BAD_ROW, m)),
+        };
+        if let Some(r) = r {
+            fr.invalid_rows += 1;
+            push(file, row, &r, issues);
+        }
+    }
+    Ok(())
+}
+
+fn check_parquet(
+    file: &Path,
+    mode: ThinkingMode,
+    check_tokens: bool,
+    fr: &mut FileReport,
+    issues: &mut Vec<RowIssue>,
+) -> anyhow::Result<()> {
+    let reader = agentgen_datasets::ConversationReader::try_new(file)
+        .with_context(|| format!("reading {}", file.display()))?;
+    for (row, item) in reader {
+        match item {
+            Ok(v) => check_value(file, row, &v, mode, fr, issues),
+            Err(e) if e.is_row_error() => {
+                fr.rows += 1;
+                fr.invalid_rows += 1;
+                push(file, row, &Rejection::new(codes::FORMAT_BAD_ROW, e.to_string()), issues);
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        }
+    }
+    if check_tokens {
+        let tok = Tokenizer::shared()?;
+        let rows = agentgen_datasets::read_rows(file)
+            .with_context(|| format!("reading {} as an agentgen dataset", file.display()))?;
+        for (i, row) in rows.iter().enumerate() {
+            let ids = tok.encode(&row.text)?;
+            if ids != row.token_ids {
+                push(
+                    file,
+                    i,
+                    &Rejection::new(
+                        codes::TOKENS_NONCANONICAL,
+                        "token_ids are not the tokenizer's ids of text",
+                    ),
+                    issues,
+                );
+            }
+            if row.loss_mask.len() != row.token_ids.len() {
+                fr.invalid_rows += 1;
+                push(
+                    file,
+                    i,
+                    &Rejection::new(
+                        codes::TOKENS_MISMATCH,
+                        "loss_mask and token_ids differ in length",
+                    ),
+                    issues,
+                );
+            }
+            let text = tok.decode(&row.token_ids)?;
+            if text != row.text {
+                fr.invalid_rows += 1;
+                push(
+                    file,
+                    i,
+                    &Rejection::new(codes::TOKENS_MISMATCH, "token_ids do not decode to text"),
+                    issues,
+                );
+            }
+        }
+    }
+    Ok(())
 }
