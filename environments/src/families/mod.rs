@@ -7,6 +7,7 @@ pub mod common;
 
 // --- family modules (A) ---
 pub mod banking;
+pub mod retail;
 pub mod trip;
 // --- family modules (B): sql, search, code, logistics ---
 pub mod code;
@@ -24,6 +25,7 @@ pub fn all() -> Vec<Arc<dyn Family>> {
     vec![
         // --- registry (A) ---
         Arc::new(trip::Trip),
+        Arc::new(retail::Retail),
         Arc::new(banking::Banking),
         // --- registry (B) ---
         Arc::new(sql::SqlFamily),
