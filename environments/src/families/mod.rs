@@ -9,6 +9,7 @@ pub mod common;
 pub mod banking;
 pub mod retail;
 pub mod trip;
+pub mod vfs;
 // --- family modules (B): sql, search, code, logistics ---
 pub mod code;
 pub mod logistics;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Arc<dyn Family>> {
         Arc::new(trip::Trip),
         Arc::new(retail::Retail),
         Arc::new(banking::Banking),
+        Arc::new(vfs::Vfs),
         // --- registry (B) ---
         Arc::new(sql::SqlFamily),
         Arc::new(search::SearchFamily),
