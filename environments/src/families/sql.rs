@@ -202,6 +202,16 @@ pub(crate) mod answer {
     }
 }
 
+/// Candidate order for task slot `j` of a difficulty: `j, j + per, j + 2 per, ...` (disjoint
+/// across slots, so task seeds give distinct questions), then every other candidate as a last
+/// resort so generation never fails when a slot's own candidates are all degenerate.
+pub(crate) fn slot_order(j: usize, per: usize, len: usize) -> impl Iterator<Item = usize> {
+    let per = per.max(1);
+    let own = (j..len).step_by(per);
+    let rest = (0..len).filter(move |k| k % per != j % per || *k < j);
+    own.chain(rest)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schema variants.
 
@@ -1059,8 +1069,8 @@ impl SqlInstance {
         })?;
         let first = rows.first().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
         Ok(match q.shape {
-            Shape::Int => first.as_i64().filter(|&v| v > 0).map(answer::int),
-            Shape::Dec2 => first.as_f64().filter(|&v| v > 0.0).map(|v| answer::number(v, 2)),
+            Shape::Int => first.as_i64().filter(|&v| v >= 0).map(answer::int),
+            Shape::Dec2 => first.as_f64().filter(|&v| v >= 0.0).map(|v| answer::number(v, 2)),
             Shape::Pct2 => {
                 first.as_f64().filter(|&v| v > 0.0 && v < 100.0).map(|v| answer::percent(v, 2))
             }
@@ -1323,14 +1333,12 @@ impl Instance for SqlInstance {
         let list = &self.questions[d];
         // Candidates j, j + per, j + 2 per, ...: disjoint across task seeds; skip degenerate ones.
         let mut found = None;
-        let mut k = j;
-        while k < list.len() {
+        for k in slot_order(j, per, list.len()) {
             let q = render(&self.schema, &list[k]);
             if let Some(exp) = self.expected(&q)? {
                 found = Some((list[k].clone(), q, exp));
                 break;
             }
-            k += per;
         }
         let Some((q, rq, expected)) = found else {
             return Err(self
