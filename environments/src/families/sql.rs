@@ -929,11 +929,14 @@ struct Db {
     descs: Vec<(String, Value)>,
 }
 
+/// Column names, rows, and whether rows were cut at the cap.
+type QueryRows = (Vec<String>, Vec<Vec<Value>>, bool);
+
 fn sqlite_err(source: rusqlite::Error) -> Error {
     Error::Sqlite { family: NAME.into(), source }
 }
 
-fn pick<'a, T: Copy>(r: &mut impl Rng, xs: &'a [T]) -> T {
+fn pick<T: Copy>(r: &mut impl Rng, xs: &[T]) -> T {
     // Every list passed here is a non-empty constant.
     xs[r.random_range(0..xs.len())]
 }
@@ -1019,11 +1022,7 @@ impl SqlInstance {
     }
 
     /// Run a read-only query under the step budget: `(columns, rows, truncated)`.
-    fn query(
-        &self,
-        sql: &str,
-        cap: usize,
-    ) -> std::result::Result<(Vec<String>, Vec<Vec<Value>>, bool), String> {
+    fn query(&self, sql: &str, cap: usize) -> std::result::Result<QueryRows, String> {
         let db = self.lock();
         db.steps.store(0, Ordering::Relaxed);
         let mut stmt = db.conn.prepare(sql).map_err(|e| describe_sql_error(&e))?;
