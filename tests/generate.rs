@@ -97,7 +97,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let whole = dir.path().join("whole");
     let killed = dir.path().join("killed");
-    let args = ["--tasks", "300", "--seed", "11", "--rows-per-file", "8", "--concurrency", "2"];
+    let args = ["--tasks", "120", "--seed", "11", "--rows-per-file", "4", "--concurrency", "2"];
     generate(&whole, &args);
     let mut child = std::process::Command::new(bin())
         .args(["generate", "--quiet", "--out", killed.to_str().expect("utf-8")])
