@@ -281,3 +281,31 @@ fn pipeline_http_policy_against_serve() {
     let stats = policy.stats().snapshot();
     assert_eq!((stats.requests, stats.successes, stats.failed_requests), (1, 1, 0));
 }
+
+/// The official `openai` Python client, when it is installed (skipped loudly otherwise).
+#[test]
+fn openai_python_client_if_installed() {
+    let probe = Command::new("python3").args(["-c", "import openai"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED openai_python_client_if_installed: python3 with `openai` not installed");
+        return;
+    }
+    let s = Server::start(&tiny_real_model(), &["--served-model-name", "tiny"], &[]);
+    let script = r#"
+import sys, openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="none")
+assert c.models.list().data[0].id == "tiny"
+r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}],
+                              max_tokens=4, seed=1)
+assert r.choices[0].message.role == "assistant" and r.usage.completion_tokens >= 1
+r = c.completions.create(model="tiny", prompt="Hello", max_tokens=3, logprobs=1)
+assert len(r.choices[0].logprobs.token_logprobs) >= 1
+n = sum(1 for _ in c.chat.completions.create(model="tiny", max_tokens=3, stream=True,
+        messages=[{"role": "user", "content": "Hi"}]))
+assert n >= 2
+print("ok")
+"#;
+    let out = Command::new("python3").args(["-c", script, &s.url()]).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
