@@ -340,24 +340,45 @@ impl Conversation {
         let list = obj.get("messages").and_then(Value::as_array).ok_or_else(|| {
             Error::InvalidConversation { reason: "missing \"messages\" list".to_owned() }
         })?;
-        let mut messages = messages_from_json(list)?;
-        match obj.get("tools") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(tools)) => match messages.first_mut() {
-                Some(first) if matches!(first.role, Role::System | Role::Developer) => {
-                    first.tools = Some(tools.clone());
-                }
-                _ if tools.is_empty() => {}
-                _ => {
-                    return Err(Error::InvalidConversation {
-                        reason: "top-level tools need a first system or developer message"
-                            .to_owned(),
-                    });
-                }
-            },
+        let messages = messages_from_json(list)?;
+        let tools = match obj.get("tools") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(tools)) => Some(tools.clone()),
             Some(_) => {
                 return Err(Error::InvalidConversation {
                     reason: "\"tools\" must be a list".to_owned(),
+                });
+            }
+        };
+        Self::with_tools(messages, tools)
+    }
+
+    /// [`from_json`](Conversation::from_json) straight from JSON text, without building a
+    /// `serde_json::Value` first (the fast path of batch encoding). Errors name line/column.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            messages: Vec<Message>,
+            #[serde(default)]
+            tools: Option<Vec<Value>>,
+        }
+        let w: Wire = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidConversation { reason: e.to_string() })?;
+        Self::with_tools(w.messages, w.tools)
+    }
+
+    /// Apply the top-level `tools` rule: attach to messages[0] when that is a system or
+    /// developer message; otherwise a non-empty list is an error.
+    pub fn with_tools(mut messages: Vec<Message>, tools: Option<Vec<Value>>) -> Result<Self> {
+        let Some(tools) = tools else { return Ok(Conversation { messages }) };
+        match messages.first_mut() {
+            Some(first) if matches!(first.role, Role::System | Role::Developer) => {
+                first.tools = Some(tools);
+            }
+            _ if tools.is_empty() => {}
+            _ => {
+                return Err(Error::InvalidConversation {
+                    reason: "top-level tools need a first system or developer message".to_owned(),
                 });
             }
         }

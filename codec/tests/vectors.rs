@@ -56,6 +56,10 @@ fn official_prompts() -> anyhow::Result<()> {
         let input: Value = serde_json::from_str(&read(name))?;
         let expected = read(&name.replace("input", "output").replace(".json", ".txt"));
         let prompt = Conversation::from_json(&input)?.encode(&EncodeOptions::default())?;
+        assert_eq!(
+            Conversation::from_json_str(&read(name))?.encode(&EncodeOptions::default())?,
+            prompt
+        );
         assert_bytes_eq(name, expected.trim(), prompt.trim());
         // drop_thinking never changes a successful output (spec §3.8).
         let keep = EncodeOptions { drop_thinking: false, ..Default::default() };

@@ -136,10 +136,7 @@ fn encode(a: EncodeArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     for (n, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
-        let result = serde_json::from_str::<Value>(&line)
-            .map_err(|e| format!("invalid json: {e}"))
-            .and_then(|v| Conversation::from_json(&v).map_err(|e| e.to_string()))
-            .and_then(|c| c.encode(&opts).map_err(|e| e.to_string()));
+        let result = Conversation::from_json_str(&line).and_then(|c| c.encode(&opts));
         match result {
             Ok(prompt) => serde_json::to_writer(&mut out, &prompt)?,
             Err(e) => {
