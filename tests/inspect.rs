@@ -201,3 +201,36 @@ fn unreadable_input_exits_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("parquet"));
 }
+
+#[test]
+fn inspects_generated_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..2).map(|i| tmp.path().join(format!("shard{i}"))).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let shard = format!("{i}/2");
+        let o = run(
+            &[
+                "generate",
+                "--quiet",
+                "--tasks",
+                "12",
+                "--shard",
+                &shard,
+                "--out",
+                d.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let args: Vec<&str> = ["inspect", "--json", "--dedup"]
+        .into_iter()
+        .chain(dirs.iter().map(|d| d.to_str().unwrap()))
+        .collect();
+    let o = run(&args, b"");
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["disjoint"], true);
+    assert_eq!(v["schema_version"], 1);
+    assert!(v["rows"].as_u64().unwrap() >= 12, "{v}");
+}
