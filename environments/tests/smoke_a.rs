@@ -4,6 +4,9 @@ use agentgen_environments::{InstanceCache, Registry, soundness};
 fn banking_smoke() {
     smoke("banking");
     smoke("trip");
+    smoke("retail");
+    smoke("calendar");
+    smoke("vfs");
 }
 
 fn smoke(name: &str) {

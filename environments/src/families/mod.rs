@@ -7,6 +7,7 @@ pub mod common;
 
 // --- family modules (A) ---
 pub mod banking;
+pub mod calendar;
 pub mod retail;
 pub mod trip;
 pub mod vfs;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Arc<dyn Family>> {
         // --- registry (A) ---
         Arc::new(trip::Trip),
         Arc::new(retail::Retail),
+        Arc::new(calendar::Calendar),
         Arc::new(banking::Banking),
         Arc::new(vfs::Vfs),
         // --- registry (B) ---
