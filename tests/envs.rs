@@ -1,1 +1,65 @@
 //! End-to-end tests of `agentgen envs`.
+
+use super::util::run;
+use serde_json::Value;
+
+#[test]
+fn envs_list_json_totals() {
+    let out = run(&["envs", "list", "--json"], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let fams = v["families"].as_array().expect("families");
+    let avail: Vec<&Value> = fams.iter().filter(|f| f["available"] == true).collect();
+    for f in fams {
+        for k in ["name", "instances", "tasks", "available", "spawns_process"] {
+            assert!(f.get(k).is_some(), "{k} missing in {f}");
+        }
+    }
+    let instances: u64 = avail.iter().map(|f| f["instances"].as_u64().unwrap_or(0)).sum();
+    let tasks: u64 = avail.iter().map(|f| f["tasks"].as_u64().unwrap_or(0)).sum();
+    assert!(avail.len() >= 8, "only {} available families", avail.len());
+    assert!(instances >= 2_000, "{instances} instances");
+    assert!(tasks >= 100_000, "{tasks} tasks");
+}
+
+#[test]
+fn envs_sample_prints_a_task_with_hidden_data() {
+    let out = run(
+        &["envs", "sample", "--family", "trip", "--instance-seed", "3", "--task-seed", "4"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["id"], "trip@1/3/4");
+    assert!(v["tools"].as_array().is_some_and(|t| !t.is_empty()));
+    assert!(v["reference"]["turns"].as_array().is_some_and(|t| !t.is_empty()));
+    assert!(v.get("hidden_from_agent").is_some());
+    let again = run(
+        &["envs", "sample", "--family", "trip", "--instance-seed", "3", "--task-seed", "4"],
+        b"",
+    );
+    assert_eq!(out.stdout, again.stdout, "sample is deterministic");
+    let bad = run(&["envs", "sample", "--family", "nope"], b"");
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn envs_check_passes_and_counts() {
+    let out = run(
+        &[
+            "envs",
+            "check",
+            "--family",
+            "trip,retail,calendar,banking,vfs",
+            "--tasks",
+            "200",
+            "--seed",
+            "7",
+            "--quiet",
+        ],
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.trim_end().ends_with("200 passed, 0 failed"), "{stdout}");
+}
