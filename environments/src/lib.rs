@@ -20,7 +20,9 @@ pub mod sandbox;
 pub mod toolspec;
 pub mod util;
 
-pub use check::{CheckFailure, ProbeOutcome, SoundnessReport, check_tasks, run_reference, soundness};
+pub use check::{
+    CheckFailure, ProbeOutcome, SoundnessReport, check_tasks, run_reference, soundness,
+};
 pub use error::{Error, Result};
 pub use framework::{
     Availability, Check, Family, Instance, ReferenceSolution, ReferenceTurn, State, TaskRef,

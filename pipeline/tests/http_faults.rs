@@ -77,6 +77,9 @@ async fn server(script: Vec<Fault>) -> (String, Arc<AtomicUsize>) {
                         return;
                     }
                     Fault::Reset => {
+                        // SO_LINGER 0 makes the close an RST: exactly the reset we inject. The
+                        // blocking-on-drop concern behind the deprecation does not apply to 0.
+                        #[allow(deprecated)]
                         let _ = sock.set_linger(Some(Duration::ZERO));
                         drop(sock);
                         return;

@@ -161,13 +161,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 seed,
                 max_tokens,
             };
-            let stop = if text_ok {
-                stop
-            } else if stop.is_empty() {
-                stop
-            } else {
+            if !text_ok && !stop.is_empty() {
                 bail!("--stop needs a checkpoint with the V3.2 vocabulary");
-            };
+            }
             let started = Instant::now();
             let c = engine.generate_blocking(GenerateRequest {
                 prompt_ids,

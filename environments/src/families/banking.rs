@@ -906,7 +906,7 @@ impl Bank {
                     ));
                     hidden["declined"] = json!(reason);
                     (
-                        format!("{user}"),
+                        user.to_string(),
                         format!("I could not make this payment: {why}. I flagged it for review."),
                     )
                 } else {

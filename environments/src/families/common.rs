@@ -171,7 +171,7 @@ impl AnswerKind {
             AnswerKind::TextSet => "text_set",
         }
     }
-    pub fn from_str(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "money" => AnswerKind::Money,
             "integer" => AnswerKind::Integer,
@@ -225,7 +225,7 @@ pub fn answer_matches(kind: AnswerKind, got: &Value, want: &Value) -> bool {
 /// (`{"kind": .., "value": ..}`). Returns `None` when the task has no answer.
 pub fn answer_check(task: &TaskSpec, state: &State, key: &str) -> Option<Check> {
     let spec = task.hidden.get("answer")?;
-    let kind = spec.get("kind").and_then(Value::as_str).and_then(AnswerKind::from_str);
+    let kind = spec.get("kind").and_then(Value::as_str).and_then(AnswerKind::parse);
     let want = spec.get("value").unwrap_or(&Value::Null);
     let got = state.0.get(key).unwrap_or(&Value::Null);
     let Some(kind) = kind else {
