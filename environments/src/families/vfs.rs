@@ -406,11 +406,21 @@ impl Workspace {
                     .to_owned()
             }
             "cleanup" => {
-                let ext = if r.random_bool(0.5) { "log" } else { "tmp" };
-                let victims: Vec<&String> = fs
-                    .keys()
-                    .filter(|k| k.starts_with("build/") && k.ends_with(&format!(".{ext}")))
-                    .collect();
+                // Every instance has 2-5 build artefacts, each .log or .tmp: pick the seeded
+                // extension when it has files, else the other one (some instances have only one).
+                let first = if r.random_bool(0.5) { "log" } else { "tmp" };
+                let artefacts = |ext: &str| -> Vec<&String> {
+                    fs.keys()
+                        .filter(|k| k.starts_with("build/") && k.ends_with(&format!(".{ext}")))
+                        .collect()
+                };
+                let (ext, victims) = match artefacts(first) {
+                    v if !v.is_empty() => (first, v),
+                    _ => {
+                        let other = if first == "log" { "tmp" } else { "log" };
+                        (other, artefacts(other))
+                    }
+                };
                 if victims.is_empty() {
                     return Err(self.base.gen_error("nothing to clean"));
                 }
