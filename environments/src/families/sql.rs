@@ -1154,6 +1154,7 @@ fn build_db(s: &Schema, r: &mut impl Rng) -> Result<Db> {
             ))
             .map_err(sqlite_err)?;
         let mut i = 0;
+        let mut collisions = 0u32;
         while i < n_a {
             let name = if s.dom.a_noun == "store" {
                 format!(
@@ -1165,7 +1166,10 @@ fn build_db(s: &Schema, r: &mut impl Rng) -> Result<Db> {
                 format!("{} {}", pick(r, FIRST), pick(r, LAST))
             };
             if !names.insert(name.clone()) {
-                if names.len() > 400 {
+                // The name space can be smaller than `n_a` (e.g. NOUN x 6 store names): stop
+                // after a bounded number of collisions instead of spinning forever.
+                collisions += 1;
+                if names.len() > 400 || collisions > 2_000 {
                     break;
                 }
                 continue;
