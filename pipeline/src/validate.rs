@@ -113,12 +113,14 @@ fn parse_rejection(text: &str, mode: ThinkingMode, err: &ParseError) -> Rejectio
         ParseError::Malformed { offset, reason, .. } => (Some(*offset), reason.clone()),
         other => (None, other.to_string()),
     };
-    let code = if matches!(err, ParseError::Incomplete { .. }) {
-        codes::FORMAT_INCOMPLETE
-    } else if mode == ThinkingMode::Thinking && !text.contains(THINK_CLOSE) {
+    // A completion is finished when it reaches the validators, so the specific causes of an
+    // `Incomplete` parse (no `</think>`, no EOS) are named before the generic code.
+    let code = if mode == ThinkingMode::Thinking && !text.contains(THINK_CLOSE) {
         codes::FORMAT_MISSING_THINK_CLOSE
     } else if !text.contains(EOS) && !text.contains(CALLS_OPEN) {
         codes::FORMAT_MISSING_EOS
+    } else if matches!(err, ParseError::Incomplete { .. }) {
+        codes::FORMAT_INCOMPLETE
     } else {
         codes::FORMAT_MALFORMED
     };

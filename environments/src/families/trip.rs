@@ -474,6 +474,18 @@ impl TripInstance {
                 && self.base.has("get_transport")
                 && days.windows(2).any(|w| w[0] != w[1]),
         };
+        // A rating rule must leave enough distinct hotels in every city of the itinerary;
+        // relax it step by step where the instance's data cannot satisfy it.
+        while let Some(m) = plan.min_hotel_rating {
+            let feasible = days.iter().all(|&c| {
+                let need = days.iter().filter(|&&d| d == c).count();
+                self.list(c, VKind::Hotel).iter().filter(|h| h.rating >= m).count() >= need
+            });
+            if feasible {
+                break;
+            }
+            plan.min_hotel_rating = [3.5, 3.0].into_iter().find(|&x| x < m);
+        }
         if difficulty >= 3 {
             let city = days[1];
             let mut prices: Vec<i64> =
