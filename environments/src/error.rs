@@ -59,3 +59,25 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// `Ok` when `seed` is one of the family's `instances` instance seeds.
+    pub fn check_instance_seed(family: &str, seed: u64, instances: u64) -> Result<()> {
+        if seed >= instances {
+            return Err(Error::InstanceSeedOutOfRange {
+                family: family.to_owned(),
+                seed,
+                instances,
+            });
+        }
+        Ok(())
+    }
+
+    /// `Ok` when `seed` is one of the instance's `tasks` task seeds.
+    pub fn check_task_seed(family: &str, seed: u64, tasks: u64) -> Result<()> {
+        if seed >= tasks {
+            return Err(Error::TaskSeedOutOfRange { family: family.to_owned(), seed, tasks });
+        }
+        Ok(())
+    }
+}

@@ -99,13 +99,7 @@ impl Registry {
         if let crate::Availability::Unavailable { reason } = family.availability() {
             return Err(Error::Unavailable { family: r.family.clone(), reason });
         }
-        if r.task_seed >= family.tasks_per_instance() {
-            return Err(Error::TaskSeedOutOfRange {
-                family: r.family.clone(),
-                seed: r.task_seed,
-                tasks: family.tasks_per_instance(),
-            });
-        }
+        Error::check_task_seed(&r.family, r.task_seed, family.tasks_per_instance())?;
         let instance = cache.get_or_build(family.as_ref(), r.instance_seed)?;
         let task = instance.task(r.task_seed)?;
         Ok((instance, task))
@@ -179,13 +173,7 @@ impl InstanceCache {
                 return Ok(entry.0.clone());
             }
         }
-        if instance_seed >= family.instances() {
-            return Err(Error::InstanceSeedOutOfRange {
-                family: family.name().to_owned(),
-                seed: instance_seed,
-                instances: family.instances(),
-            });
-        }
+        Error::check_instance_seed(family.name(), instance_seed, family.instances())?;
         let built = family.instance(instance_seed)?;
         if let Ok(mut inner) = self.inner.lock() {
             inner.tick += 1;

@@ -525,13 +525,7 @@ impl Family for CodeFamily {
         true
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        if instance_seed >= INSTANCES {
-            return Err(Error::InstanceSeedOutOfRange {
-                family: NAME.into(),
-                seed: instance_seed,
-                instances: INSTANCES,
-            });
-        }
+        Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;
         let sandbox = Sandbox::shared()
             .map_err(|reason| Error::Unavailable { family: NAME.into(), reason })?;
         Ok(Arc::new(CodeInstance::build(instance_seed, sandbox)?))
@@ -627,13 +621,7 @@ impl CodeInstance {
 
 impl Instance for CodeInstance {
     fn task(&self, task_seed: u64) -> Result<TaskSpec> {
-        if task_seed >= TASKS {
-            return Err(Error::TaskSeedOutOfRange {
-                family: NAME.into(),
-                seed: task_seed,
-                tasks: TASKS,
-            });
-        }
+        Error::check_task_seed(NAME, task_seed, TASKS)?;
         let d = (task_seed % 5) as usize;
         let per = (TASKS / 5) as usize;
         let list = &self.questions[d];

@@ -307,13 +307,7 @@ impl Family for LogisticsFamily {
         Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        if instance_seed >= INSTANCES {
-            return Err(Error::InstanceSeedOutOfRange {
-                family: NAME.into(),
-                seed: instance_seed,
-                instances: INSTANCES,
-            });
-        }
+        Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;
         Ok(Arc::new(LogisticsInstance::build(instance_seed)?))
     }
 }
@@ -716,13 +710,7 @@ impl LogisticsInstance {
 
 impl Instance for LogisticsInstance {
     fn task(&self, task_seed: u64) -> Result<TaskSpec> {
-        if task_seed >= TASKS {
-            return Err(Error::TaskSeedOutOfRange {
-                family: NAME.into(),
-                seed: task_seed,
-                tasks: TASKS,
-            });
-        }
+        Error::check_task_seed(NAME, task_seed, TASKS)?;
         let d = (task_seed % 5) as usize;
         let per = (TASKS / 5) as usize;
         let j = (task_seed / 5) as usize;

@@ -765,13 +765,7 @@ impl Family for SearchFamily {
         Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        if instance_seed >= INSTANCES {
-            return Err(Error::InstanceSeedOutOfRange {
-                family: NAME.into(),
-                seed: instance_seed,
-                instances: INSTANCES,
-            });
-        }
+        Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;
         Ok(Arc::new(SearchInstance::build(instance_seed)?))
     }
 }
@@ -907,13 +901,7 @@ fn snippet(body: &str) -> String {
 
 impl Instance for SearchInstance {
     fn task(&self, task_seed: u64) -> Result<TaskSpec> {
-        if task_seed >= TASKS {
-            return Err(Error::TaskSeedOutOfRange {
-                family: NAME.into(),
-                seed: task_seed,
-                tasks: TASKS,
-            });
-        }
+        Error::check_task_seed(NAME, task_seed, TASKS)?;
         let d = (task_seed % 5) as usize;
         let j = (task_seed / 5) as usize;
         let q = self.questions[d]
