@@ -119,3 +119,46 @@ fn sigkill_then_resume_gives_the_uninterrupted_rows() {
     generate(&killed, &[&args[..], &["--resume"]].concat());
     assert_eq!(rows(&killed), rows(&whole));
 }
+
+#[test]
+fn local_engine_run_completes_and_records_rejections_with_codes() {
+    let model = crate::serve::tiny_real_model();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ds");
+    generate(
+        &out,
+        &[
+            "--policy",
+            "local",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--tasks",
+            "3",
+            "--max-tokens",
+            "12",
+            "--max-turns",
+            "2",
+            "--concurrency",
+            "3",
+        ],
+    );
+    let all = rows(&out);
+    assert_eq!(all.len(), 3, "every task gives a row");
+    for r in all.values() {
+        assert_eq!(r.policy, "local");
+        let code = r.verdict.code().expect("a random model's sample is rejected");
+        assert!(
+            code.starts_with("length.")
+                || code.starts_with("format.")
+                || code.starts_with("outcome."),
+            "a model-mistake code, not an infrastructure one: {code}"
+        );
+        assert_eq!(r.token_ids.len(), r.loss_mask.len());
+        let lp = r.logprobs.as_ref().expect("local policy records logprobs");
+        assert!(lp.iter().flatten().any(|&v| v <= 0.0), "sampled-token logprobs present");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest"))
+            .expect("manifest json");
+    assert!(manifest.to_string().contains("local"), "the manifest names the policy");
+}

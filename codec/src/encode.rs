@@ -356,13 +356,19 @@ impl Conversation {
     /// [`from_json`](Conversation::from_json) straight from JSON text, without building a
     /// `serde_json::Value` first (the fast path of batch encoding). Errors name line/column.
     pub fn from_json_str(text: &str) -> Result<Self> {
+        Self::from_json_slice(text.as_bytes())
+    }
+
+    /// [`Conversation::from_json_str`] on raw bytes: UTF-8 is checked once, string by string,
+    /// while parsing (invalid UTF-8 is an `InvalidConversation` error).
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Self> {
         #[derive(serde::Deserialize)]
         struct Wire {
             messages: Vec<Message>,
             #[serde(default)]
             tools: Option<Vec<Value>>,
         }
-        let w: Wire = serde_json::from_str(text)
+        let w: Wire = serde_json::from_slice(bytes)
             .map_err(|e| Error::InvalidConversation { reason: e.to_string() })?;
         Self::with_tools(w.messages, w.tools)
     }

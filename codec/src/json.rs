@@ -66,31 +66,78 @@ pub(crate) fn write_value(v: &Value, out: &mut String) {
     }
 }
 
-/// A JSON string literal as Python writes it with `ensure_ascii=False`.
+/// `json.dumps(s, ensure_ascii=False)` of a string: the JSON string literal Python writes
+/// (quotes, `\\`, `\"`, `\n`-style escapes, other control bytes as `\u00XX`, everything else
+/// raw), appended to `out`.
+///
+/// ```
+/// let mut out = String::new();
+/// agentgen_codec::python_json_str("a\"b\n°\u{1}", &mut out);
+/// assert_eq!(out, r#""a\"b\n°\u0001""#);
+/// ```
+pub fn python_json_str(s: &str, out: &mut String) {
+    write_str(s, out)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Flags (high bit per byte) for the bytes of the little-endian word `w` that need escaping
+/// (`< 0x20`, `"` or `\\`): the classic has-less / has-zero bit tricks. A borrow can flag a
+/// byte above a true hit, but the lowest flag is always exact, and no flag means no hit; bytes
+/// >= 0x80 are never flagged.
+#[inline]
+fn escape_flags(w: u64) -> u64 {
+    let less_20 = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = w ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (less_20 | quote | backslash) & HIGHS
+}
+
+/// A JSON string literal as Python writes it with `ensure_ascii=False`. The next byte to
+/// escape is found eight bytes at a time.
 pub(crate) fn write_str(s: &str, out: &mut String) {
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
+    let mut i = 0;
+    while i < bytes.len() {
+        let hit = match bytes.get(i..i + 8) {
+            Some(chunk) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let flags = escape_flags(u64::from_le_bytes(word));
+                if flags == 0 {
+                    i += 8;
+                    continue;
+                }
+                i + (flags.trailing_zeros() / 8) as usize
+            }
+            None => match bytes[i..].iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+                Some(p) => i + p,
+                None => break,
+            },
         };
-        out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{:04x}", b);
-        } else {
-            out.push_str(esc);
+        let b = bytes[hit];
+        // `hit` is an ASCII byte, so both slices end on char boundaries.
+        out.push_str(&s[start..hit]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
         }
-        start = i + 1;
+        i = hit + 1;
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -470,6 +517,58 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The escaping rule spelled out byte by byte, to check the word-at-a-time version.
+    fn slow_str(s: &str) -> String {
+        let mut out = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn fast_string_escape_equals_the_byte_rule() {
+        // Every char below 0x80 plus some multi-byte ones, at every offset within a word.
+        let alphabet: Vec<char> = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .chain(['°', 'é', '中', '😀', '\u{7f}', '\u{80}', '\u{ff}'])
+            .collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let s: String = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        // Mostly plain letters so runs of safe words occur.
+                        if state % 4 == 0 {
+                            alphabet[(state >> 8) as usize % alphabet.len()]
+                        } else {
+                            char::from(b'a' + (state >> 8) as u8 % 26)
+                        }
+                    })
+                    .collect();
+                let mut fast = String::new();
+                write_str(&s, &mut fast);
+                assert_eq!(fast, slow_str(&s), "{s:?}");
+                let back: String = serde_json::from_str(&fast).expect("valid JSON string");
+                assert_eq!(back, s);
+            }
+        }
+    }
 
     fn f(x: f64) -> String {
         let mut s = String::new();

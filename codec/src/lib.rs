@@ -64,7 +64,7 @@ pub mod tokens;
 
 pub use encode::{Conversation, EncodeOptions, encode_messages, messages_from_json};
 pub use error::{Error, Result};
-pub use json::python_json;
+pub use json::{python_json, python_json_str};
 pub use lenient::{Repair, RepairKind, parse_lenient};
 pub use message::{AssistantMessage, Message, Role, ToolCall};
 pub use mode::ThinkingMode;

@@ -20,7 +20,7 @@ use agentgen_datasets::{
     DatasetWriter, Manifest, SampleRow, Split, Verdict, WriteSummary, WriterOptions,
     finished_sample_ids, list_parts, read_rows, scan_dataset, trajectory_hash, write_dataset_card,
 };
-use agentgen_environments::{InstanceCache, Registry, TaskRef, TaskSpec};
+use agentgen_environments::{Error as EnvError, InstanceCache, Registry, TaskRef, TaskSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
@@ -75,6 +75,10 @@ pub struct RunConfig {
     pub seed: u64,
     /// Empty = all available families.
     pub families: Vec<String>,
+    /// An explicit task list (`agentgen rollout --task-file`): task `i` is `task_list[i]`
+    /// instead of a seeded draw over the families, and `tasks` is ignored (the list's length
+    /// counts). Every entry must name an available family at its current version.
+    pub task_list: Option<Vec<TaskRef>>,
     pub samples_per_task: u32,
     pub concurrency: usize,
     pub shard: ShardSpec,
@@ -103,6 +107,7 @@ impl Default for RunConfig {
             tasks: 1000,
             seed: 20251201,
             families: Vec::new(),
+            task_list: None,
             samples_per_task: 1,
             concurrency: 64,
             shard: ShardSpec::default(),
@@ -178,12 +183,41 @@ struct Shared<P> {
 fn fingerprint(cfg: &RunConfig, policy: &str, model: Option<&str>) -> String {
     let v = serde_json::json!({
         "seed": cfg.seed, "tasks": cfg.tasks, "families": cfg.families,
+        "task_list": cfg.task_list.as_ref().map(|l| l.iter().map(TaskRef::to_string).collect::<Vec<_>>()),
         "samples_per_task": cfg.samples_per_task, "thinking_mode": cfg.thinking_mode.as_str(),
         "sampling": {"temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p,
                      "top_k": cfg.sampling.top_k, "max_tokens": cfg.sampling.max_tokens},
         "policy": policy, "model": model, "dedup": cfg.dedup, "band": cfg.difficulty_band,
     });
     v.to_string()
+}
+
+/// Refuse a task list naming a family that is unknown, not selected (unavailable here, or
+/// outside `--families`) or at another version than this build's, before any work starts.
+fn check_task_list(registry: &Registry, selected: &[String], list: &[TaskRef]) -> Result<()> {
+    for (line, r) in list.iter().enumerate() {
+        let problem = match registry.get(&r.family) {
+            None => Some("unknown family".to_owned()),
+            Some(_) if !selected.iter().any(|s| s == &r.family) => {
+                Some("family not available or not selected".to_owned())
+            }
+            Some(f) if f.version() != r.version => {
+                Some(format!("this build has version {}", f.version()))
+            }
+            Some(f) => EnvError::check_instance_seed(&r.family, r.instance_seed, f.instances())
+                .and_then(|()| {
+                    EnvError::check_task_seed(&r.family, r.task_seed, f.tasks_per_instance())
+                })
+                .err()
+                .map(|e| e.to_string()),
+        };
+        if let Some(why) = problem {
+            return Err(Error::Config {
+                message: format!("task list entry {} ({r}): {why}", line + 1),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Run a whole generation job with `policy` until done or until `shutdown` resolves.
@@ -212,6 +246,10 @@ where
         registry.select(&names).map_err(|e| Error::Config { message: e.to_string() })?;
     let family_names: Vec<String> =
         selection.families().iter().map(|f| f.name().to_owned()).collect();
+    if let Some(list) = &cfg.task_list {
+        check_task_list(&registry, &family_names, list)?;
+    }
+    let task_count = cfg.task_list.as_ref().map_or(cfg.tasks, |l| l.len() as u64);
 
     // Output folder and resume.
     let data_dir = cfg.out.join("data");
@@ -260,9 +298,12 @@ where
     let mut resumed_tasks = 0u64;
     let mut ordinal = 0u64;
     let mut shard_tasks = 0u64;
-    for index in (0..cfg.tasks).filter(|i| cfg.shard.owns(*i)) {
+    for index in (0..task_count).filter(|i| cfg.shard.owns(*i)) {
         shard_tasks += 1;
-        let task_ref = selection.task_ref(cfg.seed, index);
+        let task_ref = match &cfg.task_list {
+            Some(list) => list[index as usize].clone(),
+            None => selection.task_ref(cfg.seed, index),
+        };
         let task_id = task_ref.to_string();
         let ids: Vec<String> =
             (0..k).map(|s| ids::sample_id(cfg.seed, index, &task_id, s)).collect();

@@ -12,6 +12,7 @@ use agentgen_codec::{
     messages_from_json, parse_completion, parse_lenient, tokenize_with_mask,
 };
 use anyhow::{Context, bail};
+use rayon::prelude::*;
 use serde_json::{Value, json};
 
 #[derive(Debug, clap::Subcommand)]
@@ -131,24 +132,91 @@ fn encode(a: EncodeArgs) -> anyhow::Result<ExitCode> {
         };
     };
     let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = BufReader::with_capacity(1 << 20, file);
-    let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout());
     let mut failed = 0usize;
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
-        let result = Conversation::from_json_str(&line).and_then(|c| c.encode(&opts));
-        match result {
-            Ok(prompt) => serde_json::to_writer(&mut out, &prompt)?,
-            Err(e) => {
-                failed += 1;
-                eprintln!("{}:{}: {e}", path.display(), n + 1);
-                out.write_all(b"null")?;
-            }
+    // A three-stage pipeline over chunks of lines: while chunk n is encoded on all cores (rayon,
+    // order kept), chunk n-1's prompts are written and chunk n+1 is read.
+    let mut first_line = 1usize;
+    let mut chunk = read_chunk(&mut reader)
+        .with_context(|| format!("reading {} line {first_line}", path.display()))?;
+    let mut pending: Vec<Result<String, String>> = Vec::new();
+    let mut pending_first = first_line;
+    loop {
+        let (encoded, (next, written)) = rayon::join(
+            || chunk.par_iter().map(|line| encode_line(line, &opts)).collect::<Vec<_>>(),
+            || {
+                let written = write_results(&mut out, &pending, &path, pending_first);
+                let next = if chunk.is_empty() { Ok(Vec::new()) } else { read_chunk(&mut reader) };
+                (next, written)
+            },
+        );
+        failed += written?;
+        if chunk.is_empty() {
+            break;
         }
-        out.write_all(b"\n")?;
+        pending = encoded;
+        pending_first = first_line;
+        first_line += chunk.len();
+        chunk =
+            next.with_context(|| format!("reading {} after line {first_line}", path.display()))?;
     }
     out.flush()?;
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Write one chunk's prompts in input order (`null` plus a message naming the line for a
+/// failed one); returns how many failed.
+fn write_results(
+    out: &mut impl Write,
+    results: &[Result<String, String>],
+    path: &Path,
+    first_line: usize,
+) -> std::io::Result<usize> {
+    let mut failed = 0;
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Ok(line) => out.write_all(line.as_bytes())?,
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}:{}: {e}", path.display(), first_line + i);
+                out.write_all(b"null\n")?;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// Up to 8 MiB (or 4096 lines) of raw lines, newline stripped; empty at end of input.
+fn read_chunk(reader: &mut impl BufRead) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut lines = Vec::new();
+    let mut bytes = 0usize;
+    while bytes < (8 << 20) && lines.len() < 4096 {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        bytes += line.len();
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+/// One batch line: the prompt as a JSON string literal plus newline, or why it failed.
+fn encode_line(line: &[u8], opts: &EncodeOptions) -> Result<String, String> {
+    let prompt = Conversation::from_json_slice(line)
+        .and_then(|c| c.encode(opts))
+        .map_err(|e| e.to_string())?;
+    let mut out = String::with_capacity(prompt.len() + prompt.len() / 16 + 3);
+    agentgen_codec::python_json_str(&prompt, &mut out);
+    out.push('\n');
+    Ok(out)
 }
 
 /// The reference's output shape: `{"role", "content", "reasoning_content", "tool_calls"}`.

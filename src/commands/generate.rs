@@ -210,16 +210,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         "local" => {
             let dir = args.model.or(file.model).context("--policy local needs --model DIR")?;
-            let handle = rt.block_on(async {
-                agentgen_inference::Engine::load(&dir, agentgen_inference::EngineOptions::default())
-            });
-            let handle =
-                handle.with_context(|| format!("loading the model in {}", dir.display()))?;
-            cfg.checkpoint_config_sha256 = std::fs::read(dir.join("config.json"))
-                .ok()
-                .map(|b| agentgen_pipeline::ids::sha256_hex(&b));
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-            let p = Arc::new(LocalPolicy { handle, tokenizer: Tokenizer::shared()?, name });
+            let (p, sha) = load_local_policy(&rt, &dir)?;
+            cfg.checkpoint_config_sha256 = sha;
             rt.block_on(agentgen_pipeline::run(cfg, p, shutdown))?
         }
         other => bail!("--policy must be reference, local or http, got {other:?}"),
@@ -240,9 +232,37 @@ fn init_tracing(quiet: bool) {
     let _ = tracing_subscriber::fmt().with_env_filter(env).with_writer(std::io::stderr).try_init();
 }
 
+/// Load the checkpoint in `dir` into an engine on its own thread and wrap it as a policy; also
+/// returns the SHA-256 of its `config.json` for the manifest.
+pub(crate) fn load_local_policy(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Arc<LocalPolicy>, Option<String>)> {
+    let tokenizer = Tokenizer::shared()?;
+    let opts = agentgen_inference::EngineOptions {
+        // The engine needs it to stop at the tool-call block's close string.
+        detokenizer: Some(Arc::new(tokenizer) as Arc<dyn agentgen_inference::Detokenize>),
+        ..agentgen_inference::EngineOptions::default()
+    };
+    let handle = rt.block_on(async { agentgen_inference::Engine::load(dir, opts) });
+    let handle = handle.with_context(|| format!("loading the model in {}", dir.display()))?;
+    anyhow::ensure!(
+        handle.vocab_size() >= tokenizer.vocab_size(),
+        "{}: the checkpoint's vocabulary ({}) is smaller than the V3.2 tokenizer's ({}); \
+         --policy local needs a model with the V3.2 vocabulary",
+        dir.display(),
+        handle.vocab_size(),
+        tokenizer.vocab_size()
+    );
+    let sha =
+        std::fs::read(dir.join("config.json")).ok().map(|b| agentgen_pipeline::ids::sha256_hex(&b));
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    Ok((Arc::new(LocalPolicy { handle, tokenizer, name }), sha))
+}
+
 /// The local candle engine as a [`Policy`]: prompt ids in, sampled ids + logprobs out; the KV
 /// cache of a rollout is kept across its tool rounds (cache key = sample id).
-struct LocalPolicy {
+pub(crate) struct LocalPolicy {
     handle: agentgen_inference::EngineHandle,
     tokenizer: &'static Tokenizer,
     name: Option<String>,

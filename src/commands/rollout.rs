@@ -28,8 +28,9 @@ pub struct Args {
     /// Number of tasks (sampled deterministically from the seed over the families).
     #[arg(long, default_value_t = 16)]
     pub tasks: u64,
-    /// Task list, one id `family@version/instance_seed/task_seed` per line (needs a pipeline
-    /// hook that has not landed yet; refused for now).
+    /// Task list instead of sampling: one id `family@version/instance_seed/task_seed` per line
+    /// (as `agentgen envs sample` prints them; blank lines and `#` comments are skipped).
+    /// `--tasks` and `--families` are then ignored.
     #[arg(long, value_name = "FILE")]
     pub task_file: Option<PathBuf>,
     /// Samples per task: one group of K rollouts per task.
@@ -41,9 +42,13 @@ pub struct Args {
     /// Comma-separated families (default: all available).
     #[arg(long, value_delimiter = ',')]
     pub families: Vec<String>,
-    /// reference (no model) or http (an OpenAI-compatible server, e.g. `agentgen serve`).
+    /// reference (no model), local (the candle engine on `--model DIR`) or http (an
+    /// OpenAI-compatible server, e.g. `agentgen serve`).
     #[arg(long, default_value = "http")]
     pub policy: String,
+    /// Checkpoint folder for `--policy local`.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
     /// Server URL for `--policy http`.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub endpoint: String,
@@ -80,13 +85,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(f) = &args.task_file {
-        anyhow::bail!(
-            "--task-file {}: task lists are not supported yet (the pipeline has no task-list \
-             hook); use --tasks/--seed/--families",
-            f.display()
-        );
-    }
+    let task_list = match &args.task_file {
+        Some(f) => Some(read_task_file(f)?),
+        None => None,
+    };
     anyhow::ensure!(args.samples_per_task >= 1, "--samples-per-task must be at least 1");
     let mode: ThinkingMode = args.thinking_mode.parse()?;
     let (out, temporary) = match (&args.out, &args.jsonl) {
@@ -102,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tasks: args.tasks,
         seed: args.seed,
         families: args.families.clone(),
+        task_list,
         samples_per_task: args.samples_per_task,
         concurrency: args.concurrency.max(1),
         thinking_mode: mode,
@@ -137,7 +140,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })?;
             rt.block_on(drive(cfg, Arc::new(policy)))?
         }
-        other => anyhow::bail!("--policy {other}: expected reference or http"),
+        "local" => {
+            let dir = args.model.as_ref().context("--policy local needs --model DIR")?;
+            let (policy, sha) = super::generate::load_local_policy(&rt, dir)?;
+            cfg.checkpoint_config_sha256 = sha;
+            rt.block_on(drive(cfg, policy))?
+        }
+        other => anyhow::bail!("--policy {other}: expected reference, local or http"),
     };
     if !args.quiet {
         eprintln!("{}", report.table);
@@ -175,4 +184,22 @@ async fn drive<P: Policy>(
         let _ = tokio::signal::ctrl_c().await;
     };
     Ok(agentgen_pipeline::run(cfg, policy, shutdown).await?)
+}
+
+/// Read a task list: one task id per line; blank lines and `#` comments are skipped. A bad id
+/// is an error naming the file and line.
+fn read_task_file(path: &std::path::Path) -> anyhow::Result<Vec<agentgen_environments::TaskRef>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the task file {}", path.display()))?;
+    let mut list = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let r = line.parse().map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        list.push(r);
+    }
+    anyhow::ensure!(!list.is_empty(), "the task file {} lists no tasks", path.display());
+    Ok(list)
 }
