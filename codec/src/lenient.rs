@@ -118,15 +118,15 @@ fn repair(text: &str, mode: ThinkingMode) -> (String, Vec<Repair>) {
     let mut repairs = Vec::new();
     let mut fix = |kind, offset| repairs.push(Repair { kind, offset });
     let mut cur = 0;
-    let block = text.find(CALLS_START);
-    let eos = text.find(EOS);
+    let block = crate::parse::find(text, CALLS_START);
+    let eos = crate::parse::find(text, EOS);
     if mode == ThinkingMode::Thinking {
         let lead = text.len() - text.trim_start_matches(is_ws).len();
         if text[lead..].starts_with(THINK_OPEN) {
             fix(RepairKind::DuplicateThinkOpen, lead);
             cur = lead + THINK_OPEN.len();
         }
-        let close = text[cur..].find(THINK_CLOSE).map(|p| cur + p);
+        let close = crate::parse::find(&text[cur..], THINK_CLOSE).map(|p| cur + p);
         let first_other = [block, eos].into_iter().flatten().min();
         match close {
             Some(c) if first_other.is_none_or(|o| c < o) => {
@@ -148,8 +148,8 @@ fn repair(text: &str, mode: ThinkingMode) -> (String, Vec<Repair>) {
             }
         }
     }
-    let block = text[cur..].find(CALLS_START).map(|p| cur + p);
-    let eos = text[cur..].find(EOS).map(|p| cur + p);
+    let block = crate::parse::find(&text[cur..], CALLS_START).map(|p| cur + p);
+    let eos = crate::parse::find(&text[cur..], EOS).map(|p| cur + p);
     match (block, eos) {
         (Some(b), e) if e.is_none_or(|e| b < e) => {
             let content = &text[cur..b];
@@ -237,10 +237,12 @@ fn repair_block(
             out.push_str(CALLS_CLOSE);
             return cur + CALLS_CLOSE.len();
         } else if rest.starts_with(INVOKE_START) {
-            let Some(end) = rest.find("\">").map(|p| cur + p + 2) else { break };
+            let Some(end) = crate::parse::find(rest, "\">").map(|p| cur + p + 2) else { break };
             step(&mut cur, end, out);
         } else if rest.starts_with(PARAM_START) {
-            let Some(end) = rest.find(PARAM_CLOSE).map(|p| cur + p + PARAM_CLOSE.len()) else {
+            let Some(end) =
+                crate::parse::find(rest, PARAM_CLOSE).map(|p| cur + p + PARAM_CLOSE.len())
+            else {
                 break;
             };
             step(&mut cur, end, out);

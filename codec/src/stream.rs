@@ -57,10 +57,10 @@ impl StreamParser {
             from -= 1;
         }
         let region = &self.buf[from..];
-        let eos_at = region.find(EOS).map(|p| from + p);
+        let eos_at = crate::parse::find(region, EOS).map(|p| from + p);
         if self.status == StreamStatus::Continue {
             let mut search = from;
-            while let Some(p) = self.buf[search..].find(CALLS_CLOSE) {
+            while let Some(p) = crate::parse::find(&self.buf[search..], CALLS_CLOSE) {
                 let end = search + p + CALLS_CLOSE.len();
                 if eos_at.is_some_and(|e| e < search + p) {
                     break;

@@ -18,6 +18,9 @@ pub const TOKENIZER_SHA256: &str =
 /// skipped when decoding.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// The same pipeline without `tokenizers`' per-piece bookkeeping (see [`FastPath`]);
+    /// `None` when the tokenizer.json is not shaped like V3.2's.
+    fast: Option<FastPath>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -45,12 +48,31 @@ impl Tokenizer {
 
     /// Load a `tokenizer.json` from its bytes.
     pub fn from_json_bytes(json: &[u8]) -> Result<Tokenizer> {
-        Ok(Tokenizer { inner: tokenizers::Tokenizer::from_bytes(json).map_err(tok_err)? })
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(tok_err)?;
+        let fast = serde_json::from_slice::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| FastPath::try_new(&v, &inner));
+        Ok(Tokenizer { inner, fast })
     }
 
     /// Token ids of `text`; markers in the text become their single tokens, nothing is added.
+    /// Same ids as [`Tokenizer::encode_reference`], several times faster (see [`FastPath`]).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match &self.fast {
+            Some(fast) => fast.encode(self.inner.get_model(), text),
+            None => self.encode_reference(text),
+        }
+    }
+
+    /// Token ids through the `tokenizers` crate's own pipeline (`encode_fast`, no special
+    /// tokens added): the reference the fast path is tested against.
+    pub fn encode_reference(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self.inner.encode_fast(text, false).map_err(tok_err)?.get_ids().to_vec())
+    }
+
+    /// Whether [`Tokenizer::encode`] uses the fast path (true for the embedded tokenizer).
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Text of `ids`, special tokens kept (BOS, EOS and `｜DSML｜` included).
@@ -102,4 +124,224 @@ pub fn mask_segments(messages: &[Message], opts: &EncodeOptions) -> Result<Vec<(
     let mut segments = Segments::default();
     encode_into(messages, opts, &mut segments)?;
     Ok(segments.0)
+}
+
+/// The V3.2 tokenizer's encode pipeline, step for step, without `tokenizers`' per-piece
+/// offset bookkeeping (which allocates per byte and made tokenization half of a `generate`
+/// run):
+///
+/// 1. added tokens are split out leftmost-longest (Aho-Corasick), first those matched on the
+///    raw text, then the `normalized` ones (the normalizer is the identity);
+/// 2. the three `Split` (Isolated) pre-tokenizers run in order on each remaining piece with the
+///    `regex` crate (the same `regex-syntax` Unicode tables `fancy-regex` uses). The third
+///    pattern ends in `\s+(?!\S)|\s+`; the lookahead is emulated: a whitespace-only match of the
+///    final `\s+` that is followed by more text gives back its last char when it has more
+///    than one (what backtracking into `\s+(?!\S)` does), otherwise it stands;
+/// 3. each piece is mapped to byte-level chars and handed to the BPE model itself.
+///
+/// Built only when the tokenizer.json has exactly this shape; tests compare it with the
+/// reference pipeline on the fixtures, the conformance conversations and random text.
+struct FastPath {
+    specials: aho_corasick::AhoCorasick,
+    special_ids: Vec<u32>,
+    normalized: aho_corasick::AhoCorasick,
+    normalized_ids: Vec<u32>,
+    splits: [regex::Regex; 3],
+    byte_chars: [char; 256],
+}
+
+/// The tail of the third V3.2 split pattern, replaced by `\s+` plus the emulation.
+const LOOKAHEAD_TAIL: &str = r"|\s+(?!\S)|\s+";
+
+impl FastPath {
+    fn try_new(json: &serde_json::Value, inner: &tokenizers::Tokenizer) -> Option<FastPath> {
+        use serde_json::json;
+        let normalizer = &json["normalizer"];
+        let identity =
+            normalizer.is_null() || *normalizer == json!({"type": "Sequence", "normalizers": []});
+        let model = &json["model"];
+        let plain_bpe = model["type"] == "BPE"
+            && model["dropout"].is_null()
+            && model["continuing_subword_prefix"].is_null()
+            && model["end_of_word_suffix"].is_null()
+            && model["byte_fallback"] != true
+            && model["ignore_merges"] != true;
+        let pre = json["pre_tokenizer"]["pretokenizers"].as_array()?;
+        if !identity || !plain_bpe || json["pre_tokenizer"]["type"] != "Sequence" || pre.len() != 4
+        {
+            return None;
+        }
+        let byte_level = &pre[3];
+        if byte_level["type"] != "ByteLevel"
+            || byte_level["add_prefix_space"] != false
+            || byte_level["use_regex"] != false
+        {
+            return None;
+        }
+        let mut patterns = Vec::new();
+        for split in &pre[..3] {
+            if split["type"] != "Split"
+                || split["behavior"] != "Isolated"
+                || split["invert"] != false
+            {
+                return None;
+            }
+            patterns.push(split["pattern"]["Regex"].as_str()?.to_owned());
+        }
+        let last = patterns.pop()?;
+        let head = last.strip_suffix(LOOKAHEAD_TAIL)?;
+        if head.contains("(?") || patterns.iter().any(|p| p.contains("(?")) {
+            return None;
+        }
+        let third = format!(r"{head}|\s+");
+        let compile = |p: &str| regex::Regex::new(p).ok();
+        let splits = [compile(&patterns[0])?, compile(&patterns[1])?, compile(&third)?];
+
+        let mut raw: Vec<(String, u32)> = Vec::new();
+        let mut norm: Vec<(String, u32)> = Vec::new();
+        for t in json["added_tokens"].as_array()? {
+            if t["lstrip"] == true || t["rstrip"] == true || t["single_word"] == true {
+                return None;
+            }
+            let entry = (t["content"].as_str()?.to_owned(), u32::try_from(t["id"].as_u64()?).ok()?);
+            if t["normalized"] == true { norm.push(entry) } else { raw.push(entry) }
+        }
+        // The ids must be the ones the loaded tokenizer uses.
+        if raw.iter().chain(&norm).any(|(c, id)| inner.token_to_id(c) != Some(*id)) {
+            return None;
+        }
+        let build = |list: &[(String, u32)]| {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(list.iter().map(|(c, _)| c.as_str()))
+                .ok()
+        };
+        Some(FastPath {
+            specials: build(&raw)?,
+            special_ids: raw.iter().map(|(_, id)| *id).collect(),
+            normalized: build(&norm)?,
+            normalized_ids: norm.iter().map(|(_, id)| *id).collect(),
+            splits,
+            byte_chars: byte_level_chars(),
+        })
+    }
+
+    fn encode(&self, model: &tokenizers::ModelWrapper, text: &str) -> Result<Vec<u32>> {
+        let mut pieces = Vec::new();
+        self.pieces(text, &mut pieces);
+        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        let mut word = String::new();
+        for piece in pieces {
+            match piece {
+                Piece::Added(id) => ids.push(id),
+                Piece::Text(t) => {
+                    word.clear();
+                    word.extend(t.bytes().map(|b| self.byte_chars[usize::from(b)]));
+                    let tokens = tokenizers::Model::tokenize(model, &word).map_err(tok_err)?;
+                    ids.extend(tokens.iter().map(|t| t.id));
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// `text` cut into added tokens and pre-tokenized pieces, in order.
+    fn pieces<'t>(&self, text: &'t str, out: &mut Vec<Piece<'t>>) {
+        let mut last = 0;
+        for m in self.specials.find_iter(text) {
+            self.normalized_pieces(&text[last..m.start()], out);
+            out.push(Piece::Added(self.special_ids[m.pattern().as_usize()]));
+            last = m.end();
+        }
+        self.normalized_pieces(&text[last..], out);
+    }
+
+    fn normalized_pieces<'t>(&self, text: &'t str, out: &mut Vec<Piece<'t>>) {
+        let mut last = 0;
+        for m in self.normalized.find_iter(text) {
+            self.split_pieces(&text[last..m.start()], out);
+            out.push(Piece::Added(self.normalized_ids[m.pattern().as_usize()]));
+            last = m.end();
+        }
+        self.split_pieces(&text[last..], out);
+    }
+
+    /// The three Isolated splits, in order.
+    fn split_pieces<'t>(&self, text: &'t str, out: &mut Vec<Piece<'t>>) {
+        isolated(&self.splits[0], text, &mut |a| {
+            isolated(&self.splits[1], a, &mut |b| {
+                self.split_words(b, &mut |c| out.push(Piece::Text(c)))
+            })
+        });
+    }
+
+    /// The third split with the `\s+(?!\S)` emulation (see [`FastPath`]).
+    fn split_words<'t>(&self, s: &'t str, f: &mut impl FnMut(&'t str)) {
+        let mut last = 0;
+        while last < s.len() {
+            let Some(m) = self.splits[2].find_at(s, last) else { break };
+            let mut end = m.end();
+            let text = m.as_str();
+            if end < s.len()
+                && text.chars().all(char::is_whitespace)
+                && !text.contains(['\r', '\n'])
+            {
+                let tail = text.chars().next_back().map_or(0, char::len_utf8);
+                if text.len() > tail {
+                    end -= tail;
+                }
+            }
+            if m.start() > last {
+                f(&s[last..m.start()]);
+            }
+            f(&s[m.start()..end]);
+            last = end;
+        }
+        if last < s.len() {
+            f(&s[last..]);
+        }
+    }
+}
+
+/// One unit of the fast path: an added token's id, or a pre-tokenized piece for the BPE.
+enum Piece<'t> {
+    Added(u32),
+    Text(&'t str),
+}
+
+/// `Split` with behavior Isolated: every match and every non-empty gap between matches.
+fn isolated<'t>(re: &regex::Regex, s: &'t str, f: &mut impl FnMut(&'t str)) {
+    if s.is_empty() {
+        return;
+    }
+    let mut last = 0;
+    for m in re.find_iter(s) {
+        if m.start() > last {
+            f(&s[last..m.start()]);
+        }
+        f(m.as_str());
+        last = m.end();
+    }
+    if last < s.len() {
+        f(&s[last..]);
+    }
+}
+
+/// GPT-2's byte-to-char table used by ByteLevel: printable Latin-1 bytes map to themselves,
+/// the rest to U+0100 upwards in byte order.
+fn byte_level_chars() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut next = 256u32;
+    for (b, slot) in table.iter_mut().enumerate() {
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let code = if printable {
+            b as u32
+        } else {
+            next += 1;
+            next - 1
+        };
+        *slot = char::from_u32(code).unwrap_or('\0');
+    }
+    table
 }

@@ -76,3 +76,72 @@ pub fn decode(
     }
     Ok(rows)
 }
+
+/// One row of `bench tokens`: prefill and greedy-decode throughput of a single sequence.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokensRow {
+    /// Prompt tokens prefilled in one forward call.
+    pub prompt_tokens: usize,
+    /// Tokens decoded one step at a time after the prompt.
+    pub new_tokens: usize,
+    /// Best of the repetitions: prompt tokens per second of the prefill call.
+    pub prefill_tokens_per_s: f64,
+    /// Best of the repetitions: decoded tokens per second (argmax of each step's logits).
+    pub decode_tokens_per_s: f64,
+}
+
+/// Prefill `prompt_tokens` deterministic ids, then decode `new_tokens` greedily; the best of
+/// `reps` repetitions (after one warm-up) is reported, the way the transformers side of
+/// `bench/transformers_compare.sh` measures.
+pub fn tokens(
+    model: &Model,
+    prompt_tokens: usize,
+    new_tokens: usize,
+    reps: usize,
+) -> Result<TokensRow> {
+    let vocab = model.config().vocab_size as u32;
+    let prompt: Vec<u32> = (0..prompt_tokens as u32).map(|i| (i * 7 + 3) % vocab).collect();
+    let mut best_prefill = f64::INFINITY;
+    let mut best_decode = f64::INFINITY;
+    for _ in 0..reps.max(1) + 1 {
+        let mut cache = model.new_cache();
+        let t0 = Instant::now();
+        let logits = model.forward(
+            &mut [Segment { cache: &mut cache, tokens: &prompt }],
+            ForwardOptions::default(),
+            None,
+        )?;
+        let mut next = argmax(&logits)?;
+        let prefill = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        for _ in 0..new_tokens {
+            let logits = model.forward(
+                &mut [Segment { cache: &mut cache, tokens: &[next] }],
+                ForwardOptions::default(),
+                None,
+            )?;
+            next = argmax(&logits)?;
+        }
+        let decode = t1.elapsed().as_secs_f64();
+        best_prefill = best_prefill.min(prefill);
+        best_decode = best_decode.min(decode);
+    }
+    Ok(TokensRow {
+        prompt_tokens,
+        new_tokens,
+        prefill_tokens_per_s: prompt_tokens as f64 / best_prefill,
+        decode_tokens_per_s: new_tokens as f64 / best_decode.max(1e-12),
+    })
+}
+
+fn argmax(logits: &candle_core::Tensor) -> Result<u32> {
+    let row: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    let (mut best, mut at) = (f32::NEG_INFINITY, 0usize);
+    for (i, &v) in row.iter().enumerate() {
+        if v > best {
+            best = v;
+            at = i;
+        }
+    }
+    Ok(at as u32)
+}

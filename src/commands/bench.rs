@@ -39,12 +39,46 @@ pub enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Prefill and greedy-decode tokens/s of one sequence: the prompt in one forward call,
+    /// then one token per step with the caches (best of --reps after a warm-up). The
+    /// counterpart of `bench/transformers_compare.sh`'s transformers side.
+    Tokens {
+        /// Checkpoint folder.
+        #[arg(long, value_name = "DIR", conflicts_with = "preset")]
+        model: Option<PathBuf>,
+        /// Random-weight preset instead of a checkpoint (tiny|small|medium).
+        #[arg(long)]
+        preset: Option<String>,
+        /// Prompt lengths, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "128,512")]
+        prompt_tokens: Vec<usize>,
+        /// Tokens decoded after each prompt.
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+        /// Measured repetitions (best reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Vocabulary for --preset (default 129280).
+        #[arg(long)]
+        vocab: Option<usize>,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
-pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    let Command::Decode { model, preset, contexts, dense, steps, vocab, json, device } = cmd;
-    let dev = DeviceKind::parse(&device)?.open()?;
-    let m = match (model, preset) {
+/// The model of a bench: a checkpoint, or random weights of a preset.
+fn load(
+    model: Option<PathBuf>,
+    preset: Option<String>,
+    vocab: Option<usize>,
+    device: &str,
+) -> anyhow::Result<Model> {
+    let dev = DeviceKind::parse(device)?.open()?;
+    Ok(match (model, preset) {
         (Some(dir), _) => {
             Model::load(&dir, &dev).with_context(|| format!("loading {}", dir.display()))?
         }
@@ -54,11 +88,57 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Model::from_weights(cfg, &w, &dev)?
         }
         (None, None) => bail!("give --model DIR or --preset tiny|small|medium"),
-    };
+    })
+}
+
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Decode { model, preset, contexts, dense, steps, vocab, json, device } => {
+            let m = load(model, preset, vocab, &device)?;
+            decode(&m, &contexts, dense, steps, json)
+        }
+        Command::Tokens { model, preset, prompt_tokens, new_tokens, reps, vocab, json, device } => {
+            let m = load(model, preset, vocab, &device)?;
+            if prompt_tokens.is_empty() || prompt_tokens.contains(&0) {
+                bail!("--prompt-tokens needs positive lengths");
+            }
+            let mut rows = Vec::new();
+            for &p in &prompt_tokens {
+                rows.push(bench::tokens(&m, p, new_tokens, reps)?);
+            }
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                println!(
+                    "{:>13} {:>10} {:>16} {:>16}",
+                    "prompt_tokens", "new_tokens", "prefill_tok_s", "decode_tok_s"
+                );
+                for r in &rows {
+                    println!(
+                        "{:>13} {:>10} {:>16.1} {:>16.1}",
+                        r.prompt_tokens,
+                        r.new_tokens,
+                        r.prefill_tokens_per_s,
+                        r.decode_tokens_per_s
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn decode(
+    m: &Model,
+    contexts: &[usize],
+    dense: bool,
+    steps: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     if contexts.is_empty() || contexts.contains(&0) {
         bail!("--contexts needs positive lengths");
     }
-    let rows = bench::decode(&m, &contexts, steps.max(1), dense, 7)?;
+    let rows = bench::decode(m, contexts, steps.max(1), dense, 7)?;
     if json {
         println!("{}", serde_json::to_string(&rows)?);
         return Ok(ExitCode::SUCCESS);

@@ -1,0 +1,145 @@
+//! The fast encode path ([`Tokenizer::encode`]) against the `tokenizers` crate's own pipeline
+//! ([`Tokenizer::encode_reference`]): same ids on the fixtures, on every official conversation
+//! and on random text built from the characters the pre-tokenizer patterns care about.
+
+use agentgen_codec::{Conversation, EncodeOptions, Tokenizer};
+use proptest::prelude::*;
+
+fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+}
+
+fn same(tok: &Tokenizer, text: &str) {
+    let fast = tok.encode(text).expect("fast");
+    let reference = tok.encode_reference(text).expect("reference");
+    assert_eq!(fast, reference, "ids differ for {text:?}");
+}
+
+#[test]
+fn the_embedded_tokenizer_takes_the_fast_path() {
+    assert!(Tokenizer::shared().expect("tokenizer").has_fast_path());
+}
+
+#[test]
+fn fixture_cases_and_official_conversations_match_the_reference() {
+    let tok = Tokenizer::shared().expect("tokenizer");
+    let cases = std::fs::read_to_string(fixtures().join("tokenizer/token_cases.jsonl"))
+        .expect("token cases");
+    let mut n = 0;
+    for line in cases.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("case json");
+        same(tok, v["text"].as_str().expect("text"));
+        n += 1;
+    }
+    assert!(n >= 8);
+    let codec = fixtures().join("codec");
+    let mut convs = 0;
+    for entry in std::fs::read_dir(&codec).expect("codec fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if !(name.starts_with("test_input") && name.ends_with(".json")) {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        let conv = Conversation::from_json(&v).expect("conversation");
+        for opts in [
+            EncodeOptions::default(),
+            EncodeOptions { drop_thinking: false, ..EncodeOptions::default() },
+        ] {
+            let text = conv.encode(&opts).expect("encode");
+            same(tok, &text);
+        }
+        convs += 1;
+    }
+    assert!(convs >= 3, "official conversations found: {convs}");
+}
+
+/// Pieces that exercise every branch of the split patterns: spaces of several kinds, line
+/// breaks, digits of several scripts, CJK and kana runs, letters with combining marks,
+/// punctuation and symbols, emoji, and added tokens (raw and normalized ones).
+const PIECES: &[&str] = &[
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\r",
+    "\u{a0}",
+    "\u{3000}",
+    "\u{2028}",
+    "\u{85}",
+    "\u{b}",
+    "a",
+    "Z",
+    "word",
+    "Hello",
+    "é",
+    "e\u{301}",
+    "\u{301}",
+    "ß",
+    "Ω",
+    "中",
+    "文字",
+    "ア",
+    "ぁ",
+    "ｱ",
+    "한",
+    "0",
+    "7",
+    "12345",
+    "٣",
+    "½",
+    "Ⅻ",
+    "!",
+    ".",
+    "...",
+    "-",
+    "_",
+    "$",
+    "€",
+    "'s",
+    "\"",
+    "<",
+    ">",
+    "｜",
+    "▁",
+    "😀",
+    "👍🏽",
+    "\u{200b}",
+    "\u{feff}",
+    "\u{0}",
+    "\u{7f}",
+    "<｜begin▁of▁sentence｜>",
+    "<｜end▁of▁sentence｜>",
+    "<think>",
+    "</think>",
+    "<｜User｜>",
+    "<｜Assistant｜>",
+    "｜DSML｜",
+    "<｜DSML｜invoke name=\"f\">",
+    "</｜DSML｜parameter>",
+    "<dsml:",
+    "<|EOT|>",
+    "<｜tool▁sep｜>",
+    "{\"a\": [1, 2.5, \"x\"]}",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn random_text_matches_the_reference(parts in prop::collection::vec(0..PIECES.len(), 0..24)) {
+        let tok = Tokenizer::shared().expect("tokenizer");
+        let text: String = parts.iter().map(|&i| PIECES[i]).collect();
+        let fast = tok.encode(&text).expect("fast");
+        let reference = tok.encode_reference(&text).expect("reference");
+        prop_assert_eq!(fast, reference, "text {:?}", text);
+    }
+
+    #[test]
+    fn arbitrary_unicode_matches_the_reference(text in "\\PC{0,40}") {
+        let tok = Tokenizer::shared().expect("tokenizer");
+        prop_assert_eq!(tok.encode(&text).expect("fast"), tok.encode_reference(&text).expect("reference"));
+    }
+}
