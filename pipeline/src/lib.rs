@@ -29,4 +29,7 @@ pub use policy::{
 pub use reference::ReferencePolicy;
 pub use rollout::{RolloutContext, RolloutLimits, RolloutOutput, rollout};
 pub use run::{RunConfig, RunReport, ShardSpec, run};
-pub use validate::{Issue, Rejection, ToolSchemas, check_completion, check_conversation, codes};
+pub use validate::{
+    Issue, Rejection, SchemaCache, ToolSchemas, check_completion, check_conversation,
+    check_conversation_cached, codes,
+};

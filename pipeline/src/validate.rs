@@ -267,7 +267,8 @@ impl ToolSchemas {
     }
 }
 
-/// A bounded cache of compiled tool schemas keyed by the tool list's JSON text.
+/// A bounded cache of compiled tool schemas keyed by the tool list's JSON text: rows of one
+/// family carry the same tools, so each schema is compiled once, not once per row.
 #[derive(Debug, Default)]
 pub struct SchemaCache {
     map: Mutex<HashMap<u64, Arc<ToolSchemas>>>,
@@ -279,13 +280,17 @@ impl SchemaCache {
     pub fn get(&self, tools: &[Value], tools_json: &str) -> Arc<ToolSchemas> {
         let mut h = std::hash::DefaultHasher::new();
         tools_json.hash(&mut h);
-        let key = h.finish();
+        self.get_keyed(h.finish(), || tools.to_vec())
+    }
+
+    /// The schemas cached under `key`, or those of `tools()` compiled and cached now.
+    pub fn get_keyed(&self, key: u64, tools: impl FnOnce() -> Vec<Value>) -> Arc<ToolSchemas> {
         if let Ok(map) = self.map.lock()
             && let Some(s) = map.get(&key)
         {
             return Arc::clone(s);
         }
-        let s = Arc::new(ToolSchemas::from_tools(tools));
+        let s = Arc::new(ToolSchemas::from_tools(&tools()));
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= Self::CAPACITY {
                 map.clear();
@@ -323,6 +328,49 @@ fn calls_equal(a: &[ToolCall], b: &[ToolCall]) -> bool {
 /// every assistant message survives the parse round trip (content, reasoning where rendered,
 /// tool calls with arguments compared as JSON values), and every tool call names a declared
 /// tool with arguments valid against its schema. Returns every issue found (empty = valid).
+/// The tools a conversation declares (on its system/developer messages), in order.
+fn declared_tools(messages: &[Message]) -> impl Iterator<Item = &Value> {
+    messages
+        .iter()
+        .filter(|m| matches!(m.role, Role::System | Role::Developer))
+        .filter_map(|m| m.tools.as_ref())
+        .flatten()
+}
+
+/// Structural hash of a JSON value (key order counts, as in the encoded text), without
+/// serialising it.
+fn hash_value(v: &Value, h: &mut impl Hasher) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.to_string()).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            items.iter().for_each(|i| hash_value(i, h));
+        }
+        Value::Object(map) => {
+            (5u8, map.len()).hash(h);
+            for (k, i) in map {
+                k.hash(h);
+                hash_value(i, h);
+            }
+        }
+    }
+}
+
+/// [`check_conversation`] with the conversation's own tools, compiled through `cache`.
+pub fn check_conversation_cached(
+    messages: &[Message],
+    mode: ThinkingMode,
+    cache: &SchemaCache,
+) -> Vec<Issue> {
+    let mut h = std::hash::DefaultHasher::new();
+    declared_tools(messages).for_each(|t| hash_value(t, &mut h));
+    let schemas = cache.get_keyed(h.finish(), || declared_tools(messages).cloned().collect());
+    check_conversation(messages, mode, Some(&schemas))
+}
+
 pub fn check_conversation(
     messages: &[Message],
     mode: ThinkingMode,
@@ -350,14 +398,7 @@ pub fn check_conversation(
     let schemas = match schemas {
         Some(s) => s,
         None => {
-            let tools: Vec<Value> = messages
-                .iter()
-                .filter(|m| matches!(m.role, Role::System | Role::Developer))
-                .filter_map(|m| m.tools.as_ref())
-                .flatten()
-                .cloned()
-                .collect();
-            owned = ToolSchemas::from_tools(&tools);
+            owned = ToolSchemas::from_tools(&declared_tools(messages).cloned().collect::<Vec<_>>());
             &owned
         }
     };

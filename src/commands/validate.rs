@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agentgen_codec::{Conversation, ThinkingMode, Tokenizer};
-use agentgen_pipeline::validate::{Rejection, check_completion, check_conversation, codes};
+use agentgen_pipeline::validate::{
+    Rejection, SchemaCache, check_completion, check_conversation_cached, codes,
+};
 use anyhow::Context;
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// Check datasets against the DeepSeek-V3.2 format: codec strictness, the re-encode round trip,
@@ -173,32 +176,72 @@ fn push(file: &Path, row: usize, r: &Rejection, issues: &mut Vec<RowIssue>) {
     });
 }
 
-fn check_value(
-    file: &Path,
-    row: usize,
-    v: &serde_json::Value,
-    mode: ThinkingMode,
-    fr: &mut FileReport,
-    issues: &mut Vec<RowIssue>,
-) {
-    fr.rows += 1;
+/// Problems of one conversation row (empty when valid); schemas come from `cache`.
+fn row_problems(v: &serde_json::Value, mode: ThinkingMode, cache: &SchemaCache) -> Vec<Rejection> {
     let messages = match Conversation::from_json(v) {
         Ok(c) => c.messages,
-        Err(e) => {
-            fr.invalid_rows += 1;
-            push(file, row, &Rejection::new(codes::FORMAT_BAD_ROW, e.to_string()), issues);
-            return;
-        }
+        Err(e) => return vec![Rejection::new(codes::FORMAT_BAD_ROW, e.to_string())],
     };
-    let found = check_conversation(&messages, mode, None);
-    if !found.is_empty() {
-        fr.invalid_rows += 1;
-        for i in found {
+    check_conversation_cached(&messages, mode, cache)
+        .into_iter()
+        .map(|i| {
             let mut r = i.rejection;
             if let Some(m) = i.message {
                 r.detail = format!("message {m}: {}", r.detail);
             }
-            push(file, row, &r, issues);
+            r
+        })
+        .collect()
+}
+
+/// Up to [`BATCH_ROWS`] rows of a Parquet file; a row that cannot be decoded is kept as its
+/// rejection, a file-level read error ends the batch with `Err`.
+fn read_batch(
+    reader: &mut agentgen_datasets::ConversationReader,
+) -> Result<Vec<(usize, Result<serde_json::Value, Rejection>)>, agentgen_datasets::Error> {
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    for (row, item) in reader.by_ref() {
+        match item {
+            Ok(v) => batch.push((row, Ok(v))),
+            Err(e) if e.is_row_error() => {
+                batch.push((row, Err(Rejection::new(codes::FORMAT_BAD_ROW, e.to_string()))))
+            }
+            Err(e) => return Err(e),
+        }
+        if batch.len() == BATCH_ROWS {
+            break;
+        }
+    }
+    Ok(batch)
+}
+
+/// Rows are checked in batches of this many, in parallel, and reported in order.
+const BATCH_ROWS: usize = 512;
+
+/// Check a batch of (row number, parsed row or why it is unreadable) on all cores and record
+/// the results in row order.
+fn check_batch(
+    file: &Path,
+    batch: &mut Vec<(usize, Result<serde_json::Value, Rejection>)>,
+    mode: ThinkingMode,
+    cache: &SchemaCache,
+    fr: &mut FileReport,
+    issues: &mut Vec<RowIssue>,
+) {
+    let results: Vec<Vec<Rejection>> = batch
+        .par_iter()
+        .map(|(_, item)| match item {
+            Ok(v) => row_problems(v, mode, cache),
+            Err(r) => vec![r.clone()],
+        })
+        .collect();
+    for ((row, _), problems) in batch.drain(..).zip(results) {
+        fr.rows += 1;
+        if !problems.is_empty() {
+            fr.invalid_rows += 1;
+            for r in &problems {
+                push(file, row, r, issues);
+            }
         }
     }
 }
@@ -210,25 +253,21 @@ fn check_jsonl(
     issues: &mut Vec<RowIssue>,
 ) -> anyhow::Result<()> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let cache = SchemaCache::default();
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
     for (row, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
         let line = line.with_context(|| format!("reading {}", file.display()))?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<serde_json::Value>(&line) {
-            Ok(v) => check_value(file, row, &v, mode, fr, issues),
-            Err(e) => {
-                fr.rows += 1;
-                fr.invalid_rows += 1;
-                push(
-                    file,
-                    row,
-                    &Rejection::new(codes::FORMAT_BAD_ROW, format!("line is not JSON: {e}")),
-                    issues,
-                );
-            }
+        let item = serde_json::from_slice::<serde_json::Value>(&line)
+            .map_err(|e| Rejection::new(codes::FORMAT_BAD_ROW, format!("line is not JSON: {e}")));
+        batch.push((row, item));
+        if batch.len() == BATCH_ROWS {
+            check_batch(file, &mut batch, mode, &cache, fr, issues);
         }
     }
+    check_batch(file, &mut batch, mode, &cache, fr, issues);
     Ok(())
 }
 
@@ -274,17 +313,22 @@ fn check_parquet(
 ) -> anyhow::Result<()> {
     let reader = agentgen_datasets::ConversationReader::try_new(file)
         .with_context(|| format!("reading {}", file.display()))?;
-    for (row, item) in reader {
-        match item {
-            Ok(v) => check_value(file, row, &v, mode, fr, issues),
-            Err(e) if e.is_row_error() => {
-                fr.rows += 1;
-                fr.invalid_rows += 1;
-                push(file, row, &Rejection::new(codes::FORMAT_BAD_ROW, e.to_string()), issues);
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
-        }
+    let cache = SchemaCache::default();
+    let mut reader = reader;
+    // Batch n is checked on all cores while batch n+1 is read and decoded.
+    let mut batch = read_batch(&mut reader)
+        .map_err(|e| anyhow::anyhow!(e))
+        .with_context(|| format!("reading {}", file.display()))?;
+    while !batch.is_empty() {
+        let (next, ()) = rayon::join(
+            || read_batch(&mut reader),
+            || check_batch(file, &mut batch, mode, &cache, fr, issues),
+        );
+        batch = next
+            .map_err(|e| anyhow::anyhow!(e))
+            .with_context(|| format!("reading {}", file.display()))?;
     }
+    check_batch(file, &mut batch, mode, &cache, fr, issues);
     if check_tokens {
         let tok = Tokenizer::shared()?;
         let rows = agentgen_datasets::read_rows(file)
