@@ -194,11 +194,14 @@ fn row_problems(v: &serde_json::Value, mode: ThinkingMode, cache: &SchemaCache) 
         .collect()
 }
 
+/// Rows with their numbers: parsed, or the rejection that says why they could not be.
+type Batch = Vec<(usize, Result<serde_json::Value, Rejection>)>;
+
 /// Up to [`BATCH_ROWS`] rows of a Parquet file; a row that cannot be decoded is kept as its
 /// rejection, a file-level read error ends the batch with `Err`.
 fn read_batch(
     reader: &mut agentgen_datasets::ConversationReader,
-) -> Result<Vec<(usize, Result<serde_json::Value, Rejection>)>, agentgen_datasets::Error> {
+) -> Result<Batch, agentgen_datasets::Error> {
     let mut batch = Vec::with_capacity(BATCH_ROWS);
     for (row, item) in reader.by_ref() {
         match item {
@@ -222,7 +225,7 @@ const BATCH_ROWS: usize = 512;
 /// the results in row order.
 fn check_batch(
     file: &Path,
-    batch: &mut Vec<(usize, Result<serde_json::Value, Rejection>)>,
+    batch: &mut Batch,
     mode: ThinkingMode,
     cache: &SchemaCache,
     fr: &mut FileReport,
