@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+/// mimalloc instead of the system allocator: the pipeline allocates many short-lived strings
+/// on several threads, where glibc malloc both cost ~30 % of a `generate` run and let peak RSS
+/// creep up with the task count (per-thread arenas).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Manufacture verifiable agentic tool-use training data in the DeepSeek-V3.2 format.
 #[derive(Debug, Parser)]
 #[command(name = "agentgen", version, about, long_about = None)]
