@@ -14,6 +14,17 @@ fn rows(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// `agentgen rollout ARGS --quiet --jsonl -` (2 turns of at most 8 tokens when a model
+/// samples); the rows it streamed, after checking it succeeded.
+fn rollout_rows(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["rollout"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--max-tokens", "8", "--max-turns", "2", "--quiet", "--jsonl", "-"]);
+    let o = run(&all, b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    rows(&o.stdout)
+}
+
 fn check_groups(rows: &[Value], k: usize) -> BTreeMap<String, Vec<&Value>> {
     let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for r in rows {
@@ -69,31 +80,18 @@ fn rollout_reference_groups_have_zero_advantage() {
 fn rollout_over_http_records_logprobs_and_advantages() {
     let s = Server::start(&tiny_real_model(), &["--served-model-name", "tiny"], &[]);
     let url = s.url();
-    let o = run(
-        &[
-            "rollout",
-            "--policy",
-            "http",
-            "--endpoint",
-            &url,
-            "--api-model",
-            "tiny",
-            "--tasks",
-            "2",
-            "--samples-per-task",
-            "3",
-            "--max-tokens",
-            "8",
-            "--max-turns",
-            "2",
-            "--quiet",
-            "--jsonl",
-            "-",
-        ],
-        b"",
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rows = rows(&o.stdout);
+    let rows = rollout_rows(&[
+        "--policy",
+        "http",
+        "--endpoint",
+        &url,
+        "--api-model",
+        "tiny",
+        "--tasks",
+        "2",
+        "--samples-per-task",
+        "3",
+    ]);
     assert_eq!(rows.len(), 6, "2 tasks x 3 samples (both splits)");
     check_groups(&rows, 3);
     // The random model's samples carry the server's logprobs on their sampled tokens.
@@ -192,29 +190,16 @@ fn rollout_task_file_errors_name_the_line() {
 #[test]
 fn rollout_with_the_local_engine_records_sampled_logprobs() {
     let model = tiny_real_model();
-    let o = run(
-        &[
-            "rollout",
-            "--policy",
-            "local",
-            "--model",
-            model.to_str().expect("utf8"),
-            "--tasks",
-            "2",
-            "--samples-per-task",
-            "2",
-            "--max-tokens",
-            "8",
-            "--max-turns",
-            "2",
-            "--quiet",
-            "--jsonl",
-            "-",
-        ],
-        b"",
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rows = rows(&o.stdout);
+    let rows = rollout_rows(&[
+        "--policy",
+        "local",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--tasks",
+        "2",
+        "--samples-per-task",
+        "2",
+    ]);
     assert_eq!(rows.len(), 4, "2 tasks x 2 samples (both splits)");
     check_groups(&rows, 2);
     for r in &rows {

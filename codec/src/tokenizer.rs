@@ -245,25 +245,14 @@ impl FastPath {
         Ok(ids)
     }
 
-    /// `text` cut into added tokens and pre-tokenized pieces, in order.
+    /// `text` cut into added tokens and pre-tokenized pieces, in order: the raw added tokens
+    /// first, then the normalized ones in what is left, then the splits.
     fn pieces<'t>(&self, text: &'t str, out: &mut Vec<Piece<'t>>) {
-        let mut last = 0;
-        for m in self.specials.find_iter(text) {
-            self.normalized_pieces(&text[last..m.start()], out);
-            out.push(Piece::Added(self.special_ids[m.pattern().as_usize()]));
-            last = m.end();
-        }
-        self.normalized_pieces(&text[last..], out);
-    }
-
-    fn normalized_pieces<'t>(&self, text: &'t str, out: &mut Vec<Piece<'t>>) {
-        let mut last = 0;
-        for m in self.normalized.find_iter(text) {
-            self.split_pieces(&text[last..m.start()], out);
-            out.push(Piece::Added(self.normalized_ids[m.pattern().as_usize()]));
-            last = m.end();
-        }
-        self.split_pieces(&text[last..], out);
+        split_added(&self.specials, &self.special_ids, text, out, &mut |rest, out| {
+            split_added(&self.normalized, &self.normalized_ids, rest, out, &mut |rest, out| {
+                self.split_pieces(rest, out)
+            })
+        });
     }
 
     /// The three Isolated splits, in order.
@@ -307,6 +296,24 @@ impl FastPath {
 enum Piece<'t> {
     Added(u32),
     Text(&'t str),
+}
+
+/// Added tokens found by `ac` (leftmost-longest) become [`Piece::Added`]; the text between
+/// them goes to `rest`.
+fn split_added<'t>(
+    ac: &aho_corasick::AhoCorasick,
+    ids: &[u32],
+    text: &'t str,
+    out: &mut Vec<Piece<'t>>,
+    rest: &mut dyn FnMut(&'t str, &mut Vec<Piece<'t>>),
+) {
+    let mut last = 0;
+    for m in ac.find_iter(text) {
+        rest(&text[last..m.start()], out);
+        out.push(Piece::Added(ids[m.pattern().as_usize()]));
+        last = m.end();
+    }
+    rest(&text[last..], out);
 }
 
 /// `Split` with behavior Isolated: every match and every non-empty gap between matches.

@@ -7,6 +7,23 @@ use agentgen_inference::init::{self, Preset, V32_VOCAB};
 use agentgen_inference::{DeviceKind, Model, bench};
 use anyhow::{Context, bail};
 
+/// The model a bench runs: a checkpoint, or random weights of a preset.
+#[derive(Debug, clap::Args)]
+pub struct Source {
+    /// Checkpoint folder.
+    #[arg(long, value_name = "DIR", conflicts_with = "preset")]
+    model: Option<PathBuf>,
+    /// Random-weight preset instead of a checkpoint (tiny|small|medium).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Vocabulary for --preset (default 129280).
+    #[arg(long)]
+    vocab: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Median decode-step time per context length, with sparse attention (DSA) and, with
@@ -14,12 +31,8 @@ pub enum Command {
     /// a long context needs no long prefill. Columns: the whole step, and its attention +
     /// indexer part summed over layers. Use a release build for meaningful numbers.
     Decode {
-        /// Checkpoint folder.
-        #[arg(long, value_name = "DIR", conflicts_with = "preset")]
-        model: Option<PathBuf>,
-        /// Random-weight preset instead of a checkpoint (tiny|small|medium).
-        #[arg(long)]
-        preset: Option<String>,
+        #[command(flatten)]
+        source: Source,
         /// Context lengths, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "2048,8192,32768")]
         contexts: Vec<usize>,
@@ -29,26 +42,16 @@ pub enum Command {
         /// Measured steps per context (median reported; 2 warm-up steps extra).
         #[arg(long, default_value_t = 9)]
         steps: usize,
-        /// Vocabulary for --preset (default 129280).
-        #[arg(long)]
-        vocab: Option<usize>,
         /// Print one JSON array instead of a table.
         #[arg(long)]
         json: bool,
-        /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
     },
     /// Prefill and greedy-decode tokens/s of one sequence: the prompt in one forward call,
     /// then one token per step with the caches (best of --reps after a warm-up). The
     /// counterpart of `bench/transformers_compare.sh`'s transformers side.
     Tokens {
-        /// Checkpoint folder.
-        #[arg(long, value_name = "DIR", conflicts_with = "preset")]
-        model: Option<PathBuf>,
-        /// Random-weight preset instead of a checkpoint (tiny|small|medium).
-        #[arg(long)]
-        preset: Option<String>,
+        #[command(flatten)]
+        source: Source,
         /// Prompt lengths, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "128,512")]
         prompt_tokens: Vec<usize>,
@@ -58,26 +61,15 @@ pub enum Command {
         /// Measured repetitions (best reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
-        /// Vocabulary for --preset (default 129280).
-        #[arg(long)]
-        vocab: Option<usize>,
         /// Print one JSON array instead of a table.
         #[arg(long)]
         json: bool,
-        /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
     },
 }
 
-/// The model of a bench: a checkpoint, or random weights of a preset.
-fn load(
-    model: Option<PathBuf>,
-    preset: Option<String>,
-    vocab: Option<usize>,
-    device: &str,
-) -> anyhow::Result<Model> {
-    let dev = DeviceKind::parse(device)?.open()?;
+fn load(source: Source) -> anyhow::Result<Model> {
+    let Source { model, preset, vocab, device } = source;
+    let dev = DeviceKind::parse(&device)?.open()?;
     Ok(match (model, preset) {
         (Some(dir), _) => {
             Model::load(&dir, &dev).with_context(|| format!("loading {}", dir.display()))?
@@ -93,12 +85,12 @@ fn load(
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Decode { model, preset, contexts, dense, steps, vocab, json, device } => {
-            let m = load(model, preset, vocab, &device)?;
+        Command::Decode { source, contexts, dense, steps, json } => {
+            let m = load(source)?;
             decode(&m, &contexts, dense, steps, json)
         }
-        Command::Tokens { model, preset, prompt_tokens, new_tokens, reps, vocab, json, device } => {
-            let m = load(model, preset, vocab, &device)?;
+        Command::Tokens { source, prompt_tokens, new_tokens, reps, json } => {
+            let m = load(source)?;
             if prompt_tokens.is_empty() || prompt_tokens.contains(&0) {
                 bail!("--prompt-tokens needs positive lengths");
             }

@@ -181,9 +181,16 @@ impl Attention {
             let sparse = !batch.dense && t > self.topk;
             let scores = if sparse || trace.is_some() {
                 let q = qi.narrow(1, off, len)?.contiguous()?.reshape((hi * len, di))?;
-                let s = q.matmul(&ki_all.t()?)?.reshape((hi, len, t))?.relu()?;
-                let w = wts.narrow(1, off, len)?.unsqueeze(2)?;
-                Some(s.broadcast_mul(&w)?.sum(0)?.to_vec2::<f32>()?)
+                let s = q.matmul(&ki_all.t()?)?.reshape((hi, len, t))?.relu()?; // (hi, len, t)
+                // The head-weighted sum as a batched product, not a reduction over the
+                // outer (head) axis, which candle does element by element.
+                let s = if len == 1 {
+                    s.reshape((1, hi, t))?
+                } else {
+                    s.transpose(0, 1)?.contiguous()? // (len, hi, t)
+                };
+                let w = wts.narrow(1, off, len)?.t()?.contiguous()?.unsqueeze(1)?; // (len, 1, hi)
+                Some(w.matmul(&s)?.squeeze(1)?.to_vec2::<f32>()?) // (len, t)
             } else {
                 None
             };
