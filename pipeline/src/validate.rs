@@ -18,7 +18,6 @@ use agentgen_codec::{
 };
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS, THINK_CLOSE};
 
@@ -455,47 +454,6 @@ pub fn check_conversation(
     issues
 }
 
-/// Hash of a normalised trajectory (messages + tools; call ids dropped, arguments compared as
-/// JSON values, surrounding whitespace of texts ignored) for exact dedup.
-pub fn trajectory_hash(messages: &[Message], tools_json: &str) -> [u8; 16] {
-    let mut h = Sha256::new();
-    h.update(tools_json.trim().as_bytes());
-    for m in messages {
-        h.update([0xff, m.role as u8]);
-        h.update(m.content.as_deref().unwrap_or("").trim().as_bytes());
-        h.update([0xfe]);
-        h.update(m.reasoning_content.as_deref().unwrap_or("").trim().as_bytes());
-        for c in &m.tool_calls {
-            h.update([0xfd]);
-            h.update(c.name.as_bytes());
-            h.update([0xfc]);
-            match serde_json::from_str::<Value>(&c.arguments) {
-                Ok(v) => h.update(canonical_json(&v).as_bytes()),
-                Err(_) => h.update(c.arguments.as_bytes()),
-            }
-        }
-    }
-    let d = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
-}
-
-/// JSON text with object keys sorted (a canonical form for comparisons).
-pub fn canonical_json(v: &Value) -> String {
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    sort(v).to_string()
-}
 
 #[cfg(test)]
 mod tests {
@@ -577,14 +535,5 @@ mod tests {
         dsml[4].content = Some(format!("x{CALLS_CLOSE}"));
         let issues = check_conversation(&dsml, ThinkingMode::Thinking, None);
         assert!(issues.iter().any(|i| i.rejection.stage() == "format"), "{issues:?}");
-    }
-
-    #[test]
-    fn dedup_hash_normalises() {
-        let a =
-            vec![Message::assistant(None, " x ", vec![ToolCall::new("f", r#"{"a": 1, "b": 2}"#)])];
-        let b = vec![Message::assistant(None, "x", vec![ToolCall::new("f", r#"{"b":2,"a":1}"#)])];
-        assert_eq!(trajectory_hash(&a, "[]"), trajectory_hash(&b, "[]"));
-        assert_ne!(trajectory_hash(&a, "[]"), trajectory_hash(&a, "[1]"));
     }
 }
