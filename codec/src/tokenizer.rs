@@ -148,7 +148,15 @@ struct FastPath {
     normalized_ids: Vec<u32>,
     splits: [regex::Regex; 3],
     byte_chars: [char; 256],
+    /// Ids of pieces already run through the BPE, sharded to keep lock waits short; a shard
+    /// is cleared when it holds [`WORD_CACHE_SHARD`] pieces.
+    words: [std::sync::Mutex<std::collections::HashMap<Box<str>, Box<[u32]>>>; WORD_SHARDS],
 }
+
+const WORD_SHARDS: usize = 16;
+const WORD_CACHE_SHARD: usize = 8192;
+/// Pieces longer than this are not cached (rare, and they would crowd out the words).
+const WORD_CACHE_MAX_LEN: usize = 64;
 
 /// The tail of the third V3.2 split pattern, replaced by `\s+` plus the emulation.
 const LOOKAHEAD_TAIL: &str = r"|\s+(?!\S)|\s+";
@@ -223,6 +231,7 @@ impl FastPath {
             normalized_ids: norm.iter().map(|(_, id)| *id).collect(),
             splits,
             byte_chars: byte_level_chars(),
+            words: Default::default(),
         })
     }
 
@@ -234,15 +243,48 @@ impl FastPath {
         for piece in pieces {
             match piece {
                 Piece::Added(id) => ids.push(id),
-                Piece::Text(t) => {
-                    word.clear();
-                    word.extend(t.bytes().map(|b| self.byte_chars[usize::from(b)]));
-                    let tokens = tokenizers::Model::tokenize(model, &word).map_err(tok_err)?;
-                    ids.extend(tokens.iter().map(|t| t.id));
-                }
+                Piece::Text(t) => self.bpe(model, t, &mut word, &mut ids)?,
             }
         }
         Ok(ids)
+    }
+
+    /// The BPE ids of one pre-tokenized piece, appended to `ids` (from the word cache when the
+    /// piece was seen before).
+    fn bpe(
+        &self,
+        model: &tokenizers::ModelWrapper,
+        piece: &str,
+        word: &mut String,
+        ids: &mut Vec<u32>,
+    ) -> Result<()> {
+        use std::hash::{Hash, Hasher};
+        let shard = if piece.len() <= WORD_CACHE_MAX_LEN {
+            // A fixed-key hash only picks the shard; the maps use their own hashers.
+            let mut h = std::hash::DefaultHasher::new();
+            piece.hash(&mut h);
+            let shard = &self.words[h.finish() as usize % WORD_SHARDS];
+            if let Some(hit) = shard.lock().unwrap_or_else(|e| e.into_inner()).get(piece) {
+                ids.extend_from_slice(hit);
+                return Ok(());
+            }
+            Some(shard)
+        } else {
+            None
+        };
+        word.clear();
+        word.extend(piece.bytes().map(|b| self.byte_chars[usize::from(b)]));
+        let tokens = tokenizers::Model::tokenize(model, word).map_err(tok_err)?;
+        let start = ids.len();
+        ids.extend(tokens.iter().map(|t| t.id));
+        if let Some(shard) = shard {
+            let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            if map.len() >= WORD_CACHE_SHARD {
+                map.clear();
+            }
+            map.insert(piece.into(), ids[start..].into());
+        }
+        Ok(())
     }
 
     /// `text` cut into added tokens and pre-tokenized pieces, in order: the raw added tokens

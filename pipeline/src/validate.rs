@@ -454,7 +454,6 @@ pub fn check_conversation(
     issues
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
