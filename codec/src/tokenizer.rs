@@ -150,8 +150,11 @@ struct FastPath {
     byte_chars: [char; 256],
     /// Ids of pieces already run through the BPE, sharded to keep lock waits short; a shard
     /// is cleared when it holds [`WORD_CACHE_SHARD`] pieces.
-    words: [std::sync::Mutex<std::collections::HashMap<Box<str>, Box<[u32]>>>; WORD_SHARDS],
+    words: [WordShard; WORD_SHARDS],
 }
+
+/// One shard of the word cache: piece text -> BPE ids.
+type WordShard = std::sync::Mutex<std::collections::HashMap<Box<str>, Box<[u32]>>>;
 
 const WORD_SHARDS: usize = 16;
 const WORD_CACHE_SHARD: usize = 8192;
