@@ -188,7 +188,19 @@ pub fn trajectory_hash(messages: &[Message], tools: &str) -> [u8; 32] {
         h.update((s.len() as u64).to_le_bytes());
         h.update(s.as_bytes());
     };
-    field(b'T', &canonical_text(tools));
+    // Rows of a run repeat a handful of tool lists: canonicalise each once per thread.
+    thread_local! {
+        static LAST_TOOLS: std::cell::RefCell<(String, String)> = const {
+            std::cell::RefCell::new((String::new(), String::new()))
+        };
+    }
+    LAST_TOOLS.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != tools || last.0.is_empty() {
+            *last = (tools.to_owned(), canonical_text(tools));
+        }
+        field(b'T', &last.1);
+    });
     for m in messages {
         field(b'R', m.role.as_str());
         field(b'C', m.content.as_deref().unwrap_or(""));

@@ -372,14 +372,16 @@ pub async fn rollout<P: Policy>(
             results.push(Message::tool(result.content, id));
         }
         env_time += t1.elapsed();
+        // The conversation so far is the context; moved in and back out, not cloned.
         let mut opts = EncodeOptions {
             thinking_mode: mode,
             drop_thinking: true,
             add_bos: false,
-            context: messages.clone(),
+            context: std::mem::take(&mut messages),
         };
-        opts.context.shrink_to_fit();
-        let seg = encode_messages(&results, &opts).map_err(codec_err("encoding tool results"))?;
+        let seg = encode_messages(&results, &opts);
+        messages = std::mem::take(&mut opts.context);
+        let seg = seg.map_err(codec_err("encoding tool results"))?;
         let seg_ids = tokenize(ctx.tokenizer, &seg)?;
         b.push_prompt(&seg, &seg_ids);
         messages.extend(results);
