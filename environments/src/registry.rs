@@ -87,6 +87,15 @@ impl Registry {
         cache: &InstanceCache,
         r: &TaskRef,
     ) -> Result<(Arc<dyn Instance>, TaskSpec)> {
+        let family = self.check(r)?;
+        let instance = cache.get_or_build(family.as_ref(), r.instance_seed)?;
+        let task = instance.task(r.task_seed)?;
+        Ok((instance, task))
+    }
+
+    /// Everything [`Registry::task`] checks before building anything: the family exists and is
+    /// available, the version matches and both seeds are in range. Returns the family.
+    pub fn check(&self, r: &TaskRef) -> Result<&Arc<dyn Family>> {
         let family = self.try_get(&r.family)?;
         if family.version() != r.version {
             return Err(Error::VersionMismatch {
@@ -100,9 +109,8 @@ impl Registry {
             return Err(Error::Unavailable { family: r.family.clone(), reason });
         }
         Error::check_task_seed(&r.family, r.task_seed, family.tasks_per_instance())?;
-        let instance = cache.get_or_build(family.as_ref(), r.instance_seed)?;
-        let task = instance.task(r.task_seed)?;
-        Ok((instance, task))
+        Error::check_instance_seed(&r.family, r.instance_seed, family.instances())?;
+        Ok(family)
     }
 }
 

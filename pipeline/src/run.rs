@@ -20,7 +20,7 @@ use agentgen_datasets::{
     DatasetWriter, Manifest, SampleRow, Split, Verdict, WriteSummary, WriterOptions,
     finished_sample_ids, list_parts, read_rows, scan_dataset, trajectory_hash, write_dataset_card,
 };
-use agentgen_environments::{Error as EnvError, InstanceCache, Registry, TaskRef, TaskSpec};
+use agentgen_environments::{InstanceCache, Registry, TaskRef, TaskSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
@@ -192,24 +192,17 @@ fn fingerprint(cfg: &RunConfig, policy: &str, model: Option<&str>) -> String {
     v.to_string()
 }
 
-/// Refuse a task list naming a family that is unknown, not selected (unavailable here, or
-/// outside `--families`) or at another version than this build's, before any work starts.
+/// Refuse a task list with an entry [`Registry::check`] rejects (unknown or unavailable family,
+/// other version, seed out of range) or whose family is outside `--families`, before any work
+/// starts.
 fn check_task_list(registry: &Registry, selected: &[String], list: &[TaskRef]) -> Result<()> {
     for (line, r) in list.iter().enumerate() {
-        let problem = match registry.get(&r.family) {
-            None => Some("unknown family".to_owned()),
-            Some(_) if !selected.iter().any(|s| s == &r.family) => {
-                Some("family not available or not selected".to_owned())
+        let problem = match registry.check(r) {
+            Err(e) => Some(e.to_string()),
+            Ok(_) if !selected.iter().any(|s| s == &r.family) => {
+                Some("family not selected by --families".to_owned())
             }
-            Some(f) if f.version() != r.version => {
-                Some(format!("this build has version {}", f.version()))
-            }
-            Some(f) => EnvError::check_instance_seed(&r.family, r.instance_seed, f.instances())
-                .and_then(|()| {
-                    EnvError::check_task_seed(&r.family, r.task_seed, f.tasks_per_instance())
-                })
-                .err()
-                .map(|e| e.to_string()),
+            Ok(_) => None,
         };
         if let Some(why) = problem {
             return Err(Error::Config {
