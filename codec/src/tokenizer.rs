@@ -49,9 +49,9 @@ impl Tokenizer {
     /// Load a `tokenizer.json` from its bytes.
     pub fn from_json_bytes(json: &[u8]) -> Result<Tokenizer> {
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(tok_err)?;
-        let fast = serde_json::from_slice::<serde_json::Value>(json)
+        let fast = serde_json::from_slice::<Shape>(json)
             .ok()
-            .and_then(|v| FastPath::try_new(&v, &inner));
+            .and_then(|shape| FastPath::try_new(&shape.into_value(), &inner));
         Ok(Tokenizer { inner, fast })
     }
 
@@ -124,6 +124,57 @@ pub fn mask_segments(messages: &[Message], opts: &EncodeOptions) -> Result<Vec<(
     let mut segments = Segments::default();
     encode_into(messages, opts, &mut segments)?;
     Ok(segments.0)
+}
+
+/// The parts of a tokenizer.json the fast path looks at. The model's vocabulary and merges
+/// (most of the file) are skipped, not built into a `Value` a second time.
+#[derive(serde::Deserialize)]
+struct Shape {
+    #[serde(default)]
+    normalizer: serde_json::Value,
+    #[serde(default)]
+    pre_tokenizer: serde_json::Value,
+    #[serde(default)]
+    added_tokens: serde_json::Value,
+    #[serde(default)]
+    model: ModelFlags,
+}
+
+/// The BPE settings the fast path depends on (absent ones read as `null`).
+#[derive(serde::Deserialize, Default)]
+struct ModelFlags {
+    #[serde(default, rename = "type")]
+    kind: serde_json::Value,
+    #[serde(default)]
+    dropout: serde_json::Value,
+    #[serde(default)]
+    continuing_subword_prefix: serde_json::Value,
+    #[serde(default)]
+    end_of_word_suffix: serde_json::Value,
+    #[serde(default)]
+    byte_fallback: serde_json::Value,
+    #[serde(default)]
+    ignore_merges: serde_json::Value,
+}
+
+impl Shape {
+    /// The same fields as a JSON object, as [`FastPath::try_new`] reads them.
+    fn into_value(self) -> serde_json::Value {
+        let m = self.model;
+        serde_json::json!({
+            "normalizer": self.normalizer,
+            "pre_tokenizer": self.pre_tokenizer,
+            "added_tokens": self.added_tokens,
+            "model": {
+                "type": m.kind,
+                "dropout": m.dropout,
+                "continuing_subword_prefix": m.continuing_subword_prefix,
+                "end_of_word_suffix": m.end_of_word_suffix,
+                "byte_fallback": m.byte_fallback,
+                "ignore_merges": m.ignore_merges,
+            },
+        })
+    }
 }
 
 /// The V3.2 tokenizer's encode pipeline, step for step, without `tokenizers`' per-piece
