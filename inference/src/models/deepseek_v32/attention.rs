@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use candle_core::{D, Device, Tensor};
 use candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim};
-use candle_nn::rotary_emb::{rope, rope_i};
+use candle_nn::rotary_emb::{rope_i, rope_thd};
 
+use super::kernels::{SparseShape, sparse_attend, weighted_relu_rows, with_host};
 use super::{Config, LayerTrace, linear};
 use crate::Result;
 use crate::kv_cache::SeqCache;
@@ -113,17 +114,58 @@ impl Attention {
         })
     }
 
-    /// Rotates the first `dr` dims of the last axis of `x` (`[B, N, W]`) with the half-split
+    /// Rotates the first `dr` dims of the last axis of `x` (`[N, heads, W]`) with the half-split
     /// (NeoX) layout, keeping the rest.
     fn rope_prefix_halfsplit(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let w = x.dim(D::Minus1)?;
-        let r =
-            rope(&x.narrow(2, 0, self.dr)?.contiguous()?.unsqueeze(0)?, cos, sin)?.squeeze(0)?;
+        let r = x.narrow(2, 0, self.dr)?.contiguous()?.unsqueeze(0)?;
+        let r = rope_thd(&r, cos, sin)?.squeeze(0)?;
         if w == self.dr {
             Ok(r)
         } else {
-            Ok(Tensor::cat(&[&r, &x.narrow(2, self.dr, w - self.dr)?], 2)?)
+            Ok(Tensor::cat(&[&r, &x.narrow(2, self.dr, w - self.dr)?], 2)?.contiguous()?)
         }
+    }
+
+    /// Indexer scores `I(s, t)` of the segment's queries (`len` rows from `off`, the first at
+    /// absolute position `s0`) against the cached keys `ki_all` (`[t, Di]`): one row of length
+    /// `t` per query, −inf past its causal end. Queries go in blocks that each multiply only
+    /// the keys their last query can see, so a prefill computes about half the products.
+    fn index_scores(
+        &self,
+        qi: &Tensor,
+        wts: &Tensor,
+        ki_all: &Tensor,
+        (s0, off, len): (usize, usize, usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        const BLOCK: usize = 64;
+        let (hi, di) = (self.hi, self.di);
+        let t = ki_all.dim(0)?;
+        let mut rows = Vec::with_capacity(len);
+        for b0 in (0..len).step_by(BLOCK) {
+            let bl = BLOCK.min(len - b0);
+            let end = s0 + b0 + bl; // keys visible to the block's last query
+            let q = qi.narrow(0, off + b0, bl)?.reshape((bl * hi, di))?;
+            let prods = q.matmul(&ki_all.narrow(0, 0, end)?.t()?)?; // (bl·hi, end)
+            let w = wts.narrow(0, off + b0, bl)?.contiguous()?; // (bl, hi)
+            let host = with_host(&prods, |p| {
+                with_host(&w, |w| weighted_relu_rows(p, w, hi, end, t, |i| s0 + b0 + i + 1))
+            });
+            match host.flatten() {
+                Some(block) => rows.extend(block),
+                None => {
+                    // Any other device: the head-weighted sum as a batched product.
+                    let s = prods.relu()?.reshape((bl, hi, end))?;
+                    let block = w.unsqueeze(1)?.matmul(&s)?.squeeze(1)?.to_vec2::<f32>()?;
+                    for (i, mut row) in block.into_iter().enumerate() {
+                        row.truncate(s0 + b0 + i + 1);
+                        row.resize(t, f32::NEG_INFINITY);
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+        Ok(rows)
     }
 
     #[allow(clippy::too_many_arguments)] // reason: internal hot path; the probe pieces are optional
@@ -133,7 +175,6 @@ impl Attention {
         batch: &Batch<'_>,
         caches: &[&SeqCache],
         layer: usize,
-        hadamard: Option<&Tensor>,
         mut trace: Option<&mut LayerTrace>,
         attn_time: &mut std::time::Duration,
     ) -> Result<Tensor> {
@@ -153,17 +194,14 @@ impl Attention {
         let krope = kv.narrow(1, c, dr)?.contiguous()?.reshape((1, 1, n, dr))?;
         let krope = rope_i(&krope, cos, sin)?.reshape((n, dr))?;
 
-        // Indexer query / key / head weights.
-        let qi =
-            linear(&cq, &self.idx_wq_b)?.reshape((n, hi, di))?.transpose(0, 1)?.contiguous()?;
-        let mut qi = self.rope_prefix_halfsplit(&qi, cos, sin)?; // [Hi, N, Di]
+        // Indexer query / key / head weights. The Hadamard rotation is orthogonal and changes
+        // no `qI·kI` product in exact arithmetic, so the exact (f32) form skips it (spec §7.1,
+        // §17; HF does the same): it matters only before an fp8 quantization.
+        let qi = linear(&cq, &self.idx_wq_b)?.reshape((n, hi, di))?;
+        let qi = self.rope_prefix_halfsplit(&qi, cos, sin)?; // [N, Hi, Di]
         let ki = layer_norm(&linear(a, &self.idx_wk)?, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
-        let mut ki = self.rope_prefix_halfsplit(&ki.unsqueeze(0)?, cos, sin)?.squeeze(0)?; // [N, Di]
-        if let Some(hm) = hadamard {
-            qi = qi.reshape((hi * n, di))?.matmul(hm)?.reshape((hi, n, di))?;
-            ki = ki.matmul(hm)?;
-        }
-        let wts = (linear(a, &self.idx_wproj)? * self.wscale)?.t()?.contiguous()?; // [Hi, N]
+        let ki = self.rope_prefix_halfsplit(&ki.unsqueeze(1)?, cos, sin)?.squeeze(1)?; // [N, Di]
+        let wts = (linear(a, &self.idx_wproj)? * self.wscale)?; // [N, Hi]
 
         let started = Instant::now();
         let mut outs = Vec::with_capacity(batch.segs.len());
@@ -180,17 +218,7 @@ impl Attention {
             let (ckv_all, kr_all, ki_all) = cache.view(layer, t)?;
             let sparse = !batch.dense && t > self.topk;
             let scores = if sparse || trace.is_some() {
-                let q = qi.narrow(1, off, len)?.contiguous()?.reshape((hi * len, di))?;
-                let s = q.matmul(&ki_all.t()?)?.reshape((hi, len, t))?.relu()?; // (hi, len, t)
-                // The head-weighted sum as a batched product, not a reduction over the
-                // outer (head) axis, which candle does element by element.
-                let s = if len == 1 {
-                    s.reshape((1, hi, t))?
-                } else {
-                    s.transpose(0, 1)?.contiguous()? // (len, hi, t)
-                };
-                let w = wts.narrow(1, off, len)?.t()?.contiguous()?.unsqueeze(1)?; // (len, 1, hi)
-                Some(w.matmul(&s)?.squeeze(1)?.to_vec2::<f32>()?) // (len, t)
+                Some(self.index_scores(&qi, &wts, &ki_all, (s0, off, len))?)
             } else {
                 None
             };
@@ -206,41 +234,36 @@ impl Attention {
             if let (Some(tr), Some(rows)) = (trace.as_deref_mut(), &scores) {
                 for (i, row) in rows.iter().enumerate() {
                     let visible = s0 + i + 1;
-                    let mut r = row.clone();
-                    r[visible..].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
                     let chosen = match &sel {
                         Some(s) if !batch.dense => s[i].clone(),
                         _ => select_topk(row, visible, if batch.dense { t } else { self.topk }),
                     };
                     let mut padded: Vec<i64> = chosen.iter().map(|&x| i64::from(x)).collect();
                     padded.resize(padded.len().max(self.topk), -1);
-                    tr.index_scores.push(r);
+                    tr.index_scores.push(row.clone());
                     tr.topk.push(padded);
                 }
             }
-            let qa = q_abs.narrow(1, off, len)?.contiguous()?.reshape((h * len, c))?;
-            let qr = q_rope.narrow(1, off, len)?.contiguous()?.reshape((h * len, dr))?;
             let o = match (&sel, len) {
                 (Some(s), 1) => {
                     let k = s[0].len();
                     let idx = Tensor::from_slice(&s[0], k, a.device())?;
                     let kv_sel = ckv_all.index_select(&idx, 0)?;
                     let kr_sel = kr_all.index_select(&idx, 0)?;
+                    let (qa, qr) = self.segment_queries(&q_abs, &q_rope, off, len)?;
                     self.attend(&qa, &qr, &kv_sel, &kr_sel, None, len)?
                 }
-                (_, 1) => self.attend(&qa, &qr, &ckv_all, &kr_all, None, len)?,
-                _ => {
-                    let mut m = vec![f32::NEG_INFINITY; len * t];
-                    for i in 0..len {
-                        let row = &mut m[i * t..(i + 1) * t];
-                        match &sel {
-                            Some(s) => s[i].iter().for_each(|&j| row[j as usize] = 0.0),
-                            None => row[..=s0 + i].iter_mut().for_each(|x| *x = 0.0),
-                        }
-                    }
-                    let mask = Tensor::from_vec(m, (len, t), a.device())?;
-                    self.attend(&qa, &qr, &ckv_all, &kr_all, Some(&mask), len)?
+                (Some(s), _) => match self
+                    .sparse_prefill_host(&q_abs, &q_rope, &ckv_all, &kr_all, off, s)?
+                {
+                    Some(o) => o,
+                    None => self.masked_attend(&q_abs, &q_rope, &ckv_all, &kr_all, seg, Some(s))?,
+                },
+                (None, 1) => {
+                    let (qa, qr) = self.segment_queries(&q_abs, &q_rope, off, len)?;
+                    self.attend(&qa, &qr, &ckv_all, &kr_all, None, len)?
                 }
+                (None, _) => self.masked_attend(&q_abs, &q_rope, &ckv_all, &kr_all, seg, None)?,
             };
             outs.push(o.reshape((h, len, c))?);
         }
@@ -250,6 +273,80 @@ impl Attention {
         let o = o_lat.matmul(&self.w_uv_t)?; // [H, N, dv]
         let o = o.transpose(0, 1)?.contiguous()?.reshape((n, h * self.dv))?;
         linear(&o, &self.o_proj)
+    }
+
+    /// The segment's absorbed and rope queries as `[H·len, C]` and `[H·len, dr]`.
+    fn segment_queries(
+        &self,
+        q_abs: &Tensor,
+        q_rope: &Tensor,
+        off: usize,
+        len: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let qa = q_abs.narrow(1, off, len)?.contiguous()?.reshape((self.h * len, self.c))?;
+        let qr = q_rope.narrow(1, off, len)?.contiguous()?.reshape((self.h * len, self.dr))?;
+        Ok((qa, qr))
+    }
+
+    /// Sparse attention of a multi-token segment over each query's selected keys with the host
+    /// kernel (`[H, len, C]`); `None` when the tensors are not on the CPU.
+    fn sparse_prefill_host(
+        &self,
+        q_abs: &Tensor,
+        q_rope: &Tensor,
+        ckv_all: &Tensor,
+        kr_all: &Tensor,
+        off: usize,
+        sel: &[Vec<u32>],
+    ) -> Result<Option<Tensor>> {
+        let shape = SparseShape {
+            heads: self.h,
+            rows: q_abs.dim(1)?,
+            offset: off,
+            latent: self.c,
+            rope: self.dr,
+            scale: self.scale as f32,
+        };
+        let out = with_host(q_abs, |qa| {
+            with_host(q_rope, |qr| {
+                with_host(ckv_all, |ckv| {
+                    with_host(kr_all, |kr| sparse_attend(qa, qr, ckv, kr, sel, shape))
+                })
+            })
+        });
+        match out.flatten().flatten().flatten() {
+            Some(o) => {
+                let o = Tensor::from_vec(o, (sel.len(), self.h, self.c), q_abs.device())?;
+                Ok(Some(o.transpose(0, 1)?.contiguous()?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Attention of a multi-token segment over every cached key with a mask: causal, or the
+    /// selected keys only when `sel` is given (the device-independent path).
+    fn masked_attend(
+        &self,
+        q_abs: &Tensor,
+        q_rope: &Tensor,
+        ckv_all: &Tensor,
+        kr_all: &Tensor,
+        seg: &SegInfo,
+        sel: Option<&[Vec<u32>]>,
+    ) -> Result<Tensor> {
+        let (s0, len) = (seg.start, seg.len);
+        let t = s0 + len;
+        let mut m = vec![f32::NEG_INFINITY; len * t];
+        for i in 0..len {
+            let row = &mut m[i * t..(i + 1) * t];
+            match sel {
+                Some(s) => s[i].iter().for_each(|&j| row[j as usize] = 0.0),
+                None => row[..=s0 + i].iter_mut().for_each(|x| *x = 0.0),
+            }
+        }
+        let mask = Tensor::from_vec(m, (len, t), q_abs.device())?;
+        let (qa, qr) = self.segment_queries(q_abs, q_rope, seg.offset, len)?;
+        self.attend(&qa, &qr, ckv_all, kr_all, Some(&mask), len)
     }
 
     /// Softmax attention of `[H·len, C]` latent queries (+ rope part) over `T` cached keys;

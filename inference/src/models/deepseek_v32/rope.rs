@@ -1,4 +1,4 @@
-//! RoPE tables (YaRN frequencies, spec §5) and the indexer's Hadamard transform (§7.1).
+//! RoPE tables (YaRN frequencies, spec §5); the indexer's Hadamard transform (§7.1) for tests.
 
 use candle_core::{Device, Tensor};
 
@@ -28,9 +28,11 @@ pub fn cos_sin(
 }
 
 /// The normalised Walsh–Hadamard matrix `H_n / sqrt(n)` in Sylvester order, `None` when `n`
-/// is not a power of two (the transform is orthogonal, so skipping it changes no score in
-/// exact arithmetic; spec §17).
-pub fn hadamard(n: usize, device: &Device) -> Result<Option<Tensor>> {
+/// is not a power of two. The engine computes the exact form, which skips the rotation: it is
+/// orthogonal, so it changes no indexer score in exact arithmetic (spec §7.1, §17). It is kept
+/// here, for tests only, to check exactly that property.
+#[cfg(test)]
+pub(crate) fn hadamard(n: usize, device: &Device) -> Result<Option<Tensor>> {
     if !n.is_power_of_two() {
         return Ok(None);
     }

@@ -1,0 +1,183 @@
+//! Host (CPU) kernels for the two context-dependent parts of attention that candle's dense ops
+//! do wastefully on a CPU: the indexer's head-weighted ReLU sum (a reduction over the head
+//! axis) and sparse attention over each query's own selected keys (a dense masked product
+//! would touch every causal key). They read candle's CPU buffers in place and run on rayon;
+//! tensors on any other device take the tensor path in `attention.rs`, which computes the same
+//! values. Every sum runs in a fixed order that does not depend on how many queries share a
+//! call, so results are the same whatever the batch composition.
+
+use candle_core::{Storage, Tensor};
+use rayon::prelude::*;
+
+/// Runs `f` on the f32 contents of `t` when it is a contiguous f32 tensor on the CPU (no
+/// copy); `None` for any other device, dtype or layout.
+pub(crate) fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    #[cfg(test)]
+    if TENSOR_PATH_ONLY.with(std::cell::Cell::get) {
+        return None;
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { return None };
+    let (start, end) = layout.contiguous_offsets()?;
+    let data = cpu.as_slice::<f32>().ok()?;
+    Some(f(data.get(start..end)?))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes [`with_host`] refuse every tensor on this thread, so a test can run the tensor
+    /// path (the one other devices take) on the CPU and compare it with the host kernels.
+    pub(crate) static TENSOR_PATH_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `Σ a_i · b_i` with eight independent accumulators (the compiler vectorises the body).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// Indexer scores of a block of queries from their raw head products.
+///
+/// `prods` is `[rows · heads, cols]` (row `i·heads + h` = query i, head h, against keys
+/// `0..cols`), `weights` is `[rows, heads]`. Query `i` sees keys `0..visible(i)`; its score row
+/// (length `t`, −inf past `visible(i)`) is `Σ_h w[i,h] · max(prods[i,h,·], 0)`.
+pub(crate) fn weighted_relu_rows(
+    prods: &[f32],
+    weights: &[f32],
+    heads: usize,
+    cols: usize,
+    t: usize,
+    visible: impl Fn(usize) -> usize + Sync,
+) -> Vec<Vec<f32>> {
+    let rows = weights.len() / heads.max(1);
+    (0..rows)
+        .into_par_iter()
+        .map(|i| {
+            let vis = visible(i).min(cols);
+            let mut out = vec![f32::NEG_INFINITY; t];
+            let acc = &mut out[..vis];
+            acc.fill(0.0);
+            for h in 0..heads {
+                let w = weights[i * heads + h];
+                let row = &prods[(i * heads + h) * cols..][..vis];
+                for (o, &s) in acc.iter_mut().zip(row) {
+                    *o += w * s.max(0.0);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Shapes and scale of one sparse-attention call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SparseShape {
+    /// Attention heads.
+    pub heads: usize,
+    /// Rows of the whole batch in `qa` / `qr` (`[H, rows, ·]`).
+    pub rows: usize,
+    /// First row of this segment.
+    pub offset: usize,
+    /// Latent width `C`.
+    pub latent: usize,
+    /// Rope width `R`.
+    pub rope: usize,
+    /// Softmax scale.
+    pub scale: f32,
+}
+
+/// Absorbed-form attention of each query over its own selected keys only.
+///
+/// `qa` is `[H, rows, C]` (queries absorbed into the latent space), `qr` `[H, rows, R]`,
+/// `ckv` `[T, C]` and `kr` `[T, R]` the cached latent and rope keys, `sel[i]` the key positions
+/// of query `offset + i`. Returns the attended latent `[sel.len(), H, C]`.
+pub(crate) fn sparse_attend(
+    qa: &[f32],
+    qr: &[f32],
+    ckv: &[f32],
+    kr: &[f32],
+    sel: &[Vec<u32>],
+    sh: SparseShape,
+) -> Vec<f32> {
+    let (h, c, r) = (sh.heads, sh.latent, sh.rope);
+    let mut out = vec![0f32; sel.len() * h * c];
+    out.par_chunks_mut(h * c).zip(sel.par_iter()).enumerate().for_each(|(i, (o, keys))| {
+        let row = sh.offset + i;
+        let mut p = vec![0f32; keys.len()];
+        for head in 0..h {
+            let q = &qa[(head * sh.rows + row) * c..][..c];
+            let qrope = &qr[(head * sh.rows + row) * r..][..r];
+            let mut max = f32::NEG_INFINITY;
+            for (pj, &j) in p.iter_mut().zip(keys) {
+                let j = j as usize;
+                let s = (dot(q, &ckv[j * c..][..c]) + dot(qrope, &kr[j * r..][..r])) * sh.scale;
+                *pj = s;
+                max = max.max(s);
+            }
+            let mut sum = 0f32;
+            for pj in p.iter_mut() {
+                *pj = (*pj - max).exp();
+                sum += *pj;
+            }
+            let acc = &mut o[head * c..][..c];
+            for (&pj, &j) in p.iter().zip(keys) {
+                let w = pj / sum;
+                for (a, &v) in acc.iter_mut().zip(&ckv[j as usize * c..][..c]) {
+                    *a += w * v;
+                }
+            }
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive_sum_for_every_remainder() {
+        for n in 0..20 {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 * 0.25).collect();
+            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - naive).abs() < 1e-4, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn weighted_relu_rows_masks_the_future_and_ignores_negatives() {
+        // 2 queries, 2 heads, 3 keys.
+        let prods = [
+            1.0, -2.0, 3.0, /* q0 h1 */ 4.0, 5.0, -6.0, /* q1 h0 */ -1.0, 2.0, 0.5,
+            /* q1 h1 */ 1.0, 1.0, 1.0,
+        ];
+        let weights = [0.5, -1.0, 2.0, 3.0];
+        let rows = weighted_relu_rows(&prods, &weights, 2, 3, 3, |i| i + 2);
+        assert_eq!(rows[0], vec![0.5 - 4.0, -5.0, f32::NEG_INFINITY]);
+        assert_eq!(rows[1], vec![3.0, 4.0 + 3.0, 1.0 + 3.0]);
+    }
+
+    #[test]
+    fn with_host_reads_cpu_tensors_in_place() -> candle_core::Result<()> {
+        let t = Tensor::arange(0f32, 12.0, &candle_core::Device::Cpu)?.reshape((3, 4))?;
+        assert_eq!(
+            with_host(&t.narrow(0, 1, 2)?, |s| s.to_vec()),
+            Some((4..12).map(|x| x as f32).collect())
+        );
+        assert_eq!(with_host(&t.t()?, |s| s.len()), None); // not contiguous
+        Ok(())
+    }
+}
