@@ -76,6 +76,32 @@ fn sparse_equals_dense_when_context_fits_topk() {
     assert!(max_abs(&all_logits(m, &[&p], false), &all_logits(m, &[&p], true)) > 1e-2);
 }
 
+/// A prefill that returns only the last position's logits runs the last layer's queries for
+/// that row only; the keys of every token must still land in the cache.
+#[test]
+fn last_only_prefill_leaves_a_complete_cache() {
+    let m = model();
+    let v = m.config().vocab_size;
+    let p = prompt(30, 7);
+    let full = all_logits(m, &[&p], false);
+    let mut cache = m.new_cache();
+    let mut got = Vec::new();
+    for chunk in [&p[..20], &p[20..21], &p[21..]] {
+        let l = m
+            .forward(
+                &mut [Segment { cache: &mut cache, tokens: chunk }],
+                ForwardOptions::default(),
+                None,
+            )
+            .unwrap();
+        got.push(l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    }
+    for (ends_at, row) in [20usize, 21, 30].iter().zip(&got) {
+        let want = &full[(ends_at - 1) * v..ends_at * v];
+        assert!(max_abs(row, want) < 1e-3, "chunk ending at {ends_at}");
+    }
+}
+
 #[test]
 fn mixed_batch_forward_equals_each_alone() {
     let m = model();

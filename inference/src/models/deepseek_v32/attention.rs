@@ -5,11 +5,14 @@
 
 use std::time::Instant;
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::{rope_i, rope_thd};
 
-use super::kernels::{SparseShape, sparse_attend, weighted_relu_rows, with_host};
+use super::kernels::{
+    SparseShape, rope_halfsplit_prefix, select_topk_rows, sparse_attend, weighted_relu_rows,
+    with_host,
+};
 use super::{Config, LayerTrace, linear};
 use crate::Result;
 use crate::kv_cache::SeqCache;
@@ -32,6 +35,18 @@ pub(crate) struct Batch<'a> {
     pub cos: Tensor,
     pub sin: Tensor,
     pub dense: bool,
+}
+
+/// The rows of a call whose outputs are wanted when only each segment's last position
+/// matters (the last layer of a call that returns last-position logits): the keys of every
+/// token are still computed and cached, but queries, attention and everything after it run
+/// for these rows only.
+pub(crate) struct LastRows {
+    /// Row index of each segment's last token, `[segments]`.
+    pub idx: Tensor,
+    /// RoPE tables of those rows.
+    pub cos: Tensor,
+    pub sin: Tensor,
 }
 
 /// Indices (ascending) of the `k` largest scores among the first `visible` entries; all of them
@@ -117,7 +132,19 @@ impl Attention {
     /// Rotates the first `dr` dims of the last axis of `x` (`[N, heads, W]`) with the half-split
     /// (NeoX) layout, keeping the rest.
     fn rope_prefix_halfsplit(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let w = x.dim(D::Minus1)?;
+        let (rows, heads, w) = x.dims3()?;
+        let host = with_host(x, |xs| {
+            with_host(cos, |c| {
+                with_host(sin, |s| {
+                    let mut out = xs.to_vec();
+                    rope_halfsplit_prefix(&mut out, c, s, (heads, w, self.dr));
+                    out
+                })
+            })
+        });
+        if let Some(out) = host.flatten().flatten() {
+            return Ok(Tensor::from_vec(out, (rows, heads, w), x.device())?);
+        }
         let r = x.narrow(2, 0, self.dr)?.contiguous()?.unsqueeze(0)?;
         let r = rope_thd(&r, cos, sin)?.squeeze(0)?;
         if w == self.dr {
@@ -175,20 +202,27 @@ impl Attention {
         batch: &Batch<'_>,
         caches: &[&SeqCache],
         layer: usize,
+        last: Option<&LastRows>,
         mut trace: Option<&mut LayerTrace>,
         attn_time: &mut std::time::Duration,
     ) -> Result<Tensor> {
         let n = a.dim(0)?;
         let (h, dn, dr, c, hi, di) = (self.h, self.dn, self.dr, self.c, self.hi, self.di);
         let (cos, sin) = (&batch.cos, &batch.sin);
+        // The query side: every row, or each segment's last row only.
+        let (aq, cos_q, sin_q) = match last {
+            Some(l) => (a.index_select(&l.idx, 0)?, &l.cos, &l.sin),
+            None => (a.clone(), cos, sin),
+        };
+        let nq = aq.dim(0)?;
 
         // MLA projections.
-        let cq = rms_norm(&linear(a, &self.q_a)?, &self.q_a_ln, self.eps)?;
-        let q = linear(&cq, &self.q_b)?.reshape((n, h, dn + dr))?;
+        let cq = rms_norm(&linear(&aq, &self.q_a)?, &self.q_a_ln, self.eps)?;
+        let q = linear(&cq, &self.q_b)?.reshape((nq, h, dn + dr))?;
         let q_nope = q.narrow(2, 0, dn)?.transpose(0, 1)?.contiguous()?;
         let q_rope = q.narrow(2, dn, dr)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
-        let q_rope = rope_i(&q_rope, cos, sin)?.squeeze(0)?; // [H, N, dr]
-        let q_abs = q_nope.matmul(&self.w_uk)?; // [H, N, C]
+        let q_rope = rope_i(&q_rope, cos_q, sin_q)?.squeeze(0)?; // [H, Nq, dr]
+        let q_abs = q_nope.matmul(&self.w_uk)?; // [H, Nq, C]
         let kv = linear(a, &self.kv_a)?;
         let ckv = rms_norm(&kv.narrow(1, 0, c)?.contiguous()?, &self.kv_a_ln, self.eps)?;
         let krope = kv.narrow(1, c, dr)?.contiguous()?.reshape((1, 1, n, dr))?;
@@ -197,16 +231,21 @@ impl Attention {
         // Indexer query / key / head weights. The Hadamard rotation is orthogonal and changes
         // no `qI·kI` product in exact arithmetic, so the exact (f32) form skips it (spec §7.1,
         // §17; HF does the same): it matters only before an fp8 quantization.
-        let qi = linear(&cq, &self.idx_wq_b)?.reshape((n, hi, di))?;
-        let qi = self.rope_prefix_halfsplit(&qi, cos, sin)?; // [N, Hi, Di]
+        let qi = linear(&cq, &self.idx_wq_b)?.reshape((nq, hi, di))?;
+        let qi = self.rope_prefix_halfsplit(&qi, cos_q, sin_q)?; // [Nq, Hi, Di]
         let ki = layer_norm(&linear(a, &self.idx_wk)?, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
         let ki = self.rope_prefix_halfsplit(&ki.unsqueeze(1)?, cos, sin)?.squeeze(1)?; // [N, Di]
-        let wts = (linear(a, &self.idx_wproj)? * self.wscale)?; // [N, Hi]
+        let wts = (linear(&aq, &self.idx_wproj)? * self.wscale)?; // [Nq, Hi]
 
         let started = Instant::now();
         let mut outs = Vec::with_capacity(batch.segs.len());
-        for (seg, cache) in batch.segs.iter().zip(caches) {
+        for (k, (seg, cache)) in batch.segs.iter().zip(caches).enumerate() {
             let (s0, off, len) = (seg.start, seg.offset, seg.len);
+            // Queries: absolute position of the first, row in the query side, count.
+            let (qs, qo, ql) = match last {
+                Some(_) => (s0 + len - 1, k, 1),
+                None => (s0, off, len),
+            };
             cache.write(
                 layer,
                 s0,
@@ -218,22 +257,17 @@ impl Attention {
             let (ckv_all, kr_all, ki_all) = cache.view(layer, t)?;
             let sparse = !batch.dense && t > self.topk;
             let scores = if sparse || trace.is_some() {
-                Some(self.index_scores(&qi, &wts, &ki_all, (s0, off, len))?)
+                Some(self.index_scores(&qi, &wts, &ki_all, (qs, qo, ql))?)
             } else {
                 None
             };
             let sel: Option<Vec<Vec<u32>>> = match (&scores, sparse) {
-                (Some(rows), true) => Some(
-                    rows.iter()
-                        .enumerate()
-                        .map(|(i, row)| select_topk(row, s0 + i + 1, self.topk))
-                        .collect(),
-                ),
+                (Some(rows), true) => Some(select_topk_rows(rows, |i| qs + i + 1, self.topk)),
                 _ => None,
             };
             if let (Some(tr), Some(rows)) = (trace.as_deref_mut(), &scores) {
                 for (i, row) in rows.iter().enumerate() {
-                    let visible = s0 + i + 1;
+                    let visible = qs + i + 1;
                     let chosen = match &sel {
                         Some(s) if !batch.dense => s[i].clone(),
                         _ => select_topk(row, visible, if batch.dense { t } else { self.topk }),
@@ -244,34 +278,43 @@ impl Attention {
                     tr.topk.push(padded);
                 }
             }
-            let o = match (&sel, len) {
+            let o = match (&sel, ql) {
                 (Some(s), 1) => {
                     let k = s[0].len();
                     let idx = Tensor::from_slice(&s[0], k, a.device())?;
                     let kv_sel = ckv_all.index_select(&idx, 0)?;
                     let kr_sel = kr_all.index_select(&idx, 0)?;
-                    let (qa, qr) = self.segment_queries(&q_abs, &q_rope, off, len)?;
-                    self.attend(&qa, &qr, &kv_sel, &kr_sel, None, len)?
+                    let (qa, qr) = self.segment_queries(&q_abs, &q_rope, qo, 1)?;
+                    self.attend(&qa, &qr, &kv_sel, &kr_sel, None, 1)?
                 }
-                (Some(s), _) => match self
-                    .sparse_prefill_host(&q_abs, &q_rope, &ckv_all, &kr_all, off, s)?
-                {
-                    Some(o) => o,
-                    None => self.masked_attend(&q_abs, &q_rope, &ckv_all, &kr_all, seg, Some(s))?,
-                },
+                (Some(s), _) => {
+                    match self.sparse_prefill_host(&q_abs, &q_rope, &ckv_all, &kr_all, qo, s)? {
+                        Some(o) => o,
+                        None => self.masked_attend(
+                            &q_abs,
+                            &q_rope,
+                            &ckv_all,
+                            &kr_all,
+                            (qs, qo, ql),
+                            Some(s),
+                        )?,
+                    }
+                }
                 (None, 1) => {
-                    let (qa, qr) = self.segment_queries(&q_abs, &q_rope, off, len)?;
-                    self.attend(&qa, &qr, &ckv_all, &kr_all, None, len)?
+                    let (qa, qr) = self.segment_queries(&q_abs, &q_rope, qo, 1)?;
+                    self.attend(&qa, &qr, &ckv_all, &kr_all, None, 1)?
                 }
-                (None, _) => self.masked_attend(&q_abs, &q_rope, &ckv_all, &kr_all, seg, None)?,
+                (None, _) => {
+                    self.masked_attend(&q_abs, &q_rope, &ckv_all, &kr_all, (qs, qo, ql), None)?
+                }
             };
-            outs.push(o.reshape((h, len, c))?);
+            outs.push(o.reshape((h, ql, c))?);
         }
         *attn_time += started.elapsed();
 
         let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
         let o = o_lat.matmul(&self.w_uv_t)?; // [H, N, dv]
-        let o = o.transpose(0, 1)?.contiguous()?.reshape((n, h * self.dv))?;
+        let o = o.transpose(0, 1)?.contiguous()?.reshape((nq, h * self.dv))?;
         linear(&o, &self.o_proj)
     }
 
@@ -331,11 +374,10 @@ impl Attention {
         q_rope: &Tensor,
         ckv_all: &Tensor,
         kr_all: &Tensor,
-        seg: &SegInfo,
+        (s0, off, len): (usize, usize, usize),
         sel: Option<&[Vec<u32>]>,
     ) -> Result<Tensor> {
-        let (s0, len) = (seg.start, seg.len);
-        let t = s0 + len;
+        let t = ckv_all.dim(0)?;
         let mut m = vec![f32::NEG_INFINITY; len * t];
         for i in 0..len {
             let row = &mut m[i * t..(i + 1) * t];
@@ -345,7 +387,7 @@ impl Attention {
             }
         }
         let mask = Tensor::from_vec(m, (len, t), q_abs.device())?;
-        let (qa, qr) = self.segment_queries(q_abs, q_rope, seg.offset, len)?;
+        let (qa, qr) = self.segment_queries(q_abs, q_rope, off, len)?;
         self.attend(&qa, &qr, ckv_all, kr_all, Some(&mask), len)
     }
 

@@ -143,6 +143,39 @@ pub(crate) fn sparse_attend(
     out
 }
 
+/// Half-split (NeoX) RoPE of the first `rope` dims of every head of `x` (`[rows, heads, width]`,
+/// row-major), in place: `(a, b) -> (a·cos − b·sin, b·cos + a·sin)` for the pairs `(j, j + rope/2)`,
+/// with `cos` / `sin` of `[rows, rope/2]`.
+pub(crate) fn rope_halfsplit_prefix(
+    x: &mut [f32],
+    cos: &[f32],
+    sin: &[f32],
+    (heads, width, rope): (usize, usize, usize),
+) {
+    let half = rope / 2;
+    x.par_chunks_mut(heads * width).enumerate().for_each(|(row, xs)| {
+        let (c, s) = (&cos[row * half..][..half], &sin[row * half..][..half]);
+        for head in xs.chunks_exact_mut(width) {
+            let (a, b) = head[..rope].split_at_mut(half);
+            for j in 0..half {
+                let (x1, x2) = (a[j], b[j]);
+                a[j] = x1 * c[j] - x2 * s[j];
+                b[j] = x2 * c[j] + x1 * s[j];
+            }
+        }
+    });
+}
+
+/// Indices (ascending) of the `k` largest entries among the first `visible` of each row, for
+/// many rows in parallel (see [`super::select_topk`]).
+pub(crate) fn select_topk_rows(
+    rows: &[Vec<f32>],
+    visible: impl Fn(usize) -> usize + Sync,
+    k: usize,
+) -> Vec<Vec<u32>> {
+    rows.par_iter().enumerate().map(|(i, row)| super::select_topk(row, visible(i), k)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +201,27 @@ mod tests {
         let rows = weighted_relu_rows(&prods, &weights, 2, 3, 3, |i| i + 2);
         assert_eq!(rows[0], vec![0.5 - 4.0, -5.0, f32::NEG_INFINITY]);
         assert_eq!(rows[1], vec![3.0, 4.0 + 3.0, 1.0 + 3.0]);
+    }
+
+    #[test]
+    fn halfsplit_rope_rotates_only_the_prefix_pairs() -> candle_core::Result<()> {
+        // 3 rows, 2 heads, width 6, rope 4: compare with candle's `rope` on the prefix.
+        let dev = candle_core::Device::Cpu;
+        let x: Vec<f32> = (0..36).map(|i| (i as f32 * 0.37).sin()).collect();
+        let cos: Vec<f32> = (0..6).map(|i| (i as f32 * 0.3).cos()).collect();
+        let sin: Vec<f32> = (0..6).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut ours = x.clone();
+        rope_halfsplit_prefix(&mut ours, &cos, &sin, (2, 6, 4));
+        let t = Tensor::from_vec(x.clone(), (3, 2, 6), &dev)?;
+        let prefix = t.narrow(2, 0, 4)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?; // (1, h, rows, 4)
+        let (c, s) = (Tensor::from_vec(cos, (3, 2), &dev)?, Tensor::from_vec(sin, (3, 2), &dev)?);
+        let want = candle_nn::rotary_emb::rope(&prefix, &c, &s)?.squeeze(0)?.transpose(0, 1)?;
+        let want =
+            Tensor::cat(&[&want, &t.narrow(2, 4, 2)?], 2)?.flatten_all()?.to_vec1::<f32>()?;
+        for (a, b) in ours.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        Ok(())
     }
 
     #[test]

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::ops::rms_norm;
 
 pub use attention::select_topk;
-use attention::{Attention, Batch, SegInfo};
+use attention::{Attention, Batch, LastRows, SegInfo};
 pub use config::{Config, RopeScaling, TokenIds, yarn_mscale};
 pub use moe::{Route, RouterConfig, route};
 
@@ -200,6 +200,15 @@ impl Model {
         let n = ids.len();
         let (cos, sin) =
             rope::cos_sin(&positions, &self.inv_freq, self.cfg.rope_multiplier(), &self.device)?;
+        // Only the last positions' logits wanted (and nothing recorded): the last layer runs its
+        // queries, attention and MLP for those rows only; every token's keys are still cached.
+        let last_rows = if opts.logits == LogitsMode::Last && !record {
+            let last: Vec<u32> = infos.iter().map(|s| (s.offset + s.len - 1) as u32).collect();
+            let idx = Tensor::from_vec(last, infos.len(), &self.device)?;
+            Some(LastRows { cos: cos.index_select(&idx, 0)?, sin: sin.index_select(&idx, 0)?, idx })
+        } else {
+            None
+        };
         let batch = Batch { segs: &infos, cos, sin, dense: opts.dense };
         let id_t = Tensor::from_vec(ids, n, &self.device)?;
         let mut x = self.embed.index_select(&id_t, 0)?;
@@ -210,11 +219,17 @@ impl Model {
             p.hidden = vec![x.clone()];
             p.layers.clear();
         }
+        let n_layers = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
             let mut lt = record.then(LayerTrace::default);
+            let last = last_rows.as_ref().filter(|_| i + 1 == n_layers);
             let a = rms_norm(&x, &layer.input_ln, eps)?;
-            let att = layer.attn.forward(&a, &batch, &caches, i, lt.as_mut(), &mut attn_time)?;
-            x = (x + att)?;
+            let att =
+                layer.attn.forward(&a, &batch, &caches, i, last, lt.as_mut(), &mut attn_time)?;
+            x = match last {
+                Some(l) => (x.index_select(&l.idx, 0)? + att)?,
+                None => (x + att)?,
+            };
             let f = rms_norm(&x, &layer.post_ln, eps)?;
             let m = match &layer.mlp {
                 Mlp::Dense(ffn) => ffn.forward(&f)?,
@@ -234,6 +249,7 @@ impl Model {
         }
         let x = match opts.logits {
             LogitsMode::All => x,
+            LogitsMode::Last if last_rows.is_some() => x, // the last layer kept only these rows
             LogitsMode::Last => {
                 let last: Vec<u32> = infos.iter().map(|s| (s.offset + s.len - 1) as u32).collect();
                 let k = last.len();

@@ -2,7 +2,9 @@
 //! experts, and the sigmoid-routed MoE with bias-corrected, group-limited selection.
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
+use super::kernels::with_host;
 use super::{Config, linear};
 use crate::Result;
 use crate::loader::WeightSource;
@@ -147,7 +149,8 @@ impl Moe {
     /// `[N, D] -> [N, D]`; `routes` receives each token's decision when given.
     pub fn forward(&self, x: &Tensor, routes: Option<&mut Vec<Route>>) -> Result<Tensor> {
         let logits = linear(x, &self.gate)?.to_vec2::<f32>()?;
-        let decided: Vec<Route> = logits.iter().map(|l| route(l, &self.bias, &self.rc)).collect();
+        let decided: Vec<Route> =
+            logits.par_iter().map(|l| route(l, &self.bias, &self.rc)).collect();
         let mut per_expert: Vec<(Vec<u32>, Vec<f32>)> =
             vec![(Vec::new(), Vec::new()); self.experts.len()];
         for (t, r) in decided.iter().enumerate() {
@@ -160,16 +163,43 @@ impl Moe {
             Some(s) => s.forward(x)?,
             None => x.zeros_like()?,
         };
-        for (e, (tokens, wts)) in per_expert.into_iter().enumerate() {
-            if tokens.is_empty() {
-                continue;
+        // The experts are independent: run them concurrently (their products are small, so one
+        // at a time leaves cores idle), then add their weighted outputs in expert order.
+        let outputs = per_expert
+            .into_par_iter()
+            .enumerate()
+            .filter(|(_, (tokens, _))| !tokens.is_empty())
+            .map(|(e, (tokens, wts))| {
+                let n = tokens.len();
+                let idx = Tensor::from_slice(&tokens, n, x.device())?;
+                let ys = self.experts[e].forward(&x.index_select(&idx, 0)?)?;
+                Ok((tokens, idx, wts, ys))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let d = x.dim(1)?;
+        let mut host = with_host(&out, <[f32]>::to_vec);
+        for (tokens, idx, wts, ys) in outputs {
+            let added = match host.as_mut() {
+                Some(acc) => with_host(&ys, |ys| {
+                    for ((&t, &w), y) in tokens.iter().zip(&wts).zip(ys.chunks_exact(d)) {
+                        let row = &mut acc[t as usize * d..][..d];
+                        row.iter_mut().zip(y).for_each(|(o, &v)| *o += w * v);
+                    }
+                })
+                .is_some(),
+                None => false,
+            };
+            if !added {
+                // Another device (or a layout the host path does not read): add on the device.
+                if let Some(acc) = host.take() {
+                    out = Tensor::from_vec(acc, out.shape(), out.device())?;
+                }
+                let w = Tensor::from_vec(wts, (tokens.len(), 1), x.device())?;
+                out = out.index_add(&idx, &ys.broadcast_mul(&w)?, 0)?;
             }
-            let n = tokens.len();
-            let idx = Tensor::from_vec(tokens, n, x.device())?;
-            let xs = x.index_select(&idx, 0)?;
-            let ys = self.experts[e].forward(&xs)?;
-            let w = Tensor::from_vec(wts, (n, 1), x.device())?;
-            out = out.index_add(&idx, &ys.broadcast_mul(&w)?, 0)?;
+        }
+        if let Some(acc) = host {
+            out = Tensor::from_vec(acc, out.shape(), out.device())?;
         }
         if let Some(r) = routes {
             *r = decided;
