@@ -13,7 +13,7 @@ use super::kernels::{
     SparseShape, rope_halfsplit_prefix, select_topk_rows, sparse_attend, weighted_relu_rows,
     with_host,
 };
-use super::{Config, LayerTrace, linear};
+use super::{Config, LayerTrace, cat_parts, linear, par_rows};
 use crate::Result;
 use crate::kv_cache::SeqCache;
 use crate::loader::WeightSource;
@@ -59,6 +59,28 @@ pub fn select_topk(row: &[f32], visible: usize, k: usize) -> Vec<u32> {
     }
     idx.sort_unstable();
     idx
+}
+
+/// Query-side projections of some rows.
+struct QueryProj {
+    /// `[H, N, C]`: `q_nope · W_UK`.
+    q_abs: Tensor,
+    /// `[H, N, dr]`, rotated.
+    q_rope: Tensor,
+    /// `[N, Hi, Di]`, rotated.
+    qi: Tensor,
+    /// `[N, Hi]`, scaled.
+    wts: Tensor,
+}
+
+/// Key-side projections of some rows (what the cache stores).
+struct KeyProj {
+    /// `[N, C]` after `kv_a_layernorm`.
+    ckv: Tensor,
+    /// `[N, dr]`, rotated.
+    krope: Tensor,
+    /// `[N, Di]` after LayerNorm and RoPE.
+    ki: Tensor,
 }
 
 #[derive(Debug, Clone)]
@@ -207,35 +229,35 @@ impl Attention {
         attn_time: &mut std::time::Duration,
     ) -> Result<Tensor> {
         let n = a.dim(0)?;
-        let (h, dn, dr, c, hi, di) = (self.h, self.dn, self.dr, self.c, self.hi, self.di);
+        let (h, c) = (self.h, self.c);
         let (cos, sin) = (&batch.cos, &batch.sin);
-        // The query side: every row, or each segment's last row only.
-        let (aq, cos_q, sin_q) = match last {
-            Some(l) => (a.index_select(&l.idx, 0)?, &l.cos, &l.sin),
-            None => (a.clone(), cos, sin),
+        // Projections are per token: run row blocks concurrently. The query side covers every
+        // row, or each segment's last row only.
+        let parts = par_rows(n, |s, l| {
+            let (a, cs, sn) = (a.narrow(0, s, l)?, cos.narrow(0, s, l)?, sin.narrow(0, s, l)?);
+            let keys = self.project_keys(&a, &cs, &sn)?;
+            let queries = match last {
+                Some(_) => None,
+                None => Some(self.project_queries(&a, &cs, &sn)?),
+            };
+            Ok((keys, queries))
+        })?;
+        let ckv = cat_parts(parts.iter().map(|p| &p.0.ckv), 0)?;
+        let krope = cat_parts(parts.iter().map(|p| &p.0.krope), 0)?;
+        let ki = cat_parts(parts.iter().map(|p| &p.0.ki), 0)?;
+        let QueryProj { q_abs, q_rope, qi, wts } = match last {
+            Some(l) => self.project_queries(&a.index_select(&l.idx, 0)?, &l.cos, &l.sin)?,
+            None => {
+                let q: Vec<&QueryProj> = parts.iter().filter_map(|p| p.1.as_ref()).collect();
+                QueryProj {
+                    q_abs: cat_parts(q.iter().map(|p| &p.q_abs), 1)?,
+                    q_rope: cat_parts(q.iter().map(|p| &p.q_rope), 1)?,
+                    qi: cat_parts(q.iter().map(|p| &p.qi), 0)?,
+                    wts: cat_parts(q.iter().map(|p| &p.wts), 0)?,
+                }
+            }
         };
-        let nq = aq.dim(0)?;
-
-        // MLA projections.
-        let cq = rms_norm(&linear(&aq, &self.q_a)?, &self.q_a_ln, self.eps)?;
-        let q = linear(&cq, &self.q_b)?.reshape((nq, h, dn + dr))?;
-        let q_nope = q.narrow(2, 0, dn)?.transpose(0, 1)?.contiguous()?;
-        let q_rope = q.narrow(2, dn, dr)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
-        let q_rope = rope_i(&q_rope, cos_q, sin_q)?.squeeze(0)?; // [H, Nq, dr]
-        let q_abs = q_nope.matmul(&self.w_uk)?; // [H, Nq, C]
-        let kv = linear(a, &self.kv_a)?;
-        let ckv = rms_norm(&kv.narrow(1, 0, c)?.contiguous()?, &self.kv_a_ln, self.eps)?;
-        let krope = kv.narrow(1, c, dr)?.contiguous()?.reshape((1, 1, n, dr))?;
-        let krope = rope_i(&krope, cos, sin)?.reshape((n, dr))?;
-
-        // Indexer query / key / head weights. The Hadamard rotation is orthogonal and changes
-        // no `qI·kI` product in exact arithmetic, so the exact (f32) form skips it (spec §7.1,
-        // §17; HF does the same): it matters only before an fp8 quantization.
-        let qi = linear(&cq, &self.idx_wq_b)?.reshape((nq, hi, di))?;
-        let qi = self.rope_prefix_halfsplit(&qi, cos_q, sin_q)?; // [Nq, Hi, Di]
-        let ki = layer_norm(&linear(a, &self.idx_wk)?, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
-        let ki = self.rope_prefix_halfsplit(&ki.unsqueeze(1)?, cos, sin)?.squeeze(1)?; // [N, Di]
-        let wts = (linear(&aq, &self.idx_wproj)? * self.wscale)?; // [Nq, Hi]
+        let nq = wts.dim(0)?;
 
         let started = Instant::now();
         let mut outs = Vec::with_capacity(batch.segs.len());
@@ -313,9 +335,45 @@ impl Attention {
         *attn_time += started.elapsed();
 
         let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
-        let o = o_lat.matmul(&self.w_uv_t)?; // [H, N, dv]
-        let o = o.transpose(0, 1)?.contiguous()?.reshape((nq, h * self.dv))?;
-        linear(&o, &self.o_proj)
+        let parts = par_rows(nq, |s, l| {
+            let o = o_lat.narrow(1, s, l)?.matmul(&self.w_uv_t)?; // [H, l, dv]
+            let o = o.transpose(0, 1)?.contiguous()?.reshape((l, h * self.dv))?;
+            linear(&o, &self.o_proj)
+        })?;
+        cat_parts(parts.iter(), 0)
+    }
+
+    /// The query side of `a` (`[N, D]`, RoPE tables of its rows): absorbed and rope MLA queries,
+    /// indexer queries and head weights.
+    fn project_queries(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<QueryProj> {
+        let n = a.dim(0)?;
+        let (h, dn, dr, hi, di) = (self.h, self.dn, self.dr, self.hi, self.di);
+        let cq = rms_norm(&linear(a, &self.q_a)?, &self.q_a_ln, self.eps)?;
+        let q = linear(&cq, &self.q_b)?.reshape((n, h, dn + dr))?;
+        let q_nope = q.narrow(2, 0, dn)?.transpose(0, 1)?.contiguous()?;
+        let q_rope = q.narrow(2, dn, dr)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
+        let q_rope = rope_i(&q_rope, cos, sin)?.squeeze(0)?; // [H, N, dr]
+        let q_abs = q_nope.matmul(&self.w_uk)?; // [H, N, C]
+        // The Hadamard rotation is orthogonal and changes no `qI·kI` product in exact
+        // arithmetic, so the exact (f32) form skips it (spec §7.1, §17; HF does the same): it
+        // matters only before an fp8 quantization.
+        let qi = linear(&cq, &self.idx_wq_b)?.reshape((n, hi, di))?;
+        let qi = self.rope_prefix_halfsplit(&qi, cos, sin)?; // [N, Hi, Di]
+        let wts = (linear(a, &self.idx_wproj)? * self.wscale)?; // [N, Hi]
+        Ok(QueryProj { q_abs, q_rope, qi, wts })
+    }
+
+    /// The key side of `a`: the cached latent, rope key and indexer key of each row.
+    fn project_keys(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<KeyProj> {
+        let n = a.dim(0)?;
+        let (c, dr) = (self.c, self.dr);
+        let kv = linear(a, &self.kv_a)?;
+        let ckv = rms_norm(&kv.narrow(1, 0, c)?.contiguous()?, &self.kv_a_ln, self.eps)?;
+        let krope = kv.narrow(1, c, dr)?.contiguous()?.reshape((1, 1, n, dr))?;
+        let krope = rope_i(&krope, cos, sin)?.reshape((n, dr))?;
+        let ki = layer_norm(&linear(a, &self.idx_wk)?, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
+        let ki = self.rope_prefix_halfsplit(&ki.unsqueeze(1)?, cos, sin)?.squeeze(1)?; // [N, Di]
+        Ok(KeyProj { ckv, krope, ki })
     }
 
     /// The segment's absorbed and rope queries as `[H·len, C]` and `[H·len, dr]`.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::ops::rms_norm;
+use rayon::prelude::*;
 
 pub use attention::select_topk;
 use attention::{Attention, Batch, LastRows, SegInfo};
@@ -26,6 +27,35 @@ use crate::{Error, Result};
 /// `y = x · wᵀ` for `x: [N, in]`, `w: [out, in]`.
 pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(x.matmul(&w.t()?)?)
+}
+
+/// Splits rows `0..n` into up to one block per pool thread (at least 32 rows each) and runs
+/// `f(start, len)` on the blocks concurrently; the results come back in row order. Per-token
+/// work (projections, MLPs) this way keeps every core busy with one large product each, which
+/// beats letting each small product split itself. A row's result does not depend on the split.
+pub(crate) fn par_rows<T: Send>(
+    n: usize,
+    f: impl Fn(usize, usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    const MIN_ROWS: usize = 32;
+    let parts = rayon::current_num_threads().min(n / MIN_ROWS).max(1);
+    if parts == 1 {
+        return Ok(vec![f(0, n)?]);
+    }
+    let (base, rem) = (n / parts, n % parts);
+    (0..parts)
+        .into_par_iter()
+        .map(|i| f(i * base + i.min(rem), base + usize::from(i < rem)))
+        .collect()
+}
+
+/// Concatenates row blocks along `dim` (no copy for a single block).
+pub(crate) fn cat_parts<'a>(parts: impl Iterator<Item = &'a Tensor>, dim: usize) -> Result<Tensor> {
+    let parts: Vec<&Tensor> = parts.collect();
+    match parts.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => Ok(Tensor::cat(&parts, dim)?),
+    }
 }
 
 /// One sequence's input to a (batched) forward call: the new tokens and its cache.
@@ -172,6 +202,21 @@ impl Model {
         &self,
         segments: &mut [Segment<'_>],
         opts: ForwardOptions,
+        probe: Option<&mut Probe>,
+    ) -> Result<Tensor> {
+        if rayon::current_thread_index().is_some() {
+            return self.forward_on_pool(segments, opts, probe);
+        }
+        // Run the whole call on a pool thread: every parallel op inside it (candle's threaded
+        // matmul, the host kernels, the experts) is then a cheap work-stealing join instead of
+        // a cross-thread hand-off with a sleep and a wake-up per op.
+        rayon::scope(|_| self.forward_on_pool(segments, opts, probe))
+    }
+
+    fn forward_on_pool(
+        &self,
+        segments: &mut [Segment<'_>],
+        opts: ForwardOptions,
         mut probe: Option<&mut Probe>,
     ) -> Result<Tensor> {
         let mut infos = Vec::with_capacity(segments.len());
@@ -230,12 +275,28 @@ impl Model {
                 Some(l) => (x.index_select(&l.idx, 0)? + att)?,
                 None => (x + att)?,
             };
-            let f = rms_norm(&x, &layer.post_ln, eps)?;
-            let m = match &layer.mlp {
-                Mlp::Dense(ffn) => ffn.forward(&f)?,
-                Mlp::Moe(moe) => moe.forward(&f, lt.as_mut().map(|t| &mut t.routes))?,
+            x = match lt.as_mut() {
+                Some(t) => {
+                    let f = rms_norm(&x, &layer.post_ln, eps)?;
+                    let m = match &layer.mlp {
+                        Mlp::Dense(ffn) => ffn.forward(&f)?,
+                        Mlp::Moe(moe) => moe.forward(&f, Some(&mut t.routes))?,
+                    };
+                    (x + m)?
+                }
+                None => {
+                    let parts = par_rows(x.dim(0)?, |s, l| {
+                        let xs = x.narrow(0, s, l)?;
+                        let f = rms_norm(&xs, &layer.post_ln, eps)?;
+                        let m = match &layer.mlp {
+                            Mlp::Dense(ffn) => ffn.forward(&f)?,
+                            Mlp::Moe(moe) => moe.forward(&f, None)?,
+                        };
+                        Ok((xs + m)?)
+                    })?;
+                    cat_parts(parts.iter(), 0)?
+                }
             };
-            x = (x + m)?;
             if let Some(p) = probe.as_deref_mut().filter(|p| p.record) {
                 p.hidden.push(x.clone());
                 p.layers.push(lt.unwrap_or_default());
