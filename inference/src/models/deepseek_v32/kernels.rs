@@ -30,8 +30,33 @@ thread_local! {
     pub(crate) static TENSOR_PATH_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Defines `$name`, which runs the `#[inline(always)]` function `$body` compiled for AVX2 + FMA
+/// when the CPU has them, else as it is. Both give the same values: the kernels' lanes are
+/// independent accumulators, so a wider vector changes no summation order.
+macro_rules! dispatch_avx2 {
+    ($(#[$doc:meta])* fn $name:ident => $body:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 /// `Σ a_i · b_i` with eight independent accumulators (the compiler vectorises the body).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -69,17 +94,33 @@ pub(crate) fn weighted_relu_rows(
             let mut out = vec![f32::NEG_INFINITY; t];
             let acc = &mut out[..vis];
             acc.fill(0.0);
-            for h in 0..heads {
-                let w = weights[i * heads + h];
-                let row = &prods[(i * heads + h) * cols..][..vis];
-                for (o, &s) in acc.iter_mut().zip(row) {
-                    *o += w * s.max(0.0);
-                }
-            }
+            relu_accumulate(
+                acc,
+                &prods[i * heads * cols..][..heads * cols],
+                &weights[i * heads..][..heads],
+                cols,
+            );
             out
         })
         .collect()
 }
+
+/// `acc[t] += Σ_h w[h] · max(prods[h·cols + t], 0)` over `t < acc.len()`.
+#[inline(always)]
+fn relu_accumulate_body(acc: &mut [f32], prods: &[f32], weights: &[f32], cols: usize) {
+    let vis = acc.len();
+    for (h, &w) in weights.iter().enumerate() {
+        let row = &prods[h * cols..][..vis];
+        for (o, &s) in acc.iter_mut().zip(row) {
+            *o += w * s.max(0.0);
+        }
+    }
+}
+
+dispatch_avx2!(
+    /// See [`relu_accumulate_body`].
+    fn relu_accumulate => relu_accumulate_body(acc: &mut [f32], prods: &[f32], weights: &[f32], cols: usize)
+);
 
 /// Shapes and scale of one sparse-attention call.
 #[derive(Debug, Clone, Copy)]
@@ -111,37 +152,63 @@ pub(crate) fn sparse_attend(
     sel: &[Vec<u32>],
     sh: SparseShape,
 ) -> Vec<f32> {
-    let (h, c, r) = (sh.heads, sh.latent, sh.rope);
+    let (h, c) = (sh.heads, sh.latent);
     let mut out = vec![0f32; sel.len() * h * c];
     out.par_chunks_mut(h * c).zip(sel.par_iter()).enumerate().for_each(|(i, (o, keys))| {
-        let row = sh.offset + i;
         let mut p = vec![0f32; keys.len()];
-        for head in 0..h {
-            let q = &qa[(head * sh.rows + row) * c..][..c];
-            let qrope = &qr[(head * sh.rows + row) * r..][..r];
-            let mut max = f32::NEG_INFINITY;
-            for (pj, &j) in p.iter_mut().zip(keys) {
-                let j = j as usize;
-                let s = (dot(q, &ckv[j * c..][..c]) + dot(qrope, &kr[j * r..][..r])) * sh.scale;
-                *pj = s;
-                max = max.max(s);
-            }
-            let mut sum = 0f32;
-            for pj in p.iter_mut() {
-                *pj = (*pj - max).exp();
-                sum += *pj;
-            }
-            let acc = &mut o[head * c..][..c];
-            for (&pj, &j) in p.iter().zip(keys) {
-                let w = pj / sum;
-                for (a, &v) in acc.iter_mut().zip(&ckv[j as usize * c..][..c]) {
-                    *a += w * v;
-                }
-            }
-        }
+        attend_query(o, &mut p, keys, sh.offset + i, (qa, qr, ckv, kr), sh);
     });
     out
 }
+
+/// One query of [`sparse_attend`]: every head over the keys `keys`, into `o` (`[H, C]`); `p`
+/// is scratch of `keys.len()`; the operands are `(qa, qr, ckv, kr)`.
+#[inline(always)]
+fn attend_query_body(
+    o: &mut [f32],
+    p: &mut [f32],
+    keys: &[u32],
+    row: usize,
+    (qa, qr, ckv, kr): (&[f32], &[f32], &[f32], &[f32]),
+    sh: SparseShape,
+) {
+    let (c, r) = (sh.latent, sh.rope);
+    for head in 0..sh.heads {
+        let q = &qa[(head * sh.rows + row) * c..][..c];
+        let qrope = &qr[(head * sh.rows + row) * r..][..r];
+        let mut max = f32::NEG_INFINITY;
+        for (pj, &j) in p.iter_mut().zip(keys) {
+            let j = j as usize;
+            let s = (dot(q, &ckv[j * c..][..c]) + dot(qrope, &kr[j * r..][..r])) * sh.scale;
+            *pj = s;
+            max = max.max(s);
+        }
+        let mut sum = 0f32;
+        for pj in p.iter_mut() {
+            *pj = (*pj - max).exp();
+            sum += *pj;
+        }
+        let acc = &mut o[head * c..][..c];
+        for (&pj, &j) in p.iter().zip(keys) {
+            let w = pj / sum;
+            for (a, &v) in acc.iter_mut().zip(&ckv[j as usize * c..][..c]) {
+                *a += w * v;
+            }
+        }
+    }
+}
+
+dispatch_avx2!(
+    /// See [`attend_query_body`].
+    fn attend_query => attend_query_body(
+        o: &mut [f32],
+        p: &mut [f32],
+        keys: &[u32],
+        row: usize,
+        ops: (&[f32], &[f32], &[f32], &[f32]),
+        sh: SparseShape,
+    )
+);
 
 /// Half-split (NeoX) RoPE of the first `rope` dims of every head of `x` (`[rows, heads, width]`,
 /// row-major), in place: `(a, b) -> (a·cos − b·sin, b·cos + a·sin)` for the pairs `(j, j + rope/2)`,
@@ -188,6 +255,26 @@ mod tests {
             let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - naive).abs() < 1e-4, "n = {n}");
         }
+    }
+
+    #[test]
+    fn avx2_dispatch_gives_the_same_bits_as_the_plain_build() {
+        let v = |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| ((i as f32) * k).sin()).collect() };
+        let (h, c, r, t, rows) = (3, 37, 11, 20, 4);
+        let (qa, qr, ckv, kr) =
+            (v(h * rows * c, 0.3), v(h * rows * r, 0.7), v(t * c, 1.1), v(t * r, 0.9));
+        let sh = SparseShape { heads: h, rows, offset: 0, latent: c, rope: r, scale: 0.2 };
+        let keys = [0u32, 3, 4, 9, 17, 19];
+        let (mut o1, mut o2) = (vec![0f32; h * c], vec![0f32; h * c]);
+        let (mut p1, mut p2) = (vec![0f32; keys.len()], vec![0f32; keys.len()]);
+        attend_query(&mut o1, &mut p1, &keys, 2, (&qa, &qr, &ckv, &kr), sh);
+        attend_query_body(&mut o2, &mut p2, &keys, 2, (&qa, &qr, &ckv, &kr), sh);
+        assert_eq!(o1, o2);
+        let (prods, w) = (v(4 * 53, 0.37), v(4, 2.1));
+        let (mut a1, mut a2) = (vec![0.5f32; 41], vec![0.5f32; 41]);
+        relu_accumulate(&mut a1, &prods, &w, 53);
+        relu_accumulate_body(&mut a2, &prods, &w, 53);
+        assert_eq!(a1, a2);
     }
 
     #[test]
