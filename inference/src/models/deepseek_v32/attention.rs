@@ -85,33 +85,32 @@ struct KeyProj {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
-    q_a: Tensor,
+    /// `[qr + Hi, D]`: `q_a_proj` and the indexer's `weights_proj` (pre-scaled by `wscale`),
+    /// the two query-side products of the layer input, in one matrix (one GEMM, one packing).
+    q_a_wproj: Tensor,
     q_a_ln: Tensor,
-    q_b: Tensor,
-    kv_a: Tensor,
+    /// `[H·(dn+dr) + Hi·Di, qr]`: `q_b_proj` and the indexer's `wq_b`, both applied to `c_q`.
+    q_b_wq_b: Tensor,
+    /// `[C + dr + Di, D]`: `kv_a_proj_with_mqa` and the indexer's `wk`, the key side.
+    kv_a_wk: Tensor,
     kv_a_ln: Tensor,
     /// `[H, dn, C]`: query absorption (`q_nope · W_UK`).
     w_uk: Tensor,
     /// `[H, C, dv]`: value up-projection applied to the attended latent.
     w_uv_t: Tensor,
     o_proj: Tensor,
-    idx_wq_b: Tensor,
-    idx_wk: Tensor,
     idx_norm_w: Tensor,
     idx_norm_b: Tensor,
-    idx_wproj: Tensor,
     h: usize,
     dn: usize,
     dr: usize,
     dv: usize,
     c: usize,
+    qr: usize,
     hi: usize,
     di: usize,
     eps: f32,
     scale: f64,
-    /// `index_n_heads^-0.5 · index_head_dim^-0.5`, folded into the head weights (ReLU is
-    /// positively homogeneous, so the score scale can move outside it).
-    wscale: f64,
     topk: usize,
 }
 
@@ -123,30 +122,38 @@ impl Attention {
         let (hi, di) = (cfg.index_n_heads, cfg.index_head_dim);
         let g = |name: &str, shape: &[usize]| w.get(&format!("{p}.{name}"), shape, dev);
         let kv_b = g("kv_b_proj.weight", &[h * (dn + dv), c])?.reshape((h, dn + dv, c))?;
+        // `index_n_heads^-0.5 · index_head_dim^-0.5`, folded into the head weights (ReLU is
+        // positively homogeneous, so the score scale can move outside it).
+        let wscale = (hi as f64).powf(-0.5) * (di as f64).powf(-0.5);
+        let fuse = |parts: &[&Tensor]| -> Result<Tensor> { Ok(Tensor::cat(parts, 0)?) };
+        let wproj = (g("indexer.weights_proj.weight", &[hi, d])? * wscale)?;
         Ok(Self {
-            q_a: g("q_a_proj.weight", &[qr, d])?,
+            q_a_wproj: fuse(&[&g("q_a_proj.weight", &[qr, d])?, &wproj])?,
             q_a_ln: g("q_a_layernorm.weight", &[qr])?,
-            q_b: g("q_b_proj.weight", &[h * (dn + dr), qr])?,
-            kv_a: g("kv_a_proj_with_mqa.weight", &[c + dr, d])?,
+            q_b_wq_b: fuse(&[
+                &g("q_b_proj.weight", &[h * (dn + dr), qr])?,
+                &g("indexer.wq_b.weight", &[hi * di, qr])?,
+            ])?,
+            kv_a_wk: fuse(&[
+                &g("kv_a_proj_with_mqa.weight", &[c + dr, d])?,
+                &g("indexer.wk.weight", &[di, d])?,
+            ])?,
             kv_a_ln: g("kv_a_layernorm.weight", &[c])?,
             w_uk: kv_b.narrow(1, 0, dn)?.contiguous()?,
             w_uv_t: kv_b.narrow(1, dn, dv)?.transpose(1, 2)?.contiguous()?,
             o_proj: g("o_proj.weight", &[d, h * dv])?,
-            idx_wq_b: g("indexer.wq_b.weight", &[hi * di, qr])?,
-            idx_wk: g("indexer.wk.weight", &[di, d])?,
             idx_norm_w: g("indexer.k_norm.weight", &[di])?,
             idx_norm_b: g("indexer.k_norm.bias", &[di])?,
-            idx_wproj: g("indexer.weights_proj.weight", &[hi, d])?,
             h,
             dn,
             dr,
             dv,
             c,
+            qr,
             hi,
             di,
             eps: cfg.rms_norm_eps as f32,
             scale: cfg.softmax_scale(),
-            wscale: (hi as f64).powf(-0.5) * (di as f64).powf(-0.5),
             topk: cfg.index_topk,
         })
     }
@@ -348,8 +355,12 @@ impl Attention {
     fn project_queries(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<QueryProj> {
         let n = a.dim(0)?;
         let (h, dn, dr, hi, di) = (self.h, self.dn, self.dr, self.hi, self.di);
-        let cq = rms_norm(&linear(a, &self.q_a)?, &self.q_a_ln, self.eps)?;
-        let q = linear(&cq, &self.q_b)?.reshape((n, h, dn + dr))?;
+        let (qr, nq) = (self.qr, h * (dn + dr));
+        let qa_w = linear(a, &self.q_a_wproj)?; // [N, qr + Hi]
+        let cq = rms_norm(&qa_w.narrow(1, 0, qr)?.contiguous()?, &self.q_a_ln, self.eps)?;
+        let wts = qa_w.narrow(1, qr, hi)?.contiguous()?; // [N, Hi], scaled
+        let qb = linear(&cq, &self.q_b_wq_b)?; // [N, H·(dn+dr) + Hi·Di]
+        let q = qb.narrow(1, 0, nq)?.contiguous()?.reshape((n, h, dn + dr))?;
         let q_nope = q.narrow(2, 0, dn)?.transpose(0, 1)?.contiguous()?;
         let q_rope = q.narrow(2, dn, dr)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
         let q_rope = rope_i(&q_rope, cos, sin)?.squeeze(0)?; // [H, N, dr]
@@ -357,21 +368,21 @@ impl Attention {
         // The Hadamard rotation is orthogonal and changes no `qI·kI` product in exact
         // arithmetic, so the exact (f32) form skips it (spec §7.1, §17; HF does the same): it
         // matters only before an fp8 quantization.
-        let qi = linear(&cq, &self.idx_wq_b)?.reshape((n, hi, di))?;
+        let qi = qb.narrow(1, nq, hi * di)?.contiguous()?.reshape((n, hi, di))?;
         let qi = self.rope_prefix_halfsplit(&qi, cos, sin)?; // [N, Hi, Di]
-        let wts = (linear(a, &self.idx_wproj)? * self.wscale)?; // [N, Hi]
         Ok(QueryProj { q_abs, q_rope, qi, wts })
     }
 
     /// The key side of `a`: the cached latent, rope key and indexer key of each row.
     fn project_keys(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<KeyProj> {
         let n = a.dim(0)?;
-        let (c, dr) = (self.c, self.dr);
-        let kv = linear(a, &self.kv_a)?;
+        let (c, dr, di) = (self.c, self.dr, self.di);
+        let kv = linear(a, &self.kv_a_wk)?; // [N, C + dr + Di]
         let ckv = rms_norm(&kv.narrow(1, 0, c)?.contiguous()?, &self.kv_a_ln, self.eps)?;
         let krope = kv.narrow(1, c, dr)?.contiguous()?.reshape((1, 1, n, dr))?;
         let krope = rope_i(&krope, cos, sin)?.reshape((n, dr))?;
-        let ki = layer_norm(&linear(a, &self.idx_wk)?, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
+        let ki = kv.narrow(1, c + dr, di)?.contiguous()?;
+        let ki = layer_norm(&ki, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
         let ki = self.rope_prefix_halfsplit(&ki.unsqueeze(1)?, cos, sin)?.squeeze(1)?; // [N, Di]
         Ok(KeyProj { ckv, krope, ki })
     }
