@@ -8,6 +8,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::{rope_i, rope_thd};
+use rayon::prelude::*;
 
 use super::kernels::{
     SparseShape, rope_halfsplit_prefix, select_topk_rows, sparse_attend, weighted_relu_rows,
@@ -194,11 +195,12 @@ impl Attention {
         ki_all: &Tensor,
         (s0, off, len): (usize, usize, usize),
     ) -> Result<Vec<Vec<f32>>> {
-        const BLOCK: usize = 64;
+        const BLOCK: usize = 32;
         let (hi, di) = (self.hi, self.di);
         let t = ki_all.dim(0)?;
-        let mut rows = Vec::with_capacity(len);
-        for b0 in (0..len).step_by(BLOCK) {
+        // Blocks are independent: score them concurrently (later blocks see more keys; the
+        // pool balances them).
+        let block = |b0: usize| -> Result<Vec<Vec<f32>>> {
             let bl = BLOCK.min(len - b0);
             let end = s0 + b0 + bl; // keys visible to the block's last query
             let q = qi.narrow(0, off + b0, bl)?.reshape((bl * hi, di))?;
@@ -207,21 +209,21 @@ impl Attention {
             let host = with_host(&prods, |p| {
                 with_host(&w, |w| weighted_relu_rows(p, w, hi, end, t, |i| s0 + b0 + i + 1))
             });
-            match host.flatten() {
-                Some(block) => rows.extend(block),
-                None => {
-                    // Any other device: the head-weighted sum as a batched product.
-                    let s = prods.relu()?.reshape((bl, hi, end))?;
-                    let block = w.unsqueeze(1)?.matmul(&s)?.squeeze(1)?.to_vec2::<f32>()?;
-                    for (i, mut row) in block.into_iter().enumerate() {
-                        row.truncate(s0 + b0 + i + 1);
-                        row.resize(t, f32::NEG_INFINITY);
-                        rows.push(row);
-                    }
-                }
+            if let Some(rows) = host.flatten() {
+                return Ok(rows);
             }
-        }
-        Ok(rows)
+            // Any other device: the head-weighted sum as a batched product.
+            let s = prods.relu()?.reshape((bl, hi, end))?;
+            let mut rows = w.unsqueeze(1)?.matmul(&s)?.squeeze(1)?.to_vec2::<f32>()?;
+            for (i, row) in rows.iter_mut().enumerate() {
+                row.truncate(s0 + b0 + i + 1);
+                row.resize(t, f32::NEG_INFINITY);
+            }
+            Ok(rows)
+        };
+        let starts: Vec<usize> = (0..len).step_by(BLOCK).collect();
+        let blocks = starts.into_par_iter().map(block).collect::<Result<Vec<_>>>()?;
+        Ok(blocks.into_iter().flatten().collect())
     }
 
     #[allow(clippy::too_many_arguments)] // reason: internal hot path; the probe pieces are optional
