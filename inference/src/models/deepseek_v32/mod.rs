@@ -275,24 +275,21 @@ impl Model {
                 Some(l) => (x.index_select(&l.idx, 0)? + att)?,
                 None => (x + att)?,
             };
-            x = match lt.as_mut() {
-                Some(t) => {
+            x = match (&layer.mlp, lt.as_mut()) {
+                // MoE over the whole call: each expert then sees all of its tokens in one
+                // product, and the experts run concurrently.
+                (Mlp::Moe(moe), t) => {
                     let f = rms_norm(&x, &layer.post_ln, eps)?;
-                    let m = match &layer.mlp {
-                        Mlp::Dense(ffn) => ffn.forward(&f)?,
-                        Mlp::Moe(moe) => moe.forward(&f, Some(&mut t.routes))?,
-                    };
-                    (x + m)?
+                    (&x + moe.forward(&f, t.map(|t| &mut t.routes))?)?
                 }
-                None => {
+                (Mlp::Dense(ffn), Some(_)) => {
+                    (&x + ffn.forward(&rms_norm(&x, &layer.post_ln, eps)?)?)?
+                }
+                (Mlp::Dense(ffn), None) => {
                     let parts = par_rows(x.dim(0)?, |s, l| {
                         let xs = x.narrow(0, s, l)?;
                         let f = rms_norm(&xs, &layer.post_ln, eps)?;
-                        let m = match &layer.mlp {
-                            Mlp::Dense(ffn) => ffn.forward(&f)?,
-                            Mlp::Moe(moe) => moe.forward(&f, None)?,
-                        };
-                        Ok((xs + m)?)
+                        Ok((&xs + ffn.forward(&f)?)?)
                     })?;
                     cat_parts(parts.iter(), 0)?
                 }

@@ -159,23 +159,29 @@ impl Moe {
                 per_expert[e].1.push(wt);
             }
         }
-        let mut out = match &self.shared {
-            Some(s) => s.forward(x)?,
-            None => x.zeros_like()?,
-        };
-        // The experts are independent: run them concurrently (their products are small, so one
-        // at a time leaves cores idle), then add their weighted outputs in expert order.
-        let outputs = per_expert
-            .into_par_iter()
-            .enumerate()
-            .filter(|(_, (tokens, _))| !tokens.is_empty())
-            .map(|(e, (tokens, wts))| {
-                let n = tokens.len();
-                let idx = Tensor::from_slice(&tokens, n, x.device())?;
-                let ys = self.experts[e].forward(&x.index_select(&idx, 0)?)?;
-                Ok((tokens, idx, wts, ys))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // The experts (and the shared one) are independent: run them concurrently (their
+        // products are small, so one at a time leaves cores idle), then add the routed outputs
+        // to the shared one in expert order.
+        let (shared, outputs) = rayon::join(
+            || match &self.shared {
+                Some(s) => s.forward(x),
+                None => Ok(x.zeros_like()?),
+            },
+            || {
+                per_expert
+                    .into_par_iter()
+                    .enumerate()
+                    .filter(|(_, (tokens, _))| !tokens.is_empty())
+                    .map(|(e, (tokens, wts))| {
+                        let n = tokens.len();
+                        let idx = Tensor::from_slice(&tokens, n, x.device())?;
+                        let ys = self.experts[e].forward(&x.index_select(&idx, 0)?)?;
+                        Ok((tokens, idx, wts, ys))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            },
+        );
+        let (mut out, outputs) = (shared?, outputs?);
         let d = x.dim(1)?;
         let mut host = with_host(&out, <[f32]>::to_vec);
         for (tokens, idx, wts, ys) in outputs {
