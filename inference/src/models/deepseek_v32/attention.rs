@@ -74,6 +74,18 @@ struct QueryProj {
     wts: Tensor,
 }
 
+/// The projections of a whole call (query side and new keys), borrowed by each segment.
+#[derive(Clone, Copy)]
+struct CallProj<'a> {
+    q_abs: &'a Tensor,
+    q_rope: &'a Tensor,
+    qi: &'a Tensor,
+    wts: &'a Tensor,
+    ckv: &'a Tensor,
+    krope: &'a Tensor,
+    ki: &'a Tensor,
+}
+
 /// Key-side projections of some rows (what the cache stores).
 struct KeyProj {
     /// `[N, C]` after `kv_a_layernorm`.
@@ -234,11 +246,11 @@ impl Attention {
         caches: &[&SeqCache],
         layer: usize,
         last: Option<&LastRows>,
-        mut trace: Option<&mut LayerTrace>,
+        trace: Option<&mut LayerTrace>,
         attn_time: &mut std::time::Duration,
     ) -> Result<Tensor> {
         let n = a.dim(0)?;
-        let (h, c) = (self.h, self.c);
+        let h = self.h;
         let (cos, sin) = (&batch.cos, &batch.sin);
         // Projections are per token: run row blocks concurrently. The query side covers every
         // row, or each segment's last row only.
@@ -269,78 +281,39 @@ impl Attention {
         let nq = wts.dim(0)?;
 
         let started = Instant::now();
-        let mut outs = Vec::with_capacity(batch.segs.len());
-        for (k, (seg, cache)) in batch.segs.iter().zip(caches).enumerate() {
-            let (s0, off, len) = (seg.start, seg.offset, seg.len);
-            // Queries: absolute position of the first, row in the query side, count.
-            let (qs, qo, ql) = match last {
-                Some(_) => (s0 + len - 1, k, 1),
-                None => (s0, off, len),
-            };
-            cache.write(
-                layer,
-                s0,
-                &ckv.narrow(0, off, len)?,
-                &krope.narrow(0, off, len)?,
-                &ki.narrow(0, off, len)?,
-            )?;
-            let t = s0 + len;
-            let (ckv_all, kr_all, ki_all) = cache.view(layer, t)?;
-            let sparse = !batch.dense && t > self.topk;
-            let scores = if sparse || trace.is_some() {
-                Some(self.index_scores(&qi, &wts, &ki_all, (qs, qo, ql))?)
-            } else {
-                None
-            };
-            let sel: Option<Vec<Vec<u32>>> = match (&scores, sparse) {
-                (Some(rows), true) => Some(select_topk_rows(rows, |i| qs + i + 1, self.topk)),
-                _ => None,
-            };
-            if let (Some(tr), Some(rows)) = (trace.as_deref_mut(), &scores) {
-                for (i, row) in rows.iter().enumerate() {
-                    let visible = qs + i + 1;
-                    let chosen = match &sel {
-                        Some(s) if !batch.dense => s[i].clone(),
-                        _ => select_topk(row, visible, if batch.dense { t } else { self.topk }),
-                    };
-                    let mut padded: Vec<i64> = chosen.iter().map(|&x| i64::from(x)).collect();
-                    padded.resize(padded.len().max(self.topk), -1);
-                    tr.index_scores.push(row.clone());
-                    tr.topk.push(padded);
-                }
-            }
-            let o = match (&sel, ql) {
-                (Some(s), 1) => {
-                    let k = s[0].len();
-                    let idx = Tensor::from_slice(&s[0], k, a.device())?;
-                    let kv_sel = ckv_all.index_select(&idx, 0)?;
-                    let kr_sel = kr_all.index_select(&idx, 0)?;
-                    let (qa, qr) = self.segment_queries(&q_abs, &q_rope, qo, 1)?;
-                    self.attend(&qa, &qr, &kv_sel, &kr_sel, None, 1)?
-                }
-                (Some(s), _) => {
-                    match self.sparse_prefill_host(&q_abs, &q_rope, &ckv_all, &kr_all, qo, s)? {
-                        Some(o) => o,
-                        None => self.masked_attend(
-                            &q_abs,
-                            &q_rope,
-                            &ckv_all,
-                            &kr_all,
-                            (qs, qo, ql),
-                            Some(s),
-                        )?,
+        let side = CallProj {
+            q_abs: &q_abs,
+            q_rope: &q_rope,
+            qi: &qi,
+            wts: &wts,
+            ckv: &ckv,
+            krope: &krope,
+            ki: &ki,
+        };
+        let mut outs = match trace {
+            // Sequences are independent: a batch of them (decode steps of many requests) runs
+            // concurrently. A recorded call has one segment.
+            None if batch.segs.len() > 1 => batch
+                .segs
+                .par_iter()
+                .zip(caches.par_iter())
+                .enumerate()
+                .map(|(k, (seg, cache))| {
+                    self.segment(&side, batch, seg, k, cache, layer, last.is_some(), None)
+                })
+                .collect::<Result<Vec<_>>>()?,
+            tr => {
+                let (seg, cache) = match (batch.segs.first(), caches.first()) {
+                    (Some(s), Some(c)) if batch.segs.len() == 1 => (s, c),
+                    _ => {
+                        return Err(crate::Error::InvalidRequest(
+                            "a recorded call has one segment".into(),
+                        ));
                     }
-                }
-                (None, 1) => {
-                    let (qa, qr) = self.segment_queries(&q_abs, &q_rope, qo, 1)?;
-                    self.attend(&qa, &qr, &ckv_all, &kr_all, None, 1)?
-                }
-                (None, _) => {
-                    self.masked_attend(&q_abs, &q_rope, &ckv_all, &kr_all, (qs, qo, ql), None)?
-                }
-            };
-            outs.push(o.reshape((h, ql, c))?);
-        }
+                };
+                vec![self.segment(&side, batch, seg, 0, cache, layer, last.is_some(), tr)?]
+            }
+        };
         *attn_time += started.elapsed();
 
         let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
@@ -350,6 +323,86 @@ impl Attention {
             linear(&o, &self.o_proj)
         })?;
         cat_parts(parts.iter(), 0)
+    }
+
+    /// Attention of one segment's queries (cache write, indexer scores, selection, attention);
+    /// returns the attended latent `[H, queries, C]`.
+    #[allow(clippy::too_many_arguments)] // reason: internal hot path; the pieces are borrowed
+    fn segment(
+        &self,
+        side: &CallProj<'_>,
+        batch: &Batch<'_>,
+        seg: &SegInfo,
+        k: usize,
+        cache: &SeqCache,
+        layer: usize,
+        last_only: bool,
+        trace: Option<&mut LayerTrace>,
+    ) -> Result<Tensor> {
+        let CallProj { q_abs, q_rope, qi, wts, ckv, krope, ki } = *side;
+        let (h, c) = (self.h, self.c);
+        let (s0, off, len) = (seg.start, seg.offset, seg.len);
+        // Queries: absolute position of the first, row in the query side, count.
+        // Queries: absolute position of the first, row in the query side, count.
+        let (qs, qo, ql) = if last_only { (s0 + len - 1, k, 1) } else { (s0, off, len) };
+        cache.write(
+            layer,
+            s0,
+            &ckv.narrow(0, off, len)?,
+            &krope.narrow(0, off, len)?,
+            &ki.narrow(0, off, len)?,
+        )?;
+        let t = s0 + len;
+        let (ckv_all, kr_all, ki_all) = cache.view(layer, t)?;
+        let sparse = !batch.dense && t > self.topk;
+        let scores = if sparse || trace.is_some() {
+            Some(self.index_scores(qi, wts, &ki_all, (qs, qo, ql))?)
+        } else {
+            None
+        };
+        let sel: Option<Vec<Vec<u32>>> = match (&scores, sparse) {
+            (Some(rows), true) => Some(select_topk_rows(rows, |i| qs + i + 1, self.topk)),
+            _ => None,
+        };
+        if let (Some(tr), Some(rows)) = (trace, &scores) {
+            for (i, row) in rows.iter().enumerate() {
+                let visible = qs + i + 1;
+                let chosen = match &sel {
+                    Some(s) if !batch.dense => s[i].clone(),
+                    _ => select_topk(row, visible, if batch.dense { t } else { self.topk }),
+                };
+                let mut padded: Vec<i64> = chosen.iter().map(|&x| i64::from(x)).collect();
+                padded.resize(padded.len().max(self.topk), -1);
+                tr.index_scores.push(row.clone());
+                tr.topk.push(padded);
+            }
+        }
+        let o = match (&sel, ql) {
+            (Some(s), 1) => {
+                let k = s[0].len();
+                let idx = Tensor::from_slice(&s[0], k, q_abs.device())?;
+                let kv_sel = ckv_all.index_select(&idx, 0)?;
+                let kr_sel = kr_all.index_select(&idx, 0)?;
+                let (qa, qr) = self.segment_queries(q_abs, q_rope, qo, 1)?;
+                self.attend(&qa, &qr, &kv_sel, &kr_sel, None, 1)?
+            }
+            (Some(s), _) => {
+                match self.sparse_prefill_host(q_abs, q_rope, &ckv_all, &kr_all, qo, s)? {
+                    Some(o) => o,
+                    None => {
+                        self.masked_attend(q_abs, q_rope, &ckv_all, &kr_all, (qs, qo, ql), Some(s))?
+                    }
+                }
+            }
+            (None, 1) => {
+                let (qa, qr) = self.segment_queries(q_abs, q_rope, qo, 1)?;
+                self.attend(&qa, &qr, &ckv_all, &kr_all, None, 1)?
+            }
+            (None, _) => {
+                self.masked_attend(q_abs, q_rope, &ckv_all, &kr_all, (qs, qo, ql), None)?
+            }
+        };
+        Ok(o.reshape((h, ql, c))?)
     }
 
     /// The query side of `a` (`[N, D]`, RoPE tables of its rows): absorbed and rope MLA queries,
