@@ -14,7 +14,7 @@ use super::kernels::{
     SparseShape, rope_halfsplit_prefix, select_topk_rows, sparse_attend, weighted_relu_rows,
     with_host,
 };
-use super::{Config, LayerTrace, cat_parts, linear, par_rows};
+use super::{Config, LayerTrace, Linear, cat_parts, par_rows};
 use crate::Result;
 use crate::kv_cache::SeqCache;
 use crate::loader::WeightSource;
@@ -100,18 +100,18 @@ struct KeyProj {
 pub(crate) struct Attention {
     /// `[qr + Hi, D]`: `q_a_proj` and the indexer's `weights_proj` (pre-scaled by `wscale`),
     /// the two query-side products of the layer input, in one matrix (one GEMM, one packing).
-    q_a_wproj: Tensor,
+    q_a_wproj: Linear,
     q_a_ln: Tensor,
     /// `[H·(dn+dr) + Hi·Di, qr]`: `q_b_proj` and the indexer's `wq_b`, both applied to `c_q`.
-    q_b_wq_b: Tensor,
+    q_b_wq_b: Linear,
     /// `[C + dr + Di, D]`: `kv_a_proj_with_mqa` and the indexer's `wk`, the key side.
-    kv_a_wk: Tensor,
+    kv_a_wk: Linear,
     kv_a_ln: Tensor,
     /// `[H, dn, C]`: query absorption (`q_nope · W_UK`).
     w_uk: Tensor,
     /// `[H, C, dv]`: value up-projection applied to the attended latent.
     w_uv_t: Tensor,
-    o_proj: Tensor,
+    o_proj: Linear,
     idx_norm_w: Tensor,
     idx_norm_b: Tensor,
     h: usize,
@@ -138,7 +138,7 @@ impl Attention {
         // `index_n_heads^-0.5 · index_head_dim^-0.5`, folded into the head weights (ReLU is
         // positively homogeneous, so the score scale can move outside it).
         let wscale = (hi as f64).powf(-0.5) * (di as f64).powf(-0.5);
-        let fuse = |parts: &[&Tensor]| -> Result<Tensor> { Ok(Tensor::cat(parts, 0)?) };
+        let fuse = |parts: &[&Tensor]| Linear::new(Tensor::cat(parts, 0)?);
         let wproj = (g("indexer.weights_proj.weight", &[hi, d])? * wscale)?;
         Ok(Self {
             q_a_wproj: fuse(&[&g("q_a_proj.weight", &[qr, d])?, &wproj])?,
@@ -154,7 +154,7 @@ impl Attention {
             kv_a_ln: g("kv_a_layernorm.weight", &[c])?,
             w_uk: kv_b.narrow(1, 0, dn)?.contiguous()?,
             w_uv_t: kv_b.narrow(1, dn, dv)?.transpose(1, 2)?.contiguous()?,
-            o_proj: g("o_proj.weight", &[d, h * dv])?,
+            o_proj: Linear::new(g("o_proj.weight", &[d, h * dv])?)?,
             idx_norm_w: g("indexer.k_norm.weight", &[di])?,
             idx_norm_b: g("indexer.k_norm.bias", &[di])?,
             h,
@@ -320,7 +320,7 @@ impl Attention {
         let parts = par_rows(nq, |s, l| {
             let o = o_lat.narrow(1, s, l)?.matmul(&self.w_uv_t)?; // [H, l, dv]
             let o = o.transpose(0, 1)?.contiguous()?.reshape((l, h * self.dv))?;
-            linear(&o, &self.o_proj)
+            self.o_proj.forward(&o)
         })?;
         cat_parts(parts.iter(), 0)
     }
@@ -411,10 +411,10 @@ impl Attention {
         let n = a.dim(0)?;
         let (h, dn, dr, hi, di) = (self.h, self.dn, self.dr, self.hi, self.di);
         let (qr, nq) = (self.qr, h * (dn + dr));
-        let qa_w = linear(a, &self.q_a_wproj)?; // [N, qr + Hi]
+        let qa_w = self.q_a_wproj.forward(a)?; // [N, qr + Hi]
         let cq = rms_norm(&qa_w.narrow(1, 0, qr)?.contiguous()?, &self.q_a_ln, self.eps)?;
         let wts = qa_w.narrow(1, qr, hi)?.contiguous()?; // [N, Hi], scaled
-        let qb = linear(&cq, &self.q_b_wq_b)?; // [N, H·(dn+dr) + Hi·Di]
+        let qb = self.q_b_wq_b.forward(&cq)?; // [N, H·(dn+dr) + Hi·Di]
         let q = qb.narrow(1, 0, nq)?.contiguous()?.reshape((n, h, dn + dr))?;
         let q_nope = q.narrow(2, 0, dn)?.transpose(0, 1)?.contiguous()?;
         let q_rope = q.narrow(2, dn, dr)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
@@ -432,7 +432,7 @@ impl Attention {
     fn project_keys(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<KeyProj> {
         let n = a.dim(0)?;
         let (c, dr, di) = (self.c, self.dr, self.di);
-        let kv = linear(a, &self.kv_a_wk)?; // [N, C + dr + Di]
+        let kv = self.kv_a_wk.forward(a)?; // [N, C + dr + Di]
         let ckv = rms_norm(&kv.narrow(1, 0, c)?.contiguous()?, &self.kv_a_ln, self.eps)?;
         let krope = kv.narrow(1, c, dr)?.contiguous()?.reshape((1, 1, n, dr))?;
         let krope = rope_i(&krope, cos, sin)?.reshape((n, dr))?;

@@ -24,9 +24,37 @@ use crate::kv_cache::SeqCache;
 use crate::loader::{SafetensorsWeights, WeightSource};
 use crate::{Error, Result};
 
-/// `y = x · wᵀ` for `x: [N, in]`, `w: [out, in]`.
-pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    Ok(x.matmul(&w.t()?)?)
+/// A linear layer's weight, `y = x · wᵀ` for `x: [N, in]` and a checkpoint weight `w: [out, in]`.
+///
+/// A small weight is stored transposed once at load (`[in, out]`, contiguous): gemm then
+/// multiplies it without the per-call packing a transposed view costs (10-40 % faster for
+/// 32-128 rows, 2x for a batch of 4-8 decode rows). A weight past [`Linear::TRANSPOSE_MAX`]
+/// elements keeps the checkpoint layout, where gemm's view path was as fast or up to 2x faster
+/// (`[32, 1024] x [1024, 4096]`); either way only one copy is held.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    /// `[in, out]` when `transposed`, else `[out, in]`.
+    w: Tensor,
+    transposed: bool,
+}
+
+impl Linear {
+    /// Largest weight (elements) stored transposed: 2^18 = 1 MiB of f32, an L2-sized operand.
+    const TRANSPOSE_MAX: usize = 1 << 18;
+
+    /// From a checkpoint weight `[out, in]`.
+    pub(crate) fn new(w: Tensor) -> Result<Self> {
+        if w.elem_count() <= Self::TRANSPOSE_MAX {
+            Ok(Self { w: w.t()?.contiguous()?, transposed: true })
+        } else {
+            Ok(Self { w, transposed: false })
+        }
+    }
+
+    /// `[N, in] -> [N, out]`.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.transposed { Ok(x.matmul(&self.w)?) } else { Ok(x.matmul(&self.w.t()?)?) }
+    }
 }
 
 /// Splits rows `0..n` into up to one block per pool thread (at least 32 rows each) and runs
@@ -340,6 +368,28 @@ mod tests {
             logits.extend(out.to_vec2::<f32>().unwrap());
         }
         (logits, topk)
+    }
+
+    #[test]
+    fn linear_gives_x_times_w_transposed_in_either_layout() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 21.0, &dev)?.reshape((3, 7))?.sin()?;
+        // A weight small enough to be stored transposed, and one past the limit.
+        for (out, inp) in [(5usize, 7usize), (Linear::TRANSPOSE_MAX / 7 + 1, 7)] {
+            let n = out * inp;
+            let w = Tensor::arange(0f32, n as f32, &dev)?.reshape((out, inp))?.cos()?;
+            let lin = Linear::new(w.clone())?;
+            assert_eq!(lin.transposed, n <= Linear::TRANSPOSE_MAX);
+            let (w, x) = (w.to_vec2::<f32>()?, x.to_vec2::<f32>()?);
+            let y = lin.forward(&Tensor::new(x.clone(), &dev)?)?.to_vec2::<f32>()?;
+            for (yr, xr) in y.iter().zip(&x) {
+                for (yo, wr) in yr.iter().zip(&w) {
+                    let want: f32 = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
+                    assert!((yo - want).abs() < 1e-5, "{yo} vs {want}");
+                }
+            }
+        }
+        Ok(())
     }
 
     #[test]

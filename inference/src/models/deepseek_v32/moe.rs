@@ -5,15 +5,15 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::kernels::with_host;
-use super::{Config, linear};
+use super::{Config, Linear};
 use crate::Result;
 use crate::loader::WeightSource;
 
 /// `down(SiLU(x·gateᵀ) ⊙ (x·upᵀ))`, with gate and up fused into one `[2I, D]` matrix.
 #[derive(Debug, Clone)]
 pub struct Ffn {
-    gate_up: Tensor,
-    down: Tensor,
+    gate_up: Linear,
+    down: Linear,
     inter: usize,
 }
 
@@ -29,15 +29,19 @@ impl Ffn {
         let gate = w.get(&format!("{prefix}.gate_proj.weight"), &[inter, dim], dev)?;
         let up = w.get(&format!("{prefix}.up_proj.weight"), &[inter, dim], dev)?;
         let down = w.get(&format!("{prefix}.down_proj.weight"), &[dim, inter], dev)?;
-        Ok(Self { gate_up: Tensor::cat(&[&gate, &up], 0)?, down, inter })
+        Ok(Self {
+            gate_up: Linear::new(Tensor::cat(&[&gate, &up], 0)?)?,
+            down: Linear::new(down)?,
+            inter,
+        })
     }
 
     /// `[N, D] -> [N, D]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gu = linear(x, &self.gate_up)?;
+        let gu = self.gate_up.forward(x)?;
         let g = gu.narrow(1, 0, self.inter)?.silu()?;
         let u = gu.narrow(1, self.inter, self.inter)?;
-        linear(&(g * u)?, &self.down)
+        self.down.forward(&(g * u)?)
     }
 }
 
@@ -113,7 +117,7 @@ pub fn route(logits: &[f32], bias: &[f32], rc: &RouterConfig) -> Route {
 /// A MoE block: router, routed experts, shared experts.
 #[derive(Debug, Clone)]
 pub struct Moe {
-    gate: Tensor,
+    gate: Linear,
     bias: Vec<f32>,
     experts: Vec<Ffn>,
     shared: Option<Ffn>,
@@ -143,12 +147,18 @@ impl Moe {
         } else {
             None
         };
-        Ok(Self { gate, bias, experts, shared, rc: RouterConfig::from_config(cfg) })
+        Ok(Self {
+            gate: Linear::new(gate)?,
+            bias,
+            experts,
+            shared,
+            rc: RouterConfig::from_config(cfg),
+        })
     }
 
     /// `[N, D] -> [N, D]`; `routes` receives each token's decision when given.
     pub fn forward(&self, x: &Tensor, routes: Option<&mut Vec<Route>>) -> Result<Tensor> {
-        let logits = linear(x, &self.gate)?.to_vec2::<f32>()?;
+        let logits = self.gate.forward(x)?.to_vec2::<f32>()?;
         let decided: Vec<Route> =
             logits.par_iter().map(|l| route(l, &self.bias, &self.rc)).collect();
         let mut per_expert: Vec<(Vec<u32>, Vec<f32>)> =
