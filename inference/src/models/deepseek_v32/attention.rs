@@ -210,13 +210,21 @@ impl Attention {
         const BLOCK: usize = 32;
         let (hi, di) = (self.hi, self.di);
         let t = ki_all.dim(0)?;
+        // A prefill multiplies every block by the keys transposed: copy them `[Di, t]` once
+        // (one element per `hi · len` products) so gemm reads a row-major operand instead of
+        // packing a transposed view per block. A decode step (few queries) keeps the view.
+        let kt = if len >= BLOCK { Some(ki_all.t()?.contiguous()?) } else { None }; // (Di, t)
         // Blocks are independent: score them concurrently (later blocks see more keys; the
         // pool balances them).
         let block = |b0: usize| -> Result<Vec<Vec<f32>>> {
             let bl = BLOCK.min(len - b0);
             let end = s0 + b0 + bl; // keys visible to the block's last query
             let q = qi.narrow(0, off + b0, bl)?.reshape((bl * hi, di))?;
-            let prods = q.matmul(&ki_all.narrow(0, 0, end)?.t()?)?; // (bl·hi, end)
+            let keys = match &kt {
+                Some(kt) => kt.narrow(1, 0, end)?,
+                None => ki_all.narrow(0, 0, end)?.t()?,
+            };
+            let prods = q.matmul(&keys)?; // (bl·hi, end)
             let w = wts.narrow(0, off + b0, bl)?.contiguous()?; // (bl, hi)
             let host = with_host(&prods, |p| {
                 with_host(&w, |w| weighted_relu_rows(p, w, hi, end, t, |i| s0 + b0 + i + 1))
