@@ -12,12 +12,16 @@
 # Env: AGENTGEN (binary, default target/release/agentgen), MODEL (checkpoint, default
 # ../shared/fixtures/model/tiny-f32, else `agentgen model init --preset tiny --dtype f32`),
 # PROMPTS (default 128,512), NEW (default 64), REPS (default 3), THREADS (default: nproc),
-# VENV (reuse a venv that already has torch + transformers).
+# VENV (reuse a venv that already has torch + transformers), ROUNDS (default 1: run both sides
+# that many times, alternating, and report each side's best; a busy VM slows one side or the
+# other for seconds at a time, so alternating rounds compare the two at their least disturbed;
+# each round's own ratios are printed too).
 set -euo pipefail
 AGENTGEN=${AGENTGEN:-target/release/agentgen}
 PROMPTS=${PROMPTS:-128,512}
 NEW=${NEW:-64}
 REPS=${REPS:-3}
+ROUNDS=${ROUNDS:-1}
 THREADS=${THREADS:-$(nproc)}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -34,9 +38,10 @@ if [ -z "${VENV:-}" ]; then
   "$VENV/bin/pip" install --quiet torch transformers safetensors >&2
 fi
 
-echo "checkpoint: $MODEL; threads: $THREADS; prompts: $PROMPTS; new tokens: $NEW; best of $REPS"
+echo "checkpoint: $MODEL; threads: $THREADS; prompts: $PROMPTS; new tokens: $NEW; best of $REPS; rounds: $ROUNDS"
+for round in $(seq 1 "$ROUNDS"); do
 OMP_NUM_THREADS=$THREADS "$VENV/bin/python" - "$MODEL" "$PROMPTS" "$NEW" "$REPS" "$THREADS" \
-  > "$tmp/hf.json" <<'PY'
+  > "$tmp/hf.$round.json" <<'PY'
 import json, sys, time
 import torch
 from transformers import DeepseekV32ForCausalLM
@@ -70,14 +75,26 @@ for p in (int(x) for x in prompts.split(",")):
 print(json.dumps(rows))
 PY
 RAYON_NUM_THREADS=$THREADS "$AGENTGEN" bench tokens --model "$MODEL" --prompt-tokens "$PROMPTS" \
-  --new-tokens "$NEW" --reps "$REPS" --json > "$tmp/ag.json"
+  --new-tokens "$NEW" --reps "$REPS" --json > "$tmp/ag.$round.json"
+done
 
-python3 - "$tmp/hf.json" "$tmp/ag.json" <<'PY'
+python3 - "$tmp" "$ROUNDS" <<'PY'
 import json, sys
-hf = json.load(open(sys.argv[1])); ag = json.load(open(sys.argv[2]))
+tmp, rounds = sys.argv[1], int(sys.argv[2])
+load = lambda side, r: json.load(open(f"{tmp}/{side}.{r}.json"))
+hf = [load("hf", r) for r in range(1, rounds + 1)]
+ag = [load("ag", r) for r in range(1, rounds + 1)]
+phases = ("prefill", "decode")
+if rounds > 1:
+    for r in range(rounds):
+        cells = [f"{h['prompt_tokens']} {ph} {a[ph + '_tokens_per_s'] / h[ph + '_tokens_per_s']:.1f}x"
+                 for h, a in zip(hf[r], ag[r]) for ph in phases]
+        print(f"round {r + 1}: " + "; ".join(cells))
 print(f"{'prompt':>7} {'phase':>8} {'transformers tok/s':>19} {'agentgen tok/s':>15} {'ratio':>7}")
-for h, a in zip(hf, ag):
-    for phase in ("prefill", "decode"):
-        k = f"{phase}_tokens_per_s"
-        print(f"{h['prompt_tokens']:>7} {phase:>8} {h[k]:>19.1f} {a[k]:>15.1f} {a[k] / h[k]:>6.1f}x")
+for i, row in enumerate(hf[0]):
+    for ph in phases:
+        k = f"{ph}_tokens_per_s"
+        h = max(run[i][k] for run in hf)
+        a = max(run[i][k] for run in ag)
+        print(f"{row['prompt_tokens']:>7} {ph:>8} {h:>19.1f} {a:>15.1f} {a / h:>6.1f}x")
 PY
