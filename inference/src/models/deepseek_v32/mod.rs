@@ -42,13 +42,18 @@ impl Linear {
     /// Largest weight (elements) stored transposed: 2^18 = 1 MiB of f32, an L2-sized operand.
     const TRANSPOSE_MAX: usize = 1 << 18;
 
-    /// From a checkpoint weight `[out, in]`.
+    /// From a checkpoint weight `[out, in]`, in the layout its size calls for.
     pub(crate) fn new(w: Tensor) -> Result<Self> {
         if w.elem_count() <= Self::TRANSPOSE_MAX {
-            Ok(Self { w: w.t()?.contiguous()?, transposed: true })
+            Self::new_transposed(w)
         } else {
             Ok(Self { w, transposed: false })
         }
+    }
+
+    /// From a checkpoint weight `[out, in]`, stored transposed whatever its size.
+    pub(crate) fn new_transposed(w: Tensor) -> Result<Self> {
+        Ok(Self { w: w.t()?.contiguous()?, transposed: true })
     }
 
     /// `[N, in] -> [N, out]`.
@@ -162,10 +167,10 @@ pub struct Model {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    /// `lm_head.weight` transposed once at load, `[hidden, vocab]` contiguous: a decode step's
-    /// `[1, hidden] x [hidden, vocab]` product then streams the weight row-major instead of
-    /// gathering a transposed view (5x slower at the real vocabulary).
-    lm_head_t: Tensor,
+    /// `lm_head.weight`, stored transposed (`[hidden, vocab]`) whatever its size: a decode
+    /// step's `[1, hidden] x [hidden, vocab]` product then streams the weight row-major instead
+    /// of gathering a transposed view (5x slower at the real vocabulary).
+    lm_head: Linear,
     inv_freq: Vec<f32>,
 }
 
@@ -204,9 +209,9 @@ impl Model {
         } else {
             w.get("lm_head.weight", &[v, d], device)?
         };
-        let lm_head_t = lm_head.t()?.contiguous()?; // (hidden, vocab)
+        let lm_head = Linear::new_transposed(lm_head)?; // (hidden, vocab)
         let inv_freq = cfg.inv_freq();
-        Ok(Self { cfg, device: device.clone(), embed, layers, norm, lm_head_t, inv_freq })
+        Ok(Self { cfg, device: device.clone(), embed, layers, norm, lm_head, inv_freq })
     }
 
     /// The configuration.
@@ -343,7 +348,7 @@ impl Model {
             }
         };
         let h = rms_norm(&x, &self.norm, eps)?;
-        Ok(h.matmul(&self.lm_head_t)?.to_dtype(DType::F32)?)
+        Ok(self.lm_head.forward(&h)?.to_dtype(DType::F32)?)
     }
 }
 
@@ -380,9 +385,9 @@ mod tests {
             let w = Tensor::arange(0f32, n as f32, &dev)?.reshape((out, inp))?.cos()?;
             let lin = Linear::new(w.clone())?;
             assert_eq!(lin.transposed, n <= Linear::TRANSPOSE_MAX);
-            let (w, x) = (w.to_vec2::<f32>()?, x.to_vec2::<f32>()?);
-            let y = lin.forward(&Tensor::new(x.clone(), &dev)?)?.to_vec2::<f32>()?;
-            for (yr, xr) in y.iter().zip(&x) {
+            let y = lin.forward(&x)?.to_vec2::<f32>()?;
+            let (w, xs) = (w.to_vec2::<f32>()?, x.to_vec2::<f32>()?);
+            for (yr, xr) in y.iter().zip(&xs) {
                 for (yo, wr) in yr.iter().zip(&w) {
                     let want: f32 = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
                     assert!((yo - want).abs() < 1e-5, "{yo} vs {want}");
