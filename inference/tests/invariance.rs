@@ -1,6 +1,5 @@
 //! Cache, chunking, batching and sampling invariants on the tiny fixture.
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use agentgen_inference::{
@@ -11,9 +10,7 @@ use candle_core::Device;
 
 fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| {
-        Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap()
-    })
+    M.get_or_init(|| Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap())
 }
 
 fn prompt(n: usize, salt: u32) -> Vec<u32> {
