@@ -47,6 +47,7 @@ fn row(id: &str, family: &str, question: &str, verdict: Verdict) -> SampleRow {
         sampling: "{}".into(),
         warnings: vec![],
         timings_ms: "{}".into(),
+        token_source: "reference".into(),
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::convert::BatchView;
 use crate::json::{array_value, normalise_messages};
-use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, col};
+use crate::schema::{READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, col};
 use crate::writer::{DATA_DIR, TMP_SUFFIX, parse_part_file_name};
 use crate::{Error, Result, SampleRow, Split};
 
@@ -52,7 +52,11 @@ fn file_schema_version(builder: &ParquetRecordBatchReaderBuilder<File>) -> Optio
 
 fn check_version(path: &Path, builder: &ParquetRecordBatchReaderBuilder<File>) -> Result<()> {
     let found = file_schema_version(builder);
-    if found.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
+    let readable = found
+        .as_deref()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|v| READABLE_SCHEMA_VERSIONS.contains(&v));
+    if !readable {
         return Err(Error::SchemaVersion {
             path: path.to_owned(),
             found,

@@ -61,6 +61,7 @@ fn row(i: usize, verdict: Verdict) -> SampleRow {
         sampling: r#"{"temperature":0}"#.into(),
         warnings: if i.is_multiple_of(5) { vec!["tokens.noncanonical".into()] } else { vec![] },
         timings_ms: r#"{"rollout":1}"#.into(),
+        token_source: "reference".into(),
     }
 }
 
@@ -436,6 +437,7 @@ fn sample_row() -> impl Strategy<Value = SampleRow> {
                 sampling: "{}".into(),
                 warnings,
                 timings_ms: "{}".into(),
+                token_source: "reference".into(),
             }
         },
     )

@@ -84,6 +84,9 @@ pub(crate) fn tokenize(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 pub struct RolloutContext {
     pub tokenizer: &'static Tokenizer,
     pub mode: ThinkingMode,
+    /// `--thinking-mode auto` (chat policy): each row is thinking when the endpoint returned
+    /// reasoning, chat otherwise (`mode` is then `Thinking`).
+    pub auto_mode: bool,
     pub limits: RolloutLimits,
     pub tokens: TokenCache,
     pub schemas: SchemaCache,
@@ -98,6 +101,7 @@ impl RolloutContext {
         Ok(RolloutContext {
             tokenizer,
             mode,
+            auto_mode: false,
             limits,
             tokens: TokenCache::default(),
             schemas: SchemaCache::default(),
@@ -125,6 +129,10 @@ pub struct RolloutOutput {
     pub env_ms: f64,
     pub total_ms: f64,
     pub completion_tokens: usize,
+    /// The mode `text` is encoded in (differs from the run's only with `auto`).
+    pub thinking_mode: ThinkingMode,
+    /// `reference`, `sampled` (every completion came with its sampled ids) or `retokenized`.
+    pub token_source: &'static str,
 }
 
 /// The reference solution of a task as the reference policy's plan.
@@ -217,6 +225,9 @@ pub async fn rollout<P: Policy>(
     let mut env_time = Duration::ZERO;
     let mut completion_tokens = 0usize;
     let mut exec_error: Option<Rejection> = None;
+    // A chat policy's turns arrive as messages; the row is re-encoded at the end.
+    let mut retokenized = false;
+    let mut all_sampled = true;
 
     let finish_reason: String = loop {
         if turns >= ctx.limits.max_turns {
@@ -254,12 +265,14 @@ pub async fn rollout<P: Policy>(
             turn: turns,
             thinking,
             reference: reference.clone(),
+            messages: if policy.wants_messages() { messages.clone() } else { Vec::new() },
         };
         let mut p = params.clone();
         p.max_tokens = p.max_tokens.min(ctx.limits.max_total_tokens - b.ids.len()).max(1);
         let t0 = Instant::now();
         let remaining = ctx.limits.max_wall.saturating_sub(start.elapsed());
-        let completion = match tokio::time::timeout(remaining, policy.complete(&req, &p)).await {
+        let mut completion = match tokio::time::timeout(remaining, policy.complete(&req, &p)).await
+        {
             Ok(Ok(c)) => c,
             Ok(Err(Error::Policy { kind, message })) => {
                 let fr = "policy_error";
@@ -278,67 +291,95 @@ pub async fn rollout<P: Policy>(
         };
         policy_time += t0.elapsed();
         turns += 1;
-        let sampled_ids = match &completion.token_ids {
-            Some(ids) => {
-                let canonical = tokenize(ctx.tokenizer, &completion.text)?;
-                if &canonical != ids
-                    && !out_warnings.iter().any(|w| w == codes::TOKENS_NONCANONICAL)
-                {
-                    out_warnings.push(codes::TOKENS_NONCANONICAL.to_owned());
+        if let Some(turn) = completion.chat.take() {
+            retokenized = true;
+            if completion.finish == CompletionFinish::Length {
+                rejection = Some(Rejection::new(
+                    codes::LENGTH_TRUNCATED,
+                    format!("completion of turn {turns} hit max_tokens ({})", p.max_tokens),
+                ));
+                break "length".to_owned();
+            }
+            let (assistant, text) = match crate::chat::accept_turn(turn, mode, ctx.auto_mode) {
+                Ok(t) => t,
+                Err((fr, r)) => {
+                    rejection = Some(r);
+                    break fr.to_owned();
                 }
-                ids.clone()
+            };
+            // Counted as the codec renders it; the row is re-encoded when the rollout ends.
+            let ids = tokenize(ctx.tokenizer, &text)?;
+            completion_tokens += ids.len();
+            b.push_sampled(&text, &ids, None);
+            has_logprobs = false;
+            messages.push(assistant);
+        } else {
+            if completion.token_ids.is_none() {
+                all_sampled = false;
             }
-            None => tokenize(ctx.tokenizer, &completion.text)?,
-        };
-        completion_tokens += sampled_ids.len();
-        let logprobs = match &completion.logprobs {
-            Some(lp) if lp.len() == sampled_ids.len() => Some(lp.as_slice()),
-            Some(_) => {
-                if !out_warnings.iter().any(|w| w == codes::LOGPROBS_MISALIGNED) {
-                    out_warnings.push(codes::LOGPROBS_MISALIGNED.to_owned());
+            let sampled_ids = match &completion.token_ids {
+                Some(ids) => {
+                    let canonical = tokenize(ctx.tokenizer, &completion.text)?;
+                    if &canonical != ids
+                        && !out_warnings.iter().any(|w| w == codes::TOKENS_NONCANONICAL)
+                    {
+                        out_warnings.push(codes::TOKENS_NONCANONICAL.to_owned());
+                    }
+                    ids.clone()
                 }
-                has_logprobs = false;
-                None
-            }
-            None => {
-                has_logprobs = false;
-                None
-            }
-        };
-        b.push_sampled(&completion.text, &sampled_ids, logprobs);
-        if completion.finish == CompletionFinish::Length {
-            let fr = "length";
-            rejection = Some(Rejection::new(
-                codes::LENGTH_TRUNCATED,
-                format!("completion of turn {turns} hit max_tokens ({})", p.max_tokens),
-            ));
-            break fr.to_owned();
-        }
-        let mut full = completion.text.clone();
-        if !full.ends_with(EOS) {
-            // The completion stopped at the close of the tool-call block (or the server hid
-            // EOS): EOS is appended as a forced token (no logprob).
-            full.push_str(EOS);
-            b.push_prompt(EOS, &[EOS_ID]);
-            if let Some(m) = b.mask.last_mut() {
-                *m = 1;
-            }
-        }
-        let parsed = match check_completion(&full, mode) {
-            Ok(p) => p,
-            Err(r) => {
-                let fr = "format_error";
-                rejection = Some(r);
+                None => tokenize(ctx.tokenizer, &completion.text)?,
+            };
+            completion_tokens += sampled_ids.len();
+            let logprobs = match &completion.logprobs {
+                Some(lp) if lp.len() == sampled_ids.len() => Some(lp.as_slice()),
+                Some(_) => {
+                    if !out_warnings.iter().any(|w| w == codes::LOGPROBS_MISALIGNED) {
+                        out_warnings.push(codes::LOGPROBS_MISALIGNED.to_owned());
+                    }
+                    has_logprobs = false;
+                    None
+                }
+                None => {
+                    has_logprobs = false;
+                    None
+                }
+            };
+            b.push_sampled(&completion.text, &sampled_ids, logprobs);
+            if completion.finish == CompletionFinish::Length {
+                let fr = "length";
+                rejection = Some(Rejection::new(
+                    codes::LENGTH_TRUNCATED,
+                    format!("completion of turn {turns} hit max_tokens ({})", p.max_tokens),
+                ));
                 break fr.to_owned();
             }
-        };
-        let mut assistant = parsed.into_message();
+            let mut full = completion.text.clone();
+            if !full.ends_with(EOS) {
+                // The completion stopped at the close of the tool-call block (or the server hid
+                // EOS): EOS is appended as a forced token (no logprob).
+                full.push_str(EOS);
+                b.push_prompt(EOS, &[EOS_ID]);
+                if let Some(m) = b.mask.last_mut() {
+                    *m = 1;
+                }
+            }
+            let parsed = match check_completion(&full, mode) {
+                Ok(p) => p,
+                Err(r) => {
+                    let fr = "format_error";
+                    rejection = Some(r);
+                    break fr.to_owned();
+                }
+            };
+            messages.push(parsed.into_message());
+        }
+        let Some(assistant) = messages.last_mut() else { break "stop".to_owned() };
         for c in assistant.tool_calls.iter_mut() {
-            c.id = Some(format!("call_{n_calls}"));
+            // Ids a chat endpoint sent are kept; the others are minted.
+            c.id.get_or_insert_with(|| format!("call_{n_calls}"));
             n_calls += 1;
         }
         let calls = assistant.tool_calls.clone();
-        messages.push(assistant);
         if calls.is_empty() {
             let fr = "stop";
             break fr.to_owned();
@@ -399,9 +440,29 @@ pub async fn rollout<P: Policy>(
     };
     env_time += t2.elapsed();
 
-    if rejection.is_none() {
-        rejection = final_checks(ctx, &messages, &b.text, &task, exec_error, &verdict);
+    let mut row_mode = mode;
+    if retokenized {
+        row_mode = crate::chat::row_mode(&messages, mode, ctx.auto_mode);
+        match crate::chat::reencode(&messages, row_mode) {
+            Ok((text, ids, mask)) => {
+                b.logprobs = vec![None; ids.len()];
+                (b.text, b.ids, b.mask) = (text, ids, mask);
+            }
+            Err(r) => {
+                rejection.get_or_insert(r);
+            }
+        }
     }
+    if rejection.is_none() {
+        rejection = final_checks(ctx, row_mode, &messages, &b.text, &task, exec_error, &verdict);
+    }
+    let token_source = if policy.name() == "reference" {
+        "reference"
+    } else if retokenized || !all_sampled {
+        "retokenized"
+    } else {
+        "sampled"
+    };
     policy.release(sample_id);
     let mut logprobs = b.logprobs;
     if !has_logprobs {
@@ -424,6 +485,8 @@ pub async fn rollout<P: Policy>(
         env_ms: env_time.as_secs_f64() * 1e3,
         total_ms: start.elapsed().as_secs_f64() * 1e3,
         completion_tokens,
+        thinking_mode: row_mode,
+        token_source,
     })
 }
 
@@ -435,6 +498,7 @@ fn call_id(messages: &[Message], k: usize) -> Option<String> {
 /// outcome.
 fn final_checks(
     ctx: &RolloutContext,
+    mode: ThinkingMode,
     messages: &[Message],
     text: &str,
     task: &TaskSpec,
@@ -442,7 +506,7 @@ fn final_checks(
     verdict: &Verdict,
 ) -> Option<Rejection> {
     let opts = EncodeOptions {
-        thinking_mode: ctx.mode,
+        thinking_mode: mode,
         drop_thinking: true,
         add_bos: true,
         context: Vec::new(),
