@@ -293,6 +293,7 @@ pub async fn rollout<P: Policy>(
         turns += 1;
         if let Some(turn) = completion.chat.take() {
             retokenized = true;
+            has_logprobs = false;
             if completion.finish == CompletionFinish::Length {
                 rejection = Some(Rejection::new(
                     codes::LENGTH_TRUNCATED,
@@ -311,7 +312,6 @@ pub async fn rollout<P: Policy>(
             let ids = tokenize(ctx.tokenizer, &text)?;
             completion_tokens += ids.len();
             b.push_sampled(&text, &ids, None);
-            has_logprobs = false;
             messages.push(assistant);
         } else {
             if completion.token_ids.is_none() {
@@ -464,6 +464,8 @@ pub async fn rollout<P: Policy>(
         "sampled"
     };
     policy.release(sample_id);
+    // No sampled token, no logprobs (a policy error before the first completion).
+    has_logprobs &= turns > 0;
     let mut logprobs = b.logprobs;
     if !has_logprobs {
         logprobs.iter_mut().for_each(|l| *l = None);
