@@ -441,7 +441,7 @@ fn sse_events(msg: &Value, finish: &str, empty: bool, usage: &Value) -> String {
     let mut s = String::new();
     for e in events {
         s.push_str(&format!("data: {e}\n\n"));
-        if s.len() % 3 == 0 {
+        if s.len().is_multiple_of(3) {
             s.push_str(": keep-alive\n\n");
         }
     }
