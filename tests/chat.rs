@@ -256,8 +256,22 @@ fn handle(mut sock: TcpStream, script: &Script, st: &Mutex<State>) {
             json!([{"index": 0, "message": msg, "finish_reason": finish}])
         };
         let body = json!({"id": "x", "object": "chat.completion", "model": req["model"],
-                          "choices": choices, "usage": usage_json});
-        respond(&mut sock, "200 OK", "", &body.to_string());
+                          "choices": choices, "usage": usage_json})
+        .to_string();
+        if fault == Some(Fault::Stall) {
+            // Headers and a third of the body (bytes), then nothing until the client gives up.
+            let _ = write!(
+                sock,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(&body.as_bytes()[..body.len() / 3]);
+            let _ = sock.flush();
+            std::thread::sleep(Duration::from_secs(5));
+            return;
+        }
+        respond(&mut sock, "200 OK", "", &body);
         add_usage(st, usage);
         return;
     }
@@ -785,6 +799,9 @@ fn rollout_chat_no_stream_retries_a_stall_and_sends_the_flags() {
         models: vec!["m".into()],
         ..Script::default()
     });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ds");
+    let out_s = out.to_str().expect("utf-8").to_owned();
     let o = agentgen(
         &words(&[
             "rollout",
@@ -818,6 +835,8 @@ fn rollout_chat_no_stream_retries_a_stall_and_sends_the_flags() {
             "--quiet",
             "--jsonl",
             "-",
+            "--out",
+            &out_s,
         ]),
         &[],
     );
@@ -836,8 +855,12 @@ fn rollout_chat_no_stream_retries_a_stall_and_sends_the_flags() {
     }
     let st = server.state.lock().expect("state");
     assert!(st.headers.iter().any(|h| h.eq_ignore_ascii_case("x-trace: abc-1")));
-    let stalled = st.attempts.values().any(|&n| n >= 2);
-    assert!(stalled, "the stalled and malformed requests were retried");
+    let retried = st.attempts.values().filter(|&&n| n >= 2).count();
+    assert_eq!(retried, 2, "the stalled and the malformed request were retried");
+    let m = Manifest::read(&out).expect("manifest");
+    let stats: Value = serde_json::from_str(&m.runtime["policy_stats"]).expect("stats JSON");
+    assert!(stats["timeouts"].as_u64().unwrap_or(0) >= 1, "the stall timed out: {stats}");
+    assert!(stats["malformed"].as_u64().unwrap_or(0) >= 1, "{stats}");
     for b in &st.bodies {
         assert_eq!(b["stream"], json!(false), "the flags own `stream`");
         assert!(b.get("stream_options").is_none());
