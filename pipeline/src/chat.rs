@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{Failure, HttpClient, HttpConfig, classify_reqwest};
 use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
-use crate::validate::{Rejection, check_completion, codes, render_completion};
+use crate::validate::{Rejection, codes, render_completion};
 use crate::{Error, Result};
 
 /// Request keys the flags own; `--extra-body` may not set them.
@@ -668,28 +668,40 @@ fn turn_mode(message: &Message, mode: ThinkingMode, auto: bool) -> ThinkingMode 
     if auto && !has_reasoning { ThinkingMode::Chat } else { mode }
 }
 
-/// Judge one chat turn for the rollout: the turn's own rejection, then the format stage on
-/// its V3.2 rendering (strict parse + byte-exact round trip, as for sampled text). Returns the
-/// message to append (as the codec parses it, with the server's call ids; a missing or
-/// repeated id is left `None` for the rollout to mint) and its rendering.
-pub(crate) fn accept_turn(
+/// A chat turn as the rollout takes it: its V3.2 rendering (checked by the format stage like
+/// sampled text), the mode it is checked in, and the server's call ids by position (a missing
+/// or repeated id is `None`, for the rollout to mint).
+#[derive(Debug)]
+pub(crate) struct PreparedTurn {
+    pub text: String,
+    pub mode: ThinkingMode,
+    pub ids: Vec<Option<String>>,
+}
+
+/// Prepare one chat turn for the rollout, or the rejection the turn earned. A truncated turn
+/// (`finish_reason: length`) renders as nothing: the rollout rejects it as `length.truncated`.
+pub(crate) fn prepare_turn(
     turn: ChatTurn,
     mode: ThinkingMode,
     auto: bool,
-) -> std::result::Result<(Message, String), (&'static str, Rejection)> {
+) -> std::result::Result<PreparedTurn, (&'static str, Rejection)> {
+    if turn.finish_reason.as_deref() == Some("length") {
+        return Ok(PreparedTurn { text: String::new(), mode, ids: Vec::new() });
+    }
     if let Some(r) = turn.rejection {
         return Err(r);
     }
     let m = turn_mode(&turn.message, mode, auto);
     let text = render_completion(&turn.message, m)
         .map_err(|e| ("format_error", Rejection::new(codes::FORMAT_ENCODE_ERROR, e)))?;
-    let parsed = check_completion(&text, m).map_err(|r| ("format_error", r))?;
-    let mut message = parsed.into_message();
     let mut seen = std::collections::HashSet::new();
-    for (c, orig) in message.tool_calls.iter_mut().zip(&turn.message.tool_calls) {
-        c.id = orig.id.clone().filter(|id| seen.insert(id.clone()));
-    }
-    Ok((message, text))
+    let ids = turn
+        .message
+        .tool_calls
+        .iter()
+        .map(|c| c.id.clone().filter(|id| seen.insert(id.clone())))
+        .collect();
+    Ok(PreparedTurn { text, mode: m, ids })
 }
 
 /// The thinking mode of a finished chat row: with `auto`, thinking when any assistant turn

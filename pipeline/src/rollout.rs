@@ -291,95 +291,84 @@ pub async fn rollout<P: Policy>(
         };
         policy_time += t0.elapsed();
         turns += 1;
+        // A chat policy answers with a message: its V3.2 rendering is checked as sampled text.
+        let mut turn_mode = mode;
+        let mut server_ids = Vec::new();
         if let Some(turn) = completion.chat.take() {
             retokenized = true;
             has_logprobs = false;
-            if completion.finish == CompletionFinish::Length {
-                rejection = Some(Rejection::new(
-                    codes::LENGTH_TRUNCATED,
-                    format!("completion of turn {turns} hit max_tokens ({})", p.max_tokens),
-                ));
-                break "length".to_owned();
-            }
-            let (assistant, text) = match crate::chat::accept_turn(turn, mode, ctx.auto_mode) {
-                Ok(t) => t,
+            match crate::chat::prepare_turn(turn, mode, ctx.auto_mode) {
+                Ok(t) => (completion.text, turn_mode, server_ids) = (t.text, t.mode, t.ids),
                 Err((fr, r)) => {
                     rejection = Some(r);
                     break fr.to_owned();
                 }
-            };
-            // Counted as the codec renders it; the row is re-encoded when the rollout ends.
-            let ids = tokenize(ctx.tokenizer, &text)?;
-            completion_tokens += ids.len();
-            b.push_sampled(&text, &ids, None);
-            messages.push(assistant);
-        } else {
-            if completion.token_ids.is_none() {
-                all_sampled = false;
             }
-            let sampled_ids = match &completion.token_ids {
-                Some(ids) => {
-                    let canonical = tokenize(ctx.tokenizer, &completion.text)?;
-                    if &canonical != ids
-                        && !out_warnings.iter().any(|w| w == codes::TOKENS_NONCANONICAL)
-                    {
-                        out_warnings.push(codes::TOKENS_NONCANONICAL.to_owned());
-                    }
-                    ids.clone()
+        }
+        all_sampled &= completion.token_ids.is_some();
+        let sampled_ids = match &completion.token_ids {
+            Some(ids) => {
+                let canonical = tokenize(ctx.tokenizer, &completion.text)?;
+                if &canonical != ids
+                    && !out_warnings.iter().any(|w| w == codes::TOKENS_NONCANONICAL)
+                {
+                    out_warnings.push(codes::TOKENS_NONCANONICAL.to_owned());
                 }
-                None => tokenize(ctx.tokenizer, &completion.text)?,
-            };
-            completion_tokens += sampled_ids.len();
-            let logprobs = match &completion.logprobs {
-                Some(lp) if lp.len() == sampled_ids.len() => Some(lp.as_slice()),
-                Some(_) => {
-                    if !out_warnings.iter().any(|w| w == codes::LOGPROBS_MISALIGNED) {
-                        out_warnings.push(codes::LOGPROBS_MISALIGNED.to_owned());
-                    }
-                    has_logprobs = false;
-                    None
+                ids.clone()
+            }
+            None => tokenize(ctx.tokenizer, &completion.text)?,
+        };
+        completion_tokens += sampled_ids.len();
+        let logprobs = match &completion.logprobs {
+            Some(lp) if lp.len() == sampled_ids.len() => Some(lp.as_slice()),
+            Some(_) => {
+                if !out_warnings.iter().any(|w| w == codes::LOGPROBS_MISALIGNED) {
+                    out_warnings.push(codes::LOGPROBS_MISALIGNED.to_owned());
                 }
-                None => {
-                    has_logprobs = false;
-                    None
-                }
-            };
-            b.push_sampled(&completion.text, &sampled_ids, logprobs);
-            if completion.finish == CompletionFinish::Length {
-                let fr = "length";
-                rejection = Some(Rejection::new(
-                    codes::LENGTH_TRUNCATED,
-                    format!("completion of turn {turns} hit max_tokens ({})", p.max_tokens),
-                ));
+                has_logprobs = false;
+                None
+            }
+            None => {
+                has_logprobs = false;
+                None
+            }
+        };
+        b.push_sampled(&completion.text, &sampled_ids, logprobs);
+        if completion.finish == CompletionFinish::Length {
+            let fr = "length";
+            rejection = Some(Rejection::new(
+                codes::LENGTH_TRUNCATED,
+                format!("completion of turn {turns} hit max_tokens ({})", p.max_tokens),
+            ));
+            break fr.to_owned();
+        }
+        let mut full = completion.text.clone();
+        if !full.ends_with(EOS) {
+            // The completion stopped at the close of the tool-call block (or the server hid
+            // EOS): EOS is appended as a forced token (no logprob).
+            full.push_str(EOS);
+            b.push_prompt(EOS, &[EOS_ID]);
+            if let Some(m) = b.mask.last_mut() {
+                *m = 1;
+            }
+        }
+        let parsed = match check_completion(&full, turn_mode) {
+            Ok(p) => p,
+            Err(r) => {
+                let fr = "format_error";
+                rejection = Some(r);
                 break fr.to_owned();
             }
-            let mut full = completion.text.clone();
-            if !full.ends_with(EOS) {
-                // The completion stopped at the close of the tool-call block (or the server hid
-                // EOS): EOS is appended as a forced token (no logprob).
-                full.push_str(EOS);
-                b.push_prompt(EOS, &[EOS_ID]);
-                if let Some(m) = b.mask.last_mut() {
-                    *m = 1;
-                }
-            }
-            let parsed = match check_completion(&full, mode) {
-                Ok(p) => p,
-                Err(r) => {
-                    let fr = "format_error";
-                    rejection = Some(r);
-                    break fr.to_owned();
-                }
-            };
-            messages.push(parsed.into_message());
-        }
-        let Some(assistant) = messages.last_mut() else { break "stop".to_owned() };
-        for c in assistant.tool_calls.iter_mut() {
+        };
+        let mut assistant = parsed.into_message();
+        for (k, c) in assistant.tool_calls.iter_mut().enumerate() {
             // Ids a chat endpoint sent are kept; the others are minted.
-            c.id.get_or_insert_with(|| format!("call_{n_calls}"));
+            let minted = || Some(format!("call_{n_calls}"));
+            c.id = server_ids.get(k).cloned().flatten().or_else(minted);
             n_calls += 1;
         }
         let calls = assistant.tool_calls.clone();
+        messages.push(assistant);
         if calls.is_empty() {
             let fr = "stop";
             break fr.to_owned();
