@@ -63,11 +63,12 @@ pub fn render_dataset_card(manifest: &Manifest, command_line: &str) -> String {
     s.push('\n');
     if manifest.token_source.as_deref() == Some("retokenized") {
         s.push_str(
-            "**Token ids were re-tokenized, not sampled.** The policy returned text (e.g. a chat \
-             endpoint's messages); each row's conversation was re-encoded with the V3.2 codec \
-             and `token_ids` are the tokenizer's ids of `text`. They may differ from the ids the \
-             model sampled, and `logprobs` are null: use these rows for supervised training, \
-             not as on-policy RL data. The `token_source` column says this per row.\n\n",
+            "**Token ids were re-tokenized, not sampled.** The policy returned text (a chat \
+             endpoint's messages, or a completions endpoint's text); each row's `text` is the \
+             V3.2 encoding of its conversation and `token_ids` are the tokenizer's ids of \
+             `text`, which may differ from the ids the model sampled. Chat rows carry no \
+             `logprobs`. Use these rows for supervised training rather than as on-policy RL \
+             data; the `token_source` column says where each row's ids come from.\n\n",
         );
     }
 
