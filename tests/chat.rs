@@ -993,6 +993,12 @@ fn preflight_checks_endpoint_key_and_model_before_any_rollout() {
         stopped(&go(base(policy, &two.url), &["--api-model", "gamma"], "k1"), "alpha, beta");
         stopped(&go(base(policy, &two.url), &["--api-model", "alpha"], "wrong"), "401");
     }
+    // The endpoint flags also come from `--config` (flags override); checked before the preflight.
+    let cfg = dir.path().join("chat.toml");
+    std::fs::write(&cfg, "max-requests-per-minute = 0\nno-stream = true\n").expect("write");
+    let o = go(base("chat", &two.url), &["--config", cfg.to_str().expect("utf-8")], "k1");
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-requests-per-minute"));
     let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);

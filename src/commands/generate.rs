@@ -119,6 +119,37 @@ struct FileConfig {
     difficulty_band: Option<String>,
     max_turns: Option<u32>,
     rows_per_file: Option<usize>,
+    // The endpoint flags (`--policy http|chat`).
+    extra_body: Option<String>,
+    no_stream: Option<bool>,
+    tool_choice: Option<String>,
+    parallel_tool_calls: Option<bool>,
+    reasoning_effort: Option<String>,
+    header: Option<Vec<String>>,
+    request_timeout: Option<f64>,
+    max_requests_per_minute: Option<u32>,
+    max_tokens_total: Option<u64>,
+}
+
+impl FileConfig {
+    /// The endpoint flags with the file's values under them (flags override).
+    fn endpoint_flags(&self, f: &super::endpoint::EndpointFlags) -> super::endpoint::EndpointFlags {
+        super::endpoint::EndpointFlags {
+            extra_body: f.extra_body.clone().or_else(|| self.extra_body.clone()),
+            no_stream: f.no_stream || self.no_stream.unwrap_or(false),
+            tool_choice: f.tool_choice.clone().or_else(|| self.tool_choice.clone()),
+            parallel_tool_calls: f.parallel_tool_calls.or(self.parallel_tool_calls),
+            reasoning_effort: f.reasoning_effort.clone().or_else(|| self.reasoning_effort.clone()),
+            headers: if f.headers.is_empty() {
+                self.header.clone().unwrap_or_default()
+            } else {
+                f.headers.clone()
+            },
+            request_timeout: f.request_timeout.or(self.request_timeout),
+            max_requests_per_minute: f.max_requests_per_minute.or(self.max_requests_per_minute),
+            max_tokens_total: f.max_tokens_total.or(self.max_tokens_total),
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -130,6 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => FileConfig::default(),
     };
+    let endpoint_flags = file.endpoint_flags(&args.endpoint_flags);
     init_tracing(args.quiet);
     let mut cfg = RunConfig::default();
     cfg.out = args.out.or(file.out).unwrap_or_else(|| PathBuf::from("dataset"));
@@ -191,7 +223,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .or(file.endpoint)
                 .with_context(|| format!("--policy {policy} needs --endpoint URL"))?;
             let key_env = args.api_key_env.or(file.api_key_env);
-            let flags = &args.endpoint_flags;
+            let flags = &endpoint_flags;
             let http: HttpConfig =
                 super::endpoint::http_config(endpoint, key_env.as_deref(), flags, cfg.seed)?;
             let api_model = args.api_model.or(file.api_model);
