@@ -104,7 +104,15 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
-            ExitCode::from(2)
+            // A failed endpoint preflight or a spent run limit is "stopped by a limit".
+            let stopped = err.chain().any(|e| {
+                matches!(
+                    e.downcast_ref::<agentgen_pipeline::Error>(),
+                    Some(agentgen_pipeline::Error::Preflight { .. })
+                        | Some(agentgen_pipeline::Error::Stopped { .. })
+                )
+            });
+            ExitCode::from(if stopped { 3 } else { 2 })
         }
     }
 }

@@ -47,6 +47,7 @@ fn row(id: &str, family: &str, question: &str, verdict: Verdict) -> SampleRow {
         sampling: "{}".into(),
         warnings: vec![],
         timings_ms: "{}".into(),
+        token_source: "reference".into(),
     }
 }
 
@@ -96,7 +97,7 @@ fn summarises_one_dataset() {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("3 rows (train 2, rejected 1)"), "{out}");
-    assert!(out.contains("schema version 1"), "{out}");
+    assert!(out.contains("schema version 2"), "{out}");
     assert!(out.contains("outcome.failed"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("kv") && l.contains('1')), "{out}");
     assert!(out.contains("sample row:") && out.contains("\"sample_id\": \"a\""), "{out}");
@@ -124,7 +125,7 @@ fn shards_disjoint_and_complete_json() {
     assert_eq!(v["disjoint"], true);
     assert_eq!(v["train"], 2);
     assert_eq!(v["rejected"], 1);
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(v["per_rejection_code"]["dedup.exact"], 1);
     assert_eq!(v["per_family"]["calc"]["accepted"], 2);
     assert_eq!(v["dirs"][1]["shard"], "1/2");
@@ -231,6 +232,6 @@ fn inspects_generated_shards() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["disjoint"], true);
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert!(v["rows"].as_u64().unwrap() >= 12, "{v}");
 }

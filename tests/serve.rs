@@ -270,6 +270,7 @@ fn pipeline_http_policy_against_serve() {
         turn: 0,
         thinking: true,
         reference: None,
+        messages: Vec::new(),
     };
     let params = SamplingParams { max_tokens: 8, seed: 3, ..SamplingParams::default() };
     let rt = tokio::runtime::Runtime::new().expect("rt");

@@ -1,5 +1,6 @@
 //! End-to-end tests: they drive the real `agentgen` binary. One module per topic.
 
+mod chat;
 mod codec;
 mod envs;
 mod generate;

@@ -60,6 +60,7 @@ fn row(i: usize) -> SampleRow {
         sampling: "{}".into(),
         warnings: vec![],
         timings_ms: r#"{"rollout":0.1}"#.into(),
+        token_source: "reference".into(),
     }
 }
 

@@ -50,7 +50,27 @@ pub fn render_dataset_card(manifest: &Manifest, command_line: &str) -> String {
     if let Some(t) = &manifest.tokenizer_sha256 {
         let _ = writeln!(s, "| tokenizer sha256 | `{t}` |");
     }
+    if let Some(src) = &manifest.token_source {
+        let _ = writeln!(s, "| token ids | {src} |");
+    }
+    if let Some(u) = &manifest.usage {
+        let _ = writeln!(
+            s,
+            "| endpoint usage | {} prompt + {} completion = {} tokens |",
+            u.prompt_tokens, u.completion_tokens, u.total_tokens
+        );
+    }
     s.push('\n');
+    if manifest.token_source.as_deref() == Some("retokenized") {
+        s.push_str(
+            "**Token ids were re-tokenized, not sampled.** The policy returned text (a chat \
+             endpoint's messages, or a completions endpoint's text); each row's `text` is the \
+             V3.2 encoding of its conversation and `token_ids` are the tokenizer's ids of \
+             `text`, which may differ from the ids the model sampled. Chat rows carry no \
+             `logprobs`. Use these rows for supervised training rather than as on-policy RL \
+             data; the `token_source` column says where each row's ids come from.\n\n",
+        );
+    }
 
     let c = &manifest.counts;
     s.push_str("## Counts\n\n| split | rows |\n|---|---:|\n");

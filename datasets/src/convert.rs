@@ -232,12 +232,24 @@ pub fn rows_to_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
             col::WARNINGS,
         )?,
         s(|r| &r.timings_ms),
+        // Schema v2.
+        s(|r| &r.token_source),
     ];
     RecordBatch::try_new(schema(), columns).map_err(arrow_err)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
+
+/// `token_source` of a version 1 row, which has no such column: the reference policy's ids are
+/// the tokenizer's, `local` stored sampled ids, every other policy's text was tokenized.
+fn v1_token_source(policy: &str) -> &'static str {
+    match policy {
+        "reference" => "reference",
+        "local" => "sampled",
+        _ => "retokenized",
+    }
+}
 
 /// Typed, panic-free access to the columns of one batch of our schema.
 pub(crate) struct BatchView<'a> {
@@ -359,6 +371,11 @@ impl<'a> BatchView<'a> {
             .as_string_opt::<i32>()
             .ok_or_else(|| self.type_err(col::WARNINGS, warnings.data_type(), "list<utf8>"))?;
         let timings_ms = self.utf8(col::TIMINGS_MS)?;
+        // Schema v2 columns: absent in version 1 files.
+        let token_source = match self.batch.column_by_name(col::TOKEN_SOURCE) {
+            Some(_) => Some(self.utf8(col::TOKEN_SOURCE)?),
+            None => None,
+        };
 
         let mut out = Vec::with_capacity(n);
         for (i, messages) in messages.into_iter().enumerate().take(n) {
@@ -412,6 +429,10 @@ impl<'a> BatchView<'a> {
                 sampling: self.req_str(sampling, i, col::SAMPLING)?,
                 warnings: range(warnings).map(|j| warning_values.value(j).to_owned()).collect(),
                 timings_ms: self.req_str(timings_ms, i, col::TIMINGS_MS)?,
+                token_source: match token_source {
+                    Some(a) => self.req_str(a, i, col::TOKEN_SOURCE)?,
+                    None => v1_token_source(&self.req_str(policy, i, col::POLICY)?).to_owned(),
+                },
             });
         }
         Ok(out)

@@ -41,7 +41,7 @@
 //!     logprobs: None, reward: 1.0, advantage: None, passed: true, checks: "[]".into(),
 //!     verdict: Verdict::Accepted, turns: 2, tool_calls: 1, finish_reason: "stop".into(),
 //!     policy: "reference".into(), model: None, sampling: "{}".into(), warnings: vec![],
-//!     timings_ms: "{}".into(),
+//!     timings_ms: "{}".into(), token_source: "reference".into(),
 //! };
 //! let rejected = SampleRow {
 //!     sample_id: "s1".into(),
@@ -80,13 +80,15 @@ pub use card::{CARD_FILE, render_dataset_card, write_dataset_card};
 pub use convert::rows_to_batch;
 pub use error::{Error, Result};
 pub use json::{trajectory_hash, trajectory_hash_hex};
-pub use manifest::{Counts, MANIFEST_FILE, Manifest, SplitCounts, TokenTotals};
+pub use manifest::{ApiUsage, Counts, MANIFEST_FILE, Manifest, SplitCounts, TokenTotals};
 pub use reader::{
     ConversationReader, FileInfo, PartFile, RowReader, file_info, finished_sample_ids, list_parts,
     list_temp_files, read_columns, read_rows, read_string_column,
 };
 pub use row::{SampleRow, Split, Verdict};
-pub use schema::{COLUMNS, ColumnDoc, SCHEMA_VERSION, SCHEMA_VERSION_KEY, col, schema};
+pub use schema::{
+    COLUMNS, ColumnDoc, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, col, schema,
+};
 pub use stats::{DatasetStats, scan_dataset};
 pub use writer::{
     DATA_DIR, DatasetWriter, TMP_SUFFIX, WriteSummary, WriterOptions, WrittenFile,

@@ -62,6 +62,18 @@ pub struct TokenTotals {
     pub sampled: u64,
 }
 
+/// Token usage a model endpoint reported (`usage` of each response), summed over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiUsage {
+    /// Prompt tokens, as the endpoint counted them.
+    pub prompt_tokens: u64,
+    /// Completion tokens (reasoning included), as the endpoint counted them.
+    pub completion_tokens: u64,
+    /// Their sum (what `--max-tokens-total` limits).
+    pub total_tokens: u64,
+}
+
 /// Everything needed to reproduce and audit a dataset. Written by `generate` as
 /// `manifest.json`; unknown fields are ignored and missing ones default, so older and newer
 /// manifests both load.
@@ -104,6 +116,11 @@ pub struct Manifest {
     pub counts: Counts,
     /// Token totals.
     pub tokens: TokenTotals,
+    /// Where the rows' `token_ids` come from: `reference`, `sampled` or `retokenized` (the
+    /// policy returned text, e.g. a chat endpoint; the ids are the tokenizer's, not sampled).
+    pub token_source: Option<String>,
+    /// Token usage the endpoint reported (`chat` policy), summed over this invocation.
+    pub usage: Option<ApiUsage>,
     /// Wall time per phase in milliseconds (`total`, `rollout`, `validate`, `write`, ...).
     pub durations_ms: BTreeMap<String, u64>,
     /// RFC 3339 start time, if recorded.

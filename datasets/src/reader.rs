@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::convert::BatchView;
 use crate::json::{array_value, normalise_messages};
-use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, col};
+use crate::schema::{READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, col};
 use crate::writer::{DATA_DIR, TMP_SUFFIX, parse_part_file_name};
 use crate::{Error, Result, SampleRow, Split};
 
@@ -52,7 +52,11 @@ fn file_schema_version(builder: &ParquetRecordBatchReaderBuilder<File>) -> Optio
 
 fn check_version(path: &Path, builder: &ParquetRecordBatchReaderBuilder<File>) -> Result<()> {
     let found = file_schema_version(builder);
-    if found.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
+    let readable = found
+        .as_deref()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|v| READABLE_SCHEMA_VERSIONS.contains(&v));
+    if !readable {
         return Err(Error::SchemaVersion {
             path: path.to_owned(),
             found,
@@ -377,12 +381,17 @@ impl ConversationReader {
                 })
             })
             .transpose()?;
-        let columns: &[&str] =
-            if tools_kind.is_some() { &[col::MESSAGES, col::TOOLS] } else { &[col::MESSAGES] };
+        // Our schema records each row's thinking mode; a row is checked in its own mode.
+        let has_mode = schema
+            .field_with_name(col::THINKING_MODE)
+            .is_ok_and(|f| f.data_type() == &arrow::datatypes::DataType::Utf8);
+        let mut columns = vec![col::MESSAGES];
+        columns.extend(tools_kind.map(|_| col::TOOLS));
+        columns.extend(has_mode.then_some(col::THINKING_MODE));
         let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
         Ok(ConversationReader {
             path: path.to_owned(),
-            batches: batches(path, builder, Some(columns))?,
+            batches: batches(path, builder, Some(&columns))?,
             messages_kind,
             tools_kind,
             next_row: 0,
@@ -435,6 +444,7 @@ impl ConversationReader {
         self.next_row += batch.num_rows();
         let Some(messages) = batch.column_by_name(col::MESSAGES) else { return };
         let tools = batch.column_by_name(col::TOOLS);
+        let mode = batch.column_by_name(col::THINKING_MODE);
         for i in 0..batch.num_rows() {
             let row = base + i;
             let value = (|| {
@@ -449,6 +459,9 @@ impl ConversationReader {
                     && let Some(v) = self.cell(t.as_ref(), kind, i, row, col::TOOLS)?
                 {
                     obj.insert("tools".to_owned(), v);
+                }
+                if let Some(m) = mode.filter(|m| m.is_valid(i)).and_then(|m| string_at(m, i)) {
+                    obj.insert("thinking_mode".to_owned(), Value::String(m));
                 }
                 Ok(Value::Object(obj))
             })();

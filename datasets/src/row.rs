@@ -142,6 +142,10 @@ pub struct SampleRow {
     pub warnings: Vec<String>,
     /// JSON text of per-stage timings in milliseconds.
     pub timings_ms: String,
+    /// `reference`, `sampled` or `retokenized`: where `token_ids` come from (schema v2; a
+    /// version 1 file reads back the policy's usual source).
+    #[serde(default)]
+    pub token_source: String,
 }
 
 impl SampleRow {

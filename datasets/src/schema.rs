@@ -7,7 +7,11 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 
 /// Version of the row schema. Bumped on any change to column names or types; stored in the
 /// Arrow schema metadata and the Parquet key-value metadata under [`SCHEMA_VERSION_KEY`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Schema versions the readers accept: version 1 files lack the v2 columns, which read back
+/// as their documented defaults (see `SCHEMA.md`).
+pub const READABLE_SCHEMA_VERSIONS: &[u32] = &[1, 2];
 
 /// Metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "agentgen.schema_version";
@@ -45,6 +49,8 @@ pub mod col {
     pub const SAMPLING: &str = "sampling";
     pub const WARNINGS: &str = "warnings";
     pub const TIMINGS_MS: &str = "timings_ms";
+    // Schema v2.
+    pub const TOKEN_SOURCE: &str = "token_source";
 }
 
 /// One documented column: name, Arrow type as text, nullability, meaning. Drives `SCHEMA.md`
@@ -114,11 +120,19 @@ pub const COLUMNS: &[ColumnDoc] = &[
     doc(col::TURNS, "uint32", false, "assistant turns"),
     doc(col::TOOL_CALLS, "uint32", false, "tool calls made"),
     doc(col::FINISH_REASON, "utf8", false, "why the rollout ended (`stop`, `max_turns`, ...)"),
-    doc(col::POLICY, "utf8", false, "`reference`, `local` or `http`"),
+    doc(col::POLICY, "utf8", false, "`reference`, `local`, `http` or `chat`"),
     doc(col::MODEL, "utf8?", true, "model name or checkpoint, null for the reference policy"),
     doc(col::SAMPLING, "utf8", false, "JSON text of the sampling parameters"),
     doc(col::WARNINGS, "list<utf8>", false, "non-fatal findings (`tokens.noncanonical`, ...)"),
     doc(col::TIMINGS_MS, "utf8", false, "JSON text of per-stage timings in milliseconds"),
+    // Schema v2.
+    doc(
+        col::TOKEN_SOURCE,
+        "utf8",
+        false,
+        "`reference` (tokenizer ids of a scripted solution), `sampled` (the ids the policy \
+         sampled) or `retokenized` (the policy returned text; ids are the tokenizer's)",
+    ),
 ];
 
 fn item(data_type: DataType, nullable: bool) -> Arc<Field> {
@@ -181,6 +195,8 @@ fn build_schema() -> Schema {
         utf8(col::SAMPLING),
         Field::new(col::WARNINGS, List(item(Utf8, false)), false),
         utf8(col::TIMINGS_MS),
+        // Schema v2.
+        utf8(col::TOKEN_SOURCE),
     ];
     let metadata = HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]);
     Schema::new_with_metadata(fields, metadata)

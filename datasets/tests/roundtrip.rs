@@ -61,6 +61,7 @@ fn row(i: usize, verdict: Verdict) -> SampleRow {
         sampling: r#"{"temperature":0}"#.into(),
         warnings: if i.is_multiple_of(5) { vec!["tokens.noncanonical".into()] } else { vec![] },
         timings_ms: r#"{"rollout":1}"#.into(),
+        token_source: "reference".into(),
     }
 }
 
@@ -137,7 +138,46 @@ fn schema_version_in_metadata() {
     let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     assert_eq!(b.schema().fields(), schema().fields());
     let kv = b.metadata().file_metadata().key_value_metadata().unwrap();
-    assert!(kv.iter().any(|k| k.key == SCHEMA_VERSION_KEY && k.value.as_deref() == Some("1")));
+    let v = SCHEMA_VERSION.to_string();
+    assert!(kv.iter().any(|k| k.key == SCHEMA_VERSION_KEY && k.value.as_deref() == Some(&*v)));
+}
+
+#[test]
+fn version_1_files_still_read() {
+    // A version 1 file: today's columns less the v2 ones, version "1" in the metadata.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rs = rows(3);
+    rs[1].policy = "local".into();
+    rs[2].policy = "http".into();
+    let batch = agentgen_datasets::rows_to_batch(&rs).unwrap();
+    let v2_only = [agentgen_datasets::col::TOKEN_SOURCE];
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| !v2_only.contains(&batch.schema().field(i).name().as_str()))
+        .collect();
+    let v1 = batch.project(&keep).unwrap();
+    let meta = std::collections::HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), "1".to_owned())]);
+    let v1_schema = Arc::new(v1.schema().as_ref().clone().with_metadata(meta));
+    let v1 = RecordBatch::try_new(v1_schema.clone(), v1.columns().to_vec()).unwrap();
+    let path = dir.path().join("v1.parquet");
+    let mut w = ArrowWriter::try_new(fs::File::create(&path).unwrap(), v1_schema, None).unwrap();
+    w.write(&v1).unwrap();
+    w.close().unwrap();
+    let back = read_rows(&path).unwrap();
+    let sources: Vec<&str> = back.iter().map(|r| r.token_source.as_str()).collect();
+    let want: Vec<&str> = ["reference", "sampled", "retokenized"].into();
+    assert_eq!(sources, want);
+    for (a, b) in back.iter().zip(&rs) {
+        assert_eq!((&a.messages, &a.text, &a.policy), (&b.messages, &b.text, &b.policy));
+    }
+    // Version 3 is refused.
+    let meta = std::collections::HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), "3".to_owned())]);
+    let v3_schema = Arc::new(batch.schema().as_ref().clone().with_metadata(meta));
+    let path3 = dir.path().join("v3.parquet");
+    let mut w =
+        ArrowWriter::try_new(fs::File::create(&path3).unwrap(), v3_schema.clone(), None).unwrap();
+    w.write(&RecordBatch::try_new(v3_schema, batch.columns().to_vec()).unwrap()).unwrap();
+    w.close().unwrap();
+    assert!(matches!(read_rows(&path3), Err(Error::SchemaVersion { .. })));
 }
 
 #[test]
@@ -436,6 +476,7 @@ fn sample_row() -> impl Strategy<Value = SampleRow> {
                 sampling: "{}".into(),
                 warnings,
                 timings_ms: "{}".into(),
+                token_source: "reference".into(),
             }
         },
     )

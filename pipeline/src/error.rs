@@ -30,6 +30,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The endpoint preflight (`GET /v1/models`) found the endpoint or the model wrong.
+    #[error("{message}")]
+    Preflight { message: String },
+    /// A run limit is spent (`--max-tokens-total`): no new request starts. The rollout that
+    /// met it is not written, so `--resume` redoes it.
+    #[error("stopped: {reason}")]
+    Stopped { reason: String },
     /// A background task panicked or was cancelled.
     #[error("background task failed: {message}")]
     Join { message: String },

@@ -1,7 +1,8 @@
 //! The `http` policy: any OpenAI-compatible server (vLLM, SGLang, the DeepSeek API) through
-//! `POST {endpoint}/v1/completions` with the raw encoded prompt.
+//! `POST {endpoint}/v1/completions` with the raw encoded prompt, and [`HttpClient`], the one
+//! HTTP client it shares with the `chat` policy ([`crate::chat`]).
 //!
-//! Robustness: a per-request timeout, retries with exponential backoff and full jitter (from a
+//! Robustness (all in [`HttpClient`]): a per-request timeout, retries with exponential backoff and full jitter (from a
 //! seeded RNG, so a run's retry schedule is reproducible), `Retry-After` honoured, a retry
 //! budget shared by all rollouts (retries may not exceed a fraction of successful requests),
 //! and a circuit breaker that pauses all requests after consecutive failures. Every failure is
@@ -25,7 +26,7 @@ use crate::{Error, Result};
 /// Settings of the http policy. `Default` gives production values.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// Base URL (`http://host:8000`, `.../v1` or the full `.../v1/completions`).
+    /// Base URL (`http://host:8000`, `.../v1`, or the full `.../v1/completions`).
     pub endpoint: String,
     /// The `model` field of each request.
     pub model: String,
@@ -49,6 +50,10 @@ pub struct HttpConfig {
     pub breaker_cooldown: Duration,
     /// Seed of the jitter RNG.
     pub seed: u64,
+    /// Extra request headers (`--header 'K: V'`).
+    pub headers: Vec<(String, String)>,
+    /// Most request starts per minute (`--max-requests-per-minute`); `None`: unpaced.
+    pub max_requests_per_minute: Option<u32>,
 }
 
 impl Default for HttpConfig {
@@ -68,6 +73,8 @@ impl Default for HttpConfig {
             breaker_threshold: 8,
             breaker_cooldown: Duration::from_secs(10),
             seed: 0,
+            headers: Vec::new(),
+            max_requests_per_minute: None,
         }
     }
 }
@@ -243,109 +250,127 @@ impl CircuitBreaker {
     }
 }
 
-/// The http policy. Cheap to share behind an `Arc`.
+/// Paces request starts to at most `per_minute` a minute (`--max-requests-per-minute`): each
+/// request takes the next free slot, `60 / per_minute` seconds after the previous one.
 #[derive(Debug)]
-pub struct HttpPolicy {
+pub struct RateLimiter {
+    interval: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    pub fn per_minute(per_minute: u32) -> Self {
+        RateLimiter {
+            interval: Duration::from_secs(60) / per_minute.max(1),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Wait for this request's slot.
+    pub async fn acquire(&self) {
+        let slot = {
+            let Ok(mut next) = self.next.lock() else { return };
+            let now = Instant::now();
+            let slot = next.map_or(now, |t| t.max(now));
+            *next = Some(slot + self.interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// The one HTTP client of the policies that talk to a server (`http`, `chat`): timeouts,
+/// retries with seeded full jitter, `Retry-After`, the shared retry budget, the circuit
+/// breaker, the request pacing of `--max-requests-per-minute`, extra headers and the bearer
+/// key. Each policy supplies only its URL, its body and how to read a successful response.
+#[derive(Debug)]
+pub struct HttpClient {
     client: reqwest::Client,
-    url: String,
     cfg: HttpConfig,
+    headers: reqwest::header::HeaderMap,
     stats: HttpStats,
     budget: RetryBudget,
     breaker: CircuitBreaker,
+    limiter: Option<RateLimiter>,
 }
 
-impl HttpPolicy {
+impl HttpClient {
     pub fn try_new(cfg: HttpConfig) -> Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
             .build()
             .map_err(|e| Error::Config { message: format!("cannot build the http client: {e}") })?;
-        let base = cfg.endpoint.trim_end_matches('/');
-        let url = if base.ends_with("/completions") {
-            base.to_owned()
-        } else if base.ends_with("/v1") {
-            format!("{base}/completions")
-        } else {
-            format!("{base}/v1/completions")
-        };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(cfg.endpoint.starts_with("http://") || cfg.endpoint.starts_with("https://")) {
             return Err(Error::Config {
-                message: format!("--endpoint must be an http(s) URL, got {url:?}"),
+                message: format!("--endpoint must be an http(s) URL, got {:?}", cfg.endpoint),
             });
         }
-        Ok(HttpPolicy {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &cfg.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.trim().as_bytes())
+                .map_err(|e| Error::Config { message: format!("--header {k:?}: {e}") })?;
+            let value = reqwest::header::HeaderValue::from_str(v.trim())
+                .map_err(|e| Error::Config { message: format!("--header {k:?}: {e}") })?;
+            headers.insert(name, value);
+        }
+        Ok(HttpClient {
             client,
-            url,
+            headers,
             budget: RetryBudget::new(cfg.retry_budget_initial, cfg.retry_budget_ratio),
             breaker: CircuitBreaker::new(cfg.breaker_threshold, cfg.breaker_cooldown),
+            limiter: cfg.max_requests_per_minute.map(RateLimiter::per_minute),
             stats: HttpStats::default(),
             cfg,
         })
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.cfg
     }
 
     pub fn stats(&self) -> &HttpStats {
         &self.stats
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// `{endpoint}/v1/{path}` from a base URL given with or without `/v1` (a URL that already
+    /// ends in `/{path}` is kept).
+    pub fn url(&self, path: &str) -> String {
+        endpoint_url(&self.cfg.endpoint, path)
     }
 
-    fn body(&self, prompt: &PromptRequest, params: &SamplingParams) -> Value {
-        let mut body = json!({
-            "model": self.cfg.model,
-            "prompt": prompt.text,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "seed": params.seed,
-            "stop": [CALLS_CLOSE],
-            "logprobs": 1,
-            "skip_special_tokens": false,
-            "spaces_between_special_tokens": false,
-            "include_stop_str_in_output": true,
-        });
-        if let (Some(k), Some(obj)) = (params.top_k, body.as_object_mut()) {
-            obj.insert("top_k".into(), json!(k));
-        }
-        body
-    }
-
-    async fn attempt(&self, body: &Value) -> std::result::Result<Completion, Failure> {
-        inc(&self.stats.requests);
-        let mut req = self.client.post(&self.url).json(body);
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut req = self.client.request(method, url).headers(self.headers.clone());
         if let Some(key) = &self.cfg.api_key {
             req = req.bearer_auth(key);
         }
+        req
+    }
+
+    async fn attempt<T, F, Fut>(
+        &self,
+        url: &str,
+        body: Option<&Value>,
+        read: &F,
+    ) -> std::result::Result<T, Failure>
+    where
+        F: Fn(reqwest::Response) -> Fut,
+        Fut: Future<Output = std::result::Result<T, Failure>>,
+    {
+        if let Some(l) = &self.limiter {
+            l.acquire().await;
+        }
+        inc(&self.stats.requests);
+        let req = match body {
+            Some(b) => self.request(reqwest::Method::POST, url).json(b),
+            None => self.request(reqwest::Method::GET, url),
+        };
         let resp = req.send().await.map_err(classify_reqwest)?;
         let status = resp.status();
         if !status.is_success() {
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| Duration::from_secs_f64(s).min(self.cfg.retry_after_max));
-            let text = resp.text().await.unwrap_or_default();
-            let snippet: String = text.chars().take(200).collect();
-            let code = status.as_u16();
-            let (kind, retryable) = match code {
-                429 => ("http_429", true),
-                408 => ("timeout", true),
-                500..=599 => ("http_5xx", true),
-                _ => ("http_4xx", false),
-            };
-            return Err(Failure {
-                kind,
-                message: format!("status {code}: {snippet}"),
-                retryable,
-                retry_after,
-            });
+            return Err(status_failure(resp, self.cfg.retry_after_max).await);
         }
-        let bytes = resp.bytes().await.map_err(classify_reqwest)?;
-        parse_response(&bytes)
+        read(resp).await
     }
 
     fn count(&self, f: &Failure) {
@@ -355,29 +380,33 @@ impl HttpPolicy {
             "connect" => &s.connect_errors,
             "http_5xx" => &s.status_5xx,
             "http_429" => &s.status_429,
-            "http_4xx" => &s.status_4xx,
+            "http_4xx" | "auth" => &s.status_4xx,
             "malformed" => &s.malformed,
             _ => &s.transport_errors,
         });
     }
 
-    async fn complete_with_retries(
+    /// Send one request (POST with `body`, GET without) until `read` accepts a successful
+    /// response, retrying what is retryable within the budget. `seed` seeds the jitter RNG.
+    /// A request that finally fails is `Error::Policy` with the failure's kind.
+    pub async fn send<T, F, Fut>(
         &self,
-        prompt: &PromptRequest,
-        params: &SamplingParams,
-    ) -> Result<Completion> {
-        let body = self.body(prompt, params);
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            self.cfg.seed
-                ^ params.seed.rotate_left(17)
-                ^ u64::from(prompt.turn).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        url: &str,
+        body: Option<&Value>,
+        seed: u64,
+        read: F,
+    ) -> Result<T>
+    where
+        F: Fn(reqwest::Response) -> Fut,
+        Fut: Future<Output = std::result::Result<T, Failure>>,
+    {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ seed);
         let mut attempt = 0u32;
         loop {
             if self.breaker.admit().await {
                 inc(&self.stats.circuit_waits);
             }
-            match self.attempt(&body).await {
+            match self.attempt(url, body, &read).await {
                 Ok(c) => {
                     inc(&self.stats.successes);
                     self.breaker.record_success();
@@ -386,12 +415,7 @@ impl HttpPolicy {
                 }
                 Err(f) => {
                     self.count(&f);
-                    tracing::debug!(
-                        kind = f.kind,
-                        attempt,
-                        "http completion failed: {}",
-                        f.message
-                    );
+                    tracing::debug!(kind = f.kind, attempt, "http request failed: {}", f.message);
                     if self.breaker.record_failure() {
                         inc(&self.stats.circuit_opens);
                         tracing::warn!(
@@ -437,7 +461,103 @@ impl HttpPolicy {
     }
 }
 
-fn classify_reqwest(e: reqwest::Error) -> Failure {
+/// `{base}/v1/{path}` for a base URL with or without `/v1`; a URL already ending in `/{path}`
+/// is kept as it is.
+pub fn endpoint_url(endpoint: &str, path: &str) -> String {
+    let base = endpoint.trim_end_matches('/');
+    if base.ends_with(&format!("/{path}")) {
+        base.to_owned()
+    } else if base.ends_with("/v1") {
+        format!("{base}/{path}")
+    } else {
+        format!("{base}/v1/{path}")
+    }
+}
+
+/// A non-2xx response as a [`Failure`]: 429, 408 and 5xx are retryable (with `Retry-After`
+/// when the server sent one), 401/403 are `auth`, other 4xx are final.
+async fn status_failure(resp: reqwest::Response, retry_after_max: Duration) -> Failure {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s).min(retry_after_max));
+    let text = resp.text().await.unwrap_or_default();
+    let snippet: String = text.chars().take(200).collect();
+    let code = status.as_u16();
+    let (kind, retryable) = match code {
+        429 => ("http_429", true),
+        408 => ("timeout", true),
+        401 | 403 => ("auth", false),
+        500..=599 => ("http_5xx", true),
+        _ => ("http_4xx", false),
+    };
+    Failure { kind, message: format!("status {code}: {snippet}"), retryable, retry_after }
+}
+
+/// The http policy. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct HttpPolicy {
+    client: HttpClient,
+    url: String,
+}
+
+impl HttpPolicy {
+    pub fn try_new(cfg: HttpConfig) -> Result<Self> {
+        let client = HttpClient::try_new(cfg)?;
+        let url = client.url("completions");
+        Ok(HttpPolicy { client, url })
+    }
+
+    pub fn stats(&self) -> &HttpStats {
+        self.client.stats()
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn body(&self, prompt: &PromptRequest, params: &SamplingParams) -> Value {
+        let mut body = json!({
+            "model": self.client.config().model,
+            "prompt": prompt.text,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+            "stop": [CALLS_CLOSE],
+            "logprobs": 1,
+            "skip_special_tokens": false,
+            "spaces_between_special_tokens": false,
+            "include_stop_str_in_output": true,
+        });
+        if let (Some(k), Some(obj)) = (params.top_k, body.as_object_mut()) {
+            obj.insert("top_k".into(), json!(k));
+        }
+        body
+    }
+
+    async fn complete_with_retries(
+        &self,
+        prompt: &PromptRequest,
+        params: &SamplingParams,
+    ) -> Result<Completion> {
+        let body = self.body(prompt, params);
+        let seed = params.seed.rotate_left(17)
+            ^ u64::from(prompt.turn).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.client
+            .send(&self.url, Some(&body), seed, |resp| async move {
+                let bytes = resp.bytes().await.map_err(classify_reqwest)?;
+                parse_response(&bytes)
+            })
+            .await
+    }
+}
+
+pub(crate) fn classify_reqwest(e: reqwest::Error) -> Failure {
     let (kind, retryable) = if e.is_timeout() {
         ("timeout", true)
     } else if e.is_connect() {
@@ -509,7 +629,7 @@ pub fn parse_response(bytes: &[u8]) -> std::result::Result<Completion, Failure> 
         .logprobs
         .and_then(|l| l.token_logprobs)
         .and_then(|v| v.into_iter().collect::<Option<Vec<f32>>>());
-    Ok(Completion { text, token_ids: None, logprobs, finish })
+    Ok(Completion { text, token_ids: None, logprobs, finish, chat: None })
 }
 
 impl Policy for HttpPolicy {
@@ -518,7 +638,7 @@ impl Policy for HttpPolicy {
     }
 
     fn model(&self) -> Option<String> {
-        Some(self.cfg.model.clone())
+        Some(self.client.config().model.clone())
     }
 
     fn complete(
@@ -530,7 +650,7 @@ impl Policy for HttpPolicy {
     }
 
     fn stats_json(&self) -> Option<String> {
-        serde_json::to_string(&self.stats.snapshot()).ok()
+        serde_json::to_string(&self.client.stats().snapshot()).ok()
     }
 }
 

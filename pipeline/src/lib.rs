@@ -1,7 +1,8 @@
 //! `agentgen-pipeline`: turns environment tasks into validated training rows.
 //!
 //! Owns the [`Policy`] trait and the policies that need no engine ([`ReferencePolicy`],
-//! [`HttpPolicy`]), the thinking-with-tools [`rollout`] loop, the staged validators with stable
+//! [`HttpPolicy`], [`ChatPolicy`]) with their shared [`HttpClient`] and endpoint
+//! [`preflight`], the thinking-with-tools [`rollout`] loop, the staged validators with stable
 //! rejection codes ([`validate`]), and the tokio orchestration of a whole run ([`run()`]):
 //! bounded channels, a semaphore on in-flight rollouts, deterministic ids, `--resume`,
 //! `--shard I/N`, SIGINT-safe shutdown, progress and the run summary. It must not name a
@@ -11,21 +12,25 @@
 //! validators → the `datasets` writer. Model mistakes are data (a rejection code on a row in
 //! split `rejected`), never an `Err`; nothing is silently dropped.
 
+pub mod chat;
 pub mod error;
 pub mod http;
 pub mod ids;
 pub mod policy;
+pub mod preflight;
 pub mod reference;
 pub mod rollout;
 pub mod run;
 pub mod tokens;
 pub mod validate;
 
+pub use chat::{ChatConfig, ChatPolicy, ChatTurn};
 pub use error::{Error, Result};
-pub use http::{HttpConfig, HttpPolicy, HttpStats, HttpStatsSnapshot};
+pub use http::{HttpClient, HttpConfig, HttpPolicy, HttpStats, HttpStatsSnapshot};
 pub use policy::{
     Completion, CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan, SamplingParams,
 };
+pub use preflight::preflight;
 pub use reference::ReferencePolicy;
 pub use rollout::{RolloutContext, RolloutLimits, RolloutOutput, rollout};
 pub use run::{RunConfig, RunReport, ShardSpec, run};

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use agentgen_codec::ToolCall;
+use agentgen_codec::{Message, ToolCall};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -60,6 +60,9 @@ pub struct PromptRequest {
     pub thinking: bool,
     /// The task's reference solution (only the reference policy reads it).
     pub reference: Option<Arc<ReferencePlan>>,
+    /// The conversation so far (system message with its tools first), filled only for a
+    /// policy whose [`Policy::wants_messages`] is true (the `chat` policy); empty otherwise.
+    pub messages: Vec<Message>,
 }
 
 /// Why a completion ended.
@@ -84,11 +87,14 @@ pub struct Completion {
     /// Log-probability of each sampled token (same length as the sampled ids), if known.
     pub logprobs: Option<Vec<f32>>,
     pub finish: CompletionFinish,
+    /// A policy that answers with a structured message instead of sampled text (`chat`):
+    /// the rollout takes the turn from here and re-encodes the row with the codec.
+    pub chat: Option<crate::chat::ChatTurn>,
 }
 
 /// Something that writes assistant turns. Implementations must be cheap to share (`Arc`).
 pub trait Policy: Send + Sync + 'static {
-    /// `reference`, `http` or `local`.
+    /// `reference`, `http`, `chat` or `local`.
     fn name(&self) -> &str;
     /// The model name recorded in rows (`None` for the reference policy).
     fn model(&self) -> Option<String>;
@@ -103,6 +109,14 @@ pub trait Policy: Send + Sync + 'static {
     fn release(&self, _sample_id: &str) {}
     /// Counters worth recording in the manifest (JSON text), e.g. the http failure counts.
     fn stats_json(&self) -> Option<String> {
+        None
+    }
+    /// Whether [`PromptRequest::messages`] must be filled (the `chat` policy).
+    fn wants_messages(&self) -> bool {
+        false
+    }
+    /// Token usage the server reported so far, summed: `(prompt, completion)`.
+    fn usage(&self) -> Option<(u64, u64)> {
         None
     }
 }
@@ -126,5 +140,11 @@ impl<P: Policy> Policy for Arc<P> {
     }
     fn stats_json(&self) -> Option<String> {
         (**self).stats_json()
+    }
+    fn wants_messages(&self) -> bool {
+        (**self).wants_messages()
+    }
+    fn usage(&self) -> Option<(u64, u64)> {
+        (**self).usage()
     }
 }

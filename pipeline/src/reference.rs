@@ -77,6 +77,7 @@ impl Policy for ReferencePolicy {
             token_ids: None,
             logprobs: None,
             finish: CompletionFinish::Eos,
+            chat: None,
         });
         std::future::ready(out)
     }

@@ -84,6 +84,9 @@ pub(crate) fn tokenize(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 pub struct RolloutContext {
     pub tokenizer: &'static Tokenizer,
     pub mode: ThinkingMode,
+    /// `--thinking-mode auto` (chat policy): each row is thinking when the endpoint returned
+    /// reasoning, chat otherwise (`mode` is then `Thinking`).
+    pub auto_mode: bool,
     pub limits: RolloutLimits,
     pub tokens: TokenCache,
     pub schemas: SchemaCache,
@@ -98,6 +101,7 @@ impl RolloutContext {
         Ok(RolloutContext {
             tokenizer,
             mode,
+            auto_mode: false,
             limits,
             tokens: TokenCache::default(),
             schemas: SchemaCache::default(),
@@ -125,6 +129,10 @@ pub struct RolloutOutput {
     pub env_ms: f64,
     pub total_ms: f64,
     pub completion_tokens: usize,
+    /// The mode `text` is encoded in (differs from the run's only with `auto`).
+    pub thinking_mode: ThinkingMode,
+    /// `reference`, `sampled` (every completion came with its sampled ids) or `retokenized`.
+    pub token_source: &'static str,
 }
 
 /// The reference solution of a task as the reference policy's plan.
@@ -217,6 +225,9 @@ pub async fn rollout<P: Policy>(
     let mut env_time = Duration::ZERO;
     let mut completion_tokens = 0usize;
     let mut exec_error: Option<Rejection> = None;
+    // A chat policy's turns arrive as messages; the row is re-encoded at the end.
+    let mut retokenized = false;
+    let mut all_sampled = true;
 
     let finish_reason: String = loop {
         if turns >= ctx.limits.max_turns {
@@ -254,12 +265,14 @@ pub async fn rollout<P: Policy>(
             turn: turns,
             thinking,
             reference: reference.clone(),
+            messages: if policy.wants_messages() { messages.clone() } else { Vec::new() },
         };
         let mut p = params.clone();
         p.max_tokens = p.max_tokens.min(ctx.limits.max_total_tokens - b.ids.len()).max(1);
         let t0 = Instant::now();
         let remaining = ctx.limits.max_wall.saturating_sub(start.elapsed());
-        let completion = match tokio::time::timeout(remaining, policy.complete(&req, &p)).await {
+        let mut completion = match tokio::time::timeout(remaining, policy.complete(&req, &p)).await
+        {
             Ok(Ok(c)) => c,
             Ok(Err(Error::Policy { kind, message })) => {
                 let fr = "policy_error";
@@ -278,6 +291,21 @@ pub async fn rollout<P: Policy>(
         };
         policy_time += t0.elapsed();
         turns += 1;
+        // A chat policy answers with a message: its V3.2 rendering is checked as sampled text.
+        let mut turn_mode = mode;
+        let mut server_ids = Vec::new();
+        if let Some(turn) = completion.chat.take() {
+            retokenized = true;
+            has_logprobs = false;
+            match crate::chat::prepare_turn(turn, mode, ctx.auto_mode) {
+                Ok(t) => (completion.text, turn_mode, server_ids) = (t.text, t.mode, t.ids),
+                Err((fr, r)) => {
+                    rejection = Some(r);
+                    break fr.to_owned();
+                }
+            }
+        }
+        all_sampled &= completion.token_ids.is_some();
         let sampled_ids = match &completion.token_ids {
             Some(ids) => {
                 let canonical = tokenize(ctx.tokenizer, &completion.text)?;
@@ -324,7 +352,7 @@ pub async fn rollout<P: Policy>(
                 *m = 1;
             }
         }
-        let parsed = match check_completion(&full, mode) {
+        let parsed = match check_completion(&full, turn_mode) {
             Ok(p) => p,
             Err(r) => {
                 let fr = "format_error";
@@ -333,8 +361,10 @@ pub async fn rollout<P: Policy>(
             }
         };
         let mut assistant = parsed.into_message();
-        for c in assistant.tool_calls.iter_mut() {
-            c.id = Some(format!("call_{n_calls}"));
+        for (k, c) in assistant.tool_calls.iter_mut().enumerate() {
+            // Ids a chat endpoint sent are kept; the others are minted.
+            let minted = || Some(format!("call_{n_calls}"));
+            c.id = server_ids.get(k).cloned().flatten().or_else(minted);
             n_calls += 1;
         }
         let calls = assistant.tool_calls.clone();
@@ -399,10 +429,32 @@ pub async fn rollout<P: Policy>(
     };
     env_time += t2.elapsed();
 
-    if rejection.is_none() {
-        rejection = final_checks(ctx, &messages, &b.text, &task, exec_error, &verdict);
+    let mut row_mode = mode;
+    if retokenized {
+        row_mode = crate::chat::row_mode(&messages, mode, ctx.auto_mode);
+        match crate::chat::reencode(&messages, row_mode) {
+            Ok((text, ids, mask)) => {
+                b.logprobs = vec![None; ids.len()];
+                (b.text, b.ids, b.mask) = (text, ids, mask);
+            }
+            Err(r) => {
+                rejection.get_or_insert(r);
+            }
+        }
     }
+    if rejection.is_none() {
+        rejection = final_checks(ctx, row_mode, &messages, &b.text, &task, exec_error, &verdict);
+    }
+    let token_source = if policy.name() == "reference" {
+        "reference"
+    } else if retokenized || !all_sampled {
+        "retokenized"
+    } else {
+        "sampled"
+    };
     policy.release(sample_id);
+    // No sampled token, no logprobs (a policy error before the first completion).
+    has_logprobs &= turns > 0;
     let mut logprobs = b.logprobs;
     if !has_logprobs {
         logprobs.iter_mut().for_each(|l| *l = None);
@@ -424,6 +476,8 @@ pub async fn rollout<P: Policy>(
         env_ms: env_time.as_secs_f64() * 1e3,
         total_ms: start.elapsed().as_secs_f64() * 1e3,
         completion_tokens,
+        thinking_mode: row_mode,
+        token_source,
     })
 }
 
@@ -435,6 +489,7 @@ fn call_id(messages: &[Message], k: usize) -> Option<String> {
 /// outcome.
 fn final_checks(
     ctx: &RolloutContext,
+    mode: ThinkingMode,
     messages: &[Message],
     text: &str,
     task: &TaskSpec,
@@ -442,7 +497,7 @@ fn final_checks(
     verdict: &Verdict,
 ) -> Option<Rejection> {
     let opts = EncodeOptions {
-        thinking_mode: ctx.mode,
+        thinking_mode: mode,
         drop_thinking: true,
         add_bos: true,
         context: Vec::new(),

@@ -84,6 +84,10 @@ pub struct RunConfig {
     pub shard: ShardSpec,
     pub resume: bool,
     pub thinking_mode: ThinkingMode,
+    /// `--thinking-mode auto` (chat policy): per row, thinking when the endpoint returned
+    /// reasoning, chat otherwise; `thinking_mode` is then `Thinking`.
+    #[serde(default)]
+    pub thinking_auto: bool,
     pub sampling: SamplingParams,
     pub limits: RolloutLimits,
     pub dedup: bool,
@@ -113,6 +117,7 @@ impl Default for RunConfig {
             shard: ShardSpec::default(),
             resume: false,
             thinking_mode: ThinkingMode::Thinking,
+            thinking_auto: false,
             sampling: SamplingParams::default(),
             limits: RolloutLimits::default(),
             dedup: true,
@@ -159,6 +164,9 @@ struct Job {
 struct Pending {
     row: SampleRow,
     write: bool,
+    /// Cut off by a spent run limit (`Error::Stopped`): neither written nor counted, so
+    /// `--resume` redoes it.
+    stopped: bool,
     tokens: u64,
     completion_tokens: u64,
 }
@@ -184,7 +192,8 @@ fn fingerprint(cfg: &RunConfig, policy: &str, model: Option<&str>) -> String {
     let v = serde_json::json!({
         "seed": cfg.seed, "tasks": cfg.tasks, "families": cfg.families,
         "task_list": cfg.task_list.as_ref().map(|l| l.iter().map(TaskRef::to_string).collect::<Vec<_>>()),
-        "samples_per_task": cfg.samples_per_task, "thinking_mode": cfg.thinking_mode.as_str(),
+        "samples_per_task": cfg.samples_per_task,
+        "thinking_mode": if cfg.thinking_auto { "auto" } else { cfg.thinking_mode.as_str() },
         "sampling": {"temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p,
                      "top_k": cfg.sampling.top_k, "max_tokens": cfg.sampling.max_tokens},
         "policy": policy, "model": model, "dedup": cfg.dedup, "band": cfg.difficulty_band,
@@ -274,7 +283,8 @@ where
         "top_k": cfg.sampling.top_k, "max_tokens": cfg.sampling.max_tokens,
     })
     .to_string();
-    let ctx = RolloutContext::try_new(cfg.thinking_mode, cfg.limits.clone())?;
+    let mut ctx = RolloutContext::try_new(cfg.thinking_mode, cfg.limits.clone())?;
+    ctx.auto_mode = cfg.thinking_auto;
     let shared = Arc::new(Shared {
         policy,
         ctx,
@@ -363,6 +373,7 @@ where
     let band = cfg.difficulty_band;
     let dedup = cfg.dedup;
     let bar2 = bar.clone();
+    let order_shared = Arc::clone(&shared);
     let order = tokio::spawn(async move {
         let mut next = 0u64;
         let mut buffer: BTreeMap<u64, JobResult> = BTreeMap::new();
@@ -377,6 +388,9 @@ where
                 st.any_passed += u64::from(r.any_passed);
                 let in_band = band.is_none_or(|(lo, hi)| (lo..=hi).contains(&r.pass_rate));
                 for mut p in r.rows {
+                    if p.stopped {
+                        continue;
+                    }
                     if p.row.verdict == Verdict::Accepted && !in_band {
                         p.row.verdict = reject(&Rejection::new(
                             codes::FILTER_DIFFICULTY_BAND,
@@ -403,7 +417,11 @@ where
                     }
                 }
                 order_window.add_permits(1);
-                bar2.set_message(st.message(t0.elapsed()));
+                let usage = order_shared
+                    .policy
+                    .usage()
+                    .map_or(String::new(), |(p, c)| format!(" usage {p}+{c} tok"));
+                bar2.set_message(format!("{}{usage}", st.message(t0.elapsed())));
                 bar2.inc(1);
             }
         }
@@ -455,6 +473,14 @@ where
     manifest.config = serde_json::to_value(&cfg).unwrap_or_default();
     manifest.tokenizer_sha256 = Some(agentgen_codec::TOKENIZER_SHA256.to_owned());
     manifest.checkpoint_config_sha256 = cfg.checkpoint_config_sha256.clone();
+    manifest.token_source = Some(
+        match policy_name.as_str() {
+            "reference" => "reference",
+            "local" => "sampled",
+            _ => "retokenized",
+        }
+        .to_owned(),
+    );
     manifest.policy = policy_name;
     manifest.model = model;
     for f in selection.families() {
@@ -465,6 +491,13 @@ where
     manifest.runtime.insert("interrupted".into(), interrupted.to_string());
     if let Some(stats_json) = shared.policy_stats() {
         manifest.runtime.insert("policy_stats".into(), stats_json);
+    }
+    if let Some((prompt, completion)) = shared.policy.usage() {
+        manifest.usage = Some(agentgen_datasets::ApiUsage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt + completion,
+        });
     }
     let mut counts = stats.counts.clone();
     counts.tasks = shard_tasks;
@@ -680,6 +713,14 @@ async fn run_job<P: Policy>(shared: &Shared<P>, job: Job) -> JobResult {
                         outcomes.push((out.verdict.reward, out.verdict.passed));
                         base.rollout_row(task, out)
                     }
+                    Err(Error::Stopped { .. }) => {
+                        let mut p = base.failed_task(
+                            &job.task_ref,
+                            &Rejection::new(codes::ENV_TASK_ERROR, "stopped"),
+                        );
+                        p.stopped = true;
+                        p
+                    }
                     Err(e) => base.failed_task(
                         &job.task_ref,
                         &Rejection::new(codes::ENV_TASK_ERROR, e.to_string()),
@@ -687,7 +728,7 @@ async fn run_job<P: Policy>(shared: &Shared<P>, job: Job) -> JobResult {
                 }
             }
         };
-        let write = !job.done.contains(&row.row.sample_id);
+        let write = !row.stopped && !job.done.contains(&row.row.sample_id);
         rows.push(Pending { write, ..row });
     }
     let n = outcomes.len().max(1) as f32;
@@ -722,6 +763,12 @@ impl<P: Policy> RowBase<'_, P> {
             sample_index: self.index,
             difficulty: 0,
             thinking_mode: self.shared.cfg.thinking_mode.as_str().to_owned(),
+            token_source: match self.shared.policy.name() {
+                "reference" => "reference",
+                "local" => "sampled",
+                _ => "retokenized",
+            }
+            .to_owned(),
             tools: "[]".into(),
             messages: Vec::new(),
             text: String::new(),
@@ -748,7 +795,7 @@ impl<P: Policy> RowBase<'_, P> {
         let mut row = self.empty(&r.family, r.instance_seed, r.task_seed);
         row.finish_reason = "env_error".into();
         row.verdict = reject(why);
-        Pending { row, write: true, tokens: 0, completion_tokens: 0 }
+        Pending { row, write: true, stopped: false, tokens: 0, completion_tokens: 0 }
     }
 
     fn rollout_row(&self, task: &TaskSpec, out: RolloutOutput) -> Pending {
@@ -777,11 +824,19 @@ impl<P: Policy> RowBase<'_, P> {
         row.tool_calls = out.tool_calls;
         row.finish_reason = out.finish_reason;
         row.warnings = out.warnings;
+        row.thinking_mode = out.thinking_mode.as_str().to_owned();
+        row.token_source = out.token_source.to_owned();
         row.timings_ms = serde_json::json!({
             "policy": round3(out.policy_ms), "env": round3(out.env_ms), "total": round3(out.total_ms),
         })
         .to_string();
-        Pending { row, write: true, tokens, completion_tokens: out.completion_tokens as u64 }
+        Pending {
+            row,
+            write: true,
+            stopped: false,
+            tokens,
+            completion_tokens: out.completion_tokens as u64,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Staged validators with stable rejection codes.
 //!
 //! Stages, in the order a rollout is judged (the first failing stage names the rejection):
-//! `policy.*` (the policy failed), `format.*` (strict parse of every sampled completion and a
+//! `policy.*` (the policy failed: transport, HTTP and auth errors only), `response.*` (a chat
+//! endpoint answered, but with no choices, a refusal or a content filter), `format.*` (strict parse of every sampled completion and a
 //! byte-exact re-encode round trip), `length.*` (turn/token/time limits, truncated completions),
 //! `schema.*` (tool exists, arguments validate against its JSON Schema), `exec.*` (a tool call
 //! returned an error observation), `outcome.*` (the verifier), `dedup.exact` (normalised
@@ -33,6 +34,14 @@ pub mod codes {
     pub const FORMAT_BAD_ROW: &str = "format.bad_row";
     pub const SCHEMA_UNKNOWN_TOOL: &str = "schema.unknown_tool";
     pub const SCHEMA_ARGUMENTS_NOT_OBJECT: &str = "schema.arguments_not_object";
+    /// A chat endpoint returned tool-call `arguments` that are not JSON.
+    pub const SCHEMA_ARGUMENTS_NOT_JSON: &str = "schema.arguments_not_json";
+    /// A chat endpoint answered with no choices.
+    pub const RESPONSE_EMPTY_CHOICES: &str = "response.empty_choices";
+    /// A chat endpoint's message carried a `refusal`.
+    pub const RESPONSE_REFUSAL: &str = "response.refusal";
+    /// A chat endpoint stopped with `finish_reason: content_filter`.
+    pub const RESPONSE_CONTENT_FILTER: &str = "response.content_filter";
     pub const SCHEMA_MISSING_REQUIRED: &str = "schema.missing_required";
     pub const SCHEMA_TYPE_MISMATCH: &str = "schema.type_mismatch";
     pub const SCHEMA_ADDITIONAL_PROPERTY: &str = "schema.additional_property";
@@ -89,6 +98,7 @@ pub fn policy_code(kind: &str) -> &'static str {
         "http_5xx" => "policy.http_5xx",
         "http_429" => "policy.http_429",
         "http_4xx" => "policy.http_4xx",
+        "auth" => "policy.auth",
         "malformed" => "policy.malformed",
         "retry_budget" => "policy.retry_budget",
         "engine" => "policy.engine",

@@ -115,6 +115,7 @@ fn prompt() -> PromptRequest {
         turn: 0,
         thinking: true,
         reference: None,
+        messages: Vec::new(),
     }
 }
 

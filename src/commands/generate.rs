@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgen_codec::{ThinkingMode, Tokenizer};
+use agentgen_codec::Tokenizer;
 use agentgen_pipeline::{
-    Completion, CompletionFinish, HttpConfig, HttpPolicy, Policy, PromptRequest, ReferencePolicy,
-    RunConfig, SamplingParams, ShardSpec,
+    Completion, CompletionFinish, HttpConfig, Policy, PromptRequest, ReferencePolicy, RunConfig,
+    SamplingParams, ShardSpec,
 };
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -33,21 +33,23 @@ pub struct Args {
     /// Comma-separated families (default: all available).
     #[arg(long, value_delimiter = ',')]
     families: Option<Vec<String>>,
-    /// reference | local | http.
+    /// reference | local | http | chat.
     #[arg(long)]
     policy: Option<String>,
     /// Checkpoint folder for `--policy local`.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// OpenAI-compatible server for `--policy http` (base URL).
+    /// OpenAI-compatible server for `--policy http|chat` (base URL, with or without `/v1`).
     #[arg(long)]
     endpoint: Option<String>,
-    /// `model` field sent to the http endpoint.
+    /// `model` field sent to the endpoint (default: the server's only model).
     #[arg(long)]
     api_model: Option<String>,
-    /// Environment variable holding the http API key.
+    /// Environment variable holding the endpoint's API key.
     #[arg(long)]
     api_key_env: Option<String>,
+    #[command(flatten)]
+    endpoint_flags: super::endpoint::EndpointFlags,
     /// Samples per task (RL groups: group id, advantages, pass@k).
     #[arg(long)]
     samples_per_task: Option<u32>,
@@ -70,7 +72,8 @@ pub struct Args {
     /// Most tokens per completion.
     #[arg(long)]
     max_tokens: Option<usize>,
-    /// thinking | chat.
+    /// thinking | chat | auto (chat policy only, its default: thinking when the endpoint
+    /// returns reasoning, chat otherwise, per row).
     #[arg(long)]
     thinking_mode: Option<String>,
     /// Keep exact duplicate trajectories in train.
@@ -116,6 +119,37 @@ struct FileConfig {
     difficulty_band: Option<String>,
     max_turns: Option<u32>,
     rows_per_file: Option<usize>,
+    // The endpoint flags (`--policy http|chat`).
+    extra_body: Option<String>,
+    no_stream: Option<bool>,
+    tool_choice: Option<String>,
+    parallel_tool_calls: Option<bool>,
+    reasoning_effort: Option<String>,
+    header: Option<Vec<String>>,
+    request_timeout: Option<f64>,
+    max_requests_per_minute: Option<u32>,
+    max_tokens_total: Option<u64>,
+}
+
+impl FileConfig {
+    /// The endpoint flags with the file's values under them (flags override).
+    fn endpoint_flags(&self, f: &super::endpoint::EndpointFlags) -> super::endpoint::EndpointFlags {
+        super::endpoint::EndpointFlags {
+            extra_body: f.extra_body.clone().or_else(|| self.extra_body.clone()),
+            no_stream: f.no_stream || self.no_stream.unwrap_or(false),
+            tool_choice: f.tool_choice.clone().or_else(|| self.tool_choice.clone()),
+            parallel_tool_calls: f.parallel_tool_calls.or(self.parallel_tool_calls),
+            reasoning_effort: f.reasoning_effort.clone().or_else(|| self.reasoning_effort.clone()),
+            headers: if f.headers.is_empty() {
+                self.header.clone().unwrap_or_default()
+            } else {
+                f.headers.clone()
+            },
+            request_timeout: f.request_timeout.or(self.request_timeout),
+            max_requests_per_minute: f.max_requests_per_minute.or(self.max_requests_per_minute),
+            max_tokens_total: f.max_tokens_total.or(self.max_tokens_total),
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -127,6 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => FileConfig::default(),
     };
+    let endpoint_flags = file.endpoint_flags(&args.endpoint_flags);
     init_tracing(args.quiet);
     let mut cfg = RunConfig::default();
     cfg.out = args.out.or(file.out).unwrap_or_else(|| PathBuf::from("dataset"));
@@ -142,13 +177,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     cfg.resume = args.resume;
     cfg.progress = !args.quiet;
     cfg.dedup = !args.no_dedup;
-    if let Some(m) = args.thinking_mode.or(file.thinking_mode) {
-        cfg.thinking_mode = match m.as_str() {
-            "thinking" => ThinkingMode::Thinking,
-            "chat" => ThinkingMode::Chat,
-            other => bail!("--thinking-mode must be thinking or chat, got {other:?}"),
-        };
-    }
+    let policy = args.policy.clone().or(file.policy.clone()).unwrap_or_else(|| "reference".into());
+    (cfg.thinking_mode, cfg.thinking_auto) = super::endpoint::thinking_mode(
+        args.thinking_mode.as_deref().or(file.thinking_mode.as_deref()),
+        &policy,
+    )?;
     cfg.sampling = SamplingParams {
         temperature: args.temperature.or(file.temperature).unwrap_or(1.0),
         top_p: args.top_p.or(file.top_p).unwrap_or(0.95),
@@ -170,7 +203,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     cfg.command_line = std::env::args().collect::<Vec<_>>().join(" ");
     cfg.git_revision = option_env!("AGENTGEN_GIT_REVISION").map(str::to_owned);
     let threads = args.threads.or(file.threads);
-    let policy = args.policy.or(file.policy).unwrap_or_else(|| "reference".into());
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -185,28 +217,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "reference" => {
             rt.block_on(agentgen_pipeline::run(cfg, ReferencePolicy::new(), shutdown))?
         }
-        "http" => {
-            let endpoint =
-                args.endpoint.or(file.endpoint).context("--policy http needs --endpoint URL")?;
-            let api_key = match args.api_key_env.or(file.api_key_env) {
-                Some(var) => Some(
-                    std::env::var(&var)
-                        .with_context(|| format!("environment variable {var} is not set"))?,
-                ),
-                None => None,
-            };
-            let http = HttpConfig {
-                endpoint,
-                model: args
-                    .api_model
-                    .or(file.api_model)
-                    .unwrap_or_else(|| HttpConfig::default().model),
-                api_key,
-                seed: cfg.seed,
-                ..HttpConfig::default()
-            };
-            let p = Arc::new(HttpPolicy::try_new(http)?);
-            rt.block_on(agentgen_pipeline::run(cfg, p, shutdown))?
+        "http" | "chat" => {
+            let endpoint = args
+                .endpoint
+                .or(file.endpoint)
+                .with_context(|| format!("--policy {policy} needs --endpoint URL"))?;
+            let key_env = args.api_key_env.or(file.api_key_env);
+            let flags = &endpoint_flags;
+            let http: HttpConfig =
+                super::endpoint::http_config(endpoint, key_env.as_deref(), flags, cfg.seed)?;
+            let api_model = args.api_model.or(file.api_model);
+            if policy == "chat" {
+                let p = super::endpoint::chat_policy(&rt, http, api_model.as_deref(), flags)?;
+                let (report, stopped) = super::endpoint::run_chat(&rt, cfg, p)?;
+                if let Some(code) = stopped {
+                    rt.shutdown_timeout(Duration::from_secs(1));
+                    println!("{}", report.table.trim_end());
+                    return Ok(code);
+                }
+                report
+            } else {
+                let p = super::endpoint::http_policy(&rt, http, api_model.as_deref(), flags)?;
+                rt.block_on(agentgen_pipeline::run(cfg, p, shutdown))?
+            }
         }
         "local" => {
             let dir = args.model.or(file.model).context("--policy local needs --model DIR")?;
@@ -214,7 +247,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             cfg.checkpoint_config_sha256 = sha;
             rt.block_on(agentgen_pipeline::run(cfg, p, shutdown))?
         }
-        other => bail!("--policy must be reference, local or http, got {other:?}"),
+        other => bail!("--policy must be reference, local, http or chat, got {other:?}"),
     };
     rt.shutdown_timeout(Duration::from_secs(1));
     println!("{}", report.table.trim_end());
@@ -311,6 +344,7 @@ impl Policy for LocalPolicy {
                 token_ids: Some(c.token_ids),
                 logprobs: Some(c.logprobs),
                 finish,
+                chat: None,
             })
         }
     }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agentgen_datasets::{
-    Manifest, RowReader, SCHEMA_VERSION, Split, SplitCounts, col, file_info, list_parts,
-    list_temp_files, read_string_column, scan_dataset, trajectory_hash_hex,
+    Manifest, READABLE_SCHEMA_VERSIONS, RowReader, SCHEMA_VERSION, Split, SplitCounts, col,
+    file_info, list_parts, list_temp_files, read_string_column, scan_dataset, trajectory_hash_hex,
 };
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ));
         }
         for v in &schema_versions {
-            if *v != SCHEMA_VERSION.to_string() {
+            if !READABLE_SCHEMA_VERSIONS.iter().any(|r| *v == r.to_string()) {
                 problems.push(format!(
                     "{shown}: files with schema version {v}, expected {SCHEMA_VERSION}"
                 ));

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod codec;
+pub mod endpoint;
 pub mod envs;
 pub mod generate;
 pub mod inspect;

@@ -8,13 +8,9 @@
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use agentgen_codec::ThinkingMode;
 use agentgen_datasets::{list_parts, read_rows};
-use agentgen_pipeline::{
-    HttpConfig, HttpPolicy, Policy, ReferencePolicy, RunConfig, SamplingParams,
-};
+use agentgen_pipeline::{Policy, ReferencePolicy, RunConfig, SamplingParams};
 use anyhow::Context;
 
 /// Roll out groups of K samples per task and write rows with logprobs, rewards and
@@ -42,19 +38,20 @@ pub struct Args {
     /// Comma-separated families (default: all available).
     #[arg(long, value_delimiter = ',')]
     pub families: Vec<String>,
-    /// reference (no model), local (the candle engine on `--model DIR`) or http (an
-    /// OpenAI-compatible server, e.g. `agentgen serve`).
+    /// reference (no model), local (the candle engine on `--model DIR`), http (raw prompts to
+    /// an OpenAI-compatible `/v1/completions`, e.g. `agentgen serve`) or chat (messages and
+    /// tools to any `/v1/chat/completions`).
     #[arg(long, default_value = "http")]
     pub policy: String,
     /// Checkpoint folder for `--policy local`.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Server URL for `--policy http`.
+    /// Server URL for `--policy http|chat` (base URL, with or without `/v1`).
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     pub endpoint: String,
-    /// `model` field sent to the server.
-    #[arg(long, default_value = "deepseek-ai/DeepSeek-V3.2")]
-    pub api_model: String,
+    /// `model` field sent to the server (default: the server's only model).
+    #[arg(long)]
+    pub api_model: Option<String>,
     /// Environment variable holding the server's API key.
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
@@ -70,9 +67,12 @@ pub struct Args {
     /// Most assistant turns per rollout.
     #[arg(long, default_value_t = 32)]
     pub max_turns: u32,
-    /// thinking or chat.
-    #[arg(long, default_value = "thinking")]
-    pub thinking_mode: String,
+    /// thinking, chat, or auto (chat policy only, its default: thinking when the endpoint
+    /// returns reasoning, chat otherwise, per row).
+    #[arg(long)]
+    pub thinking_mode: Option<String>,
+    #[command(flatten)]
+    pub endpoint_flags: super::endpoint::EndpointFlags,
     /// Rollouts in flight.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     anyhow::ensure!(args.samples_per_task >= 1, "--samples-per-task must be at least 1");
-    let mode: ThinkingMode = args.thinking_mode.parse()?;
+    let (mode, auto) = super::endpoint::thinking_mode(args.thinking_mode.as_deref(), &args.policy)?;
     let (out, temporary) = match (&args.out, &args.jsonl) {
         (Some(d), _) => (d.clone(), false),
         (None, Some(_)) => {
@@ -108,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         samples_per_task: args.samples_per_task,
         concurrency: args.concurrency.max(1),
         thinking_mode: mode,
+        thinking_auto: auto,
         sampling: SamplingParams {
             temperature: args.temperature,
             top_p: args.top_p,
@@ -126,19 +127,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot start the tokio runtime")?;
     let report = match args.policy.as_str() {
         "reference" => rt.block_on(drive(cfg, ReferencePolicy::new()))?,
-        "http" => {
-            let api_key = match &args.api_key_env {
-                Some(v) => Some(std::env::var(v).with_context(|| format!("--api-key-env {v}"))?),
-                None => None,
-            };
-            let policy = HttpPolicy::try_new(HttpConfig {
-                endpoint: args.endpoint.clone(),
-                model: args.api_model.clone(),
-                api_key,
-                seed: args.seed,
-                ..HttpConfig::default()
-            })?;
-            rt.block_on(drive(cfg, Arc::new(policy)))?
+        "http" | "chat" => {
+            let flags = &args.endpoint_flags;
+            let http = super::endpoint::http_config(
+                args.endpoint.clone(),
+                args.api_key_env.as_deref(),
+                flags,
+                args.seed,
+            )?;
+            if args.policy == "chat" {
+                let p = super::endpoint::chat_policy(&rt, http, args.api_model.as_deref(), flags)?;
+                let (report, stopped) = super::endpoint::run_chat(&rt, cfg, p)?;
+                if let Some(code) = stopped {
+                    return Ok(code);
+                }
+                report
+            } else {
+                let p = super::endpoint::http_policy(&rt, http, args.api_model.as_deref(), flags)?;
+                rt.block_on(drive(cfg, p))?
+            }
         }
         "local" => {
             let dir = args.model.as_ref().context("--policy local needs --model DIR")?;
@@ -146,7 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             cfg.checkpoint_config_sha256 = sha;
             rt.block_on(drive(cfg, policy))?
         }
-        other => anyhow::bail!("--policy {other}: expected reference, local or http"),
+        other => anyhow::bail!("--policy {other}: expected reference, local, http or chat"),
     };
     if !args.quiet {
         eprintln!("{}", report.table);

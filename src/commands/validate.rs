@@ -36,7 +36,7 @@ pub struct Args {
     /// Also check that `token_ids` are the tokenizer's ids of `text` and `text` re-encodes.
     #[arg(long)]
     check_tokens: bool,
-    /// thinking | chat.
+    /// thinking | chat: the mode of rows that do not record their own (`thinking_mode`).
     #[arg(long, default_value = "thinking")]
     thinking_mode: String,
 }
@@ -176,8 +176,14 @@ fn push(file: &Path, row: usize, r: &Rejection, issues: &mut Vec<RowIssue>) {
     });
 }
 
-/// Problems of one conversation row (empty when valid); schemas come from `cache`.
+/// Problems of one conversation row (empty when valid); schemas come from `cache`. A row that
+/// records its own `thinking_mode` (our schema, `rollout --jsonl`) is checked in that mode.
 fn row_problems(v: &serde_json::Value, mode: ThinkingMode, cache: &SchemaCache) -> Vec<Rejection> {
+    let mode = v
+        .get("thinking_mode")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|m| m.parse::<ThinkingMode>().ok())
+        .unwrap_or(mode);
     let messages = match Conversation::from_json(v) {
         Ok(c) => c.messages,
         Err(e) => return vec![Rejection::new(codes::FORMAT_BAD_ROW, e.to_string())],
