@@ -12,6 +12,7 @@
 //! `tool-specs/<family>/` and are embedded at build time (see [`toolspec`]).
 
 pub mod check;
+pub mod envpkg;
 pub mod error;
 pub mod families;
 pub mod framework;

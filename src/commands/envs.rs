@@ -35,6 +35,22 @@ pub enum Command {
     /// must fail. Task i goes to family i mod F over the available (or selected) families.
     /// Prints failures, then `N passed, M failed`; exits 1 on any failure.
     Check {
+        /// envpkg packages to admit (spec envpkg §9): a folder holding env.toml, or a folder of
+        /// such packages. Prints the §9.3 report (one JSON object per line for several
+        /// packages); exits 0 iff every package is admitted. Without PATH: the families' check.
+        paths: Vec<std::path::PathBuf>,
+        /// Also write the package report(s) to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Admit a package when at least one of its tasks passes (only those are served).
+        #[arg(long)]
+        partial: bool,
+        /// Generated seeds checked per package: 1..=min(seeds, K).
+        #[arg(long, default_value_t = 16)]
+        seeds: u64,
+        /// The workers' Python interpreter.
+        #[arg(long, default_value = "python3")]
+        python: String,
         /// Only these families (repeatable or comma-separated); default all available.
         #[arg(long, value_delimiter = ',')]
         family: Vec<String>,
@@ -72,7 +88,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { family, tasks, seed, quiet } => {
+        Command::Check { paths, json, partial, seeds, python, .. } if !paths.is_empty() => {
+            check_packages(&registry, &paths, json.as_deref(), partial, seeds, &python)
+        }
+        Command::Check { family, tasks, seed, quiet, .. } => {
             let names: Vec<&str> = family.iter().map(String::as_str).collect();
             let selection = registry.select(&names)?;
             let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(tasks) };
@@ -93,6 +112,63 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
+}
+
+/// `envs check PATH...`: admit envpkg packages, print their reports.
+fn check_packages(
+    registry: &Registry,
+    paths: &[std::path::PathBuf],
+    json_file: Option<&std::path::Path>,
+    partial: bool,
+    seeds: u64,
+    python: &str,
+) -> anyhow::Result<ExitCode> {
+    use agentgen_environments::envpkg;
+    let packages = match envpkg::discover(paths) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let rt = match envpkg::PythonRuntime::detect(python) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let reserved: Vec<&str> = registry.families().iter().map(|f| f.name()).collect();
+    let opts = envpkg::CheckOptions { partial, seeds_k: seeds };
+    let mut lines = String::new();
+    let mut all = true;
+    for p in &packages {
+        let out = envpkg::check_package(p, &rt, &reserved, &opts);
+        all &= out.admitted;
+        let r = &out.report;
+        let codes: Vec<String> = r["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["code"].as_str().map(str::to_owned))
+            .chain(r["summary"]["by_reason"].as_object().into_iter().flatten().map(|(k, _)| k.clone()))
+            .collect();
+        eprintln!(
+            "{}: {} ({}/{} tasks admitted){}",
+            p.display(),
+            if out.admitted { "admitted" } else { "REJECTED" },
+            r["summary"]["admitted"],
+            r["summary"]["tasks"],
+            if codes.is_empty() { String::new() } else { format!(" [{}]", codes.join(", ")) }
+        );
+        lines.push_str(&serde_json::to_string(r)?);
+        lines.push('\n');
+    }
+    std::io::stdout().lock().write_all(lines.as_bytes())?;
+    if let Some(f) = json_file {
+        std::fs::write(f, &lines).with_context(|| format!("writing {}", f.display()))?;
+    }
+    Ok(if all { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn list(registry: &Registry, as_json: bool) -> anyhow::Result<ExitCode> {
