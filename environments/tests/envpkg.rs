@@ -288,3 +288,58 @@ fn sandbox_duties_are_enforced_and_end_only_the_episode() {
     assert_eq!(env["hash"], again["hash"]);
     assert_eq!(std::fs::read_to_string(dir.path().join("data/x.txt")).unwrap_or_default(), "hello");
 }
+
+/// Benchmark, not a test (no timing is asserted): worker start, and the round trip of a
+/// trivial tool call through a warm worker. Run with
+/// `cargo test --workspace --test envpkg -- --ignored --nocapture bench_`.
+#[test]
+#[ignore]
+fn bench_warm_worker_round_trip() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(rt) = runtime() else { return };
+    let pkg = load_package(&fixtures().join("thermostat"), RESERVED, &rt.stdlib).unwrap_or_else(|p| panic!("{p}"));
+    let names: Vec<&str> = pkg.tools.iter().map(|t| t.name.as_str()).collect();
+    let mut starts = Vec::new();
+    for _ in 0..10 {
+        let w = Worker::start(&rt, &pkg.path, 256, std::time::Duration::from_secs(10), None, &names)
+            .unwrap_or_else(|f| panic!("{f}"));
+        starts.push(w.start_time.as_secs_f64() * 1e3);
+    }
+    starts.sort_by(f64::total_cmp);
+    let mut w = Worker::start(&rt, &pkg.path, 256, std::time::Duration::from_secs(10), None, &names)
+        .unwrap_or_else(|f| panic!("{f}"));
+    let t = std::time::Duration::from_secs(2);
+    w.request(&json!({"op": "begin", "seed": 1, "params": {}, "clock": pkg.manifest.clock}), t)
+        .unwrap_or_else(|f| panic!("{f}"));
+    let req = json!({"op": "call", "name": "get_room", "args": {"room": "kitchen"}, "step": 0, "index": 0});
+    let mut us = Vec::new();
+    for i in 0..20_000 {
+        let t0 = std::time::Instant::now();
+        let r = w.request(&req, t);
+        let dt = t0.elapsed().as_secs_f64() * 1e6;
+        assert!(r.is_ok(), "{r:?}");
+        if i >= 1000 {
+            us.push(dt);
+        }
+        if i % 1000 == 999 {
+            // Keep the harness's per-turn call log short, as verify() would.
+            w.request(&json!({"op": "end"}), t).unwrap_or_else(|f| panic!("{f}"));
+            w.request(&json!({"op": "begin", "seed": 1, "params": {}, "clock": pkg.manifest.clock}), t)
+                .unwrap_or_else(|f| panic!("{f}"));
+        }
+    }
+    us.sort_by(f64::total_cmp);
+    let q = |p: f64| us[((us.len() as f64 - 1.0) * p) as usize];
+    println!(
+        "worker start (spawn + harness + import, 10 runs): median {:.1} ms, max {:.1} ms",
+        starts[starts.len() / 2],
+        starts[starts.len() - 1]
+    );
+    println!(
+        "warm round trip of get_room ({} calls): median {:.1} us, p99 {:.1} us, max {:.1} us",
+        us.len(),
+        q(0.5),
+        q(0.99),
+        q(1.0)
+    );
+}
