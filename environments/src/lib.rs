@@ -15,6 +15,7 @@ pub mod check;
 pub mod error;
 pub mod families;
 pub mod framework;
+pub mod limits;
 pub mod registry;
 pub mod sandbox;
 pub mod toolspec;
