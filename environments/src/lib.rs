@@ -16,6 +16,7 @@ pub mod envpkg;
 pub mod error;
 pub mod families;
 pub mod framework;
+pub mod limits;
 pub mod registry;
 pub mod sandbox;
 pub mod toolspec;
