@@ -50,7 +50,12 @@ fn worker_dirs() -> HashSet<PathBuf> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.path())
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("agentgen-envpkg-")))
+                .filter(|p| {
+                    p.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.starts_with("agentgen-envpkg-") || n.starts_with("agentgen-sandbox-")
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -279,7 +284,7 @@ fn sandbox_duties_are_enforced_and_end_only_the_episode() {
     assert_eq!(env["tz"], "UTC");
     for k in env["keys"].as_array().into_iter().flatten() {
         let k = k.as_str().unwrap_or_default();
-        assert!(["PYTHONHASHSEED", "TZ", "LC_ALL", "LC_CTYPE", "PYTHONIOENCODING", "PYTHONDONTWRITEBYTECODE", "TMPDIR", "HOME"].contains(&k), "host variable {k} leaked");
+        assert!(["PYTHONHASHSEED", "TZ", "LC_ALL", "LC_CTYPE", "LANG", "PATH", "PYTHONIOENCODING", "PYTHONDONTWRITEBYTECODE", "TMPDIR", "HOME"].contains(&k), "host variable {k} leaked");
     }
     // A fresh worker gives the same hash() (fixed PYTHONHASHSEED).
     let mut fresh: Option<Worker> = None;

@@ -6,8 +6,9 @@ env.py, and running Env(), tool calls, state(), verify() and generate_task() on 
 
 Protocol: frames of a 4-byte big-endian length plus UTF-8 JSON, requests on the original
 stdin, replies on the original stdout. Both are moved to private descriptors before any
-package code runs; fd 0 becomes /dev/null and fd 1 a copy of fd 2, so package output never
-reaches the protocol. argv: harness, package dir, scratch root.
+package code runs, so package output never reaches the protocol (fds 0, 1 and 2 become
+/dev/null). argv: harness, package dir, scratch
+root (the worker's writable directory; each episode gets a fresh subdirectory).
 """
 import sys
 import os
@@ -15,8 +16,8 @@ import os
 _IN = os.dup(0)
 _OUT = os.dup(1)
 _devnull = os.open(os.devnull, os.O_RDWR)
-os.dup2(_devnull, 0)
-os.dup2(2, 1)
+for _fd in (0, 1, 2):
+    os.dup2(_devnull, _fd)
 os.close(_devnull)
 
 import _thread

@@ -12,14 +12,15 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use crate::sandbox::{Layer, Layers, SCRATCH_DIR, Sandbox, SandboxChild, SandboxConfig};
 
 /// The worker harness, embedded in the binary.
 pub const HARNESS: &str = include_str!("harness.py");
@@ -27,8 +28,14 @@ pub const HARNESS: &str = include_str!("harness.py");
 const MAX_FRAME: usize = 64 << 20;
 /// Open files a worker may hold.
 const MAX_OPEN_FILES: u64 = 256;
-/// Largest file a worker may write (the scratch size cap).
+/// Largest file a worker may write.
 const MAX_FILE_BYTES: u64 = 16 << 20;
+/// Size of a worker's scratch tmpfs (all episodes' files at once).
+const SCRATCH_BYTES: u64 = 32 << 20;
+/// CPU seconds a persistent worker may use in its life (then it is replaced).
+const WORKER_CPU_SECS: u64 = 3600;
+/// Where the package directory appears inside the sandbox (with a mount namespace).
+const PKG_INSIDE: &str = "/pkg";
 
 /// An episode-ending failure (spec §7.3) or a load failure, with a stable code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -62,8 +69,8 @@ pub struct PythonRuntime {
     pub version: String,
     /// `sys.stdlib_module_names`.
     pub stdlib: HashSet<String>,
-    /// Whether a fresh network namespace can be entered (else only the audit hook guards).
-    pub netns: bool,
+    /// The interpreter as the sandbox runs it (binds of its installation).
+    pub sandbox: Sandbox,
 }
 
 impl PythonRuntime {
@@ -95,21 +102,8 @@ impl PythonRuntime {
             .as_array()
             .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
-        let netns = Command::new(&exe)
-            .args(["-S", "-c", "pass"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .env_clear()
-            .pre_exec_unshare_net()
-            .status()
-            .is_ok_and(|s| s.success());
-        Ok(PythonRuntime {
-            exe,
-            version: format!("{}.{}.{}", ver[0], ver[1], ver[2]),
-            stdlib,
-            netns,
-        })
+        let sandbox = Sandbox::detect(python, SandboxConfig::default())?;
+        Ok(PythonRuntime { exe, version: format!("{}.{}.{}", ver[0], ver[1], ver[2]), stdlib, sandbox })
     }
 
     /// The process-wide runtime for `python3`, probed once.
@@ -118,101 +112,68 @@ impl PythonRuntime {
         RT.get_or_init(|| PythonRuntime::detect("python3")).as_ref().map_err(Clone::clone)
     }
 
-    /// Which layer enforces each duty of spec §10 (the report's `runtime.isolation`).
+    /// Which layer enforces each duty of spec §10 (the report's `runtime.isolation`): the
+    /// kernel layers the sandbox was granted, plus the harness's Python-level guards.
     pub fn isolation(&self) -> Value {
+        let layers = Layers::probe();
+        let on = |l: Layer| layers.is_active(l);
+        let both = |l: Layer, kernel: &str, py: &str| {
+            if on(l) { format!("{kernel} + {py}") } else { format!("{py} only ({} missing)", l.as_str()) }
+        };
         json!({
-            "network": if self.netns { "network namespace + audit hook" } else { "audit hook only (no network namespace)" },
-            "filesystem": "audit hook (writes only in the episode scratch dir); RLIMIT_FSIZE",
-            "processes": "audit hook (fork/exec/spawn/kill denied); thread start denied",
-            "native_code": "audit hook (ctypes import denied); .so/.pyd refused at load",
+            "network": both(Layer::NetworkNamespace, "network namespace", "audit hook"),
+            "filesystem": both(Layer::MountNamespace, "read-only root, package bound read-only, scratch tmpfs", "audit hook"),
+            "processes": both(Layer::Seccomp, "seccomp (no fork) + RLIMIT_NPROC", "audit hook, thread start denied"),
+            "visibility": if on(Layer::PidNamespace) { "pid namespace" } else { "none (pid_namespace missing)" },
+            "uid": if on(Layer::UnprivilegedUid) { "unprivileged uid per worker" } else { "same uid as the runtime" },
+            "native_code": "audit hook (ctypes denied); .so/.pyd/.pth refused at load",
             "memory": "RLIMIT_AS = memory_mb",
-            "time": "per-call and per-episode wall-clock deadlines; worker killed on timeout",
+            "time": "per-call and per-episode deadlines; the worker is killed on timeout",
             "environment": "cleared; PYTHONHASHSEED=0, TZ=UTC, LC_ALL=C.UTF-8; -S -B, no bytecode loaded",
-            "uid": "same as the runtime (no separate uid yet)",
-            "mount": "none (no mount namespace yet)",
-            "seccomp": "none",
+            "layers": layers.to_json(),
         })
     }
 }
 
-trait UnshareNet {
-    fn pre_exec_unshare_net(&mut self) -> &mut Self;
-}
-
-impl UnshareNet for Command {
-    fn pre_exec_unshare_net(&mut self) -> &mut Self {
-        // SAFETY: runs in the forked child before exec; one async-signal-safe syscall.
-        unsafe {
-            self.pre_exec(|| {
-                if libc::unshare(libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        }
-    }
-}
-
-/// Spawn the worker process for the package at `pkg`: harness on `-c`, piped stdin/stdout (the
-/// protocol), stderr discarded, environment cleared, its own process group, a fresh network
-/// namespace when available, `RLIMIT_AS`/`NOFILE`/`FSIZE`/`CORE` set. The one place a worker
-/// is created; the containment layer plugs in here.
-pub fn spawn_sandboxed(
-    rt: &PythonRuntime,
-    pkg: &Path,
-    scratch: &Path,
-    memory_mb: u64,
-) -> std::io::Result<Child> {
-    let mut cmd = Command::new(&rt.exe);
-    cmd.arg("-S").arg("-B").arg("-c").arg(HARNESS).arg(pkg).arg(scratch);
-    cmd.current_dir(scratch)
-        .env_clear()
-        .env("PYTHONHASHSEED", "0")
-        .env("TZ", "UTC")
-        .env("LC_ALL", "C.UTF-8")
-        .env("PYTHONIOENCODING", "utf-8")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("TMPDIR", scratch)
-        .env("HOME", scratch)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let netns = rt.netns;
-    let memory = memory_mb.saturating_mul(1 << 20);
-    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // syscalls (setpgid, unshare, setrlimit) on stack data.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if netns && libc::unshare(libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for (res, v) in [
-                (libc::RLIMIT_AS, memory),
-                (libc::RLIMIT_NOFILE, MAX_OPEN_FILES),
-                (libc::RLIMIT_FSIZE, MAX_FILE_BYTES),
-                (libc::RLIMIT_CORE, 0),
-            ] {
-                let lim = libc::rlimit { rlim_cur: v as libc::rlim_t, rlim_max: v as libc::rlim_t };
-                if libc::setrlimit(res, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
+/// Spawn the worker process for the package at `pkg` inside the hardened sandbox
+/// ([`crate::sandbox::SandboxSpec`]): harness on `-c`, piped stdin/stdout (the protocol; the
+/// harness moves it to private descriptors), the package bound read-only, a scratch tmpfs as
+/// the only writable place, no fork, `RLIMIT_AS` = `memory_mb`. The one place a worker is
+/// created. Refused (`Err`) when a required layer is missing and weak sandboxes are not allowed.
+pub fn spawn_sandboxed(rt: &PythonRuntime, pkg: &Path, memory_mb: u64) -> crate::Result<SandboxChild> {
+    let mount = Layers::probe().is_active(Layer::MountNamespace);
+    let (pkg_arg, scratch_arg) = if mount {
+        (PathBuf::from(PKG_INSIDE), PathBuf::from(SCRATCH_DIR))
+    } else {
+        (pkg.to_path_buf(), PathBuf::from("."))
+    };
+    let limits = crate::sandbox::Limits {
+        address_space: memory_mb.saturating_mul(1 << 20),
+        cpu_secs: WORKER_CPU_SECS,
+        file_size: MAX_FILE_BYTES,
+        open_files: MAX_OPEN_FILES,
+        processes: 1,
+    };
+    rt.sandbox
+        .python_spec()
+        .ro_bind(pkg, PKG_INSIDE)
+        .arg("-S")
+        .arg("-B")
+        .arg("-c")
+        .arg(HARNESS)
+        .arg(pkg_arg)
+        .arg(scratch_arg)
+        .limits(limits)
+        .scratch_bytes(SCRATCH_BYTES)
+        .allow_fork(false)
+        .spawn()
 }
 
 /// One live worker serving one package.
 pub struct Worker {
-    child: Child,
-    pid: i32,
+    child: SandboxChild,
     to: ChildStdin,
     from: ChildStdout,
-    scratch: Option<tempfile::TempDir>,
     alive: bool,
     /// The worker's Python `major.minor.micro` (from its hello).
     pub python: String,
@@ -235,24 +196,17 @@ impl Worker {
         tools: &[&str],
     ) -> Result<Worker, Failure> {
         let t0 = Instant::now();
-        let scratch = tempfile::Builder::new()
-            .prefix("agentgen-envpkg-")
-            .tempdir()
-            .map_err(|e| Failure::new("env.crash", format!("cannot create the worker scratch dir: {e}")))?;
-        let mut child = spawn_sandboxed(rt, pkg, scratch.path(), memory_mb)
-            .map_err(|e| Failure::new("env.crash", format!("cannot spawn {}: {e}", rt.exe.display())))?;
+        let mut child = spawn_sandboxed(rt, pkg, memory_mb)
+            .map_err(|e| Failure::new("sandbox.refused", format!("cannot start a worker: {e}")))?;
         let (Some(to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
             return Err(Failure::new("env.crash", "worker pipes missing"));
         };
-        let pid = child.id() as i32;
+        // The harness sends nothing to stderr (it points fd 1 and 2 at /dev/null).
+        drop(child.stderr.take());
         let mut w = Worker {
             child,
-            pid,
             to,
             from,
-            scratch: Some(scratch),
             alive: true,
             python: String::new(),
             load_info: Value::Null,
@@ -369,8 +323,15 @@ impl Worker {
 
     /// The worker stopped answering: reap it and describe how it ended (`env.crash`).
     fn died(&mut self, what: String) -> Failure {
+        let mut status = None;
+        for _ in 0..50 {
+            status = self.child.try_wait().ok().flatten();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         self.kill();
-        let status = self.child.try_wait().ok().flatten();
         let how = match status {
             Some(s) => {
                 use std::os::unix::process::ExitStatusExt;
@@ -385,15 +346,11 @@ impl Worker {
         Failure::new("env.crash", format!("worker {how} ({what})"))
     }
 
-    /// Kill the worker's process group and reap it; idempotent.
+    /// Kill the whole sandbox and reap it; idempotent.
     pub fn kill(&mut self) {
         if self.alive {
             self.alive = false;
-            // SAFETY: signal our own child's process group (created by setpgid in the child).
-            unsafe {
-                libc::kill(-self.pid, libc::SIGKILL);
-            }
-            let _ = self.child.kill();
+            self.child.kill();
             let _ = self.child.wait();
         }
     }
@@ -402,9 +359,6 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
-        if let Some(s) = self.scratch.take() {
-            let _ = s.close();
-        }
     }
 }
 
