@@ -97,6 +97,21 @@ fn envs_check_packages_reports_json_lines_and_exit_codes() {
     assert_eq!(lines.len(), 9);
     assert_eq!(lines.iter().filter(|r| r["admitted"] == true).count(), 1);
 
+    // `envs list --envs`: every package with its hash; a wrong pin is refused.
+    let all = pkgs.to_string_lossy().into_owned();
+    let out = run(&["envs", "list", "--json", "--envs", &format!("{all},{broken}")], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = v["packages"].as_array().expect("packages");
+    assert_eq!(rows.len(), 10);
+    assert_eq!(
+        rows[0]["sha256"],
+        "495d9da0b21376c86ed8636b84ea2d0d2cbb459470c900d746664cd2cc0d0f60"
+    );
+    assert_eq!(rows[1]["generated_seeds"], 1_000_000);
+    let out = run(&["envs", "list", "--envs", &format!("{good_s}@sha256:00")], b"");
+    assert_eq!(out.status.code(), Some(2));
+
     // Not a package: usage error.
     let out = run(&["envs", "check", &dir.path().to_string_lossy()], b"");
     assert_eq!(out.status.code(), Some(2));

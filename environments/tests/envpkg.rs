@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use agentgen_environments::envpkg::{
-    CheckOptions, Episode, PythonRuntime, ValidTask, Worker, check_package, load_package,
+    CheckOptions, Episode, PythonRuntime, ValidTask, Worker, WorkerPool, check_package,
+    load_package,
 };
 use serde_json::{Value, json};
 
@@ -18,7 +19,8 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/envpkg")
 }
 
-const RESERVED: &[&str] = &["trip", "retail", "calendar", "banking", "vfs", "sql", "search", "code", "logistics"];
+const RESERVED: &[&str] =
+    &["trip", "retail", "calendar", "banking", "vfs", "sql", "search", "code", "logistics"];
 
 /// The runtime, or None after saying loudly why the Python-dependent part cannot run here.
 fn runtime() -> Option<PythonRuntime> {
@@ -99,7 +101,10 @@ fn good_fixtures_are_admitted() {
     assert!(out.admitted, "{}", serde_json::to_string_pretty(&out.report).unwrap_or_default());
     let r = &out.report;
     assert_eq!(r["format"], "agentgen-envpkg-check/1");
-    assert_eq!(r["package"]["sha256"], "495d9da0b21376c86ed8636b84ea2d0d2cbb459470c900d746664cd2cc0d0f60");
+    assert_eq!(
+        r["package"]["sha256"],
+        "495d9da0b21376c86ed8636b84ea2d0d2cbb459470c900d746664cd2cc0d0f60"
+    );
     assert_eq!(r["summary"]["tasks"], 5);
     assert_eq!(r["admitted_tasks"][2], "bookshop@1/0/2");
     assert_eq!(r["tasks"][2]["id"], "late-refund-refusal");
@@ -107,7 +112,12 @@ fn good_fixtures_are_admitted() {
     // The two-turn task reports both turns; every task ran its probes.
     for t in r["tasks"].as_array().into_iter().flatten() {
         assert_eq!(t["deterministic"], true, "{t}");
-        let names: Vec<&str> = t["probes"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+        let names: Vec<&str> = t["probes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
         assert!(names.starts_with(&["empty", "answer_only", "minus_last_write"]), "{names:?}");
     }
     let out = check_package(&fixtures().join("thermostat"), &rt, RESERVED, &opts);
@@ -123,7 +133,9 @@ fn broken_fixtures_are_rejected_for_their_reason_and_the_host_is_untouched() {
     let Some(rt) = runtime() else { return };
     let dirs_before = worker_dirs();
     let broken = fixtures().join("broken");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&broken).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&broken)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     names.sort();
     assert_eq!(names.len(), 8, "{names:?}");
     for pkg in names {
@@ -146,19 +158,33 @@ fn attack_package() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let p = dir.path();
     let w = |f: &str, s: &str| std::fs::write(p.join(f), s).unwrap_or_else(|e| panic!("{f}: {e}"));
-    w("env.toml", "format = \"agentgen-envpkg/1\"\nname = \"attack\"\nversion = 1\ntitle = \"t\"\ndescription = \"d\"\ndomain = \"test\"\nsystem_prompt = \"s\"\n[limits]\ncall_timeout_ms = 3000\nmemory_mb = 256\n");
-    w("tools.json", r#"[{"type": "function", "function": {"name": "attack", "description": "try something",
-        "parameters": {"type": "object", "properties": {"kind": {"type": "string"}}, "required": ["kind"]}}}]"#);
-    w("tasks.jsonl", "{\"id\": \"a\", \"difficulty\": 1, \"seed\": 0, \"turns\": [{\"user\": \"go\", \"reference\": []}]}\n");
+    w(
+        "env.toml",
+        "format = \"agentgen-envpkg/1\"\nname = \"attack\"\nversion = 1\ntitle = \"t\"\ndescription = \"d\"\ndomain = \"test\"\nsystem_prompt = \"s\"\n[limits]\ncall_timeout_ms = 3000\nmemory_mb = 256\n",
+    );
+    w(
+        "tools.json",
+        r#"[{"type": "function", "function": {"name": "attack", "description": "try something",
+        "parameters": {"type": "object", "properties": {"kind": {"type": "string"}}, "required": ["kind"]}}}]"#,
+    );
+    w(
+        "tasks.jsonl",
+        "{\"id\": \"a\", \"difficulty\": 1, \"seed\": 0, \"turns\": [{\"user\": \"go\", \"reference\": []}]}\n",
+    );
     std::fs::create_dir(p.join("data")).unwrap_or_else(|e| panic!("data: {e}"));
     w("data/x.txt", "hello");
-    w("env.py", r#"
+    w(
+        "env.py",
+        r#"
 import importlib, os
 from agentgen_env import data_path, scratch_dir
 
+EPISODES = [0]
+
+
 class Env:
     def __init__(self, seed, params):
-        pass
+        EPISODES[0] += 1
     def state(self):
         return {}
     def attack(self, kind):
@@ -220,6 +246,8 @@ class Env:
         if kind == "env":
             return {"hashseed": os.environ.get("PYTHONHASHSEED"), "tz": os.environ.get("TZ"),
                     "keys": sorted(os.environ), "hash": hash("agentgen")}
+        if kind == "episodes":
+            return EPISODES[0]
         if kind == "exit":
             raise SystemExit(3)
         if kind == "memory":
@@ -230,14 +258,23 @@ class Env:
         if kind == "bad_result":
             return {1, 2}
         raise ValueError(kind)
-"#);
+"#,
+    );
     dir
 }
 
 fn one_task() -> ValidTask {
-    let v = json!({"id": "a", "difficulty": 1, "seed": 0, "turns": [{"user": "go", "reference": []}]});
-    agentgen_environments::envpkg::task::parse_task("attack@1/0/0".into(), &v, &["attack"], None, None, &mut Vec::new())
-        .unwrap_or_else(|p| panic!("{p}"))
+    let v =
+        json!({"id": "a", "difficulty": 1, "seed": 0, "turns": [{"user": "go", "reference": []}]});
+    agentgen_environments::envpkg::task::parse_task(
+        "attack@1/0/0".into(),
+        &v,
+        &["attack"],
+        None,
+        None,
+        &mut Vec::new(),
+    )
+    .unwrap_or_else(|p| panic!("{p}"))
 }
 
 /// Run `attack(kind)` in a fresh episode, restarting the worker when the last one was discarded.
@@ -249,7 +286,14 @@ fn attack_once(
     kind: &str,
 ) -> Result<String, String> {
     if !slot.as_ref().is_some_and(Worker::is_alive) {
-        let w = Worker::start(rt, &pkg.path, 256, std::time::Duration::from_secs(10), None, &["attack"]);
+        let w = Worker::start(
+            rt,
+            &pkg.path,
+            256,
+            std::time::Duration::from_secs(10),
+            None,
+            &["attack"],
+        );
         *slot = Some(w.map_err(|f| format!("start: {f}"))?);
     }
     let Some(worker) = slot.as_mut() else { return Err("no worker".into()) };
@@ -268,7 +312,9 @@ fn sandbox_duties_are_enforced_and_end_only_the_episode() {
     let task = one_task();
     let mut worker: Option<Worker> = None;
     let mut attack = |kind: &str| attack_once(&rt, &pkg, &task, &mut worker, kind);
-    for kind in ["thread", "subprocess", "fork", "kill", "ctypes", "data_write", "sqlite_file", "dns"] {
+    for kind in
+        ["thread", "subprocess", "fork", "kill", "ctypes", "data_write", "sqlite_file", "dns"]
+    {
         assert_eq!(attack(kind), Err("env.sandbox".to_owned()), "{kind} was not detected");
     }
     assert_eq!(attack("memory"), Err("env.crash".to_owned()));
@@ -276,15 +322,38 @@ fn sandbox_duties_are_enforced_and_end_only_the_episode() {
     assert_eq!(attack("bad_result"), Err("env.protocol".to_owned()));
     // Allowed: the scratch dir (the cwd, empty per episode), reading data/, printing.
     assert_eq!(attack("scratch_write"), Ok(r#"["f.txt", true]"#.to_owned()));
-    assert_eq!(attack("scratch_write"), Ok(r#"["f.txt", true]"#.to_owned()), "scratch is fresh per episode");
+    assert_eq!(
+        attack("scratch_write"),
+        Ok(r#"["f.txt", true]"#.to_owned()),
+        "scratch is fresh per episode"
+    );
     assert_eq!(attack("data_read"), Ok("hello".to_owned()));
-    assert_eq!(attack("print"), Ok("printed".to_owned()), "package stdout never reaches the protocol");
+    assert_eq!(
+        attack("print"),
+        Ok("printed".to_owned()),
+        "package stdout never reaches the protocol"
+    );
     let env: Value = serde_json::from_str(&attack("env").unwrap_or_default()).unwrap_or_default();
     assert_eq!(env["hashseed"], "0");
     assert_eq!(env["tz"], "UTC");
     for k in env["keys"].as_array().into_iter().flatten() {
         let k = k.as_str().unwrap_or_default();
-        assert!(["PYTHONHASHSEED", "TZ", "LC_ALL", "LC_CTYPE", "LANG", "PATH", "PYTHONIOENCODING", "PYTHONDONTWRITEBYTECODE", "TMPDIR", "HOME"].contains(&k), "host variable {k} leaked");
+        assert!(
+            [
+                "PYTHONHASHSEED",
+                "TZ",
+                "LC_ALL",
+                "LC_CTYPE",
+                "LANG",
+                "PATH",
+                "PYTHONIOENCODING",
+                "PYTHONDONTWRITEBYTECODE",
+                "TMPDIR",
+                "HOME"
+            ]
+            .contains(&k),
+            "host variable {k} leaked"
+        );
     }
     // A fresh worker gives the same hash() (fixed PYTHONHASHSEED).
     let mut fresh: Option<Worker> = None;
@@ -302,17 +371,20 @@ fn sandbox_duties_are_enforced_and_end_only_the_episode() {
 fn bench_warm_worker_round_trip() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(rt) = runtime() else { return };
-    let pkg = load_package(&fixtures().join("thermostat"), RESERVED, &rt.stdlib).unwrap_or_else(|p| panic!("{p}"));
+    let pkg = load_package(&fixtures().join("thermostat"), RESERVED, &rt.stdlib)
+        .unwrap_or_else(|p| panic!("{p}"));
     let names: Vec<&str> = pkg.tools.iter().map(|t| t.name.as_str()).collect();
     let mut starts = Vec::new();
     for _ in 0..10 {
-        let w = Worker::start(&rt, &pkg.path, 256, std::time::Duration::from_secs(10), None, &names)
-            .unwrap_or_else(|f| panic!("{f}"));
+        let w =
+            Worker::start(&rt, &pkg.path, 256, std::time::Duration::from_secs(10), None, &names)
+                .unwrap_or_else(|f| panic!("{f}"));
         starts.push(w.start_time.as_secs_f64() * 1e3);
     }
     starts.sort_by(f64::total_cmp);
-    let mut w = Worker::start(&rt, &pkg.path, 256, std::time::Duration::from_secs(10), None, &names)
-        .unwrap_or_else(|f| panic!("{f}"));
+    let mut w =
+        Worker::start(&rt, &pkg.path, 256, std::time::Duration::from_secs(10), None, &names)
+            .unwrap_or_else(|f| panic!("{f}"));
     let t = std::time::Duration::from_secs(2);
     w.request(&json!({"op": "begin", "seed": 1, "params": {}, "clock": pkg.manifest.clock}), t)
         .unwrap_or_else(|f| panic!("{f}"));
@@ -329,8 +401,11 @@ fn bench_warm_worker_round_trip() {
         if i % 1000 == 999 {
             // Keep the harness's per-turn call log short, as verify() would.
             w.request(&json!({"op": "end"}), t).unwrap_or_else(|f| panic!("{f}"));
-            w.request(&json!({"op": "begin", "seed": 1, "params": {}, "clock": pkg.manifest.clock}), t)
-                .unwrap_or_else(|f| panic!("{f}"));
+            w.request(
+                &json!({"op": "begin", "seed": 1, "params": {}, "clock": pkg.manifest.clock}),
+                t,
+            )
+            .unwrap_or_else(|f| panic!("{f}"));
         }
     }
     us.sort_by(f64::total_cmp);
@@ -347,4 +422,31 @@ fn bench_warm_worker_round_trip() {
         q(0.99),
         q(1.0)
     );
+}
+
+#[test]
+fn pool_reuses_workers_across_episodes_and_replaces_broken_ones() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(rt) = runtime() else { return };
+    let dir = attack_package();
+    let pkg = load_package(dir.path(), RESERVED, &rt.stdlib).unwrap_or_else(|p| panic!("{p}"));
+    let task = one_task();
+    let pool = WorkerPool::new(rt.clone(), &pkg, 2);
+    let episode = |kind: &str| -> Result<String, String> {
+        let mut w = pool.checkout().map_err(|f| f.to_string())?;
+        let out = (|| {
+            let mut ep = Episode::begin(&pkg, &task, &mut w).map_err(|f| f.code)?;
+            let obs = ep.call(0, "attack", &json!({"kind": kind}), false).map_err(|f| f.code)?;
+            ep.end().map_err(|f| f.code)?;
+            Ok(obs.content)
+        })();
+        pool.checkin(w);
+        out
+    };
+    assert_eq!(episode("episodes"), Ok("1".into()));
+    assert_eq!(episode("episodes"), Ok("2".into()), "the warm worker is reused, with a fresh Env");
+    assert_eq!(episode("exit"), Err("env.crash".into()));
+    assert_eq!(episode("episodes"), Ok("1".into()), "a crashed worker is replaced");
+    assert_eq!(episode("thread"), Err("env.sandbox".into()));
+    assert_eq!(episode("episodes"), Ok("1".into()), "a worker that broke the sandbox is replaced");
 }

@@ -16,6 +16,11 @@ pub enum Command {
         /// "spawns_process", ...}]}` instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also list envpkg packages: packages or folders of packages, comma-separated;
+        /// `PATH@sha256:<hex>` pins a package's hash. Packages are listed, not admitted (see
+        /// `envs check PATH`).
+        #[arg(long, value_delimiter = ',')]
+        envs: Vec<String>,
     },
     /// Print one task as JSON (TaskSpec). The `reference` solution and `hidden_from_agent`
     /// verifier data are marked as hidden from the agent.
@@ -69,7 +74,8 @@ pub enum Command {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let registry = Registry::new();
     match cmd {
-        Command::List { json } => list(&registry, json),
+        Command::List { json, envs } if !envs.is_empty() => list_packages(&registry, &envs, json),
+        Command::List { json, .. } => list(&registry, json),
         Command::Sample { family, instance_seed, task_seed } => {
             let fam = registry.try_get(&family)?;
             let r = agentgen_environments::TaskRef {
@@ -114,6 +120,86 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `envs list --envs PATH[,PATH]`: the packages with their version, hash and task counts.
+fn list_packages(registry: &Registry, envs: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
+    use agentgen_environments::envpkg;
+    let mut paths = Vec::new();
+    let mut pins = Vec::new();
+    for e in envs {
+        let (p, pin) = envpkg::load::parse_pin(e);
+        for found in envpkg::discover(std::slice::from_ref(&p)).map_err(anyhow::Error::msg)? {
+            paths.push(found);
+            pins.push(pin.clone());
+        }
+    }
+    let stdlib = envpkg::PythonRuntime::detect("python3").map(|rt| rt.stdlib).unwrap_or_default();
+    let reserved: Vec<&str> = registry.families().iter().map(|f| f.name()).collect();
+    let mut rows = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (p, pin) in paths.iter().zip(&pins) {
+        let row = match envpkg::load_package(p, &reserved, &stdlib) {
+            Ok(pkg) => {
+                let label = pkg.label();
+                if let Some((_, h)) = seen.iter().find(|(l, h)| *l == label && *h != pkg.sha256) {
+                    anyhow::bail!(
+                        "{label}: two packages with different hashes ({h} and {})",
+                        pkg.sha256
+                    );
+                }
+                if let Some(want) = pin
+                    && *want != pkg.sha256
+                {
+                    anyhow::bail!(
+                        "{}: hash {} does not match the pinned {want}",
+                        p.display(),
+                        pkg.sha256
+                    );
+                }
+                seen.push((label, pkg.sha256.clone()));
+                let static_tasks =
+                    pkg.tasks_text.as_deref().map_or(0, |t| t.lines().count() as u64);
+                json!({"name": pkg.manifest.name, "version": pkg.manifest.version,
+                       "path": pkg.path.display().to_string(), "sha256": pkg.sha256,
+                       "domain": pkg.manifest.domain, "static_tasks": static_tasks,
+                       "generated_seeds": pkg.manifest.generate_seeds.unwrap_or(0),
+                       "tasks": static_tasks + pkg.manifest.generate_seeds.unwrap_or(0),
+                       "license": pkg.manifest.provenance.get("license"), "loadable": true})
+            }
+            Err(e) => json!({"path": p.display().to_string(), "loadable": false,
+                             "reason": e.to_string()}),
+        };
+        rows.push(row);
+    }
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&json!({ "packages": rows }))?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{:<20} {:>3} {:>10}  {:<16} note", "package", "ver", "tasks", "sha256")?;
+    for r in &rows {
+        if r["loadable"] == json!(true) {
+            writeln!(
+                out,
+                "{:<20} {:>3} {:>10}  {:<16} {}",
+                r["name"].as_str().unwrap_or(""),
+                r["version"].to_string(),
+                r["tasks"].to_string(),
+                &r["sha256"].as_str().unwrap_or("")[..16],
+                r["path"].as_str().unwrap_or("")
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{:<20}   -          -  {:<16} {}",
+                r["path"].as_str().unwrap_or(""),
+                "-",
+                r["reason"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `envs check PATH...`: admit envpkg packages, print their reports.
 fn check_packages(
     registry: &Registry,
@@ -151,7 +237,9 @@ fn check_packages(
             .into_iter()
             .flatten()
             .filter_map(|e| e["code"].as_str().map(str::to_owned))
-            .chain(r["summary"]["by_reason"].as_object().into_iter().flatten().map(|(k, _)| k.clone()))
+            .chain(
+                r["summary"]["by_reason"].as_object().into_iter().flatten().map(|(k, _)| k.clone()),
+            )
             .collect();
         eprintln!(
             "{}: {} ({}/{} tasks admitted){}",

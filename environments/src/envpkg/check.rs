@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::Problem;
 use super::episode::{Episode, json_eq};
 use super::load::{ValidPackage, load_package};
 use super::task::{Call, ValidTask, VerifyMode, parse_task, task_id};
 use super::worker::{Failure, PythonRuntime, Worker};
-use super::Problem;
 use crate::framework::Verdict;
 
 /// Knobs of one admission run.
@@ -109,7 +109,10 @@ pub fn check_package(
     };
     let info = worker.as_ref().map(|w| w.load_info.clone()).unwrap_or_default();
     if info["has_env"] != json!(true) || info["has_state"] != json!(true) {
-        return fail(report, Problem::new("pkg.module", "env.py must define class Env with a state() method"));
+        return fail(
+            report,
+            Problem::new("pkg.module", "env.py must define class Env with a state() method"),
+        );
     }
     if let Err(p) = check_signatures(&pkg, &info["tools"]) {
         return fail(report, p);
@@ -117,11 +120,17 @@ pub fn check_package(
     let has_generate = info["has_generate"] == json!(true);
     let has_verify = info["has_verify"] == json!(true);
     if has_generate != pkg.manifest.generate_seeds.is_some() {
-        return fail(report, Problem::new("pkg.toml", if has_generate {
-            "env.py defines generate_task but env.toml has no [generate] table"
-        } else {
-            "env.toml has [generate] but env.py defines no generate_task"
-        }));
+        return fail(
+            report,
+            Problem::new(
+                "pkg.toml",
+                if has_generate {
+                    "env.py defines generate_task but env.toml has no [generate] table"
+                } else {
+                    "env.toml has [generate] but env.py defines no generate_task"
+                },
+            ),
+        );
     }
     if pkg.tasks_text.is_none() && !has_generate {
         return fail(report, Problem::new("pkg.layout", "neither tasks.jsonl nor generate_task"));
@@ -141,7 +150,10 @@ pub fn check_package(
                 Ok(t) if ids.contains(&t.id) => entries.push(short_entry(
                     &tid,
                     &t.id,
-                    Problem::new("task.duplicate_id", format!("tasks.jsonl:{}: id {:?} repeats", i + 1, t.id)),
+                    Problem::new(
+                        "task.duplicate_id",
+                        format!("tasks.jsonl:{}: id {:?} repeats", i + 1, t.id),
+                    ),
                 )),
                 Ok(t) => {
                     ids.push(t.id.clone());
@@ -166,7 +178,14 @@ pub fn check_package(
             };
             match generate_twice(w, &pkg, seed) {
                 Ok(v) => {
-                    match parse_task(tid.clone(), &v, &tool_names, Some(&format!("gen-{seed}")), Some(seed), &mut warnings) {
+                    match parse_task(
+                        tid.clone(),
+                        &v,
+                        &tool_names,
+                        Some(&format!("gen-{seed}")),
+                        Some(seed),
+                        &mut warnings,
+                    ) {
                         Ok(t) => tasks.push(t),
                         Err(p) => entries.push(short_entry(&tid, "", p)),
                     }
@@ -189,8 +208,12 @@ pub fn check_package(
         if e["admitted"] == json!(true) {
             admitted_tasks.push(e["task_id"].clone());
         }
-        let mut codes: Vec<&str> =
-            e["reasons"].as_array().into_iter().flatten().filter_map(|r| r["code"].as_str()).collect();
+        let mut codes: Vec<&str> = e["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["code"].as_str())
+            .collect();
         codes.sort_unstable();
         codes.dedup();
         for c in codes {
@@ -206,7 +229,8 @@ pub fn check_package(
     }
     report["admitted"] = json!(admitted);
     report["warnings"] = json!(warnings);
-    report["summary"] = json!({"tasks": n, "admitted": ok, "rejected": n - ok, "by_reason": by_reason});
+    report["summary"] =
+        json!({"tasks": n, "admitted": ok, "rejected": n - ok, "by_reason": by_reason});
     report["admitted_tasks"] = json!(admitted_tasks);
     report["tasks"] = json!(entries);
     CheckOutcome { admitted, report }
@@ -258,7 +282,10 @@ fn generate_twice(w: &mut Worker, pkg: &ValidPackage, seed: u64) -> Result<Value
     let a = generate(w)?;
     let b = generate(w)?;
     if !json_eq(&a, &b) {
-        return Err(Problem::new("nondeterministic", format!("generate_task({seed}) returned different records")));
+        return Err(Problem::new(
+            "nondeterministic",
+            format!("generate_task({seed}) returned different records"),
+        ));
     }
     Ok(a)
 }
@@ -279,10 +306,13 @@ fn check_signatures(pkg: &ValidPackage, sigs: &Value) -> Result<(), Problem> {
         let params = sig["params"].as_array().cloned().unwrap_or_default();
         let kind = |p: &Value| p["kind"].as_str().unwrap_or_default().to_owned();
         let var_kw = params.iter().any(|p| kind(p) == "VAR_KEYWORD");
-        let bad = |why: String| Problem::new("tool.signature", format!("env.py: Env.{}: {why}", tool.name));
+        let bad = |why: String| {
+            Problem::new("tool.signature", format!("env.py: Env.{}: {why}", tool.name))
+        };
         for prop in &tool.schema.properties {
             let accepted = params.iter().any(|p| {
-                p["name"] == json!(prop) && matches!(kind(p).as_str(), "POSITIONAL_OR_KEYWORD" | "KEYWORD_ONLY")
+                p["name"] == json!(prop)
+                    && matches!(kind(p).as_str(), "POSITIONAL_OR_KEYWORD" | "KEYWORD_ONLY")
             });
             if !accepted && !var_kw {
                 return Err(bad(format!("schema property {prop:?} is not a keyword parameter")));
@@ -298,7 +328,9 @@ fn check_signatures(pkg: &ValidPackage, sigs: &Value) -> Result<(), Problem> {
                 "POSITIONAL_OR_KEYWORD" | "KEYWORD_ONLY"
                     if !has_default && !tool.schema.required.iter().any(|r| r == name) =>
                 {
-                    return Err(bad(format!("parameter {name:?} has no default but the schema does not require it")));
+                    return Err(bad(format!(
+                        "parameter {name:?} has no default but the schema does not require it"
+                    )));
                 }
                 _ => {}
             }
@@ -319,7 +351,13 @@ fn play(
     stop_on_fail: bool,
 ) -> Result<Play, Failure> {
     let mut ep = Episode::begin(pkg, task, w)?;
-    let mut p = Play { observations: vec![], errors: vec![], states: vec![], verdicts: vec![], writes: vec![] };
+    let mut p = Play {
+        observations: vec![],
+        errors: vec![],
+        states: vec![],
+        verdicts: vec![],
+        writes: vec![],
+    };
     let mut prev = if track_writes { Some(ep.state()?) } else { None };
     for (t, (steps, answer)) in script.iter().enumerate() {
         for (s, step) in steps.iter().enumerate() {
@@ -365,7 +403,12 @@ fn first_failure(p: &Play) -> String {
         .iter()
         .enumerate()
         .find(|(_, v)| !v.passed)
-        .map(|(t, v)| format!("turn {t}: {}", if v.checks.is_empty() { "verify returned False".into() } else { v.failures() }))
+        .map(|(t, v)| {
+            format!(
+                "turn {t}: {}",
+                if v.checks.is_empty() { "verify returned False".into() } else { v.failures() }
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -383,7 +426,10 @@ fn check_task(
         None => pkg.tool(n).is_some(),
     };
     if task.verify == VerifyMode::Module && !has_verify {
-        reasons.push(Problem::new("task.schema", format!("{}: module verification but env.py has no verify()", task.task_id)));
+        reasons.push(Problem::new(
+            "task.schema",
+            format!("{}: module verification but env.py has no verify()", task.task_id),
+        ));
     }
     for (t, turn) in task.turns.iter().enumerate() {
         let n: usize = turn.reference.iter().map(Vec::len).sum();
@@ -393,10 +439,18 @@ fn check_task(
         for (s, step) in turn.reference.iter().enumerate() {
             for c in step {
                 if !offered(&c.name) {
-                    reasons.push(Problem::new("ref.unknown_tool", format!("turn {t} step {s}: {:?} is not offered", c.name)));
+                    reasons.push(Problem::new(
+                        "ref.unknown_tool",
+                        format!("turn {t} step {s}: {:?} is not offered", c.name),
+                    ));
                 } else if !c.arguments.is_object() {
-                    reasons.push(Problem::new("ref.schema", format!("turn {t} step {s}: {}: arguments must be a JSON object", c.name)));
-                } else if let Some(Err(e)) = pkg.tool(&c.name).map(|tool| tool.schema.validate(&c.name, &c.arguments)) {
+                    reasons.push(Problem::new(
+                        "ref.schema",
+                        format!("turn {t} step {s}: {}: arguments must be a JSON object", c.name),
+                    ));
+                } else if let Some(Err(e)) =
+                    pkg.tool(&c.name).map(|tool| tool.schema.validate(&c.name, &c.arguments))
+                {
                     reasons.push(Problem::new("ref.schema", format!("turn {t} step {s}: {e}")));
                 }
             }
@@ -411,8 +465,13 @@ fn check_task(
     }
     let mut entry = json!({"task_id": task.task_id, "id": task.id, "difficulty": task.difficulty,
         "turns": task.turns.len(), "verify": task.verify.as_str()});
-    let reference: Script = task.turns.iter().map(|t| (t.reference.clone(), t.answer.clone())).collect();
-    let run = |slot: &mut Option<Worker>, script: &Script, golds: Option<&[Value]>, track: bool, stop: bool| {
+    let reference: Script =
+        task.turns.iter().map(|t| (t.reference.clone(), t.answer.clone())).collect();
+    let run = |slot: &mut Option<Worker>,
+               script: &Script,
+               golds: Option<&[Value]>,
+               track: bool,
+               stop: bool| {
         let w = ensure_worker(slot, rt, pkg)?;
         play(w, pkg, task, script, golds, track, stop)
     };
@@ -448,10 +507,14 @@ fn check_task(
                 && r2.verdicts == r1.verdicts;
             entry["deterministic"] = json!(same);
             if !same {
-                let detail = match r1.observations.iter().zip(&r2.observations).position(|(a, b)| a != b) {
-                    Some(i) => format!("observation {i} differs: {:?} vs {:?}", r1.observations[i], r2.observations[i]),
-                    None => "post-turn state() or verdicts differ between two replays".into(),
-                };
+                let detail =
+                    match r1.observations.iter().zip(&r2.observations).position(|(a, b)| a != b) {
+                        Some(i) => format!(
+                            "observation {i} differs: {:?} vs {:?}",
+                            r1.observations[i], r2.observations[i]
+                        ),
+                        None => "post-turn state() or verdicts differ between two replays".into(),
+                    };
                 reasons.push(Problem::new("nondeterministic", detail));
             }
         }
@@ -461,7 +524,11 @@ fn check_task(
     let n = task.turns.len();
     let mut probes: Vec<(String, &str, Option<Script>)> = vec![
         ("empty".into(), "probe.empty", Some(vec![(vec![], String::new()); n])),
-        ("answer_only".into(), "probe.answer_only", Some(task.turns.iter().map(|t| (vec![], t.answer.clone())).collect())),
+        (
+            "answer_only".into(),
+            "probe.answer_only",
+            Some(task.turns.iter().map(|t| (vec![], t.answer.clone())).collect()),
+        ),
     ];
     let mlw = r1.writes.last().map(|&(wt, ws, wc)| {
         let mut s = reference.clone();
@@ -478,7 +545,9 @@ fn check_task(
     let mut probe_entries = Vec::new();
     for (name, code, script) in probes {
         let Some(script) = script else {
-            probe_entries.push(json!({"name": name, "skipped": true, "detail": "the reference changes nothing"}));
+            probe_entries.push(
+                json!({"name": name, "skipped": true, "detail": "the reference changes nothing"}),
+            );
             continue;
         };
         match run(slot, &script, Some(&golds), false, true) {
@@ -487,10 +556,13 @@ fn check_task(
                 if passed {
                     reasons.push(Problem::new(code, format!("probe {name:?} passes verification")));
                 }
-                probe_entries.push(json!({"name": name, "passed": passed, "detail": first_failure(&p)}));
+                probe_entries
+                    .push(json!({"name": name, "passed": passed, "detail": first_failure(&p)}));
             }
             Err(f) => {
-                probe_entries.push(json!({"name": name, "passed": false, "error": f.code, "detail": f.detail}));
+                probe_entries.push(
+                    json!({"name": name, "passed": false, "error": f.code, "detail": f.detail}),
+                );
                 reasons.push(Problem::new(f.code, format!("probe {name:?}: {}", f.detail)));
             }
         }

@@ -50,7 +50,9 @@ impl<'a> Episode<'a> {
             rejected: Vec::new(),
             spent: Duration::ZERO,
         };
-        ep.timed(&json!({"op": "begin", "seed": task.seed, "params": task.params, "clock": clock}))?;
+        ep.timed(
+            &json!({"op": "begin", "seed": task.seed, "params": task.params, "clock": clock}),
+        )?;
         Ok(ep)
     }
 
@@ -153,11 +155,17 @@ impl<'a> Episode<'a> {
 
     /// Verify turn `turn` whose answer is `answer` (§8); `gold` is that turn's gold state for
     /// `gold_state` tasks. Starts the next turn's call count.
-    pub fn verify(&mut self, turn: usize, answer: &str, gold: Option<&Value>) -> Result<Verdict, Failure> {
+    pub fn verify(
+        &mut self,
+        turn: usize,
+        answer: &str,
+        gold: Option<&Value>,
+    ) -> Result<Verdict, Failure> {
         self.calls_in_turn = 0;
         let rejected = std::mem::take(&mut self.rejected);
         let r = match self.task.verify {
-            VerifyMode::Module => self.timed(&json!({"op": "verify", "task": self.task.record_json,
+            VerifyMode::Module => self
+                .timed(&json!({"op": "verify", "task": self.task.record_json,
                 "turn": turn, "answer": answer, "rejected": rejected}))?,
             VerifyMode::GoldState => {
                 let contains = self.task.turns.get(turn).map(|t| t.answer_contains.clone());
@@ -212,11 +220,13 @@ pub fn cap(s: &str, max: usize) -> String {
 /// numbers, objects unordered, arrays ordered.
 pub fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-            (Some(i), Some(j), _, _) => i == j,
-            (_, _, Some(i), Some(j)) => i == j,
-            _ => x.as_f64() == y.as_f64(),
-        },
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(i), Some(j), _, _) => i == j,
+                (_, _, Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }

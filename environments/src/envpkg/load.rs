@@ -114,9 +114,9 @@ pub fn load_package(
     stdlib: &HashSet<String>,
 ) -> Result<ValidPackage, Problem> {
     let layout = |d: String| Problem::new("pkg.layout", d);
-    let path = dir
-        .canonicalize()
-        .map_err(|e| layout(format!("{}: cannot open the package directory: {e}", dir.display())))?;
+    let path = dir.canonicalize().map_err(|e| {
+        layout(format!("{}: cannot open the package directory: {e}", dir.display()))
+    })?;
     if !path.is_dir() {
         return Err(layout(format!("{}: not a directory", path.display())));
     }
@@ -128,7 +128,9 @@ pub fn load_package(
     }
     let total: u64 = files.iter().map(|(_, n)| *n).sum();
     if total > MAX_PACKAGE_BYTES {
-        return Err(layout(format!("package is {total} bytes, over the {MAX_PACKAGE_BYTES}-byte limit")));
+        return Err(layout(format!(
+            "package is {total} bytes, over the {MAX_PACKAGE_BYTES}-byte limit"
+        )));
     }
     let mut local_modules = Vec::new();
     let mut py_files = Vec::new();
@@ -153,7 +155,11 @@ pub fn load_package(
         if m == "agentgen_env" || stdlib.contains(m) {
             return Err(layout(format!(
                 "module {m:?} shadows {}",
-                if m == "agentgen_env" { "the runtime's agentgen_env" } else { "a standard-library module" }
+                if m == "agentgen_env" {
+                    "the runtime's agentgen_env"
+                } else {
+                    "a standard-library module"
+                }
             )));
         }
     }
@@ -173,7 +179,16 @@ pub fn load_package(
     } else {
         None
     };
-    Ok(ValidPackage { path, manifest, tools, sha256, py_files, local_modules, tasks_text, warnings })
+    Ok(ValidPackage {
+        path,
+        manifest,
+        tools,
+        sha256,
+        py_files,
+        local_modules,
+        tasks_text,
+        warnings,
+    })
 }
 
 /// Every package file as `(relative path, size)`, sorted by the path's bytes; `__pycache__/`
@@ -209,7 +224,9 @@ fn walk(root: &Path) -> Result<Vec<(String, u64)>, Problem> {
                 stack.push((entry.path(), child));
             } else if meta.is_file() {
                 if [".so", ".pyd", ".dll", ".dylib", ".pth"].iter().any(|x| name.ends_with(x)) {
-                    return Err(layout(format!("{child}: binary modules and .pth files are not allowed")));
+                    return Err(layout(format!(
+                        "{child}: binary modules and .pth files are not allowed"
+                    )));
                 }
                 out.push((child, meta.len()));
             } else {
@@ -281,8 +298,18 @@ fn parse_manifest(
         }
     };
     let known = [
-        "format", "name", "version", "title", "description", "domain", "system_prompt",
-        "system_prompt_file", "clock", "limits", "generate", "provenance",
+        "format",
+        "name",
+        "version",
+        "title",
+        "description",
+        "domain",
+        "system_prompt",
+        "system_prompt_file",
+        "clock",
+        "limits",
+        "generate",
+        "provenance",
     ];
     for k in table.keys() {
         if !known.contains(&k.as_str()) {
@@ -325,7 +352,10 @@ fn parse_manifest(
         (Some(s), None) => s,
         (None, Some(f)) => {
             if f.starts_with('/') || f.split('/').any(|s| s == ".." || s == "." || s.is_empty()) {
-                return Err(err("system_prompt_file", format!("{f:?} is not a package-relative path")));
+                return Err(err(
+                    "system_prompt_file",
+                    format!("{f:?} is not a package-relative path"),
+                ));
             }
             let bytes = std::fs::read(root.join(&f))
                 .map_err(|e| err("system_prompt_file", format!("{f}: {e}")))?;
@@ -333,10 +363,16 @@ fn parse_manifest(
                 .map_err(|_| err("system_prompt_file", format!("{f} is not UTF-8")))?
         }
         (Some(_), Some(_)) => {
-            return Err(err("system_prompt", "give system_prompt or system_prompt_file, not both".into()));
+            return Err(err(
+                "system_prompt",
+                "give system_prompt or system_prompt_file, not both".into(),
+            ));
         }
         (None, None) => {
-            return Err(err("system_prompt", "one of system_prompt or system_prompt_file is required".into()));
+            return Err(err(
+                "system_prompt",
+                "one of system_prompt or system_prompt_file is required".into(),
+            ));
         }
     };
     if system_prompt.trim().is_empty() {
@@ -367,7 +403,9 @@ fn parse_manifest(
             };
             let n = match v {
                 toml::Value::Integer(n) if *n >= 1 => *n as u64,
-                _ => return Err(err(&format!("limits.{k}"), format!("{v} is not an integer >= 1"))),
+                _ => {
+                    return Err(err(&format!("limits.{k}"), format!("{v} is not an integer >= 1")));
+                }
             };
             let n = if n > max {
                 warnings.push(Problem::new(
@@ -405,15 +443,22 @@ fn parse_manifest(
     let mut provenance = BTreeMap::new();
     if let Some(t) = sub("provenance")? {
         for (k, v) in t {
-            if !["author", "model", "created", "source", "license", "parent"].contains(&k.as_str()) {
+            if !["author", "model", "created", "source", "license", "parent"].contains(&k.as_str())
+            {
                 warnings.push(Problem::new(
                     "lint.unknown_field",
-                    format!("env.toml:{}: provenance.{k}: unknown key ignored", toml_line(&text, k)),
+                    format!(
+                        "env.toml:{}: provenance.{k}: unknown key ignored",
+                        toml_line(&text, k)
+                    ),
                 ));
                 continue;
             }
             let toml::Value::String(s) = v else {
-                return Err(err(&format!("provenance.{k}"), format!("must be a string, not {}", v.type_str())));
+                return Err(err(
+                    &format!("provenance.{k}"),
+                    format!("must be a string, not {}", v.type_str()),
+                ));
             };
             if k == "created" && !is_date(s) && !is_rfc3339(s) {
                 return Err(err("provenance.created", format!("{s:?} is not an RFC 3339 date")));
@@ -437,7 +482,8 @@ fn parse_manifest(
 
 fn parse_tools(root: &Path, warnings: &mut Vec<Problem>) -> Result<Vec<ValidTool>, Problem> {
     let bad = |d: String| Problem::new("pkg.tools", format!("tools.json {d}"));
-    let text = std::fs::read_to_string(root.join("tools.json")).map_err(|e| bad(format!(": {e}")))?;
+    let text =
+        std::fs::read_to_string(root.join("tools.json")).map_err(|e| bad(format!(": {e}")))?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| bad(format!("line {} column {}: invalid JSON: {e}", e.line(), e.column())))?;
     let Some(list) = v.as_array().filter(|a| !a.is_empty()) else {
@@ -476,6 +522,14 @@ fn parse_tools(root: &Path, warnings: &mut Vec<Problem>) -> Result<Vec<ValidTool
     Ok(tools)
 }
 
+/// Split `PATH@sha256:<hex>` into the path and the pinned hash (lowercased).
+pub fn parse_pin(arg: &str) -> (PathBuf, Option<String>) {
+    match arg.rsplit_once("@sha256:") {
+        Some((p, h)) if !p.is_empty() => (PathBuf::from(p), Some(h.to_ascii_lowercase())),
+        _ => (PathBuf::from(arg), None),
+    }
+}
+
 /// The packages named by `--envs`/`envs check` paths: a PATH holding `env.toml` is a package;
 /// otherwise its direct children holding `env.toml` are (sorted; anything else is ignored).
 /// `Err` names a PATH that is neither (or a folder without packages).
@@ -487,13 +541,13 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             continue;
         }
         let entries = std::fs::read_dir(p).map_err(|e| {
-            format!("{}: not a package (no env.toml) nor a readable folder of packages: {e}", p.display())
+            format!(
+                "{}: not a package (no env.toml) nor a readable folder of packages: {e}",
+                p.display()
+            )
         })?;
-        let mut found: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|c| c.join("env.toml").is_file())
-            .collect();
+        let mut found: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|c| c.join("env.toml").is_file()).collect();
         if found.is_empty() {
             return Err(format!("{}: holds no env.toml and no package folders", p.display()));
         }
@@ -518,8 +572,8 @@ mod tests {
             ("bookshop", "495d9da0b21376c86ed8636b84ea2d0d2cbb459470c900d746664cd2cc0d0f60"),
             ("thermostat", "5e589bc16163f3bd93efff0d4a1236d80d17d9d2f5f7ef514e96b50e6c947a97"),
         ] {
-            let p = load_package(&fixtures().join(name), &["trip"], &stdlib)
-                .map_err(|e| e.to_string());
+            let p =
+                load_package(&fixtures().join(name), &["trip"], &stdlib).map_err(|e| e.to_string());
             match p {
                 Ok(p) => assert_eq!(p.sha256, want, "{name}"),
                 Err(e) => panic!("{name}: {e}"),
@@ -537,10 +591,14 @@ mod tests {
         }
         let toml_text = std::fs::read_to_string(src.join("env.toml")).unwrap_or_default();
         let _ = std::fs::write(dir.path().join("env.toml"), &toml_text);
-        let e = load_package(dir.path(), &["missing_tool"], &HashSet::new()).map(|_| ()).unwrap_err();
+        let e =
+            load_package(dir.path(), &["missing_tool"], &HashSet::new()).map(|_| ()).unwrap_err();
         assert_eq!(e.code, "pkg.toml");
         assert!(e.detail.starts_with("env.toml:2: name:"), "{}", e.detail);
-        let _ = std::fs::write(dir.path().join("env.toml"), toml_text.replace("version = 1", "version = 0"));
+        let _ = std::fs::write(
+            dir.path().join("env.toml"),
+            toml_text.replace("version = 1", "version = 0"),
+        );
         let e = load_package(dir.path(), &[], &HashSet::new()).map(|_| ()).unwrap_err();
         assert!(e.detail.starts_with("env.toml:3: version:"), "{}", e.detail);
         let _ = std::fs::write(dir.path().join("env.toml"), &toml_text);

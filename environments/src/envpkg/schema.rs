@@ -8,23 +8,74 @@ use super::{Problem, is_py_identifier};
 
 /// Assertion keywords of the subset.
 const ASSERTIONS: &[&str] = &[
-    "type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf",
-    "oneOf", "allOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
-    "maxLength", "pattern", "minItems", "maxItems", "uniqueItems",
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "enum",
+    "const",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
 ];
 /// Annotation keywords (ignored).
 const ANNOTATIONS: &[&str] = &[
-    "title", "description", "default", "examples", "format", "$comment", "deprecated",
-    "readOnly", "writeOnly",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "format",
+    "$comment",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
 ];
 /// Standard JSON Schema keywords outside the subset (`pkg.schema`).
 const FORBIDDEN: &[&str] = &[
-    "$ref", "$defs", "definitions", "$schema", "$id", "$anchor", "$dynamicRef", "$dynamicAnchor",
-    "$vocabulary", "$recursiveRef", "$recursiveAnchor", "not", "if", "then", "else",
-    "prefixItems", "additionalItems", "patternProperties", "propertyNames", "multipleOf",
-    "dependentRequired", "dependentSchemas", "dependencies", "contains", "minContains",
-    "maxContains", "unevaluatedItems", "unevaluatedProperties", "minProperties", "maxProperties",
-    "contentEncoding", "contentMediaType", "contentSchema",
+    "$ref",
+    "$defs",
+    "definitions",
+    "$schema",
+    "$id",
+    "$anchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+    "$vocabulary",
+    "$recursiveRef",
+    "$recursiveAnchor",
+    "not",
+    "if",
+    "then",
+    "else",
+    "prefixItems",
+    "additionalItems",
+    "patternProperties",
+    "propertyNames",
+    "multipleOf",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "contains",
+    "minContains",
+    "maxContains",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "minProperties",
+    "maxProperties",
+    "contentEncoding",
+    "contentMediaType",
+    "contentSchema",
 ];
 const TYPES: &[&str] = &["object", "array", "string", "integer", "number", "boolean", "null"];
 
@@ -52,7 +103,8 @@ impl ToolSchema {
         ptr: &str,
         warnings: &mut Vec<Problem>,
     ) -> Result<ToolSchema, Problem> {
-        let bad = |p: &str, why: String| Problem::new("pkg.schema", format!("tools.json {p}: {why}"));
+        let bad =
+            |p: &str, why: String| Problem::new("pkg.schema", format!("tools.json {p}: {why}"));
         let Some(obj) = params.as_object() else {
             return Err(bad(ptr, "parameters must be a JSON Schema object".into()));
         };
@@ -166,7 +218,10 @@ fn subset(
             "additionalProperties" if !sub.is_boolean() => subset(sub, &here, tool, warnings)?,
             "items" => {
                 if sub.is_array() {
-                    return Err((here, "items must be one schema (tuple form is not allowed)".into()));
+                    return Err((
+                        here,
+                        "items must be one schema (tuple form is not allowed)".into(),
+                    ));
                 }
                 subset(sub, &here, tool, warnings)?;
             }
@@ -256,7 +311,8 @@ mod tests {
 
     #[test]
     fn undeclared_top_level_argument_is_a_violation_even_if_allowed() {
-        let s = compile(json!({"type": "object", "properties": {"a": {}}})).map_err(|p| p.to_string());
+        let s =
+            compile(json!({"type": "object", "properties": {"a": {}}})).map_err(|p| p.to_string());
         let Ok(s) = s else { panic!("compile") };
         assert!(s.validate("t", &json!({"a": 1, "b": 2})).is_err());
     }

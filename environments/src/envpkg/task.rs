@@ -77,17 +77,31 @@ pub fn parse_task(
     default_seed: Option<u64>,
     warnings: &mut Vec<Problem>,
 ) -> Result<ValidTask, Problem> {
-    let bad = |field: &str, why: &str| Problem::new("task.schema", format!("{task_id}: {field}: {why}"));
+    let bad =
+        |field: &str, why: &str| Problem::new("task.schema", format!("{task_id}: {field}: {why}"));
     let Some(obj) = value.as_object() else {
         return Err(bad("/", "a task record must be a JSON object"));
     };
     let mut rec: Map<String, Value> = obj.clone();
     const KNOWN: &[&str] = &[
-        "id", "difficulty", "seed", "params", "tools", "system_prompt", "clock", "verify",
-        "turns", "hidden", "probes", "tags",
+        "id",
+        "difficulty",
+        "seed",
+        "params",
+        "tools",
+        "system_prompt",
+        "clock",
+        "verify",
+        "turns",
+        "hidden",
+        "probes",
+        "tags",
     ];
     for k in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
-        warnings.push(Problem::new("lint.unknown_field", format!("{task_id}: unknown field {k:?} ignored")));
+        warnings.push(Problem::new(
+            "lint.unknown_field",
+            format!("{task_id}: unknown field {k:?} ignored"),
+        ));
     }
     if let Some(d) = default_id {
         rec.entry("id").or_insert_with(|| json!(d));
@@ -153,7 +167,8 @@ pub fn parse_task(
     {
         return Err(bad("/tags", "must be an array of strings"));
     }
-    let Some(raw_turns) = rec.get_mut("turns").and_then(Value::as_array_mut).filter(|t| !t.is_empty())
+    let Some(raw_turns) =
+        rec.get_mut("turns").and_then(Value::as_array_mut).filter(|t| !t.is_empty())
     else {
         return Err(bad("/turns", "must be a non-empty array of turns"));
     };
@@ -161,8 +176,14 @@ pub fn parse_task(
     for (i, t) in raw_turns.iter_mut().enumerate() {
         let at = format!("/turns/{i}");
         let Some(t) = t.as_object_mut() else { return Err(bad(&at, "must be an object")) };
-        for k in t.keys().filter(|k| !["user", "reference", "answer", "answer_contains"].contains(&k.as_str())) {
-            warnings.push(Problem::new("lint.unknown_field", format!("{task_id}: {at}: unknown field {k:?} ignored")));
+        for k in t
+            .keys()
+            .filter(|k| !["user", "reference", "answer", "answer_contains"].contains(&k.as_str()))
+        {
+            warnings.push(Problem::new(
+                "lint.unknown_field",
+                format!("{task_id}: {at}: unknown field {k:?} ignored"),
+            ));
         }
         let user = match t.get("user") {
             Some(Value::String(u)) if !u.is_empty() => u.clone(),
@@ -179,10 +200,15 @@ pub fn parse_task(
             Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
                 a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()
             }
-            Some(_) => return Err(bad(&format!("{at}/answer_contains"), "must be an array of strings")),
+            Some(_) => {
+                return Err(bad(&format!("{at}/answer_contains"), "must be an array of strings"));
+            }
         };
         if !answer_contains.is_empty() && verify != VerifyMode::GoldState {
-            return Err(bad(&format!("{at}/answer_contains"), "only allowed with \"verify\": \"gold_state\""));
+            return Err(bad(
+                &format!("{at}/answer_contains"),
+                "only allowed with \"verify\": \"gold_state\"",
+            ));
         }
         turns.push(Turn { user, reference, answer, answer_contains });
     }
@@ -207,7 +233,8 @@ pub fn parse_task(
         let mut pturns = Vec::new();
         for (j, t) in pt.iter().enumerate() {
             let tat = format!("{at}/turns/{j}");
-            let calls = steps(t.get("calls"), &format!("{tat}/calls"), true).map_err(|(f, w)| bad(&f, &w))?;
+            let calls = steps(t.get("calls"), &format!("{tat}/calls"), true)
+                .map_err(|(f, w)| bad(&f, &w))?;
             let answer = match t.get("answer") {
                 None => String::new(),
                 Some(Value::String(a)) => a.clone(),
@@ -273,7 +300,8 @@ mod tests {
         let v = json!({"id": "a", "difficulty": 2, "seed": 0,
             "turns": [{"user": "hi", "reference": []}], "zz": 1});
         let mut w = Vec::new();
-        let t = parse_task("p@1/0/0".into(), &v, &["x"], None, None, &mut w).map_err(|p| p.to_string());
+        let t =
+            parse_task("p@1/0/0".into(), &v, &["x"], None, None, &mut w).map_err(|p| p.to_string());
         let Ok(t) = t else { panic!("parse") };
         assert_eq!(t.verify, VerifyMode::Module);
         assert_eq!(t.turns[0].answer, "");
@@ -282,7 +310,8 @@ mod tests {
         assert_eq!(rec["probes"], json!([]));
         assert_eq!(w.len(), 1);
         let bad = json!({"id": "a", "difficulty": 9, "seed": 0, "turns": [{"user": "hi", "reference": []}]});
-        let e = parse_task("p@1/0/1".into(), &bad, &[], None, None, &mut w).map(|_| ()).unwrap_err();
+        let e =
+            parse_task("p@1/0/1".into(), &bad, &[], None, None, &mut w).map(|_| ()).unwrap_err();
         assert_eq!(e.code, "task.schema");
         assert!(e.detail.contains("/difficulty"), "{}", e.detail);
     }

@@ -89,12 +89,18 @@ impl PythonRuntime {
             .output()
             .map_err(|e| format!("{python}: cannot run ({e}); envpkg workers need CPython >= 3.11 (--python PATH)"))?;
         if !out.status.success() {
-            return Err(format!("{python} exited with {} when probed (CPython >= 3.11 needed)", out.status));
+            return Err(format!(
+                "{python} exited with {} when probed (CPython >= 3.11 needed)",
+                out.status
+            ));
         }
         let v: Value = serde_json::from_slice(&out.stdout)
             .map_err(|e| format!("{python}: unexpected probe output: {e}"))?;
         let exe = PathBuf::from(v[0].as_str().unwrap_or(python));
-        let ver: Vec<u64> = v[1].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+        let ver: Vec<u64> = v[1]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
         if ver.len() != 3 || ver[0] != 3 || ver[1] < 11 {
             return Err(format!("{python} is Python {ver:?}; envpkg workers need CPython >= 3.11"));
         }
@@ -103,7 +109,12 @@ impl PythonRuntime {
             .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
         let sandbox = Sandbox::detect(python, SandboxConfig::default())?;
-        Ok(PythonRuntime { exe, version: format!("{}.{}.{}", ver[0], ver[1], ver[2]), stdlib, sandbox })
+        Ok(PythonRuntime {
+            exe,
+            version: format!("{}.{}.{}", ver[0], ver[1], ver[2]),
+            stdlib,
+            sandbox,
+        })
     }
 
     /// The process-wide runtime for `python3`, probed once.
@@ -118,7 +129,11 @@ impl PythonRuntime {
         let layers = Layers::probe();
         let on = |l: Layer| layers.is_active(l);
         let both = |l: Layer, kernel: &str, py: &str| {
-            if on(l) { format!("{kernel} + {py}") } else { format!("{py} only ({} missing)", l.as_str()) }
+            if on(l) {
+                format!("{kernel} + {py}")
+            } else {
+                format!("{py} only ({} missing)", l.as_str())
+            }
         };
         json!({
             "network": both(Layer::NetworkNamespace, "network namespace", "audit hook"),
@@ -140,7 +155,11 @@ impl PythonRuntime {
 /// harness moves it to private descriptors), the package bound read-only, a scratch tmpfs as
 /// the only writable place, no fork, `RLIMIT_AS` = `memory_mb`. The one place a worker is
 /// created. Refused (`Err`) when a required layer is missing and weak sandboxes are not allowed.
-pub fn spawn_sandboxed(rt: &PythonRuntime, pkg: &Path, memory_mb: u64) -> crate::Result<SandboxChild> {
+pub fn spawn_sandboxed(
+    rt: &PythonRuntime,
+    pkg: &Path,
+    memory_mb: u64,
+) -> crate::Result<SandboxChild> {
     let mount = Layers::probe().is_active(Layer::MountNamespace);
     let (pkg_arg, scratch_arg) = if mount {
         (PathBuf::from(PKG_INSIDE), PathBuf::from(SCRATCH_DIR))
@@ -364,10 +383,32 @@ impl Drop for Worker {
 
 /// Imports the static screen refuses (spec §9.1 item 4).
 pub const DENIED_IMPORTS: &[&str] = &[
-    "socket", "ssl", "subprocess", "multiprocessing", "ctypes", "_ctypes", "threading", "_thread",
-    "concurrent", "asyncio", "selectors", "signal", "pty", "http", "urllib.request", "ftplib",
-    "smtplib", "poplib", "imaplib", "telnetlib", "socketserver", "xmlrpc", "webbrowser", "mmap",
-    "resource", "sched",
+    "socket",
+    "ssl",
+    "subprocess",
+    "multiprocessing",
+    "ctypes",
+    "_ctypes",
+    "threading",
+    "_thread",
+    "concurrent",
+    "asyncio",
+    "selectors",
+    "signal",
+    "pty",
+    "http",
+    "urllib.request",
+    "ftplib",
+    "smtplib",
+    "poplib",
+    "imaplib",
+    "telnetlib",
+    "socketserver",
+    "xmlrpc",
+    "webbrowser",
+    "mmap",
+    "resource",
+    "sched",
 ];
 
 /// Idle workers of one package, reused across episodes (a fresh `Env` per episode); at most
@@ -383,11 +424,7 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    pub fn new(
-        rt: PythonRuntime,
-        pkg: &super::ValidPackage,
-        max: usize,
-    ) -> WorkerPool {
+    pub fn new(rt: PythonRuntime, pkg: &super::ValidPackage, max: usize) -> WorkerPool {
         WorkerPool {
             rt,
             pkg: pkg.path.clone(),
