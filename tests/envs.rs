@@ -116,3 +116,28 @@ fn envs_check_packages_reports_json_lines_and_exit_codes() {
     let out = run(&["envs", "check", &dir.path().to_string_lossy()], b"");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `envs new NAME` scaffolds a package that `envs check` admits as created.
+#[test]
+fn envs_new_scaffolds_an_admitted_package() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_string_lossy().into_owned();
+    let out = run(&["envs", "new", "stock_room2", "--dir", &d], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pkg = dir.path().join("stock_room2");
+    let toml = std::fs::read_to_string(pkg.join("env.toml")).expect("env.toml");
+    assert!(toml.contains("name = \"stock_room2\""));
+    let out = run(&["envs", "check", &pkg.to_string_lossy()], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("python3") && out.status.code() == Some(2) {
+        eprintln!("!!! no usable python3: envs check refused as it must: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(v["summary"]["admitted"], 2);
+    // Existing paths, bad and reserved names are refused.
+    assert_eq!(run(&["envs", "new", "stock_room2", "--dir", &d], b"").status.code(), Some(2));
+    assert_eq!(run(&["envs", "new", "Bad-Name", "--dir", &d], b"").status.code(), Some(2));
+    assert_eq!(run(&["envs", "new", "trip", "--dir", &d], b"").status.code(), Some(2));
+}

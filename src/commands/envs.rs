@@ -22,6 +22,15 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         envs: Vec<String>,
     },
+    /// Scaffold an envpkg package NAME (in DIR, default the current directory) that
+    /// `envs check` admits as created; edit it from there.
+    New {
+        /// Package name: `[a-z][a-z0-9_]{0,63}`, not a built-in family's.
+        name: String,
+        /// Folder to create the package in.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
     /// Print one task as JSON (TaskSpec). The `reference` solution and `hidden_from_agent`
     /// verifier data are marked as hidden from the agent.
     Sample {
@@ -74,6 +83,19 @@ pub enum Command {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let registry = Registry::new();
     match cmd {
+        Command::New { name, dir } => {
+            let reserved: Vec<&str> = registry.families().iter().map(|f| f.name()).collect();
+            match agentgen_environments::envpkg::scaffold(&name, &dir, &reserved) {
+                Ok(p) => {
+                    eprintln!("created {}; next: agentgen envs check {}", p.display(), p.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
         Command::List { json, envs } if !envs.is_empty() => list_packages(&registry, &envs, json),
         Command::List { json, .. } => list(&registry, json),
         Command::Sample { family, instance_seed, task_seed } => {

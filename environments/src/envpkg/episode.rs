@@ -100,7 +100,7 @@ impl<'a> Episode<'a> {
     pub fn offered_tools(pkg: &ValidPackage, task: &ValidTask) -> Vec<Value> {
         pkg.tools
             .iter()
-            .filter(|t| task.tools.as_ref().is_none_or(|l| l.iter().any(|n| *n == t.name)))
+            .filter(|t| task.tools.as_ref().is_none_or(|l| l.contains(&t.name)))
             .map(|t| t.openai.clone())
             .collect()
     }

@@ -2,11 +2,12 @@
 //! data plus Python tool code; this module loads and statically validates it ([`load`],
 //! [`schema`], [`task`]), runs its code in persistent sandboxed Python workers ([`worker`], with
 //! the embedded `harness.py`), plays episodes against a worker ([`episode`]) and admits packages
-//! ([`check`], the `envs check` report of spec §9.3).
+//! ([`check`], the `envs check` report of spec §9.3); [`scaffold`] writes a new package.
 
 pub mod check;
 pub mod episode;
 pub mod load;
+pub mod scaffold;
 pub mod schema;
 pub mod task;
 pub mod worker;
@@ -14,6 +15,7 @@ pub mod worker;
 pub use check::{CheckOptions, check_package};
 pub use episode::{Episode, Observation};
 pub use load::{Limits, Manifest, ValidPackage, ValidTool, discover, load_package};
+pub use scaffold::scaffold;
 pub use task::{ValidTask, VerifyMode};
 pub use worker::{Failure, PythonRuntime, Worker, WorkerPool};
 
