@@ -246,6 +246,12 @@ fn check_packages(
             return Ok(ExitCode::from(2));
         }
     };
+    if let Some(why) = agentgen_environments::sandbox::Layers::probe().refusal()
+        && !agentgen_environments::sandbox::allow_weak()
+    {
+        eprintln!("error: {why}; package workers run only in the full sandbox");
+        return Ok(ExitCode::from(2));
+    }
     let reserved: Vec<&str> = registry.families().iter().map(|f| f.name()).collect();
     let opts = envpkg::CheckOptions { partial, seeds_k: seeds };
     let mut lines = String::new();
