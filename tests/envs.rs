@@ -63,3 +63,81 @@ fn envs_check_passes_and_counts() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.trim_end().ends_with("200 passed, 0 failed"), "{stdout}");
 }
+
+/// `envs check PATH...` on envpkg packages: one JSON report per line, `--json FILE`, exit 0 iff
+/// every package is admitted (interfaces.md, Wave 2).
+#[test]
+fn envs_check_packages_reports_json_lines_and_exit_codes() {
+    let pkgs = super::util::fixtures().join("envpkg");
+    let good = pkgs.join("bookshop");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("report.jsonl");
+    let good_s = good.to_string_lossy().into_owned();
+    let file_s = file.to_string_lossy().into_owned();
+    let out = run(&["envs", "check", &good_s, "--json", &file_s], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("python3") && out.status.code() == Some(2) {
+        eprintln!("!!! no usable python3: envs check refused as it must: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["admitted"], true);
+    assert_eq!(v["package"]["name"], "bookshop");
+    assert_eq!(std::fs::read(&file).expect("--json FILE"), out.stdout);
+
+    // A folder of packages: one object per line; one rejected package makes the exit 1.
+    let broken = pkgs.join("broken").to_string_lossy().into_owned();
+    let out = run(&["envs", "check", &good_s, &broken], b"");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 9);
+    assert_eq!(lines.iter().filter(|r| r["admitted"] == true).count(), 1);
+
+    // `envs list --envs`: every package with its hash; a wrong pin is refused.
+    let all = pkgs.to_string_lossy().into_owned();
+    let out = run(&["envs", "list", "--json", "--envs", &format!("{all},{broken}")], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = v["packages"].as_array().expect("packages");
+    assert_eq!(rows.len(), 10);
+    assert_eq!(
+        rows[0]["sha256"],
+        "495d9da0b21376c86ed8636b84ea2d0d2cbb459470c900d746664cd2cc0d0f60"
+    );
+    assert_eq!(rows[1]["generated_seeds"], 1_000_000);
+    let out = run(&["envs", "list", "--envs", &format!("{good_s}@sha256:00")], b"");
+    assert_eq!(out.status.code(), Some(2));
+
+    // Not a package: usage error.
+    let out = run(&["envs", "check", &dir.path().to_string_lossy()], b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `envs new NAME` scaffolds a package that `envs check` admits as created.
+#[test]
+fn envs_new_scaffolds_an_admitted_package() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_string_lossy().into_owned();
+    let out = run(&["envs", "new", "stock_room2", "--dir", &d], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pkg = dir.path().join("stock_room2");
+    let toml = std::fs::read_to_string(pkg.join("env.toml")).expect("env.toml");
+    assert!(toml.contains("name = \"stock_room2\""));
+    let out = run(&["envs", "check", &pkg.to_string_lossy()], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("python3") && out.status.code() == Some(2) {
+        eprintln!("!!! no usable python3: envs check refused as it must: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(v["summary"]["admitted"], 2);
+    // Existing paths, bad and reserved names are refused.
+    assert_eq!(run(&["envs", "new", "stock_room2", "--dir", &d], b"").status.code(), Some(2));
+    assert_eq!(run(&["envs", "new", "Bad-Name", "--dir", &d], b"").status.code(), Some(2));
+    assert_eq!(run(&["envs", "new", "trip", "--dir", &d], b"").status.code(), Some(2));
+}

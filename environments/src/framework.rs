@@ -214,8 +214,11 @@ impl FromStr for TaskRef {
         let bad =
             |reason: &str| Error::InvalidTaskId { id: s.to_owned(), reason: reason.to_owned() };
         let (family, rest) = s.split_once('@').ok_or_else(|| bad("missing '@'"))?;
-        if family.is_empty() || !family.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-            return Err(bad("family must match [a-z_]+"));
+        // Digits are allowed after the first character (envpkg names, spec envpkg §6.3).
+        let name_ok = family.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && family.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            return Err(bad("family must match [a-z_][a-z0-9_]*"));
         }
         let mut parts = rest.split('/');
         let (Some(v), Some(i), Some(t), None) =
@@ -254,6 +257,8 @@ mod tests {
         assert_eq!(r.family, "trip");
         assert_eq!((r.version, r.instance_seed, r.task_seed), (1, 17, 42));
         assert_eq!(r.to_string(), "trip@1/17/42");
+        let p: TaskRef = "b2b_shop@3/0/2".parse()?;
+        assert_eq!((p.family.as_str(), p.version, p.task_seed), ("b2b_shop", 3, 2));
         for bad in [
             "trip",
             "trip@1/2",
@@ -262,6 +267,7 @@ mod tests {
             "trip@x/2/3",
             "trip@1/-2/3",
             "@1/2/3",
+            "9lives@1/0/0",
         ] {
             assert!(bad.parse::<TaskRef>().is_err(), "{bad}");
         }

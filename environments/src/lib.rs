@@ -12,9 +12,11 @@
 //! `tool-specs/<family>/` and are embedded at build time (see [`toolspec`]).
 
 pub mod check;
+pub mod envpkg;
 pub mod error;
 pub mod families;
 pub mod framework;
+pub mod limits;
 pub mod registry;
 pub mod sandbox;
 pub mod toolspec;

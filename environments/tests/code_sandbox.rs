@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use agentgen_codec::ToolCall;
 use agentgen_environments::families::code::CodeFamily;
-use agentgen_environments::sandbox::{NetIsolation, Sandbox, SandboxConfig};
+use agentgen_environments::sandbox::{Layers, Sandbox, SandboxConfig};
 use agentgen_environments::{Availability, Family, State, soundness};
 use serde_json::{Value, json};
 
 fn sandbox(cfg: SandboxConfig) -> Option<Sandbox> {
+    if let Some(why) = Layers::probe().refusal() {
+        // sandbox_attacks.rs checks the refusal path in this case.
+        eprintln!("SKIPPED: THE KERNEL REFUSES SANDBOX LAYERS: {why}");
+        return None;
+    }
     match Sandbox::detect("python3", cfg) {
         Ok(s) => Some(s),
         Err(reason) => {
@@ -53,13 +58,12 @@ fn runs_code_with_files_in_a_private_dir() {
     let mut lines = out.stdout.lines();
     assert_eq!(lines.next(), Some("6"));
     let dir = lines.next().unwrap().to_owned();
-    assert!(!std::path::Path::new(&dir).exists(), "sandbox dir {dir} was not removed");
+    assert_eq!(dir, agentgen_environments::sandbox::SCRATCH_DIR, "works in the scratch tmpfs");
     // Nothing persists between runs.
     let out = sb
         .run("import os\nprint(os.path.exists('scratch.txt'), sorted(os.listdir('.')))\n", &files)
         .unwrap();
     assert!(out.stdout.starts_with("False"), "{out:?}");
-    assert!(!out.stdout.contains(&dir));
 }
 
 #[test]
@@ -145,9 +149,8 @@ fn assert_no_network(sb: &Sandbox) {
     let out = sb.run(CONNECT, &files).unwrap();
     assert!(
         out.stdout.contains("BLOCKED") && !out.stdout.contains("CONNECTED"),
-        "{} via {:?}: {out:?}",
-        "sandboxed code reached the network",
-        sb.isolation()
+        "sandboxed code reached the network (layers {:?}): {out:?}",
+        Layers::probe().active_names()
     );
     match listener.accept() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -158,16 +161,8 @@ fn assert_no_network(sb: &Sandbox) {
 #[test]
 fn sandboxed_code_cannot_reach_a_local_listener() {
     let Some(sb) = sandbox(quick()) else { return };
-    eprintln!("network isolation in use: {}", sb.isolation().as_str());
+    eprintln!("sandbox layers in use: {:?}", Layers::probe().active_names());
     assert_no_network(&sb);
-}
-
-#[test]
-fn python_guard_alone_also_blocks_the_network() {
-    let Some(sb) = sandbox(quick()) else { return };
-    let guard = sb.with_python_guard();
-    assert_eq!(guard.isolation(), NetIsolation::PythonGuard);
-    assert_no_network(&guard);
 }
 
 #[test]

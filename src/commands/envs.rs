@@ -16,6 +16,20 @@ pub enum Command {
         /// "spawns_process", ...}]}` instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also list envpkg packages: packages or folders of packages, comma-separated;
+        /// `PATH@sha256:<hex>` pins a package's hash. Packages are listed, not admitted (see
+        /// `envs check PATH`).
+        #[arg(long, value_delimiter = ',')]
+        envs: Vec<String>,
+    },
+    /// Scaffold an envpkg package NAME (in DIR, default the current directory) that
+    /// `envs check` admits as created; edit it from there.
+    New {
+        /// Package name: `[a-z][a-z0-9_]{0,63}`, not a built-in family's.
+        name: String,
+        /// Folder to create the package in.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
     },
     /// Print one task as JSON (TaskSpec). The `reference` solution and `hidden_from_agent`
     /// verifier data are marked as hidden from the agent.
@@ -35,6 +49,22 @@ pub enum Command {
     /// must fail. Task i goes to family i mod F over the available (or selected) families.
     /// Prints failures, then `N passed, M failed`; exits 1 on any failure.
     Check {
+        /// envpkg packages to admit (spec envpkg §9): a folder holding env.toml, or a folder of
+        /// such packages. Prints the §9.3 report (one JSON object per line for several
+        /// packages); exits 0 iff every package is admitted. Without PATH: the families' check.
+        paths: Vec<std::path::PathBuf>,
+        /// Also write the package report(s) to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Admit a package when at least one of its tasks passes (only those are served).
+        #[arg(long)]
+        partial: bool,
+        /// Generated seeds checked per package: 1..=min(seeds, K).
+        #[arg(long, default_value_t = 16)]
+        seeds: u64,
+        /// The workers' Python interpreter.
+        #[arg(long, default_value = "python3")]
+        python: String,
         /// Only these families (repeatable or comma-separated); default all available.
         #[arg(long, value_delimiter = ',')]
         family: Vec<String>,
@@ -53,7 +83,21 @@ pub enum Command {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let registry = Registry::new();
     match cmd {
-        Command::List { json } => list(&registry, json),
+        Command::New { name, dir } => {
+            let reserved: Vec<&str> = registry.families().iter().map(|f| f.name()).collect();
+            match agentgen_environments::envpkg::scaffold(&name, &dir, &reserved) {
+                Ok(p) => {
+                    eprintln!("created {}; next: agentgen envs check {}", p.display(), p.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::List { json, envs } if !envs.is_empty() => list_packages(&registry, &envs, json),
+        Command::List { json, .. } => list(&registry, json),
         Command::Sample { family, instance_seed, task_seed } => {
             let fam = registry.try_get(&family)?;
             let r = agentgen_environments::TaskRef {
@@ -72,7 +116,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { family, tasks, seed, quiet } => {
+        Command::Check { paths, json, partial, seeds, python, .. } if !paths.is_empty() => {
+            check_packages(&registry, &paths, json.as_deref(), partial, seeds, &python)
+        }
+        Command::Check { family, tasks, seed, quiet, .. } => {
             let names: Vec<&str> = family.iter().map(String::as_str).collect();
             let selection = registry.select(&names)?;
             let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(tasks) };
@@ -93,6 +140,151 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
+}
+
+/// `envs list --envs PATH[,PATH]`: the packages with their version, hash and task counts.
+fn list_packages(registry: &Registry, envs: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
+    use agentgen_environments::envpkg;
+    let mut paths = Vec::new();
+    let mut pins = Vec::new();
+    for e in envs {
+        let (p, pin) = envpkg::load::parse_pin(e);
+        for found in envpkg::discover(std::slice::from_ref(&p)).map_err(anyhow::Error::msg)? {
+            paths.push(found);
+            pins.push(pin.clone());
+        }
+    }
+    let stdlib = envpkg::PythonRuntime::detect("python3").map(|rt| rt.stdlib).unwrap_or_default();
+    let reserved: Vec<&str> = registry.families().iter().map(|f| f.name()).collect();
+    let mut rows = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (p, pin) in paths.iter().zip(&pins) {
+        let row = match envpkg::load_package(p, &reserved, &stdlib) {
+            Ok(pkg) => {
+                let label = pkg.label();
+                if let Some((_, h)) = seen.iter().find(|(l, h)| *l == label && *h != pkg.sha256) {
+                    anyhow::bail!(
+                        "{label}: two packages with different hashes ({h} and {})",
+                        pkg.sha256
+                    );
+                }
+                if let Some(want) = pin
+                    && *want != pkg.sha256
+                {
+                    anyhow::bail!(
+                        "{}: hash {} does not match the pinned {want}",
+                        p.display(),
+                        pkg.sha256
+                    );
+                }
+                seen.push((label, pkg.sha256.clone()));
+                let static_tasks =
+                    pkg.tasks_text.as_deref().map_or(0, |t| t.lines().count() as u64);
+                json!({"name": pkg.manifest.name, "version": pkg.manifest.version,
+                       "path": pkg.path.display().to_string(), "sha256": pkg.sha256,
+                       "domain": pkg.manifest.domain, "static_tasks": static_tasks,
+                       "generated_seeds": pkg.manifest.generate_seeds.unwrap_or(0),
+                       "tasks": static_tasks + pkg.manifest.generate_seeds.unwrap_or(0),
+                       "license": pkg.manifest.provenance.get("license"), "loadable": true})
+            }
+            Err(e) => json!({"path": p.display().to_string(), "loadable": false,
+                             "reason": e.to_string()}),
+        };
+        rows.push(row);
+    }
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&json!({ "packages": rows }))?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{:<20} {:>3} {:>10}  {:<16} note", "package", "ver", "tasks", "sha256")?;
+    for r in &rows {
+        if r["loadable"] == json!(true) {
+            writeln!(
+                out,
+                "{:<20} {:>3} {:>10}  {:<16} {}",
+                r["name"].as_str().unwrap_or(""),
+                r["version"].to_string(),
+                r["tasks"].to_string(),
+                &r["sha256"].as_str().unwrap_or("")[..16],
+                r["path"].as_str().unwrap_or("")
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{:<20}   -          -  {:<16} {}",
+                r["path"].as_str().unwrap_or(""),
+                "-",
+                r["reason"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `envs check PATH...`: admit envpkg packages, print their reports.
+fn check_packages(
+    registry: &Registry,
+    paths: &[std::path::PathBuf],
+    json_file: Option<&std::path::Path>,
+    partial: bool,
+    seeds: u64,
+    python: &str,
+) -> anyhow::Result<ExitCode> {
+    use agentgen_environments::envpkg;
+    let packages = match envpkg::discover(paths) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let rt = match envpkg::PythonRuntime::detect(python) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(why) = agentgen_environments::sandbox::Layers::probe().refusal()
+        && !agentgen_environments::sandbox::allow_weak()
+    {
+        eprintln!("error: {why}; package workers run only in the full sandbox");
+        return Ok(ExitCode::from(2));
+    }
+    let reserved: Vec<&str> = registry.families().iter().map(|f| f.name()).collect();
+    let opts = envpkg::CheckOptions { partial, seeds_k: seeds };
+    let mut lines = String::new();
+    let mut all = true;
+    for p in &packages {
+        let out = envpkg::check_package(p, &rt, &reserved, &opts);
+        all &= out.admitted;
+        let r = &out.report;
+        let codes: Vec<String> = r["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["code"].as_str().map(str::to_owned))
+            .chain(
+                r["summary"]["by_reason"].as_object().into_iter().flatten().map(|(k, _)| k.clone()),
+            )
+            .collect();
+        eprintln!(
+            "{}: {} ({}/{} tasks admitted){}",
+            p.display(),
+            if out.admitted { "admitted" } else { "REJECTED" },
+            r["summary"]["admitted"],
+            r["summary"]["tasks"],
+            if codes.is_empty() { String::new() } else { format!(" [{}]", codes.join(", ")) }
+        );
+        lines.push_str(&serde_json::to_string(r)?);
+        lines.push('\n');
+    }
+    std::io::stdout().lock().write_all(lines.as_bytes())?;
+    if let Some(f) = json_file {
+        std::fs::write(f, &lines).with_context(|| format!("writing {}", f.display()))?;
+    }
+    Ok(if all { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn list(registry: &Registry, as_json: bool) -> anyhow::Result<ExitCode> {

@@ -4,10 +4,11 @@
 //! by running Python through `run_python` and submitting the value with `submit_answer`. The
 //! expected value is computed in Rust from the same rows and compared tolerantly.
 //!
-//! Python runs in [`crate::sandbox`] (time/memory limits, no network, private temp dir with a
-//! fresh copy of the data, cleared environment). Outputs are memoised per instance by code, so
+//! Python runs in [`crate::sandbox`] (namespaces, read-only root, a private scratch tmpfs with
+//! a fresh copy of the data, time/memory/process limits, cleared environment). Outputs are memoised per instance by code, so
 //! replaying a reference (soundness probes) does not start the interpreter again. When python3
-//! is missing the family is `Unavailable` with the sandbox's reason.
+//! is missing, or a required sandbox layer is (unless weak sandboxes are allowed), the family
+//! is `Unavailable` with the reason.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -517,8 +518,13 @@ impl Family for CodeFamily {
     }
     fn availability(&self) -> Availability {
         match Sandbox::shared() {
-            Ok(_) => Availability::Available,
             Err(reason) => Availability::Unavailable { reason },
+            Ok(sb) => match sb.layers().refusal() {
+                Some(why) if !crate::sandbox::allow_weak() => Availability::Unavailable {
+                    reason: format!("{why}; pass --allow-weak-sandbox to run it anyway"),
+                },
+                _ => Availability::Available,
+            },
         }
     }
     fn spawns_process(&self) -> bool {

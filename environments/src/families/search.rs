@@ -976,6 +976,10 @@ impl Instance for SearchInstance {
                 if query.trim().is_empty() {
                     return ToolResult::error("query must not be empty");
                 }
+                // Length, nesting and term count are bounded before tantivy's recursive parser.
+                if let Err(r) = crate::limits::check_search_query(&query) {
+                    return r;
+                }
                 let k = args
                     .get("k")
                     .and_then(Value::as_i64)

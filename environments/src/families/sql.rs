@@ -8,10 +8,13 @@
 //!
 //! The agent's `run_query` is read-only by construction: `PRAGMA query_only`, an authorizer that
 //! admits only SELECT/READ/deterministic functions, one statement per call, a VM-step budget via
-//! the progress handler (deterministic, not wall-clock) and a row cap. Also hosts [`answer`],
+//! the progress handler (deterministic; a wall-clock deadline only as a recorded backstop),
+//! `SQLITE_LIMIT_LENGTH`, a process-wide SQLite heap limit, temporary storage in memory and a
+//! row cap (codes in [`crate::limits`]). Also hosts [`answer`],
 //! the submitted-answer helpers shared by the answer-style families (sql, search, code).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 use std::sync::{Arc, Mutex};
 
 use agentgen_codec::{Message, ToolCall};
@@ -27,6 +30,7 @@ use crate::families::common::{Base, TaskParts, turn};
 use crate::framework::{
     Availability, Check, Family, Instance, State, TaskSpec, ToolResult, Verdict,
 };
+use crate::limits::{self, codes as limit_codes};
 use crate::util::{call, rng};
 
 const NAME: &str = "sql";
@@ -917,6 +921,10 @@ pub struct SqlInstance {
 struct Db {
     conn: Connection,
     steps: Arc<AtomicU32>,
+    /// The current query's wall-clock backstop, in nanoseconds since [`clock_base`].
+    deadline: Arc<AtomicU64>,
+    /// Why the progress handler interrupted: 0 not, 1 step budget, 2 deadline.
+    tripped: Arc<AtomicU8>,
     /// `(table, row count)` in creation order.
     tables: Vec<(String, i64)>,
     /// `describe_table` output per table.
@@ -925,6 +933,33 @@ struct Db {
 
 /// Column names, rows, and whether rows were cut at the cap.
 type QueryRows = (Vec<String>, Vec<Vec<Value>>, bool);
+
+/// A failed query: the message the agent sees and, for a bound, its limit code.
+struct SqlFail {
+    code: Option<&'static str>,
+    msg: String,
+}
+
+impl SqlFail {
+    fn plain(msg: impl Into<String>) -> Self {
+        SqlFail { code: None, msg: msg.into() }
+    }
+    fn observation(self) -> ToolResult {
+        match self.code {
+            Some(code) => limits::limit_error(code, self.msg),
+            None => ToolResult::error(self.msg),
+        }
+    }
+}
+
+fn clock_base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+fn nanos_since_base() -> u64 {
+    clock_base().elapsed().as_nanos() as u64
+}
 
 fn sqlite_err(source: rusqlite::Error) -> Error {
     Error::Sqlite { family: NAME.into(), source }
@@ -1016,18 +1051,22 @@ impl SqlInstance {
     }
 
     /// Run a read-only query under the step budget: `(columns, rows, truncated)`.
-    fn query(&self, sql: &str, cap: usize) -> std::result::Result<QueryRows, String> {
+    fn query(&self, sql: &str, cap: usize) -> std::result::Result<QueryRows, SqlFail> {
         let db = self.lock();
         db.steps.store(0, Ordering::Relaxed);
-        let mut stmt = db.conn.prepare(sql).map_err(|e| describe_sql_error(&e))?;
+        db.tripped.store(0, Ordering::Relaxed);
+        db.deadline
+            .store(nanos_since_base() + limits::SQL_DEADLINE.as_nanos() as u64, Ordering::Relaxed);
+        let describe = |e: &rusqlite::Error| describe_sql_error(e, db.tripped.load(Ordering::Relaxed));
+        let mut stmt = db.conn.prepare(sql).map_err(|e| describe(&e))?;
         if !stmt.readonly() {
-            return Err("only read-only SELECT statements are allowed".into());
+            return Err(SqlFail::plain("only read-only SELECT statements are allowed"));
         }
         let cols: Vec<String> = stmt.column_names().iter().map(|c| (*c).to_owned()).collect();
         let n = cols.len();
         let mut rows_out = Vec::new();
         let mut truncated = false;
-        let mut rows = stmt.query([]).map_err(|e| describe_sql_error(&e))?;
+        let mut rows = stmt.query([]).map_err(|e| describe(&e))?;
         loop {
             match rows.next() {
                 Ok(Some(row)) => {
@@ -1048,7 +1087,7 @@ impl SqlInstance {
                     rows_out.push(vals);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(describe_sql_error(&e)),
+                Err(e) => return Err(describe(&e)),
             }
         }
         Ok((cols, rows_out, truncated))
@@ -1056,9 +1095,9 @@ impl SqlInstance {
 
     /// The expected answer of a rendered question (`None` when degenerate: empty or zero).
     fn expected(&self, q: &Rendered) -> Result<Option<Value>> {
-        let (_, rows, _) = self.query(&q.sql, 10).map_err(|reason| Error::Generation {
+        let (_, rows, _) = self.query(&q.sql, 10).map_err(|f| Error::Generation {
             family: NAME.into(),
-            reason: format!("{reason}: {}", q.sql),
+            reason: format!("{}: {}", f.msg, q.sql),
         })?;
         let first = rows.first().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
         Ok(match q.shape {
@@ -1077,23 +1116,61 @@ impl SqlInstance {
     }
 }
 
-fn describe_sql_error(e: &rusqlite::Error) -> String {
+fn describe_sql_error(e: &rusqlite::Error, tripped: u8) -> SqlFail {
+    use rusqlite::ErrorCode;
+    let limit = |code, msg: String| SqlFail { code: Some(code), msg };
     match e {
-        rusqlite::Error::MultipleStatement => "only one SQL statement per call is allowed".into(),
-        rusqlite::Error::SqliteFailure(f, msg)
-            if f.code == rusqlite::ErrorCode::OperationInterrupted =>
-        {
-            let _ = msg;
-            "query interrupted: it exceeded the execution budget (add filters or avoid cross joins)"
-                .into()
+        rusqlite::Error::MultipleStatement => {
+            SqlFail::plain("only one SQL statement per call is allowed")
         }
-        rusqlite::Error::SqliteFailure(_, Some(msg)) => format!("SQL error: {msg}"),
-        other => format!("SQL error: {other}"),
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::OperationInterrupted => {
+            if tripped == 2 {
+                limit(
+                    limit_codes::SQL_DEADLINE,
+                    format!(
+                        "query interrupted: it ran longer than the {} s wall-clock backstop (add filters or avoid cross joins)",
+                        limits::SQL_DEADLINE.as_secs()
+                    ),
+                )
+            } else {
+                limit(
+                    limit_codes::SQL_STEPS,
+                    "query interrupted: it exceeded the execution budget (add filters or avoid cross joins)"
+                        .into(),
+                )
+            }
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::TooBig => limit(
+            limit_codes::SQL_LENGTH,
+            format!(
+                "SQL error: string or blob too big (at most {} bytes per value)",
+                limits::SQL_MAX_LENGTH
+            ),
+        ),
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::OutOfMemory => {
+            limit(limit_codes::SQL_HEAP, "SQL error: the query needs too much memory".into())
+        }
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => SqlFail::plain(format!("SQL error: {msg}")),
+        other => SqlFail::plain(format!("SQL error: {other}")),
     }
 }
 
+/// Process-wide SQLite heap cap (once).
+fn set_heap_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: sqlite3_hard_heap_limit64 only sets a global under SQLite's own mutex.
+    ONCE.call_once(|| unsafe {
+        rusqlite::ffi::sqlite3_hard_heap_limit64(limits::SQL_HEAP_LIMIT);
+    });
+}
+
 fn build_db(s: &Schema, r: &mut impl Rng) -> Result<Db> {
+    set_heap_limit();
     let conn = Connection::open_in_memory().map_err(sqlite_err)?;
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, limits::SQL_MAX_LENGTH)
+        .map_err(sqlite_err)?;
+    // Sorts and temporary tables stay in memory (under the heap limit), never in host files.
+    conn.execute_batch("PRAGMA temp_store = MEMORY;").map_err(sqlite_err)?;
     let mut ddl = String::new();
     let mut tables = Vec::new();
     if let Some(c) = s.c {
@@ -1307,12 +1384,24 @@ fn build_db(s: &Schema, r: &mut impl Rng) -> Result<Db> {
         _ => Authorization::Deny,
     }));
     let steps = Arc::new(AtomicU32::new(0));
-    let counter = steps.clone();
+    let deadline = Arc::new(AtomicU64::new(u64::MAX));
+    let tripped = Arc::new(AtomicU8::new(0));
+    let (counter, until, why) = (steps.clone(), deadline.clone(), tripped.clone());
     conn.progress_handler(
         1000,
-        Some(move || counter.fetch_add(1, Ordering::Relaxed) >= STEP_BUDGET),
+        Some(move || {
+            if counter.fetch_add(1, Ordering::Relaxed) >= STEP_BUDGET {
+                why.store(1, Ordering::Relaxed);
+                return true;
+            }
+            if nanos_since_base() > until.load(Ordering::Relaxed) {
+                why.store(2, Ordering::Relaxed);
+                return true;
+            }
+            false
+        }),
     );
-    Ok(Db { conn, steps, tables, descs })
+    Ok(Db { conn, steps, deadline, tripped, tables, descs })
 }
 
 impl Instance for SqlInstance {
@@ -1406,7 +1495,7 @@ impl Instance for SqlInstance {
                         "row_count": rows.len(),
                         "truncated": truncated,
                     })),
-                    Err(e) => ToolResult::error(e),
+                    Err(f) => f.observation(),
                 }
             }
             "sample_rows" => {
@@ -1421,7 +1510,7 @@ impl Instance for SqlInstance {
                     Ok((cols, rows, _)) => {
                         ToolResult::read(&json!({ "table": table, "columns": cols, "rows": rows }))
                     }
-                    Err(e) => ToolResult::error(e),
+                    Err(f) => f.observation(),
                 }
             }
             "submit_answer" => answer::submit(state, &args),

@@ -2,7 +2,8 @@
 //! state). Tasks: move/rename files, change config values, rename a function across the code
 //! base, clean up build artefacts, relocate a module and fix its imports, and count things
 //! (TODO markers). The verifier compares the final file tree with the reference's and checks
-//! submitted counts.
+//! submitted counts. File and workspace sizes are capped ([`crate::limits`]): a write or edit
+//! that would pass a cap is refused with a `limit.vfs_*` error observation.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::common::{AnswerKind, Base, TaskParts, answer_check, seal, state_checks, turn};
 use crate::error::Result;
 use crate::framework::{Availability, Family, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::limits::{self, codes as limit_codes};
 use crate::util::{arg_str, call, rng};
 
 const NAME: &str = "vfs";
@@ -159,6 +161,35 @@ fn files(state: &State) -> Option<&Map<String, Value>> {
     state.0.get("files")?.as_object()
 }
 
+/// Refuse a write that would make `path` hold `new_len` bytes, when the file or the whole
+/// workspace would pass its cap.
+fn check_size(fs: &Map<String, Value>, path: &str, new_len: usize) -> Option<ToolResult> {
+    if new_len > limits::VFS_FILE_MAX_BYTES {
+        return Some(limits::limit_error(
+            limit_codes::VFS_FILE_BYTES,
+            format!(
+                "{path} would be {new_len} bytes; files are limited to {} bytes",
+                limits::VFS_FILE_MAX_BYTES
+            ),
+        ));
+    }
+    let old_len = fs.get(path).and_then(Value::as_str).map_or(0, str::len);
+    let total: usize = fs.values().filter_map(Value::as_str).map(str::len).sum();
+    let total = total - old_len + new_len;
+    let files = fs.len() + usize::from(!fs.contains_key(path));
+    if total > limits::VFS_WORKSPACE_MAX_BYTES || files > limits::VFS_MAX_FILES {
+        return Some(limits::limit_error(
+            limit_codes::VFS_WORKSPACE_BYTES,
+            format!(
+                "the workspace would hold {total} bytes in {files} files; it is limited to {} bytes and {} files",
+                limits::VFS_WORKSPACE_MAX_BYTES,
+                limits::VFS_MAX_FILES
+            ),
+        ));
+    }
+    None
+}
+
 fn norm_path(p: &str) -> String {
     let p = p.trim().trim_start_matches("./").trim_start_matches('/');
     p.trim_end_matches('/').to_owned()
@@ -268,6 +299,9 @@ impl Instance for Workspace {
                 }
                 let content = arg_str(&args, "content").unwrap_or_default().to_owned();
                 let n = content.len();
+                if let Some(refused) = check_size(fs, &path, n) {
+                    return refused;
+                }
                 state.0["files"][&path] = json!(content);
                 ToolResult::write(&json!({"path": path, "bytes": n}))
             }
@@ -281,6 +315,11 @@ impl Instance for Workspace {
                     return ToolResult::error(format!("{old:?} does not occur in {path}"));
                 }
                 let n = c.matches(old).count();
+                // The size is known before building the string.
+                let new_len = (c.len() - n * old.len()).saturating_add(n.saturating_mul(new.len()));
+                if let Some(refused) = check_size(fs, &path, new_len) {
+                    return refused;
+                }
                 let updated = c.replace(old, new);
                 let changed = updated != c;
                 state.0["files"][&path] = json!(updated);
