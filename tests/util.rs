@@ -11,9 +11,9 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_agentgen"))
 }
 
-/// `../shared/fixtures` beside the checkout (CI has it there).
+/// The fixtures carried in the repository (`fixtures/`, materialized by `agentgen-testdata`).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    agentgen_testdata::dir().to_path_buf()
 }
 
 /// Run `agentgen args...` with `stdin` piped in; returns the finished process output.

@@ -5,7 +5,6 @@ use agentgen_codec::{
 };
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
 
 const SEED_IDS: [u32; 21] = [
     0, 128803, 33310, 128804, 128799, 19923, 3, 342, 1030, 22651, 4374, 1465, 16, 1, 128803, 19,
@@ -13,7 +12,7 @@ const SEED_IDS: [u32; 21] = [
 ];
 
 fn read(rel: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/{rel}")).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    std::fs::read_to_string(agentgen_testdata::path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 #[test]

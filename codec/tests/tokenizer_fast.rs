@@ -6,7 +6,7 @@ use agentgen_codec::{Conversation, EncodeOptions, Tokenizer};
 use proptest::prelude::*;
 
 fn fixtures() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    agentgen_testdata::dir().to_path_buf()
 }
 
 fn same(tok: &Tokenizer, text: &str) {

@@ -13,7 +13,7 @@ use agentgen_codec::{
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/codec")).join(name)
+    agentgen_testdata::path("codec").join(name)
 }
 
 fn read(name: &str) -> String {

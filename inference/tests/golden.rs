@@ -6,7 +6,7 @@ use agentgen_inference::{Model, golden};
 use candle_core::Device;
 
 fn fixtures() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/model")).to_owned()
+    agentgen_testdata::path("model")
 }
 
 fn check(variant: &str) {

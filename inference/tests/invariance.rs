@@ -12,8 +12,7 @@ use candle_core::Device;
 fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
     M.get_or_init(|| {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/model/tiny-f32");
-        Model::load(Path::new(dir), &Device::Cpu).unwrap()
+        Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap()
     })
 }
 

@@ -350,11 +350,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> Config {
-        let p = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/model/tiny-fp8/config.json"
-        );
-        Config::from_file(Path::new(p)).unwrap()
+        Config::from_file(&agentgen_testdata::path("model/tiny-fp8/config.json")).unwrap()
     }
 
     #[test]

@@ -399,8 +399,7 @@ mod tests {
 
     #[test]
     fn host_kernels_equal_the_tensor_path() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/model/tiny-f32");
-        let model = Model::load(Path::new(dir), &Device::Cpu).unwrap();
+        let model = Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap();
         // 150 tokens: several query blocks, sparse selection from position 8 on.
         let prompt: Vec<u32> = (0..150u32).map(|i| (i * 131 + 7) % 510 + 2).collect();
         let (host, host_topk) = run(&model, &prompt);
