@@ -9,9 +9,9 @@ use agentgen_codec::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
-
 fn load(name: &str) -> Conversation {
-    let text = std::fs::read_to_string(agentgen_testdata::path("codec").join(name)).expect("fixture");
+    let text =
+        std::fs::read_to_string(agentgen_testdata::path("codec").join(name)).expect("fixture");
     Conversation::from_json(&serde_json::from_str(&text).expect("json")).expect("conversation")
 }
 

@@ -10,7 +10,7 @@ use candle_core::Device;
 
 /// The tiny fixture with `max_position_embeddings` lowered to `ctx`, in a scratch folder.
 fn tiny_with_context(ctx: usize) -> PathBuf {
-    let src = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/model/tiny-f32"));
+    let src = agentgen_testdata::path("model/tiny-f32");
     let dir = std::env::temp_dir().join(format!("agentgen-ctx-{}-{ctx}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cfg: serde_json::Value =
@@ -27,9 +27,14 @@ fn generation_stops_at_the_model_context() {
     let model = Model::load(&dir, &Device::Cpu).unwrap();
     let e = Engine::start(model, EngineOptions::default()).unwrap();
     let prompt: Vec<u32> = (0..30).map(|i| 2 + (i * 37) % 500).collect();
-    let params = SamplingParams { temperature: 1.0, seed: 3, max_tokens: usize::MAX, ..Default::default() };
+    let params =
+        SamplingParams { temperature: 1.0, seed: 3, max_tokens: usize::MAX, ..Default::default() };
     let c = e
-        .generate_blocking(GenerateRequest { prompt_ids: prompt, params: params.clone(), ..Default::default() })
+        .generate_blocking(GenerateRequest {
+            prompt_ids: prompt,
+            params: params.clone(),
+            ..Default::default()
+        })
         .unwrap();
     assert!(c.token_ids.len() <= 10, "{} tokens past a 40-token context", c.token_ids.len());
     if c.token_ids.len() == 10 {

@@ -11,9 +11,7 @@ use candle_core::Device;
 
 fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| {
-        Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap()
-    })
+    M.get_or_init(|| Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap())
 }
 
 fn prompt(n: usize, salt: u32) -> Vec<u32> {
