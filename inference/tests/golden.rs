@@ -1,6 +1,6 @@
 //! Golden parity on the public tiny fixtures (f32, bf16, fp8 files; f32 compute).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use agentgen_inference::{Model, golden};
 use candle_core::Device;

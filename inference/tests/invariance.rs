@@ -1,6 +1,5 @@
 //! Cache, chunking, batching and sampling invariants on the tiny fixture.
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use agentgen_inference::{
