@@ -82,9 +82,28 @@ fn pin_thread_count() {
     }
 }
 
+/// `println!` panics when stdout is a closed pipe (`agentgen codec parse | head -c10`): such
+/// a reader has all it wants, so exit quietly (0) instead of printing a panic and exiting 101.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
     pin_thread_count();
     tune_allocator();
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Codec(c) => commands::codec::run(c),
@@ -104,17 +123,17 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
-            // A failed endpoint preflight or a spent run limit is "stopped by a limit".
-            let stopped = err.chain().any(|e| {
-                matches!(
-                    e.downcast_ref::<agentgen_pipeline::Error>(),
-                    Some(agentgen_pipeline::Error::Preflight { .. })
-                        | Some(agentgen_pipeline::Error::Stopped { .. })
-                )
-            });
-            ExitCode::from(if stopped { 3 } else { 2 })
+            ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The exit code an error means: the pipeline's own (3 for a busy folder or a run stopped by
+/// a limit), else 2 (usage or unreadable input).
+fn exit_code(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<agentgen_pipeline::Error>())
+        .map_or(2, agentgen_pipeline::Error::exit_code)
 }
 
 /// A closed stdout (`agentgen ... | head`) is not an error.

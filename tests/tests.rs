@@ -6,6 +6,7 @@ mod envs;
 mod generate;
 mod inspect;
 mod model;
+mod opsafety;
 mod rollout;
 mod serve;
 mod util;

@@ -47,9 +47,11 @@ fn exit_codes_on_crafted_files() {
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains(":1: format."), "{stdout}");
-    assert!(stdout.contains(":2: schema."), "{stdout}");
-    assert!(stdout.contains(":3: format.bad_row"), "{stdout}");
+    // JSONL rows are named by line number, counted from 1 (line 1 is the good one).
+    assert!(stdout.contains("bad.jsonl:2: format."), "{stdout}");
+    assert!(stdout.contains("bad.jsonl:3: schema."), "{stdout}");
+    assert!(stdout.contains("bad.jsonl:4: format.bad_row"), "{stdout}");
+    assert!(!stdout.contains("bad.jsonl:1:"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("report json");
     assert_eq!(report["invalid_rows"], 3);

@@ -63,6 +63,10 @@ mod tokenizer;
 pub mod tokens;
 
 pub use encode::{Conversation, EncodeOptions, encode_messages, messages_from_json};
+
+/// The model name `agentgen serve` answers to and `rollout`/`generate` ask for when none is
+/// given, so the two agree out of the box.
+pub const DEFAULT_MODEL_NAME: &str = "deepseek-ai/DeepSeek-V3.2";
 pub use error::{Error, Result};
 pub use json::{python_json, python_json_str};
 pub use lenient::{Repair, RepairKind, parse_lenient};

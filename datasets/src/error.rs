@@ -99,6 +99,29 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A batch of the file would decode to more bytes than a reader accepts (a dictionary or
+    /// compression bomb, or rows far beyond any trajectory).
+    #[error(
+        "{} is refused: one batch of its rows decodes to {bytes} bytes, more than the {limit} \
+         a reader accepts (a dictionary bomb?)",
+        path.display()
+    )]
+    TooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the batch would expand to.
+        bytes: u64,
+        /// [`crate::MAX_BATCH_BYTES`].
+        limit: u64,
+    },
+    /// Another process holds the output folder.
+    #[error("{} is in use by {holder}", dir.display())]
+    Busy {
+        /// The folder.
+        dir: PathBuf,
+        /// Who holds it (`pid N on HOST`).
+        holder: String,
+    },
     /// Writer options that cannot work (zero rows per file, shard index out of range).
     #[error("invalid writer options: {reason}")]
     InvalidOptions {
@@ -116,6 +139,18 @@ impl Error {
     }
     pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
         Error::Parquet { path: path.into(), source }
+    }
+    /// A failure while writing a file: the OS error when there is one (disk full, file too
+    /// large), named with the file.
+    pub(crate) fn write(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        let path = path.into();
+        if let parquet::errors::ParquetError::External(e) = &source
+            && let Some(io) = e.downcast_ref::<std::io::Error>()
+        {
+            let os = std::io::Error::new(io.kind(), io.to_string());
+            return Error::Io { op: "write", path, source: os };
+        }
+        Error::Parquet { path, source }
     }
     pub(crate) fn arrow(path: impl Into<PathBuf>, source: arrow::error::ArrowError) -> Self {
         Error::Arrow { path: path.into(), source }

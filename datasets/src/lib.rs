@@ -68,6 +68,7 @@
 mod card;
 mod convert;
 mod error;
+mod folder;
 mod json;
 mod manifest;
 mod reader;
@@ -79,11 +80,15 @@ mod writer;
 pub use card::{CARD_FILE, render_dataset_card, write_dataset_card};
 pub use convert::rows_to_batch;
 pub use error::{Error, Result};
+pub use folder::{
+    FolderLock, FolderState, LOCK_FILE, UNRECORDED_SUFFIX, classify, clear_dataset,
+    create_exclusive, reconcile_parts, sha256_file,
+};
 pub use json::{trajectory_hash, trajectory_hash_hex};
 pub use manifest::{ApiUsage, Counts, MANIFEST_FILE, Manifest, SplitCounts, TokenTotals};
 pub use reader::{
-    ConversationReader, FileInfo, PartFile, RowReader, file_info, finished_sample_ids, list_parts,
-    list_temp_files, read_columns, read_rows, read_string_column,
+    ConversationReader, FileInfo, MAX_BATCH_BYTES, PartFile, RowReader, file_info,
+    finished_sample_ids, list_parts, list_temp_files, read_columns, read_rows, read_string_column,
 };
 pub use row::{SampleRow, Split, Verdict};
 pub use schema::{

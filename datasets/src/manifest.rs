@@ -127,8 +127,13 @@ pub struct Manifest {
     pub started_at: Option<String>,
     /// RFC 3339 end time, if recorded.
     pub finished_at: Option<String>,
-    /// Every finished Parquet file of the folder, with its rows.
+    /// Every finished Parquet file of the folder, with its rows (and SHA-256). While a run is
+    /// going this is its journal: rewritten after every finished part, and the only list of
+    /// parts `--resume` trusts.
     pub files: Vec<WrittenFile>,
+    /// What a run must share with this one to `--resume` it (seed, tasks, families, policy,
+    /// model, shard, ...), by name.
+    pub resume_identity: BTreeMap<String, serde_json::Value>,
 }
 
 impl Manifest {
@@ -164,7 +169,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let mut f = crate::folder::create_exclusive(&tmp)?;
     f.write_all(bytes).map_err(|e| Error::io("write", &tmp, e))?;
     f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(f);

@@ -6,10 +6,15 @@ use std::fs::{self, File};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use serde_json::Value;
 
 use crate::convert::BatchView;
@@ -21,13 +26,141 @@ use crate::{Error, Result, SampleRow, Split};
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 1024;
 
+/// Most bytes the values of one decoded batch may add up to. A few bytes of Parquet can
+/// decode to gigabytes (one dictionary value repeated by run-length indices: a "dictionary
+/// bomb"); every reader here refuses such a batch with [`Error::TooLarge`] before expanding it.
+pub const MAX_BATCH_BYTES: u64 = 256 << 20;
+
+/// A Parquet reader builder for `path`. Top-level columns with a dictionary-encoded chunk are
+/// read as Arrow dictionaries (keys + the page's values, never expanded), so [`Batches`] can
+/// measure what a batch would expand to before expanding it.
 fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     // Guarded: a malformed footer must become an error, never a panic.
-    match catch_unwind(AssertUnwindSafe(|| ParquetRecordBatchReaderBuilder::try_new(file))) {
+    let build = || -> parquet::errors::Result<ParquetRecordBatchReaderBuilder<File>> {
+        let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())?;
+        let mut dict_roots = HashSet::new();
+        for rg in meta.metadata().row_groups() {
+            for c in rg.columns() {
+                if c.dictionary_page_offset().is_some()
+                    && let Some(root) = c.column_path().parts().first()
+                {
+                    dict_roots.insert(root.clone());
+                }
+            }
+        }
+        let file =
+            file.try_clone().map_err(|e| parquet::errors::ParquetError::External(e.into()))?;
+        if dict_roots.is_empty() {
+            return Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta));
+        }
+        let hinted: Vec<Field> = meta
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let f = f.as_ref().clone();
+                if dict_roots.contains(f.name()) {
+                    let t = dictionary_hint(f.data_type());
+                    f.with_data_type(t)
+                } else {
+                    f
+                }
+            })
+            .collect();
+        let schema = Arc::new(Schema::new_with_metadata(hinted, meta.schema().metadata().clone()));
+        let meta = ArrowReaderMetadata::try_new(
+            Arc::clone(meta.metadata()),
+            ArrowReaderOptions::new().with_schema(schema),
+        )?;
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta))
+    };
+    match catch_unwind(AssertUnwindSafe(build)) {
         Ok(r) => r.map_err(|e| Error::parquet(path, e)),
         Err(panic) => Err(Error::Corrupt { path: path.to_owned(), detail: panic_text(&panic) }),
     }
+}
+
+/// `t` with every utf8 leaf read as a dictionary.
+fn dictionary_hint(t: &DataType) -> DataType {
+    let field = |f: &Field| f.clone().with_data_type(dictionary_hint(f.data_type()));
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 => {
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(t.clone()))
+        }
+        DataType::List(f) => DataType::List(Arc::new(field(f))),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(field(f))),
+        DataType::Struct(fs) => DataType::Struct(fs.iter().map(|f| field(f)).collect::<Fields>()),
+        other => other.clone(),
+    }
+}
+
+/// The bytes `a` holds once every dictionary in it is expanded (its buffers otherwise).
+fn expanded_bytes(a: &dyn Array) -> u64 {
+    if let Some(d) = a.as_any_dictionary_opt() {
+        let values = d.values();
+        let lens: Vec<u64> = if let Some(s) = values.as_string_opt::<i32>() {
+            s.offsets().windows(2).map(|w| (w[1] - w[0]).max(0) as u64).collect()
+        } else if let Some(s) = values.as_string_opt::<i64>() {
+            s.offsets().windows(2).map(|w| (w[1] - w[0]).max(0) as u64).collect()
+        } else {
+            return (a.len() as u64).saturating_mul(values.get_array_memory_size() as u64);
+        };
+        return d
+            .normalized_keys()
+            .iter()
+            .map(|&k| lens.get(k).copied().unwrap_or(0).saturating_add(4))
+            .fold(0u64, u64::saturating_add);
+    }
+    let own = a.to_data().buffers().iter().map(|b| b.len() as u64).sum::<u64>();
+    let children: u64 = if let Some(l) = a.as_list_opt::<i32>() {
+        expanded_bytes(l.values().as_ref())
+    } else if let Some(l) = a.as_list_opt::<i64>() {
+        expanded_bytes(l.values().as_ref())
+    } else if let Some(s) = a.as_struct_opt() {
+        s.columns().iter().map(|c| expanded_bytes(c.as_ref())).fold(0u64, u64::saturating_add)
+    } else {
+        0
+    };
+    own.saturating_add(children)
+}
+
+/// Check a decoded batch's expanded size, then expand its dictionary columns back to the
+/// file's own types (`target`).
+fn expand_batch(path: &Path, batch: RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
+    let bytes =
+        batch.columns().iter().map(|c| expanded_bytes(c.as_ref())).fold(0u64, u64::saturating_add);
+    if bytes > MAX_BATCH_BYTES {
+        return Err(Error::TooLarge { path: path.to_owned(), bytes, limit: MAX_BATCH_BYTES });
+    }
+    let schema = batch.schema();
+    if schema
+        .fields()
+        .iter()
+        .all(|f| target.field_with_name(f.name()).is_ok_and(|t| t == f.as_ref()))
+    {
+        return Ok(batch);
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        let want =
+            target.field_with_name(f.name()).map_or_else(|_| f.as_ref().clone(), Clone::clone);
+        if want.data_type() == c.data_type() {
+            columns.push(Arc::clone(c));
+        } else {
+            columns.push(
+                arrow::compute::cast(c.as_ref(), want.data_type())
+                    .map_err(|e| Error::arrow(path, e))?,
+            );
+        }
+        fields.push(want);
+    }
+    RecordBatch::try_new(
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        columns,
+    )
+    .map_err(|e| Error::arrow(path, e))
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -93,6 +226,8 @@ pub struct FileInfo {
 struct Batches {
     path: PathBuf,
     inner: Option<ParquetRecordBatchReader>,
+    /// The file's own column types (dictionary-read columns are expanded back to these).
+    target: SchemaRef,
 }
 
 impl Iterator for Batches {
@@ -101,7 +236,7 @@ impl Iterator for Batches {
         let reader = self.inner.as_mut()?;
         let item = match catch_unwind(AssertUnwindSafe(|| reader.next())) {
             Ok(None) => None,
-            Ok(Some(Ok(batch))) => Some(Ok(batch)),
+            Ok(Some(Ok(batch))) => Some(expand_batch(&self.path, batch, &self.target)),
             Ok(Some(Err(e))) => Some(Err(Error::arrow(&self.path, e))),
             Err(panic) => {
                 Some(Err(Error::Corrupt { path: self.path.clone(), detail: panic_text(&panic) }))
@@ -119,6 +254,14 @@ fn batches(
     builder: ParquetRecordBatchReaderBuilder<File>,
     columns: Option<&[&str]>,
 ) -> Result<Batches> {
+    // The file's own types, from its metadata (the builder's schema carries the read hints).
+    let target = match parquet::arrow::parquet_to_arrow_schema(
+        builder.metadata().file_metadata().schema_descr(),
+        builder.metadata().file_metadata().key_value_metadata(),
+    ) {
+        Ok(s) => Arc::new(s),
+        Err(_) => builder.schema().clone(),
+    };
     let builder = match columns {
         None => builder,
         Some(names) => {
@@ -136,7 +279,7 @@ fn batches(
     };
     let reader =
         builder.with_batch_size(BATCH_ROWS).build().map_err(|e| Error::parquet(path, e))?;
-    Ok(Batches { path: path.to_owned(), inner: Some(reader) })
+    Ok(Batches { path: path.to_owned(), inner: Some(reader), target })
 }
 
 /// Streams the rows of one file of our schema, one record batch at a time.
@@ -381,17 +524,13 @@ impl ConversationReader {
                 })
             })
             .transpose()?;
-        // Our schema records each row's thinking mode; a row is checked in its own mode.
-        let has_mode = schema
-            .field_with_name(col::THINKING_MODE)
-            .is_ok_and(|f| f.data_type() == &arrow::datatypes::DataType::Utf8);
-        let mut columns = vec![col::MESSAGES];
-        columns.extend(tools_kind.map(|_| col::TOOLS));
-        columns.extend(has_mode.then_some(col::THINKING_MODE));
         let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
         Ok(ConversationReader {
             path: path.to_owned(),
-            batches: batches(path, builder, Some(&columns))?,
+            // Every column is decoded (a corrupt page anywhere makes the file unreadable); only
+            // `messages`, `tools` and (our schema) each row's `thinking_mode` are converted, so a
+            // row is checked in its own mode.
+            batches: batches(path, builder, None)?,
             messages_kind,
             tools_kind,
             next_row: 0,

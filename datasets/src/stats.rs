@@ -103,6 +103,7 @@ pub fn scan_dataset(dir: &Path) -> Result<DatasetStats> {
             split: part.split,
             rows,
             bytes,
+            sha256: None,
         });
     }
     Ok(stats)

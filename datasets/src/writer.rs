@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::ArrowWriter;
@@ -15,8 +16,11 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::convert::rows_to_batch;
+use crate::folder::{create_exclusive, hex};
+use crate::manifest::Manifest;
 use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, col, schema};
 use crate::{Error, Result, SampleRow, Split};
 
@@ -73,6 +77,9 @@ pub struct WrittenFile {
     pub rows: u64,
     /// Size in bytes.
     pub bytes: u64,
+    /// SHA-256 of the file (hex), recorded when it was written; `--resume` checks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// What [`DatasetWriter::finish`] wrote in this session.
@@ -110,8 +117,25 @@ pub fn parse_part_file_name(name: &str) -> Option<(Split, u32, u32)> {
     Some((split, shard.parse().ok()?, part.parse().ok()?))
 }
 
+/// A part's file, hashed as it is written (so its SHA-256 costs no second read).
+struct HashingFile {
+    file: File,
+    hasher: Sha256,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 struct OpenPart {
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<HashingFile>,
     tmp: PathBuf,
     path: PathBuf,
     name: String,
@@ -128,6 +152,8 @@ pub struct DatasetWriter {
     next_part: [u32; 2],
     buffers: [Vec<SampleRow>; 2],
     summary: WriteSummary,
+    /// The dataset root and its manifest, rewritten each time a part is finished.
+    journal: Option<(PathBuf, Manifest)>,
 }
 
 fn idx(split: Split) -> usize {
@@ -221,7 +247,21 @@ impl DatasetWriter {
             next_part,
             buffers: [Vec::new(), Vec::new()],
             summary: WriteSummary::default(),
+            journal: None,
         })
+    }
+
+    /// Keep `manifest` as the folder's journal: each finished part is appended to its `files`
+    /// and `dir/manifest.json` rewritten (atomically) right after the part's rename, so the
+    /// manifest always lists exactly the parts a later `--resume` may trust.
+    pub fn with_journal(mut self, dir: impl AsRef<Path>, manifest: Manifest) -> Self {
+        self.journal = Some((dir.as_ref().to_owned(), manifest));
+        self
+    }
+
+    /// Whether rows are waiting in buffers or open parts (not yet in a finished file).
+    pub fn has_unfinished_rows(&self) -> bool {
+        self.buffers.iter().any(|b| !b.is_empty()) || self.open.iter().any(Option::is_some)
     }
 
     /// Queue one row for its split; it is encoded in batches and lands in a finished file when
@@ -265,7 +305,7 @@ impl DatasetWriter {
             let n = self.buffers[i].len().min(self.opts.rows_per_file - part.rows);
             let rows: Vec<SampleRow> = self.buffers[i].drain(..n).collect();
             let batch = rows_to_batch(&rows)?;
-            part.writer.write(&batch).map_err(|e| Error::parquet(&part.tmp, e))?;
+            part.writer.write(&batch).map_err(|e| Error::write(&part.tmp, e))?;
             part.rows += n;
             *self.summary.rows.entry(split_of(i)).or_default() += n as u64;
             if part.rows >= self.opts.rows_per_file {
@@ -280,27 +320,35 @@ impl DatasetWriter {
         self.next_part[i] += 1;
         let path = self.data_dir.join(&name);
         let tmp = self.data_dir.join(format!("{name}{TMP_SUFFIX}"));
-        let file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let file = create_exclusive(&tmp)?;
+        let file = HashingFile { file, hasher: Sha256::new() };
         let writer = ArrowWriter::try_new(file, schema(), Some(self.props.clone()))
-            .map_err(|e| Error::parquet(&tmp, e))?;
+            .map_err(|e| Error::write(&tmp, e))?;
         Ok(OpenPart { writer, tmp, path, name, rows: 0 })
     }
 
     fn close_part(&mut self, i: usize) -> Result<()> {
-        let Some(mut part) = self.open[i].take() else { return Ok(()) };
-        part.writer.finish().map_err(|e| Error::parquet(&part.tmp, e))?;
-        let file = part.writer.inner_mut();
+        let Some(part) = self.open[i].take() else { return Ok(()) };
+        // `into_inner` writes the footer and flushes.
+        let HashingFile { file, hasher } =
+            part.writer.into_inner().map_err(|e| Error::write(&part.tmp, e))?;
         file.sync_all().map_err(|e| Error::io("fsync", &part.tmp, e))?;
         let bytes = file.metadata().map_err(|e| Error::io("stat", &part.tmp, e))?.len();
-        drop(part.writer);
+        drop(file);
         fs::rename(&part.tmp, &part.path).map_err(|e| Error::io("rename", &part.tmp, e))?;
         sync_dir(&self.data_dir)?;
-        self.summary.files.push(WrittenFile {
+        let written = WrittenFile {
             path: format!("{DATA_DIR}/{}", part.name),
             split: split_of(i),
             rows: part.rows as u64,
             bytes,
-        });
+            sha256: Some(hex(&hasher.finalize())),
+        };
+        if let Some((dir, manifest)) = self.journal.as_mut() {
+            manifest.files.push(written.clone());
+            manifest.write(dir)?;
+        }
+        self.summary.files.push(written);
         Ok(())
     }
 }

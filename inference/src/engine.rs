@@ -292,6 +292,13 @@ impl Worker {
         if req.prompt_ids.is_empty() {
             return Err(Error::InvalidRequest("empty prompt".into()));
         }
+        let ctx = self.model.config().max_position_embeddings;
+        if req.prompt_ids.len() >= ctx {
+            return Err(Error::InvalidRequest(format!(
+                "the prompt has {} tokens; the model's context is {ctx}",
+                req.prompt_ids.len()
+            )));
+        }
         let v = self.model.config().vocab_size;
         if let Some(bad) = req.prompt_ids.iter().find(|&&t| t as usize >= v) {
             return Err(Error::InvalidRequest(format!(
@@ -408,7 +415,11 @@ impl Worker {
                 Some(FinishReason::Stop)
             } else if hit_stop_string(self.opts.detokenizer.as_deref(), s) {
                 Some(FinishReason::StopString)
-            } else if s.generated.len() >= s.params.max_tokens {
+            } else if s.generated.len() >= s.params.max_tokens
+                // Every sequence stops at the model's context, whatever max_tokens says.
+                || s.prompt.len().saturating_add(s.generated.len())
+                    >= self.model.config().max_position_embeddings
+            {
                 Some(FinishReason::Length)
             } else {
                 None

@@ -21,8 +21,27 @@ pub enum Error {
     #[error("invalid configuration: {message}")]
     Config { message: String },
     /// The output directory already holds data and `--resume` was not given.
-    #[error("output directory {dir} already holds a dataset; pass --resume to continue it")]
-    OutputNotEmpty { dir: String },
+    #[error("output directory {dir} already holds {what}; {hint}")]
+    OutputNotEmpty { dir: String, what: String, hint: String },
+    /// The output directory holds something that is not an agentgen dataset.
+    #[error(
+        "output directory {dir} is not empty and not an agentgen dataset (found {entry}); \
+         choose a new or empty folder"
+    )]
+    ForeignFolder { dir: String, entry: String },
+    /// Another process holds the output directory.
+    #[error("output directory {dir} is in use by {holder}")]
+    OutputBusy { dir: String, holder: String },
+    /// `--resume` with a configuration other than the one that started the folder.
+    #[error("--resume: {dir} was started with another configuration; differing: {fields}")]
+    ResumeMismatch { dir: String, fields: String },
+    /// Writing the dataset failed (disk full, file too large): the run stopped at once; the
+    /// parts finished before stay valid.
+    #[error("stopped: {message}")]
+    WriteFailed { message: String },
+    /// Too many policy requests failed (or every row was a policy failure): the run stopped.
+    #[error("stopped: {message}")]
+    PolicyFailing { message: String },
     /// An I/O error on a named path.
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -40,6 +59,21 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("background task failed: {message}")]
     Join { message: String },
+}
+
+impl Error {
+    /// The process exit code this error means (interfaces: 2 usage or unreadable input, 3
+    /// busy or stopped by a limit).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::OutputBusy { .. }
+            | Error::WriteFailed { .. }
+            | Error::PolicyFailing { .. }
+            | Error::Preflight { .. }
+            | Error::Stopped { .. } => 3,
+            _ => 2,
+        }
+    }
 }
 
 /// `Result` with the pipeline's [`Error`].

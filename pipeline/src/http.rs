@@ -60,7 +60,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             endpoint: "http://127.0.0.1:8000".into(),
-            model: "deepseek-ai/DeepSeek-V3.2".into(),
+            model: agentgen_codec::DEFAULT_MODEL_NAME.into(),
             api_key: None,
             request_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(10),

@@ -33,7 +33,7 @@ pub use policy::{
 pub use preflight::preflight;
 pub use reference::ReferencePolicy;
 pub use rollout::{RolloutContext, RolloutLimits, RolloutOutput, rollout};
-pub use run::{RunConfig, RunReport, ShardSpec, run};
+pub use run::{RowSink, RunConfig, RunReport, ShardSpec, run, run_with_sink, shutdown_signal};
 pub use validate::{
     Issue, Rejection, SchemaCache, ToolSchemas, check_completion, check_conversation,
     check_conversation_cached, codes,

@@ -6,7 +6,13 @@
 //! may run ahead of it), applies exact dedup and the difficulty band deterministically, counts,
 //! drives the progress bar, and hands rows to the writer actor (its own thread, owning the
 //! [`DatasetWriter`]). So the rows and their order are identical at any concurrency. Shutdown
-//! (SIGINT) stops dispatch, lets in-flight jobs finish, and the writer always closes its files.
+//! (SIGINT or SIGTERM, [`shutdown_signal`]) stops dispatch, lets in-flight jobs finish, and the
+//! writer always closes its files. A write error stops everything at once.
+//!
+//! The output folder is held by an exclusive lock for the whole run; `manifest.json` is written
+//! before the first rollout and rewritten after every finished part (the journal `--resume`
+//! trusts); the writer closes its open parts every `flush_secs`, so a kill loses at most that
+//! much finished work.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -17,13 +23,15 @@ use std::time::{Duration, Instant};
 
 use agentgen_codec::{ThinkingMode, python_json};
 use agentgen_datasets::{
-    DatasetWriter, Manifest, SampleRow, Split, Verdict, WriteSummary, WriterOptions,
-    finished_sample_ids, list_parts, read_rows, scan_dataset, trajectory_hash, write_dataset_card,
+    DatasetWriter, FolderLock, FolderState, Manifest, SampleRow, Split, Verdict, WriteSummary,
+    WriterOptions, WrittenFile, classify, clear_dataset, finished_sample_ids, list_parts,
+    read_rows, reconcile_parts, scan_dataset, trajectory_hash, write_dataset_card,
 };
 use agentgen_environments::{InstanceCache, Registry, TaskRef, TaskSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::ids;
 use crate::policy::{Policy, SamplingParams};
@@ -83,6 +91,13 @@ pub struct RunConfig {
     pub concurrency: usize,
     pub shard: ShardSpec,
     pub resume: bool,
+    /// Replace an agentgen dataset already in `out` (never a foreign folder).
+    pub overwrite: bool,
+    /// Close the open parts when they have held rows this long (seconds; 0 = only when full).
+    pub flush_secs: u64,
+    /// Stop the run when more than this fraction of its rollouts failed in the policy
+    /// (`policy.*`: transport, HTTP, auth), checked from the [`POLICY_ERROR_MIN_ROLLOUTS`]th on.
+    pub max_policy_error_rate: f64,
     pub thinking_mode: ThinkingMode,
     /// `--thinking-mode auto` (chat policy): per row, thinking when the endpoint returned
     /// reasoning, chat otherwise; `thinking_mode` is then `Thinking`.
@@ -116,6 +131,9 @@ impl Default for RunConfig {
             concurrency: 64,
             shard: ShardSpec::default(),
             resume: false,
+            overwrite: false,
+            flush_secs: 60,
+            max_policy_error_rate: 0.5,
             thinking_mode: ThinkingMode::Thinking,
             thinking_auto: false,
             sampling: SamplingParams::default(),
@@ -131,6 +149,9 @@ impl Default for RunConfig {
         }
     }
 }
+
+/// Rollouts finished before `max_policy_error_rate` is checked.
+pub const POLICY_ERROR_MIN_ROLLOUTS: u64 = 50;
 
 /// What a finished (or interrupted) run reports.
 #[derive(Debug, Clone)]
@@ -151,6 +172,9 @@ pub struct RunReport {
     pub tokens: u64,
     /// Human-readable summary table.
     pub table: String,
+    /// Why the run stopped early, when it did (too many policy failures, or every row one):
+    /// the files are complete and the manifest written, but the run failed.
+    pub stopped: Option<String>,
 }
 
 struct Job {
@@ -189,7 +213,11 @@ struct Shared<P> {
 }
 
 fn fingerprint(cfg: &RunConfig, policy: &str, model: Option<&str>) -> String {
-    let v = serde_json::json!({
+    fingerprint_value(cfg, policy, model).to_string()
+}
+
+fn fingerprint_value(cfg: &RunConfig, policy: &str, model: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
         "seed": cfg.seed, "tasks": cfg.tasks, "families": cfg.families,
         "task_list": cfg.task_list.as_ref().map(|l| l.iter().map(TaskRef::to_string).collect::<Vec<_>>()),
         "samples_per_task": cfg.samples_per_task,
@@ -197,8 +225,157 @@ fn fingerprint(cfg: &RunConfig, policy: &str, model: Option<&str>) -> String {
         "sampling": {"temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p,
                      "top_k": cfg.sampling.top_k, "max_tokens": cfg.sampling.max_tokens},
         "policy": policy, "model": model, "dedup": cfg.dedup, "band": cfg.difficulty_band,
-    });
-    v.to_string()
+    })
+}
+
+/// What a `--resume` must share with the run that started the folder, by field name: the
+/// run-id fingerprint, the shard and the environment versions.
+fn resume_identity(
+    cfg: &RunConfig,
+    policy: &str,
+    model: Option<&str>,
+    env_versions: &BTreeMap<String, String>,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut id: BTreeMap<String, serde_json::Value> = match fingerprint_value(cfg, policy, model) {
+        serde_json::Value::Object(m) => m.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    id.insert(
+        "shard".into(),
+        serde_json::json!(format!("{}/{}", cfg.shard.index, cfg.shard.count)),
+    );
+    id.insert("environment_versions".into(), serde_json::json!(env_versions));
+    id
+}
+
+/// The fields whose values differ, as `name (folder: A, this run: B)`.
+fn identity_diff(
+    folder: &BTreeMap<String, serde_json::Value>,
+    now: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    let short = |v: Option<&serde_json::Value>| {
+        let t = v.map_or_else(|| "unset".to_owned(), serde_json::Value::to_string);
+        if t.chars().count() > 60 {
+            format!("{}…", t.chars().take(60).collect::<String>())
+        } else {
+            t
+        }
+    };
+    let keys: std::collections::BTreeSet<&String> = folder.keys().chain(now.keys()).collect();
+    keys.into_iter()
+        .filter(|k| folder.get(*k) != now.get(*k))
+        .map(|k| format!("{k} (folder: {}, this run: {})", short(folder.get(k)), short(now.get(k))))
+        .collect()
+}
+
+/// Take the output folder for this run: refuse a foreign folder, lock it (a second process
+/// gets [`Error::OutputBusy`]), then start fresh, replace (`--overwrite`) or continue
+/// (`--resume`, same identity only). Returns the lock and the parts a resume may trust.
+fn take_folder(
+    cfg: &RunConfig,
+    identity: &BTreeMap<String, serde_json::Value>,
+) -> Result<(FolderLock, Vec<WrittenFile>)> {
+    let dir = &cfg.out;
+    let shown = dir.display().to_string();
+    if cfg.resume && cfg.overwrite {
+        return Err(Error::Config {
+            message: "--resume and --overwrite exclude each other".into(),
+        });
+    }
+    let foreign = |entry: String| Error::ForeignFolder { dir: shown.clone(), entry };
+    // Before the lock file is created: leave a foreign folder untouched.
+    if let FolderState::Foreign(entry) = classify(dir).map_err(ds)? {
+        return Err(foreign(entry));
+    }
+    let lock = FolderLock::acquire(dir).map_err(|e| match e {
+        agentgen_datasets::Error::Busy { holder, .. } => {
+            Error::OutputBusy { dir: shown.clone(), holder }
+        }
+        e => ds(e),
+    })?;
+    let not_empty = |what: &str, hint: &str| Error::OutputNotEmpty {
+        dir: shown.clone(),
+        what: what.into(),
+        hint: hint.into(),
+    };
+    let trusted = match classify(dir).map_err(ds)? {
+        FolderState::Foreign(entry) => return Err(foreign(entry)),
+        FolderState::Empty => Vec::new(),
+        FolderState::Unrecorded if cfg.overwrite => {
+            clear_dataset(dir).map_err(ds)?;
+            Vec::new()
+        }
+        FolderState::Unrecorded => {
+            return Err(not_empty(
+                "part files no manifest.json records",
+                "--resume cannot trust them; pass --overwrite to replace them",
+            ));
+        }
+        FolderState::Dataset(_) if cfg.overwrite => {
+            clear_dataset(dir).map_err(ds)?;
+            Vec::new()
+        }
+        FolderState::Dataset(m) if cfg.resume => {
+            if m.resume_identity.is_empty() {
+                return Err(Error::ResumeMismatch {
+                    dir: shown,
+                    fields: "all (its manifest.json records no run identity)".into(),
+                });
+            }
+            let diff = identity_diff(&m.resume_identity, identity);
+            if !diff.is_empty() {
+                return Err(Error::ResumeMismatch { dir: shown, fields: diff.join("; ") });
+            }
+            let moved = reconcile_parts(dir, &m.files).map_err(ds)?;
+            if !moved.is_empty() {
+                tracing::warn!(
+                    "--resume: {} part(s) no manifest records were moved aside (renamed *{}): {}",
+                    moved.len(),
+                    agentgen_datasets::UNRECORDED_SUFFIX,
+                    moved.join(", ")
+                );
+            }
+            m.files
+        }
+        FolderState::Dataset(_) => {
+            return Err(not_empty(
+                "a dataset",
+                "pass --resume to continue it or --overwrite to replace it",
+            ));
+        }
+    };
+    Ok((lock, trusted))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (Slurm, `docker stop`, `timeout`): both stop a run
+/// the same clean way.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// What the ordering stage sends the writer actor.
+enum ToWriter {
+    Row(Box<SampleRow>),
+    /// `flush_secs` passed: close the open parts if they hold rows.
+    Flush,
 }
 
 /// Refuse a task list with an entry [`Registry::check`] rejects (unknown or unavailable family,
@@ -222,8 +399,26 @@ fn check_task_list(registry: &Registry, selected: &[String], list: &[TaskRef]) -
     Ok(())
 }
 
+/// Sees every row as it goes to the writer, in task order (e.g. `rollout --jsonl -` streams
+/// them to a trainer).
+pub type RowSink = Box<dyn FnMut(&SampleRow) + Send>;
+
 /// Run a whole generation job with `policy` until done or until `shutdown` resolves.
 pub async fn run<P, S>(cfg: RunConfig, policy: P, shutdown: S) -> Result<RunReport>
+where
+    P: Policy,
+    S: Future<Output = ()> + Send,
+{
+    run_with_sink(cfg, policy, shutdown, None).await
+}
+
+/// [`run`], handing each row to `sink` as it is written.
+pub async fn run_with_sink<P, S>(
+    cfg: RunConfig,
+    policy: P,
+    shutdown: S,
+    mut sink: Option<RowSink>,
+) -> Result<RunReport>
 where
     P: Policy,
     S: Future<Output = ()> + Send,
@@ -253,12 +448,17 @@ where
     }
     let task_count = cfg.task_list.as_ref().map_or(cfg.tasks, |l| l.len() as u64);
 
-    // Output folder and resume.
-    let data_dir = cfg.out.join("data");
-    let existing = if data_dir.exists() { list_parts(&cfg.out).map_err(ds)? } else { Vec::new() };
-    if !existing.is_empty() && !cfg.resume {
-        return Err(Error::OutputNotEmpty { dir: cfg.out.display().to_string() });
+    let policy_name = policy.name().to_owned();
+    let model = policy.model();
+    let mut env_versions = BTreeMap::new();
+    for f in selection.families() {
+        env_versions.insert(f.name().to_owned(), f.version().to_string());
     }
+    let identity = resume_identity(&cfg, &policy_name, model.as_deref(), &env_versions);
+
+    // Output folder (locked until this function returns) and resume.
+    let (_lock, trusted) = take_folder(&cfg, &identity)?;
+    let data_dir = cfg.out.join("data");
     let done: HashSet<String> = if cfg.resume && data_dir.exists() {
         finished_sample_ids(&cfg.out).map_err(ds)?
     } else {
@@ -275,8 +475,6 @@ where
         }
     }
 
-    let policy_name = policy.name().to_owned();
-    let model = policy.model();
     let run_id = ids::run_id(&fingerprint(&cfg, &policy_name, model.as_deref()));
     let sampling_json = serde_json::json!({
         "temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p,
@@ -320,8 +518,43 @@ where
     }
     let total_jobs = jobs.len() as u64;
 
+    // The manifest, written now (so a kill at any point leaves a folder `--resume` can
+    // continue) and kept by the writer as its journal of finished parts.
+    let mut base = Manifest::new();
+    base.git_revision = cfg.git_revision.clone();
+    base.run_id = run_id.clone();
+    base.seed = cfg.seed;
+    base.shard_index = cfg.shard.index;
+    base.shard_count = cfg.shard.count;
+    base.command_line = cfg.command_line.clone();
+    base.config = serde_json::to_value(&cfg).unwrap_or_default();
+    base.tokenizer_sha256 = Some(agentgen_codec::TOKENIZER_SHA256.to_owned());
+    base.checkpoint_config_sha256 = cfg.checkpoint_config_sha256.clone();
+    base.token_source = Some(
+        match policy_name.as_str() {
+            "reference" => "reference",
+            "local" => "sampled",
+            _ => "retokenized",
+        }
+        .to_owned(),
+    );
+    base.policy = policy_name.clone();
+    base.model = model.clone();
+    base.environment_versions = env_versions;
+    base.tool_spec_hashes = tool_spec_hashes(&shared.registry, &family_names);
+    base.runtime.insert("concurrency".into(), cfg.concurrency.to_string());
+    base.runtime.insert("state".into(), "running".into());
+    base.resume_identity = identity;
+    base.started_at = Some(started_at.clone());
+    base.files = trusted.clone();
+    base.write(&cfg.out).map_err(ds)?;
+
+    // Stops the run at once (a write error, a failing policy): dispatch ends and in-flight
+    // rollouts are dropped.
+    let stop = CancellationToken::new();
+
     // The writer actor.
-    let (row_tx, mut row_rx) = mpsc::channel::<SampleRow>(512);
+    let (row_tx, mut row_rx) = mpsc::channel::<ToWriter>(512);
     let writer_opts = WriterOptions {
         shard_index: cfg.shard.index,
         shard_count: cfg.shard.count,
@@ -330,26 +563,50 @@ where
         metadata: vec![("agentgen.run_id".into(), run_id.clone())],
         ..WriterOptions::default()
     };
-    let mut writer = DatasetWriter::try_new(&cfg.out, writer_opts).map_err(ds)?;
+    let mut writer = DatasetWriter::try_new(&cfg.out, writer_opts)
+        .map_err(ds)?
+        .with_journal(&cfg.out, base.clone());
+    let writer_stop = stop.clone();
     let writer_thread = std::thread::Builder::new()
         .name("agentgen-writer".into())
         .spawn(move || -> Result<WriteSummary> {
-            let mut failed = None;
-            while let Some(row) = row_rx.blocking_recv() {
-                if failed.is_none()
-                    && let Err(e) = writer.write(row)
-                {
-                    failed = Some(e);
+            while let Some(msg) = row_rx.blocking_recv() {
+                let result = match msg {
+                    ToWriter::Row(row) => {
+                        if let Some(s) = sink.as_mut() {
+                            s(&row);
+                        }
+                        writer.write(*row)
+                    }
+                    ToWriter::Flush if writer.has_unfinished_rows() => writer.close_parts(),
+                    ToWriter::Flush => Ok(()),
+                };
+                if let Err(e) = result {
+                    // Stop at once: no more rollouts, no more writes; finished parts stay.
+                    writer_stop.cancel();
+                    drop(row_rx);
+                    return Err(Error::WriteFailed { message: e.to_string() });
                 }
             }
-            // Always close the files, even after an error or an interrupt.
-            let summary = writer.finish();
-            match (failed, summary) {
-                (Some(e), _) => Err(ds(e)),
-                (None, s) => s.map_err(ds),
-            }
+            // Always close the files after an interrupt or at the end.
+            writer.finish().map_err(|e| Error::WriteFailed { message: e.to_string() })
         })
         .map_err(|e| Error::Io { path: "writer thread".into(), source: e })?;
+    // Close parts that have held rows for `flush_secs`.
+    let ticker = (cfg.flush_secs > 0).then(|| {
+        let tx = row_tx.clone();
+        let period = Duration::from_secs(cfg.flush_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if tx.send(ToWriter::Flush).await.is_err() {
+                    break;
+                }
+            }
+        })
+    });
 
     // Progress.
     let bar = if cfg.progress {
@@ -374,12 +631,38 @@ where
     let dedup = cfg.dedup;
     let bar2 = bar.clone();
     let order_shared = Arc::clone(&shared);
+    let max_rate = cfg.max_policy_error_rate;
+    let order_stop = stop.clone();
     let order = tokio::spawn(async move {
         let mut next = 0u64;
         let mut buffer: BTreeMap<u64, JobResult> = BTreeMap::new();
         let mut st = OrderStats::default();
         let t0 = Instant::now();
         while let Some(r) = res_rx.recv().await {
+            // Policy health, counted as results arrive (not in task order): stop early when
+            // the endpoint is failing rather than turning every task into a policy.* row.
+            for p in &r.rows {
+                st.rollouts += 1;
+                if let Verdict::Rejected { code, detail } = &p.row.verdict
+                    && code.starts_with("policy.")
+                {
+                    st.policy_failed += 1;
+                    st.first_policy_error.get_or_insert_with(|| format!("{code}: {detail}"));
+                }
+            }
+            if st.stopped.is_none()
+                && st.rollouts >= POLICY_ERROR_MIN_ROLLOUTS
+                && st.policy_failed as f64 > max_rate * st.rollouts as f64
+            {
+                st.stopped = Some(format!(
+                    "{} of {} rollouts failed in the policy (more than --max-policy-error-rate \
+                     {max_rate}); first error: {}",
+                    st.policy_failed,
+                    st.rollouts,
+                    st.first_policy_error.as_deref().unwrap_or("?")
+                ));
+                order_stop.cancel();
+            }
             buffer.insert(r.ordinal, r);
             while let Some(r) = buffer.remove(&next) {
                 next += 1;
@@ -412,7 +695,7 @@ where
                         }
                     }
                     st.count(&p);
-                    if p.write && row_tx.send(p.row).await.is_err() {
+                    if p.write && row_tx.send(ToWriter::Row(Box::new(p.row))).await.is_err() {
                         return st; // the writer failed; its error is reported by the join
                     }
                 }
@@ -438,16 +721,22 @@ where
                 let Ok(permit) = inflight.clone().acquire_owned().await else { break };
                 let shared = Arc::clone(&shared);
                 let tx = res_tx.clone();
+                let stop = stop.clone();
                 tokio::spawn(async move {
-                    let result = run_job(&shared, job).await;
-                    drop(permit);
-                    let _ = tx.send(result).await;
+                    tokio::select! {
+                        result = run_job(&shared, job) => {
+                            drop(permit);
+                            let _ = tx.send(result).await;
+                        }
+                        _ = stop.cancelled() => {}
+                    }
                 });
             }
         };
         tokio::pin!(shutdown);
         tokio::select! {
             _ = dispatch => {}
+            _ = stop.cancelled() => {}
             _ = &mut shutdown => {
                 interrupted = true;
                 tracing::warn!("interrupted: finishing in-flight rollouts and closing shards");
@@ -455,7 +744,18 @@ where
         }
     }
     drop(res_tx);
-    let st = order.await.map_err(|e| Error::Join { message: e.to_string() })?;
+    let mut st = order.await.map_err(|e| Error::Join { message: e.to_string() })?;
+    if st.stopped.is_none() && st.rollouts > 0 && st.policy_failed == st.rollouts {
+        st.stopped = Some(format!(
+            "every one of the {} rollouts failed in the policy; first error: {}",
+            st.rollouts,
+            st.first_policy_error.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some(t) = ticker {
+        t.abort();
+        let _ = t.await;
+    }
     bar.finish_and_clear();
     let written = writer_thread
         .join()
@@ -463,32 +763,17 @@ where
 
     // Manifest + card, with counts recomputed from the finished files (correct across resumes).
     let stats = scan_dataset(&cfg.out).map_err(ds)?;
-    let mut manifest = Manifest::new();
-    manifest.git_revision = cfg.git_revision.clone();
-    manifest.run_id = run_id;
-    manifest.seed = cfg.seed;
-    manifest.shard_index = cfg.shard.index;
-    manifest.shard_count = cfg.shard.count;
-    manifest.command_line = cfg.command_line.clone();
-    manifest.config = serde_json::to_value(&cfg).unwrap_or_default();
-    manifest.tokenizer_sha256 = Some(agentgen_codec::TOKENIZER_SHA256.to_owned());
-    manifest.checkpoint_config_sha256 = cfg.checkpoint_config_sha256.clone();
-    manifest.token_source = Some(
-        match policy_name.as_str() {
-            "reference" => "reference",
-            "local" => "sampled",
-            _ => "retokenized",
-        }
-        .to_owned(),
-    );
-    manifest.policy = policy_name;
-    manifest.model = model;
-    for f in selection.families() {
-        manifest.environment_versions.insert(f.name().to_owned(), f.version().to_string());
-    }
-    manifest.tool_spec_hashes = tool_spec_hashes(&shared.registry, &family_names);
-    manifest.runtime.insert("concurrency".into(), cfg.concurrency.to_string());
+    let mut manifest = base;
     manifest.runtime.insert("interrupted".into(), interrupted.to_string());
+    let state = match (&st.stopped, interrupted) {
+        (Some(_), _) => "stopped",
+        (None, true) => "interrupted",
+        (None, false) => "finished",
+    };
+    manifest.runtime.insert("state".into(), state.into());
+    if let Some(why) = &st.stopped {
+        manifest.runtime.insert("stopped".into(), why.clone());
+    }
     if let Some(stats_json) = shared.policy_stats() {
         manifest.runtime.insert("policy_stats".into(), stats_json);
     }
@@ -514,9 +799,9 @@ where
     manifest.tokens = stats.tokens;
     manifest.tokens.sampled = st.completion_tokens;
     manifest.durations_ms.insert("total".into(), started.elapsed().as_millis() as u64);
-    manifest.started_at = Some(started_at);
     manifest.finished_at = Some(now_rfc3339());
-    manifest.files = stats.files;
+    manifest.files = trusted;
+    manifest.files.extend(written.files.iter().cloned());
     manifest.write(&cfg.out).map_err(ds)?;
     write_dataset_card(&cfg.out, &manifest, &cfg.command_line).map_err(ds)?;
 
@@ -536,6 +821,7 @@ where
         pass_at_k,
         tokens: st.tokens,
         table,
+        stopped: st.stopped,
     })
 }
 
@@ -603,6 +889,12 @@ struct OrderStats {
     groups: u64,
     pass_sum: f64,
     any_passed: u64,
+    /// Rollouts finished (in arrival order), those that failed in the policy, the first such
+    /// failure, and why the run was stopped early.
+    rollouts: u64,
+    policy_failed: u64,
+    first_policy_error: Option<String>,
+    stopped: Option<String>,
 }
 
 impl OrderStats {

@@ -59,6 +59,11 @@ pub mod codes {
     pub const ENV_TASK_ERROR: &str = "env.task_error";
     pub const TOKENS_NONCANONICAL: &str = "tokens.noncanonical";
     pub const TOKENS_MISMATCH: &str = "tokens.mismatch";
+    /// A stored row's `text` is not its `messages` (+ `tools`) re-encoded.
+    pub const FORMAT_TEXT_MISMATCH: &str = "format.text_mismatch";
+    /// A stored row's per-token columns disagree (lengths, mask values) or a column value is
+    /// not what its type allows.
+    pub const FORMAT_BAD_COLUMNS: &str = "format.bad_columns";
     pub const LOGPROBS_MISALIGNED: &str = "logprobs.misaligned";
 }
 
@@ -385,7 +390,6 @@ pub fn check_conversation(
     mode: ThinkingMode,
     schemas: Option<&ToolSchemas>,
 ) -> Vec<Issue> {
-    let mut issues = Vec::new();
     let opts = EncodeOptions {
         thinking_mode: mode,
         drop_thinking: true,
@@ -393,15 +397,120 @@ pub fn check_conversation(
         context: Vec::new(),
     };
     if let Err(e) = encode_messages(messages, &opts) {
-        issues.push(Issue {
+        return vec![Issue {
             message: None,
             rejection: Rejection::new(
                 codes::FORMAT_ENCODE_ERROR,
                 format!("the conversation does not encode: {e}"),
             ),
-        });
-        return issues;
+        }];
     }
+    check_messages(messages, mode, schemas)
+}
+
+/// Every check of a stored row of our schema (`agentgen validate` on a dataset): the
+/// per-token columns agree (`token_ids`, `loss_mask` and `logprobs` of one length, the mask
+/// 0/1), `text` is exactly `messages` (with `tools` on the first message) re-encoded in the
+/// row's thinking mode, the conversation checks of [`check_conversation`], and with `tok` the
+/// token check: `token_ids` decode to `text` (a mismatch is invalid) and are the tokenizer's
+/// ids of it (`tokens.noncanonical` otherwise, reported but not invalid).
+pub fn check_row(
+    row: &agentgen_datasets::SampleRow,
+    tools: &[Value],
+    schemas: &ToolSchemas,
+    tok: Option<&agentgen_codec::Tokenizer>,
+) -> Vec<Rejection> {
+    let mut out = Vec::new();
+    let bad = |detail: String| Rejection::new(codes::FORMAT_BAD_COLUMNS, detail);
+    let n = row.token_ids.len();
+    if row.loss_mask.len() != n {
+        out.push(bad(format!("loss_mask has {} values, token_ids {n}", row.loss_mask.len())));
+    } else if let Some(i) = row.loss_mask.iter().position(|&m| m > 1) {
+        out.push(bad(format!("loss_mask[{i}] is {}, not 0 or 1", row.loss_mask[i])));
+    }
+    if let Some(lp) = &row.logprobs
+        && lp.len() != n
+    {
+        out.push(bad(format!("logprobs has {} values, token_ids {n}", lp.len())));
+    }
+    let mode = match row.thinking_mode.as_str() {
+        "thinking" => ThinkingMode::Thinking,
+        "chat" => ThinkingMode::Chat,
+        other => {
+            out.push(bad(format!("thinking_mode {other:?} is not thinking or chat")));
+            return out;
+        }
+    };
+    let mut messages = row.messages.clone();
+    if !tools.is_empty() {
+        match messages.first_mut() {
+            Some(m) if matches!(m.role, Role::System | Role::Developer) => {
+                m.tools = Some(tools.to_vec());
+            }
+            _ => out.push(bad("tools given but the first message is not system/developer".into())),
+        }
+    }
+    let opts = EncodeOptions {
+        thinking_mode: mode,
+        drop_thinking: true,
+        add_bos: true,
+        context: Vec::new(),
+    };
+    match encode_messages(&messages, &opts) {
+        Ok(full) if full == row.text => {}
+        Ok(full) => {
+            let at = first_difference(&row.text, &full);
+            out.push(
+                Rejection::new(
+                    codes::FORMAT_TEXT_MISMATCH,
+                    format!("text differs from the re-encoded messages at byte {at}"),
+                )
+                .at(at),
+            );
+        }
+        Err(e) => {
+            out.push(Rejection::new(
+                codes::FORMAT_ENCODE_ERROR,
+                format!("the conversation does not encode: {e}"),
+            ));
+            return out;
+        }
+    }
+    out.extend(check_messages(&messages, mode, Some(schemas)).into_iter().map(|i| {
+        let mut r = i.rejection;
+        if let Some(m) = i.message {
+            r.detail = format!("message {m}: {}", r.detail);
+        }
+        r
+    }));
+    if let Some(tok) = tok {
+        match tok.decode(&row.token_ids) {
+            Ok(t) if t == row.text => {}
+            Ok(_) => {
+                out.push(Rejection::new(codes::TOKENS_MISMATCH, "token_ids do not decode to text"))
+            }
+            Err(e) => out.push(Rejection::new(
+                codes::TOKENS_MISMATCH,
+                format!("token_ids do not decode: {e}"),
+            )),
+        }
+        if tok.encode(&row.text).is_ok_and(|ids| ids != row.token_ids) {
+            out.push(Rejection::new(
+                codes::TOKENS_NONCANONICAL,
+                "token_ids are not the tokenizer's ids of text",
+            ));
+        }
+    }
+    out
+}
+
+/// The per-message checks of [`check_conversation`] (the conversation is known to encode).
+fn check_messages(
+    messages: &[Message],
+    mode: ThinkingMode,
+    schemas: Option<&ToolSchemas>,
+) -> Vec<Issue> {
+    let mut issues = Vec::new();
     let last_user = messages.iter().rposition(|m| matches!(m.role, Role::User | Role::Developer));
     let owned;
     let schemas = match schemas {

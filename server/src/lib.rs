@@ -25,4 +25,4 @@ mod routes;
 
 pub use backend::{Backend, EngineBackend, Events, ScriptedBackend};
 pub use error::{Error, Result};
-pub use routes::{ServerConfig, router, serve, shutdown_signal};
+pub use routes::{ServeLimits, ServerConfig, router, serve, serve_with, shutdown_signal};

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agentgen_codec::tokens::CALLS_CLOSE;
 use agentgen_codec::{
@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub max_choices: u32,
     /// `max_tokens` of a chat request that names none.
     pub default_max_tokens: usize,
+    /// Most time a request body may take to arrive (408 beyond): a half-sent body does not
+    /// hold a connection open.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             seed: 0,
             max_choices: 16,
             default_max_tokens: 4096,
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -89,7 +93,7 @@ pub fn router(backend: Arc<dyn Backend>, cfg: ServerConfig) -> Result<Router> {
         .route("/v1/models/{id}", get(model))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth));
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), guard));
     Ok(Router::new()
         .route("/health", get(health))
         .merge(api)
@@ -99,16 +103,108 @@ pub fn router(backend: Arc<dyn Backend>, cfg: ServerConfig) -> Result<Router> {
         .with_state(state))
 }
 
-/// Serve `app` on `listener` until `shutdown` resolves, then finish the requests in flight.
+/// Connection-level limits of [`serve_with`].
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Most time a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    pub header_timeout: Duration,
+    /// Most connections open at once; later clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// On shutdown, how long requests in flight may take to finish before they are cancelled.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            header_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// [`serve_with`] default limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| Error::Serve { source })
+    serve_with(listener, app, shutdown, ServeLimits::default()).await
+}
+
+/// Serve `app` (HTTP/1.1) on `listener` within `limits` until `shutdown` resolves; then stop
+/// accepting, let the requests in flight finish for at most `limits.shutdown_timeout`, and
+/// cancel what is left.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+) -> Result<()> {
+    use tokio_util::sync::CancellationToken;
+    let max = limits.max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let drain = CancellationToken::new();
+    let cancel = CancellationToken::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (drain, cancel) = (drain.clone(), cancel.clone());
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = cancel.cancelled() => {}
+                _ = drain.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    drain.cancel();
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all)).await.is_err() {
+        let open = max - slots.available_permits();
+        tracing::warn!(
+            "shutdown: {open} connection(s) still busy after {:?}; cancelling them",
+            limits.shutdown_timeout
+        );
+        cancel.cancel();
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere).
@@ -136,24 +232,87 @@ pub async fn shutdown_signal() {
 
 type St = State<Arc<AppState>>;
 
-async fn auth(State(st): St, req: Request, next: Next) -> Response {
-    let Some(key) = &st.cfg.api_key else { return next.run(req).await };
-    let given = req
+/// Every `/v1/*` request: the bearer key (when one is configured), a JSON content type on
+/// requests with a body, and the body read within `body_timeout`.
+async fn guard(State(st): St, req: Request, next: Next) -> Response {
+    if let Some(key) = &st.cfg.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token);
+        match given {
+            Some(g) if key_matches(g.as_bytes(), key.as_bytes()) => {}
+            Some(_) => return ApiError::unauthorized("incorrect API key provided").into_response(),
+            None => {
+                return ApiError::unauthorized(
+                    "missing API key: send it as `Authorization: Bearer <key>`",
+                )
+                .into_response();
+            }
+        }
+    }
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let json = req
         .headers()
-        .get(header::AUTHORIZATION)
+        .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError::unauthorized("incorrect API key provided").into_response(),
-        None => ApiError::unauthorized("missing API key: send it as `Authorization: Bearer <key>`")
-            .into_response(),
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ..ApiError::bad_request("request bodies must be JSON (Content-Type: application/json)")
+        }
+        .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, st.cfg.max_body_bytes);
+    match tokio::time::timeout(st.cfg.body_timeout, read).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    ..ApiError::bad_request(format!(
+                        "request body larger than {} bytes",
+                        st.cfg.max_body_bytes
+                    ))
+                    .with_code("request_too_large")
+                }
+                .into_response()
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}")).into_response()
+            }
+        }
+        Err(_) => ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            ..ApiError::bad_request(format!(
+                "the request body did not arrive within {:?}",
+                st.cfg.body_timeout
+            ))
+        }
+        .into_response(),
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The credentials of an `Authorization` value with the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Constant-time key comparison, length included: the SHA-256 digests (32 bytes whatever
+/// the lengths) are compared with `subtle`.
+fn key_matches(given: &[u8], key: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(given).ct_eq(&Sha256::digest(key)).into()
 }
 
 async fn health() -> Json<Value> {
@@ -313,7 +472,8 @@ impl AppState {
         let ctx = self.backend.max_context();
         for p in &prompts {
             self.check_ids(p)?;
-            if p.len() + max_tokens > ctx {
+            // Overflow-safe: max_tokens may be anything up to 2^64 - 1.
+            if p.len().checked_add(max_tokens).is_none_or(|total| total > ctx) {
                 return Err(ApiError::bad_param(
                     "max_tokens",
                     format!(

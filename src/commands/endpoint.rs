@@ -183,15 +183,17 @@ pub fn run_chat(
     rt: &tokio::runtime::Runtime,
     cfg: RunConfig,
     policy: Arc<ChatPolicy>,
+    sink: Option<agentgen_pipeline::RowSink>,
 ) -> anyhow::Result<(RunReport, Option<ExitCode>)> {
     let spent = policy.budget_spent_signal();
     let shutdown = async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            () = agentgen_pipeline::shutdown_signal() => {}
             _ = spent => {}
         }
     };
-    let report = rt.block_on(agentgen_pipeline::run(cfg, Arc::clone(&policy), shutdown))?;
+    let report =
+        rt.block_on(agentgen_pipeline::run_with_sink(cfg, Arc::clone(&policy), shutdown, sink))?;
     let code = policy.budget_spent().then(|| {
         let usage = report.manifest.usage.unwrap_or_default();
         eprintln!(

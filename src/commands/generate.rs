@@ -59,9 +59,20 @@ pub struct Args {
     /// This machine's part of a job array, `I/N` (0-based).
     #[arg(long)]
     shard: Option<String>,
-    /// Continue a killed or interrupted run in the same folder.
+    /// Continue a killed or interrupted run in the same folder (same configuration only).
     #[arg(long)]
     resume: bool,
+    /// Replace the agentgen dataset already in `--out` (a foreign folder is refused even so).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
+    /// Close the open Parquet parts when they have held rows this many seconds, so a kill
+    /// loses at most about this much finished work (0 = only when a part is full).
+    #[arg(long, value_name = "SECS")]
+    flush_secs: Option<u64>,
+    /// Stop (exit 3) when more than this fraction of rollouts fail in the policy (transport,
+    /// HTTP, auth), checked after the first 50; a run whose rows all fail so stops too.
+    #[arg(long, value_name = "RATE")]
+    max_policy_error_rate: Option<f64>,
     /// No progress bar, warnings only.
     #[arg(long)]
     quiet: bool,
@@ -119,6 +130,8 @@ struct FileConfig {
     difficulty_band: Option<String>,
     max_turns: Option<u32>,
     rows_per_file: Option<usize>,
+    flush_secs: Option<u64>,
+    max_policy_error_rate: Option<f64>,
     // The endpoint flags (`--policy http|chat`).
     extra_body: Option<String>,
     no_stream: Option<bool>,
@@ -162,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => FileConfig::default(),
     };
     let endpoint_flags = file.endpoint_flags(&args.endpoint_flags);
-    init_tracing(args.quiet);
+    super::init_tracing(args.quiet);
     let mut cfg = RunConfig::default();
     cfg.out = args.out.or(file.out).unwrap_or_else(|| PathBuf::from("dataset"));
     cfg.tasks = args.tasks.or(file.tasks).unwrap_or(1000);
@@ -175,6 +188,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.shard = s.parse::<ShardSpec>()?;
     }
     cfg.resume = args.resume;
+    cfg.overwrite = args.overwrite;
+    if let Some(s) = args.flush_secs.or(file.flush_secs) {
+        cfg.flush_secs = s;
+    }
+    if let Some(r) = args.max_policy_error_rate.or(file.max_policy_error_rate) {
+        anyhow::ensure!((0.0..=1.0).contains(&r), "--max-policy-error-rate wants 0..1, got {r}");
+        cfg.max_policy_error_rate = r;
+    }
     cfg.progress = !args.quiet;
     cfg.dedup = !args.no_dedup;
     let policy = args.policy.clone().or(file.policy.clone()).unwrap_or_else(|| "reference".into());
@@ -210,9 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rt.worker_threads(t.max(1));
     }
     let rt = rt.build().context("starting the tokio runtime")?;
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let shutdown = agentgen_pipeline::shutdown_signal();
     let report = match policy.as_str() {
         "reference" => {
             rt.block_on(agentgen_pipeline::run(cfg, ReferencePolicy::new(), shutdown))?
@@ -229,10 +248,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let api_model = args.api_model.or(file.api_model);
             if policy == "chat" {
                 let p = super::endpoint::chat_policy(&rt, http, api_model.as_deref(), flags)?;
-                let (report, stopped) = super::endpoint::run_chat(&rt, cfg, p)?;
+                let (report, stopped) = super::endpoint::run_chat(&rt, cfg, p, None)?;
                 if let Some(code) = stopped {
                     rt.shutdown_timeout(Duration::from_secs(1));
-                    println!("{}", report.table.trim_end());
+                    eprintln!("{}", report.table.trim_end());
+                    eprintln!("{}", super::written_to(&report));
                     return Ok(code);
                 }
                 report
@@ -250,19 +270,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         other => bail!("--policy must be reference, local, http or chat, got {other:?}"),
     };
     rt.shutdown_timeout(Duration::from_secs(1));
-    println!("{}", report.table.trim_end());
+    eprintln!("{}", report.table.trim_end());
+    eprintln!("{}", super::written_to(&report));
+    if let Some(why) = &report.stopped {
+        eprintln!("error: stopped: {why}");
+        return Ok(ExitCode::from(3));
+    }
     if report.interrupted {
         eprintln!("interrupted: finished shards are closed; rerun with --resume to continue");
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_tracing(quiet: bool) {
-    let filter = if quiet { "warn" } else { "info" };
-    let env = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(env).with_writer(std::io::stderr).try_init();
 }
 
 /// Load the checkpoint in `dir` into an engine on its own thread and wrap it as a policy; also

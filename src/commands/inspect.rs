@@ -163,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             b.display()
         ));
     }
+    problems.extend(missing_shards(&reports));
 
     let dedup = if args.dedup { Some(find_duplicates(&args.dirs)?) } else { None };
     let sample = sample_row(&args.dirs)?;
@@ -370,4 +371,32 @@ fn abbreviate_text(v: &mut Value, key: &str) {
         let cut: String = s.chars().take(400).collect();
         *s = format!("{cut}… ({n} bytes in all)");
     }
+}
+
+/// Shards of a job array the given folders do not cover, from their manifests (run id,
+/// shard index and count): `inspect` of shard 0 of 2 alone is not a complete dataset.
+fn missing_shards(reports: &[DirReport]) -> Vec<String> {
+    let mut runs: BTreeMap<(&str, u32), BTreeSet<u32>> = BTreeMap::new();
+    for m in reports.iter().filter_map(|r| r.manifest.as_ref()) {
+        runs.entry((m.run_id.as_str(), m.shard_count.max(1))).or_default().insert(m.shard_index);
+    }
+    let mut out = Vec::new();
+    for ((run, count), have) in &runs {
+        let missing: Vec<String> =
+            (0..*count).filter(|i| !have.contains(i)).map(|i| format!("{i}/{count}")).collect();
+        if !missing.is_empty() {
+            out.push(format!(
+                "run {run}: shard(s) {} missing (pass every shard folder of the job array)",
+                missing.join(", ")
+            ));
+        }
+    }
+    let mut counts: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+    for (run, count) in runs.keys() {
+        counts.entry(run).or_default().insert(*count);
+    }
+    for (run, c) in counts.iter().filter(|(_, c)| c.len() > 1) {
+        out.push(format!("run {run}: folders disagree on the shard count ({c:?})"));
+    }
+    out
 }

@@ -10,3 +10,29 @@ pub mod model;
 pub mod rollout;
 pub mod serve;
 pub mod validate;
+
+/// The summary's last line: where the files went.
+pub(crate) fn written_to(report: &agentgen_pipeline::RunReport) -> String {
+    let dir = &report.manifest.config["out"];
+    let dir = dir.as_str().map_or_else(|| dir.to_string(), str::to_owned);
+    let (train, rejected) = (report.manifest.counts.accepted, report.manifest.counts.rejected);
+    format!(
+        "dataset in {dir}: {} part file(s) under {dir}/data ({train} train, {rejected} rejected rows in all), {dir}/manifest.json, {dir}/README.md",
+        report.manifest.files.len()
+    )
+}
+
+/// Log to stderr: warnings with `--quiet`, else info, but the search index library
+/// (tantivy) only from warn on (its INFO lines drowned the progress bar); colours only on a
+/// terminal. `RUST_LOG` wins.
+pub(crate) fn init_tracing(quiet: bool) {
+    use std::io::IsTerminal;
+    let filter = if quiet { "warn" } else { "info,tantivy=warn" };
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(env)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

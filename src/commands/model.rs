@@ -46,6 +46,9 @@ pub enum Command {
         /// Stored dtype: bf16 or f32.
         #[arg(long, default_value = "bf16")]
         dtype: String,
+        /// Replace a checkpoint already in `--out`.
+        #[arg(long)]
+        force: bool,
     },
     /// Generate a completion. Prints the text (via the V3.2 tokenizer when the vocabulary
     /// matches, else a JSON array of ids) to stdout and tokens/s to stderr.
@@ -100,7 +103,16 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{} passed, {failed} failed", checks.len() - failed);
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Init { preset, seed, out, vocab, dtype } => {
+        Command::Init { preset, seed, out, vocab, dtype, force } => {
+            let existing = ["config.json", "model.safetensors"]
+                .iter()
+                .map(|f| out.join(f))
+                .find(|p| p.symlink_metadata().is_ok());
+            if let Some(p) = existing
+                && !force
+            {
+                bail!("{} already exists; pass --force to replace the checkpoint", p.display());
+            }
             let preset = Preset::parse(&preset)?;
             let dtype = match dtype.as_str() {
                 "bf16" => DType::BF16,

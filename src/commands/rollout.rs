@@ -9,8 +9,8 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agentgen_datasets::{list_parts, read_rows};
-use agentgen_pipeline::{Policy, ReferencePolicy, RunConfig, SamplingParams};
+use agentgen_datasets::SampleRow;
+use agentgen_pipeline::{Policy, ReferencePolicy, RowSink, RunConfig, SamplingParams};
 use anyhow::Context;
 
 /// Roll out groups of K samples per task and write rows with logprobs, rewards and
@@ -82,6 +82,19 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Continue a killed or interrupted run in the same folder (same configuration only).
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace the agentgen dataset already in `--out` (a foreign folder is refused even so).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// Close the open Parquet parts when they have held rows this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub flush_secs: u64,
+    /// Stop (exit 3) when more than this fraction of rollouts fail in the policy (transport,
+    /// HTTP, auth), checked after the first 50; a run whose rows all fail so stops too.
+    #[arg(long, value_name = "RATE", default_value_t = 0.5)]
+    pub max_policy_error_rate: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -90,6 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     anyhow::ensure!(args.samples_per_task >= 1, "--samples-per-task must be at least 1");
+    super::init_tracing(args.quiet);
     let (mode, auto) = super::endpoint::thinking_mode(args.thinking_mode.as_deref(), &args.policy)?;
     let (out, temporary) = match (&args.out, &args.jsonl) {
         (Some(d), _) => (d.clone(), false),
@@ -117,6 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             seed: args.seed,
         },
         progress: !args.quiet,
+        resume: args.resume,
+        // A temporary folder of an earlier process with the same pid is ours to replace.
+        overwrite: args.overwrite || temporary,
+        flush_secs: args.flush_secs,
+        max_policy_error_rate: args.max_policy_error_rate,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         ..RunConfig::default()
     };
@@ -125,8 +144,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
+    let sink = match &args.jsonl {
+        Some(path) => Some(jsonl_sink(path)?),
+        None => None,
+    };
     let report = match args.policy.as_str() {
-        "reference" => rt.block_on(drive(cfg, ReferencePolicy::new()))?,
+        "reference" => rt.block_on(drive(cfg, ReferencePolicy::new(), sink))?,
         "http" | "chat" => {
             let flags = &args.endpoint_flags;
             let http = super::endpoint::http_config(
@@ -137,48 +160,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )?;
             if args.policy == "chat" {
                 let p = super::endpoint::chat_policy(&rt, http, args.api_model.as_deref(), flags)?;
-                let (report, stopped) = super::endpoint::run_chat(&rt, cfg, p)?;
+                let (report, stopped) = super::endpoint::run_chat(&rt, cfg, p, sink)?;
                 if let Some(code) = stopped {
                     return Ok(code);
                 }
                 report
             } else {
                 let p = super::endpoint::http_policy(&rt, http, args.api_model.as_deref(), flags)?;
-                rt.block_on(drive(cfg, p))?
+                rt.block_on(drive(cfg, p, sink))?
             }
         }
         "local" => {
             let dir = args.model.as_ref().context("--policy local needs --model DIR")?;
             let (policy, sha) = super::generate::load_local_policy(&rt, dir)?;
             cfg.checkpoint_config_sha256 = sha;
-            rt.block_on(drive(cfg, policy))?
+            rt.block_on(drive(cfg, policy, sink))?
         }
         other => anyhow::bail!("--policy {other}: expected reference, local, http or chat"),
     };
-    if !args.quiet {
-        eprintln!("{}", report.table);
+    eprintln!("{}", report.table.trim_end());
+    if !temporary {
+        eprintln!("{}", super::written_to(&report));
     }
-    if let Some(path) = &args.jsonl {
-        let sink: Box<dyn Write> = if path == "-" {
-            Box::new(std::io::stdout().lock())
-        } else {
-            Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?)
-        };
-        let mut w = BufWriter::new(sink);
-        for part in list_parts(&out)? {
-            for row in read_rows(&part.path)
-                .with_context(|| format!("while reading {}", part.path.display()))?
-            {
-                let mut v = serde_json::to_value(&row)?;
-                v["split"] = serde_json::json!(part.split.as_str());
-                serde_json::to_writer(&mut w, &v)?;
-                w.write_all(b"\n")?;
-            }
-        }
-        w.flush()?;
-        if temporary {
-            let _ = std::fs::remove_dir_all(&out);
-        }
+    if temporary {
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    if let Some(why) = &report.stopped {
+        eprintln!("error: stopped: {why}");
+        return Ok(ExitCode::from(3));
     }
     Ok(if report.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }
@@ -186,11 +195,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn drive<P: Policy>(
     cfg: RunConfig,
     policy: P,
+    sink: Option<RowSink>,
 ) -> anyhow::Result<agentgen_pipeline::RunReport> {
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let shutdown = agentgen_pipeline::shutdown_signal();
+    Ok(agentgen_pipeline::run_with_sink(cfg, policy, shutdown, sink).await?)
+}
+
+/// Streams every row (both splits, `split` added) as one JSON line to `path` (`-` = stdout)
+/// the moment it is written, flushed per row. A reader that goes away ends the stream, not
+/// the run (the Parquet dataset is still written).
+fn jsonl_sink(path: &str) -> anyhow::Result<RowSink> {
+    let out: Box<dyn Write + Send> = if path == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?)
     };
-    Ok(agentgen_pipeline::run(cfg, policy, shutdown).await?)
+    let mut out = Some(BufWriter::new(out));
+    Ok(Box::new(move |row: &SampleRow| {
+        let Some(w) = out.as_mut() else { return };
+        let line = serde_json::to_value(row).map(|mut v| {
+            v["split"] = serde_json::json!(row.split().as_str());
+            v
+        });
+        let ok = line.is_ok_and(|v| {
+            serde_json::to_writer(&mut *w, &v).is_ok()
+                && w.write_all(b"\n").is_ok()
+                && w.flush().is_ok()
+        });
+        if !ok {
+            out = None;
+        }
+    }))
 }
 
 /// Read a task list: one task id per line; blank lines and `#` comments are skipped. A bad id
@@ -199,6 +234,8 @@ fn read_task_file(path: &std::path::Path) -> anyhow::Result<Vec<agentgen_environ
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the task file {}", path.display()))?;
     let mut list = Vec::new();
+    // A byte-order mark (Windows editors write one) is not part of the first id.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {

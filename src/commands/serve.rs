@@ -33,7 +33,8 @@ pub struct Args {
     /// `Authorization: Bearer <key>` on /v1/*.
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
-    /// Model name(s) served (repeatable); default: the checkpoint folder's name.
+    /// Model name(s) served (repeatable); default: `deepseek-ai/DeepSeek-V3.2`, the name
+    /// `rollout` and `generate --policy http` ask for by default.
     #[arg(long = "served-model-name", value_name = "NAME")]
     pub served_model_name: Vec<String>,
     /// Device: cpu, cuda or cuda:N.
@@ -51,6 +52,26 @@ pub struct Args {
     /// Seed of requests that carry no `seed` (mixed with a request counter).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// On SIGINT/SIGTERM, how long requests in flight may finish before they are cancelled.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub shutdown_timeout: f64,
+    /// Most time a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub header_timeout: f64,
+    /// Most time a request body may take to arrive (408 beyond).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub body_timeout: f64,
+    /// Most connections open at once (later clients wait in the listen backlog).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+fn secs(flag: &str, v: f64) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{flag} wants a positive number of seconds, got {v}"))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -63,9 +84,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let limits = agentgen_server::ServeLimits {
+        header_timeout: secs("header-timeout", args.header_timeout)?,
+        max_connections: args.max_connections.max(1),
+        shutdown_timeout: secs("shutdown-timeout", args.shutdown_timeout)?,
+    };
+    let body_timeout = secs("body-timeout", args.body_timeout)?;
+    if !args.host.is_loopback() && api_key.is_none() {
+        eprintln!(
+            "warning: serving on {} without an API key: anyone who can reach it can use the \
+             model (set --api-key-env VAR)",
+            args.host
+        );
+    }
     let names = if args.served_model_name.is_empty() {
-        let dir = args.model.canonicalize().unwrap_or_else(|_| args.model.clone());
-        vec![dir.file_name().map_or("agentgen".into(), |n| n.to_string_lossy().into_owned())]
+        vec![agentgen_codec::DEFAULT_MODEL_NAME.to_owned()]
     } else {
         args.served_model_name.clone()
     };
@@ -80,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         seed: args.seed,
         default_max_tokens: args.default_max_tokens.max(1),
+        body_timeout,
         ..ServerConfig::default()
     };
     let app = agentgen_server::router(Arc::new(EngineBackend::new(handle)), cfg)?;
@@ -94,7 +128,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().context("no local address")?;
         eprintln!("agentgen serve: model {} listening on http://{local}", names[0]);
-        agentgen_server::serve(listener, app, agentgen_server::shutdown_signal()).await?;
+        agentgen_server::serve_with(listener, app, agentgen_server::shutdown_signal(), limits)
+            .await?;
         eprintln!("agentgen serve: shut down");
         anyhow::Ok(())
     })?;

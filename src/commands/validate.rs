@@ -4,13 +4,16 @@
 //! report. Exit 0 all valid, 1 some invalid, 2 unreadable input or bad usage (2 beats 1 beats 0
 //! across files). Never panics on any file.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use agentgen_codec::{Conversation, ThinkingMode, Tokenizer};
 use agentgen_pipeline::validate::{
-    Rejection, SchemaCache, check_completion, check_conversation_cached, codes,
+    Rejection, SchemaCache, ToolSchemas, check_completion, check_conversation_cached, check_row,
+    codes,
 };
 use anyhow::Context;
 use rayon::prelude::*;
@@ -271,7 +274,8 @@ fn check_jsonl(
         }
         let item = serde_json::from_slice::<serde_json::Value>(&line)
             .map_err(|e| Rejection::new(codes::FORMAT_BAD_ROW, format!("line is not JSON: {e}")));
-        batch.push((row, item));
+        // JSONL rows are named by their line number, counted from 1 like editors do.
+        batch.push((row + 1, item));
         if batch.len() == BATCH_ROWS {
             check_batch(file, &mut batch, mode, &cache, fr, issues);
         }
@@ -287,19 +291,22 @@ fn check_completions_file(
     issues: &mut Vec<RowIssue>,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let texts: Vec<Result<String, String>> = if is_jsonl(file) {
+    let texts: Vec<(usize, Result<String, String>)> = if is_jsonl(file) {
         bytes
             .split(|b| *b == b'\n')
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .map(|l| {
-                serde_json::from_slice::<String>(l)
-                    .map_err(|e| format!("line is not a JSON string: {e}"))
+            .enumerate()
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|(i, l)| {
+                let text = serde_json::from_slice::<String>(l)
+                    .map_err(|e| format!("line is not a JSON string: {e}"));
+                // Named by line number, from 1.
+                (i + 1, text)
             })
             .collect()
     } else {
-        vec![String::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))]
+        vec![(0, String::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}")))]
     };
-    for (row, t) in texts.into_iter().enumerate() {
+    for (row, t) in texts {
         fr.rows += 1;
         let r = match t {
             Ok(text) => check_completion(&text, mode).err(),
@@ -313,6 +320,73 @@ fn check_completions_file(
     Ok(())
 }
 
+/// Tool lists parsed once per distinct `tools` text of a file, with their compiled schemas.
+type ToolsCache = HashMap<String, (Arc<Vec<serde_json::Value>>, Arc<ToolSchemas>)>;
+
+/// A file of our schema: every column of every row group decoded once (typed), and every row
+/// checked by [`check_row`] on all cores while the next batch is read.
+fn check_dataset_rows(
+    file: &Path,
+    mut reader: agentgen_datasets::RowReader,
+    check_tokens: bool,
+    fr: &mut FileReport,
+    issues: &mut Vec<RowIssue>,
+) -> anyhow::Result<()> {
+    let tok = if check_tokens { Some(Tokenizer::shared()?) } else { None };
+    let read = |r: &mut agentgen_datasets::RowReader| match r.next_batch() {
+        None => Ok(Vec::new()),
+        Some(rows) => rows.map_err(|e| anyhow::anyhow!(e)),
+    };
+    let mut cache = ToolsCache::new();
+    let mut base = 0usize;
+    let mut batch = read(&mut reader)?;
+    while !batch.is_empty() {
+        let tools: Vec<Result<_, String>> = batch
+            .iter()
+            .map(|row| {
+                if let Some(t) = cache.get(&row.tools) {
+                    return Ok(t.clone());
+                }
+                let list: Vec<serde_json::Value> = serde_json::from_str(&row.tools)
+                    .map_err(|e| format!("tools is not a JSON list: {e}"))?;
+                let schemas = Arc::new(ToolSchemas::from_tools(&list));
+                let entry = (Arc::new(list), schemas);
+                if cache.len() >= 4096 {
+                    cache.clear();
+                }
+                cache.insert(row.tools.clone(), entry.clone());
+                Ok(entry)
+            })
+            .collect();
+        let (next, results) = rayon::join(
+            || read(&mut reader),
+            || {
+                batch
+                    .par_iter()
+                    .zip(tools.par_iter())
+                    .map(|(row, tools)| match tools {
+                        Ok((list, schemas)) => check_row(row, list, schemas, tok),
+                        Err(e) => vec![Rejection::new(codes::FORMAT_BAD_COLUMNS, e.clone())],
+                    })
+                    .collect::<Vec<_>>()
+            },
+        );
+        for (i, problems) in results.into_iter().enumerate() {
+            fr.rows += 1;
+            // A non-canonical tokenization is reported, not invalid.
+            if problems.iter().any(|r| r.code() != codes::TOKENS_NONCANONICAL) {
+                fr.invalid_rows += 1;
+            }
+            for r in &problems {
+                push(file, base + i, r, issues);
+            }
+        }
+        base += batch.len();
+        batch = next.with_context(|| format!("reading {}", file.display()))?;
+    }
+    Ok(())
+}
+
 fn check_parquet(
     file: &Path,
     mode: ThinkingMode,
@@ -320,6 +394,19 @@ fn check_parquet(
     fr: &mut FileReport,
     issues: &mut Vec<RowIssue>,
 ) -> anyhow::Result<()> {
+    match agentgen_datasets::RowReader::try_new(file) {
+        Ok(reader) => return check_dataset_rows(file, reader, check_tokens, fr, issues),
+        // Not written by agentgen: any Parquet file with a `messages` column.
+        Err(agentgen_datasets::Error::SchemaVersion { found: None, .. }) => {}
+        Err(e) => {
+            return Err(anyhow::anyhow!(e)).with_context(|| format!("reading {}", file.display()));
+        }
+    }
+    anyhow::ensure!(
+        !check_tokens,
+        "--check-tokens needs agentgen rows (token_ids, text); {} has no agentgen schema version",
+        file.display()
+    );
     let reader = agentgen_datasets::ConversationReader::try_new(file)
         .with_context(|| format!("reading {}", file.display()))?;
     let cache = SchemaCache::default();
@@ -338,46 +425,5 @@ fn check_parquet(
             .with_context(|| format!("reading {}", file.display()))?;
     }
     check_batch(file, &mut batch, mode, &cache, fr, issues);
-    if check_tokens {
-        let tok = Tokenizer::shared()?;
-        let rows = agentgen_datasets::read_rows(file)
-            .with_context(|| format!("reading {} as an agentgen dataset", file.display()))?;
-        for (i, row) in rows.iter().enumerate() {
-            let ids = tok.encode(&row.text)?;
-            if ids != row.token_ids {
-                push(
-                    file,
-                    i,
-                    &Rejection::new(
-                        codes::TOKENS_NONCANONICAL,
-                        "token_ids are not the tokenizer's ids of text",
-                    ),
-                    issues,
-                );
-            }
-            if row.loss_mask.len() != row.token_ids.len() {
-                fr.invalid_rows += 1;
-                push(
-                    file,
-                    i,
-                    &Rejection::new(
-                        codes::TOKENS_MISMATCH,
-                        "loss_mask and token_ids differ in length",
-                    ),
-                    issues,
-                );
-            }
-            let text = tok.decode(&row.token_ids)?;
-            if text != row.text {
-                fr.invalid_rows += 1;
-                push(
-                    file,
-                    i,
-                    &Rejection::new(codes::TOKENS_MISMATCH, "token_ids do not decode to text"),
-                    issues,
-                );
-            }
-        }
-    }
     Ok(())
 }
