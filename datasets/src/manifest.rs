@@ -112,6 +112,10 @@ pub struct Manifest {
     pub finished_at: Option<String>,
     /// Every finished Parquet file of the folder, with its rows.
     pub files: Vec<WrittenFile>,
+    /// The sandbox of untrusted code when a selected family needs it: active and missing
+    /// layers and whether `--allow-weak-sandbox` was given (absent in older manifests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<serde_json::Value>,
 }
 
 impl Manifest {

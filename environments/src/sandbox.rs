@@ -57,9 +57,9 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -534,9 +534,8 @@ impl SandboxSpec {
 
     fn spawn_with(&self, g: Granted) -> Result<SandboxChild> {
         let err = |reason: String| Error::Sandbox { reason };
-        let cstr = |p: &OsStr| {
-            CString::new(p.as_bytes()).map_err(|_| err(format!("NUL in path {p:?}")))
-        };
+        let cstr =
+            |p: &OsStr| CString::new(p.as_bytes()).map_err(|_| err(format!("NUL in path {p:?}")));
         // SAFETY: trivial getters.
         let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
         let n = NEXT_UID.fetch_add(1, Ordering::Relaxed) % DEDICATED_UIDS;
@@ -633,11 +632,8 @@ impl SandboxSpec {
         if g.setuid || g.userns {
             rlimits.push((libc::RLIMIT_NPROC, u64::from(lim.processes.max(1)) + overhead));
         }
-        let programs = if g.seccomp {
-            Some(filter_programs(self.allow_fork).map_err(err)?)
-        } else {
-            None
-        };
+        let programs =
+            if g.seccomp { Some(filter_programs(self.allow_fork).map_err(err)?) } else { None };
         let plan = Plan {
             granted: g,
             maps: [
@@ -1039,7 +1035,10 @@ impl Sandbox {
             });
         let mut input = Vec::with_capacity(code.len() + 64);
         input.extend_from_slice(format!("{}\n", files.len() + 1).as_bytes());
-        for (name, bytes) in files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).chain([("main.py", code.as_bytes())])
+        for (name, bytes) in files
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .chain([("main.py", code.as_bytes())])
         {
             input.extend_from_slice(format!("{name}\n{}\n", bytes.len()).as_bytes());
             input.extend_from_slice(bytes);

@@ -43,9 +43,30 @@ fn sandbox_overhead_per_call() {
         ("spec: no layers (rlimits, no_new_privs, caps, fds only)", &[]),
         ("spec: + unprivileged uid", &[Layer::UnprivilegedUid]),
         ("spec: + pid namespace", &[Layer::UnprivilegedUid, Layer::PidNamespace]),
-        ("spec: + mount namespace (root fs, binds, tmpfs)", &[Layer::UnprivilegedUid, Layer::PidNamespace, Layer::MountNamespace]),
-        ("spec: + network namespace", &[Layer::UnprivilegedUid, Layer::PidNamespace, Layer::MountNamespace, Layer::NetworkNamespace]),
-        ("spec: + ipc, uts namespaces", &[Layer::UnprivilegedUid, Layer::PidNamespace, Layer::MountNamespace, Layer::NetworkNamespace, Layer::IpcNamespace, Layer::UtsNamespace]),
+        (
+            "spec: + mount namespace (root fs, binds, tmpfs)",
+            &[Layer::UnprivilegedUid, Layer::PidNamespace, Layer::MountNamespace],
+        ),
+        (
+            "spec: + network namespace",
+            &[
+                Layer::UnprivilegedUid,
+                Layer::PidNamespace,
+                Layer::MountNamespace,
+                Layer::NetworkNamespace,
+            ],
+        ),
+        (
+            "spec: + ipc, uts namespaces",
+            &[
+                Layer::UnprivilegedUid,
+                Layer::PidNamespace,
+                Layer::MountNamespace,
+                Layer::NetworkNamespace,
+                Layer::IpcNamespace,
+                Layer::UtsNamespace,
+            ],
+        ),
         ("spec: + seccomp (all layers)", &Layer::ALL),
     ];
     for (label, layers) in cases {

@@ -461,6 +461,9 @@ where
         manifest.environment_versions.insert(f.name().to_owned(), f.version().to_string());
     }
     manifest.tool_spec_hashes = tool_spec_hashes(&shared.registry, &family_names);
+    if selection.families().iter().any(|f| f.spawns_process()) {
+        manifest.sandbox = Some(agentgen_environments::sandbox::Layers::probe().to_json());
+    }
     manifest.runtime.insert("concurrency".into(), cfg.concurrency.to_string());
     manifest.runtime.insert("interrupted".into(), interrupted.to_string());
     if let Some(stats_json) = shared.policy_stats() {

@@ -14,8 +14,8 @@
 //! the submitted-answer helpers shared by the answer-style families (sql, search, code).
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::time::Instant;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
@@ -1057,7 +1057,8 @@ impl SqlInstance {
         db.tripped.store(0, Ordering::Relaxed);
         db.deadline
             .store(nanos_since_base() + limits::SQL_DEADLINE.as_nanos() as u64, Ordering::Relaxed);
-        let describe = |e: &rusqlite::Error| describe_sql_error(e, db.tripped.load(Ordering::Relaxed));
+        let describe =
+            |e: &rusqlite::Error| describe_sql_error(e, db.tripped.load(Ordering::Relaxed));
         let mut stmt = db.conn.prepare(sql).map_err(|e| describe(&e))?;
         if !stmt.readonly() {
             return Err(SqlFail::plain("only read-only SELECT statements are allowed"));

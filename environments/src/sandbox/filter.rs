@@ -93,7 +93,8 @@ fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, Strin
 /// Build both programs for this architecture; `Err(reason)` when seccompiler does not support
 /// it (the seccomp layer is then reported missing).
 pub(crate) fn build(allow_fork: bool) -> Result<Programs, String> {
-    let arch = std::env::consts::ARCH.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
+    let arch =
+        std::env::consts::ARCH.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for nr in denied() {
         rules.insert(nr, vec![]);
