@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use agentgen_environments::{Registry, check_tasks};
+use std::path::PathBuf;
+
+use agentgen_environments::{Registry, check_tasks, sandbox};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -16,6 +18,9 @@ pub enum Command {
         /// "spawns_process", ...}]}` instead of a table.
         #[arg(long)]
         json: bool,
+        /// Allow families that run untrusted code without every required sandbox layer.
+        #[arg(long)]
+        allow_weak_sandbox: bool,
     },
     /// Print one task as JSON (TaskSpec). The `reference` solution and `hidden_from_agent`
     /// verifier data are marked as hidden from the agent.
@@ -47,13 +52,35 @@ pub enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Print the report as one JSON object (`passed`, `failed`, `failures`, `sandbox`:
+        /// the sandbox layers, each active or missing) to stdout; with FILE also write it there.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+        json: Option<PathBuf>,
+        /// Allow families that run untrusted code without every required sandbox layer.
+        #[arg(long)]
+        allow_weak_sandbox: bool,
     },
+}
+
+/// `--allow-weak-sandbox` (generate, rollout, envs): allow families that run untrusted code
+/// even when a required sandbox layer is missing, with a one-line warning naming what is.
+pub fn allow_weak_sandbox(allow: bool) {
+    if !allow {
+        return;
+    }
+    sandbox::set_allow_weak(true);
+    if let Some(why) = sandbox::Layers::probe().refusal() {
+        eprintln!("warning: --allow-weak-sandbox: untrusted code runs in a weaker sandbox; {why}");
+    }
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let registry = Registry::new();
     match cmd {
-        Command::List { json } => list(&registry, json),
+        Command::List { json, allow_weak_sandbox: weak } => {
+            allow_weak_sandbox(weak);
+            list(&registry, json)
+        }
         Command::Sample { family, instance_seed, task_seed } => {
             let fam = registry.try_get(&family)?;
             let r = agentgen_environments::TaskRef {
@@ -72,7 +99,8 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { family, tasks, seed, quiet } => {
+        Command::Check { family, tasks, seed, quiet, json, allow_weak_sandbox: weak } => {
+            allow_weak_sandbox(weak);
             let names: Vec<&str> = family.iter().map(String::as_str).collect();
             let selection = registry.select(&names)?;
             let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(tasks) };
@@ -89,6 +117,21 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 writeln!(out, "FAIL {}: {}", f.task_id, f.reasons.join("; "))?;
             }
             let failed = failures.len() as u64;
+            if let Some(file) = json {
+                let report = json!({
+                    "passed": tasks - failed,
+                    "failed": failed,
+                    "failures": failures.iter().map(|f| json!({"task_id": f.task_id, "reasons": f.reasons})).collect::<Vec<_>>(),
+                    "sandbox": sandbox::Layers::probe().to_json(),
+                });
+                let text = serde_json::to_string(&report)?;
+                writeln!(out, "{text}")?;
+                if !file.as_os_str().is_empty() {
+                    std::fs::write(&file, format!("{text}\n"))
+                        .with_context(|| format!("writing {}", file.display()))?;
+                }
+                return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            }
             writeln!(out, "{} passed, {} failed", tasks - failed, failed)?;
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }

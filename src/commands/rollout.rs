@@ -82,9 +82,14 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Run families that need untrusted code even when a required sandbox layer is missing
+    /// (a one-line warning names what is missing).
+    #[arg(long)]
+    pub allow_weak_sandbox: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::envs::allow_weak_sandbox(args.allow_weak_sandbox);
     let task_list = match &args.task_file {
         Some(f) => Some(read_task_file(f)?),
         None => None,
