@@ -134,6 +134,10 @@ pub struct Manifest {
     /// What a run must share with this one to `--resume` it (seed, tasks, families, policy,
     /// model, shard, ...), by name.
     pub resume_identity: BTreeMap<String, serde_json::Value>,
+    /// The sandbox of untrusted code when a selected family needs it: active and missing
+    /// layers and whether `--allow-weak-sandbox` was given (absent in older manifests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<serde_json::Value>,
 }
 
 impl Manifest {

@@ -331,7 +331,9 @@ impl Layers {
         let missing: Vec<&str> = self
             .layers
             .iter()
-            .filter(|s| !s.active && !(s.layer == Layer::UserNamespace && self.granted.setuid))
+            .filter(|s| !s.active)
+            // As root the user namespace is not used (a dedicated uid replaces it).
+            .filter(|s| !(s.layer == Layer::UserNamespace && self.granted.setuid))
             .map(|s| s.layer.as_str())
             .collect();
         serde_json::json!({

@@ -39,32 +39,25 @@ fn sandbox_overhead_per_call() {
         });
     }
     let spec = sb.python_spec().args(["-S", "-c", "print(1)"]);
+    use Layer::*;
     let cases: [(&str, &[Layer]); 7] = [
         ("spec: no layers (rlimits, no_new_privs, caps, fds only)", &[]),
-        ("spec: + unprivileged uid", &[Layer::UnprivilegedUid]),
-        ("spec: + pid namespace", &[Layer::UnprivilegedUid, Layer::PidNamespace]),
-        (
-            "spec: + mount namespace (root fs, binds, tmpfs)",
-            &[Layer::UnprivilegedUid, Layer::PidNamespace, Layer::MountNamespace],
-        ),
+        ("spec: + mount namespace (root fs, binds, tmpfs)", &[MountNamespace]),
+        ("spec: + pid namespace (init + extra fork)", &[MountNamespace, PidNamespace]),
+        ("spec: + unprivileged uid", &[MountNamespace, PidNamespace, UnprivilegedUid]),
         (
             "spec: + network namespace",
-            &[
-                Layer::UnprivilegedUid,
-                Layer::PidNamespace,
-                Layer::MountNamespace,
-                Layer::NetworkNamespace,
-            ],
+            &[MountNamespace, PidNamespace, UnprivilegedUid, NetworkNamespace],
         ),
         (
             "spec: + ipc, uts namespaces",
             &[
-                Layer::UnprivilegedUid,
-                Layer::PidNamespace,
-                Layer::MountNamespace,
-                Layer::NetworkNamespace,
-                Layer::IpcNamespace,
-                Layer::UtsNamespace,
+                MountNamespace,
+                PidNamespace,
+                UnprivilegedUid,
+                NetworkNamespace,
+                IpcNamespace,
+                UtsNamespace,
             ],
         ),
         ("spec: + seccomp (all layers)", &Layer::ALL),

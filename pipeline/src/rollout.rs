@@ -7,6 +7,13 @@
 //! incrementally with the history as `context`. Token ids are the prompt segments' tokenizer
 //! ids plus the ids the policy sampled; the loss mask is 1 exactly on sampled (and forced EOS)
 //! tokens.
+//!
+//! Tool calls run off the async worker threads (`spawn_blocking`) under the rollout's wall
+//! limit: a call still running when the limit passes ends the rollout with `length.timeout`.
+//! At most `max_calls_per_turn` calls of a user turn are executed (the rest are answered with
+//! a `limit.calls_per_turn` error observation), and every observation is cut to
+//! `observation_max_bytes` ([`agentgen_environments::limits::truncate_observation`]); limit
+//! codes seen in observations become row warnings.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -14,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentgen_codec::{EncodeOptions, Message, ThinkingMode, Tokenizer, encode_messages};
+use agentgen_environments::limits::{self, codes as limit_codes};
 use agentgen_environments::{Instance, State, TaskSpec, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +39,22 @@ pub struct RolloutLimits {
     pub max_turns: u32,
     /// Most tokens in the whole sample (prompt included).
     pub max_total_tokens: usize,
-    /// Wall-clock limit of one rollout.
+    /// Wall-clock limit of one rollout, enforced during tool execution too.
     pub max_wall: Duration,
+    /// Tool calls executed per user turn; later calls get an error observation.
+    #[serde(default = "default_calls_per_turn")]
+    pub max_calls_per_turn: u32,
+    /// Byte cap of one tool observation (cut at a UTF-8 boundary with a note).
+    #[serde(default = "default_observation_max_bytes")]
+    pub observation_max_bytes: usize,
+}
+
+fn default_calls_per_turn() -> u32 {
+    limits::MAX_CALLS_PER_TURN
+}
+
+fn default_observation_max_bytes() -> usize {
+    limits::OBSERVATION_MAX_BYTES
 }
 
 impl Default for RolloutLimits {
@@ -41,6 +63,8 @@ impl Default for RolloutLimits {
             max_turns: 32,
             max_total_tokens: 65_536,
             max_wall: Duration::from_secs(1800),
+            max_calls_per_turn: limits::MAX_CALLS_PER_TURN,
+            observation_max_bytes: limits::OBSERVATION_MAX_BYTES,
         }
     }
 }
@@ -181,7 +205,8 @@ pub async fn rollout<P: Policy>(
     ctx: &RolloutContext,
     instance: Arc<dyn Instance>,
     task: Arc<TaskSpec>,
-    spawns_process: bool,
+    // Every family's calls now run off the async threads; kept for the callers.
+    _spawns_process: bool,
     sample_id: &str,
     params: &SamplingParams,
 ) -> Result<RolloutOutput> {
@@ -228,8 +253,10 @@ pub async fn rollout<P: Policy>(
     // A chat policy's turns arrive as messages; the row is re-encoded at the end.
     let mut retokenized = false;
     let mut all_sampled = true;
+    // Calls executed in the current user turn (a task has one user turn today).
+    let mut turn_calls = 0u32;
 
-    let finish_reason: String = loop {
+    let finish_reason: String = 'turns: loop {
         if turns >= ctx.limits.max_turns {
             let fr = "max_turns";
             rejection = Some(Rejection::new(
@@ -373,24 +400,52 @@ pub async fn rollout<P: Policy>(
             let fr = "stop";
             break fr.to_owned();
         }
-        // Execute the calls (parallel calls of one turn, in order).
+        // Execute the calls (parallel calls of one turn, in order), off the async threads and
+        // under the rollout's wall limit.
         let t1 = Instant::now();
         let mut results = Vec::with_capacity(calls.len());
         for call in calls {
-            let result = if spawns_process {
+            let mut result = if turn_calls >= ctx.limits.max_calls_per_turn {
+                limits::limit_error(limit_codes::CALLS_PER_TURN, limits::CALLS_PER_TURN_MESSAGE)
+            } else {
+                turn_calls += 1;
                 let inst = Arc::clone(&instance);
                 let mut st = std::mem::replace(&mut state, State(serde_json::Value::Null));
-                let (st, r) = tokio::task::spawn_blocking(move || {
+                let job = tokio::task::spawn_blocking(move || {
                     let r = inst.call(&mut st, &call);
                     (st, r)
-                })
-                .await
-                .map_err(|e| Error::Join { message: e.to_string() })?;
-                state = st;
-                r
-            } else {
-                instance.call(&mut state, &call)
+                });
+                let remaining = ctx.limits.max_wall.saturating_sub(start.elapsed());
+                match tokio::time::timeout(remaining, job).await {
+                    Ok(joined) => {
+                        let (st, r) = joined.map_err(|e| Error::Join { message: e.to_string() })?;
+                        state = st;
+                        r
+                    }
+                    Err(_) => {
+                        env_time += t1.elapsed();
+                        rejection = Some(Rejection::new(
+                            codes::LENGTH_TIMEOUT,
+                            format!(
+                                "rollout exceeded {:?} during tool execution (turn {turns})",
+                                ctx.limits.max_wall
+                            ),
+                        ));
+                        break 'turns "timeout".to_owned();
+                    }
+                }
             };
+            if limits::truncate_observation(&mut result.content, ctx.limits.observation_max_bytes)
+                .is_some()
+                && !out_warnings.iter().any(|w| w == limit_codes::OBSERVATION_BYTES)
+            {
+                out_warnings.push(limit_codes::OBSERVATION_BYTES.to_owned());
+            }
+            if let Some(code) = limits::limit_code(&result.content)
+                && !out_warnings.contains(&code)
+            {
+                out_warnings.push(code);
+            }
             let id = call_id(&messages, results.len());
             if result.is_error && exec_error.is_none() {
                 let snippet: String = result.content.chars().take(160).collect();
@@ -418,14 +473,12 @@ pub async fn rollout<P: Policy>(
     };
 
     let t2 = Instant::now();
-    let verdict = if spawns_process {
+    let verdict = {
         let inst = Arc::clone(&instance);
         let (task2, state2, msgs) = (Arc::clone(&task), state.clone(), messages.clone());
         tokio::task::spawn_blocking(move || inst.verify(&task2, &state2, &msgs))
             .await
             .map_err(|e| Error::Join { message: e.to_string() })?
-    } else {
-        instance.verify(&task, &state, &messages)
     };
     env_time += t2.elapsed();
 

@@ -764,6 +764,9 @@ where
     // Manifest + card, with counts recomputed from the finished files (correct across resumes).
     let stats = scan_dataset(&cfg.out).map_err(ds)?;
     let mut manifest = base;
+    if selection.families().iter().any(|f| f.spawns_process()) {
+        manifest.sandbox = Some(agentgen_environments::sandbox::Layers::probe().to_json());
+    }
     manifest.runtime.insert("interrupted".into(), interrupted.to_string());
     let state = match (&st.stopped, interrupted) {
         (Some(_), _) => "stopped",

@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use agentgen_environments::{Registry, check_tasks};
+use std::path::PathBuf;
+
+use agentgen_environments::{Registry, check_tasks, sandbox};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -21,6 +23,9 @@ pub enum Command {
         /// `envs check PATH`).
         #[arg(long, value_delimiter = ',')]
         envs: Vec<String>,
+        /// Allow families that run untrusted code without every required sandbox layer.
+        #[arg(long)]
+        allow_weak_sandbox: bool,
     },
     /// Scaffold an envpkg package NAME (in DIR, default the current directory) that
     /// `envs check` admits as created; edit it from there.
@@ -53,9 +58,6 @@ pub enum Command {
         /// such packages. Prints the §9.3 report (one JSON object per line for several
         /// packages); exits 0 iff every package is admitted. Without PATH: the families' check.
         paths: Vec<std::path::PathBuf>,
-        /// Also write the package report(s) to FILE.
-        #[arg(long, value_name = "FILE")]
-        json: Option<std::path::PathBuf>,
         /// Admit a package when at least one of its tasks passes (only those are served).
         #[arg(long)]
         partial: bool,
@@ -77,7 +79,27 @@ pub enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Families: print the report as one JSON object (`passed`, `failed`, `failures`,
+        /// `sandbox`: the sandbox layers, each active or missing) to stdout. Packages: the
+        /// report is on stdout anyway. With FILE, also write it there.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+        json: Option<PathBuf>,
+        /// Allow families that run untrusted code without every required sandbox layer.
+        #[arg(long)]
+        allow_weak_sandbox: bool,
     },
+}
+
+/// `--allow-weak-sandbox` (generate, rollout, envs): allow families that run untrusted code
+/// even when a required sandbox layer is missing, with a one-line warning naming what is.
+pub fn allow_weak_sandbox(allow: bool) {
+    if !allow {
+        return;
+    }
+    sandbox::set_allow_weak(true);
+    if let Some(why) = sandbox::Layers::probe().refusal() {
+        eprintln!("warning: --allow-weak-sandbox: untrusted code runs in a weaker sandbox; {why}");
+    }
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -96,8 +118,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::List { json, envs } if !envs.is_empty() => list_packages(&registry, &envs, json),
-        Command::List { json, .. } => list(&registry, json),
+        Command::List { json, envs, allow_weak_sandbox: weak } => {
+            allow_weak_sandbox(weak);
+            if envs.is_empty() { list(&registry, json) } else { list_packages(&registry, &envs, json) }
+        }
         Command::Sample { family, instance_seed, task_seed } => {
             let fam = registry.try_get(&family)?;
             let r = agentgen_environments::TaskRef {
@@ -116,10 +140,16 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { paths, json, partial, seeds, python, .. } if !paths.is_empty() => {
-            check_packages(&registry, &paths, json.as_deref(), partial, seeds, &python)
+        Command::Check { paths, json, partial, seeds, python, allow_weak_sandbox: weak, .. }
+            if !paths.is_empty() =>
+        {
+            allow_weak_sandbox(weak);
+            // `--json` alone: the report goes to stdout anyway; `--json FILE` also writes it.
+            let file = json.filter(|p| !p.as_os_str().is_empty());
+            check_packages(&registry, &paths, file.as_deref(), partial, seeds, &python)
         }
-        Command::Check { family, tasks, seed, quiet, .. } => {
+        Command::Check { family, tasks, seed, quiet, json, allow_weak_sandbox: weak, .. } => {
+            allow_weak_sandbox(weak);
             let names: Vec<&str> = family.iter().map(String::as_str).collect();
             let selection = registry.select(&names)?;
             let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(tasks) };
@@ -136,6 +166,21 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 writeln!(out, "FAIL {}: {}", f.task_id, f.reasons.join("; "))?;
             }
             let failed = failures.len() as u64;
+            if let Some(file) = json {
+                let report = json!({
+                    "passed": tasks - failed,
+                    "failed": failed,
+                    "failures": failures.iter().map(|f| json!({"task_id": f.task_id, "reasons": f.reasons})).collect::<Vec<_>>(),
+                    "sandbox": sandbox::Layers::probe().to_json(),
+                });
+                let text = serde_json::to_string(&report)?;
+                writeln!(out, "{text}")?;
+                if !file.as_os_str().is_empty() {
+                    std::fs::write(&file, format!("{text}\n"))
+                        .with_context(|| format!("writing {}", file.display()))?;
+                }
+                return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            }
             writeln!(out, "{} passed, {} failed", tasks - failed, failed)?;
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }

@@ -105,6 +105,10 @@ pub struct Args {
     /// TOML file with the same keys as the flags (flags override).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Run families that need untrusted code even when a required sandbox layer is missing
+    /// (a one-line warning names what is missing).
+    #[arg(long)]
+    allow_weak_sandbox: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let endpoint_flags = file.endpoint_flags(&args.endpoint_flags);
     super::init_tracing(args.quiet);
+    super::envs::allow_weak_sandbox(args.allow_weak_sandbox);
     let mut cfg = RunConfig::default();
     cfg.out = args.out.or(file.out).unwrap_or_else(|| PathBuf::from("dataset"));
     cfg.tasks = args.tasks.or(file.tasks).unwrap_or(1000);

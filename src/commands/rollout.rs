@@ -95,9 +95,14 @@ pub struct Args {
     /// HTTP, auth), checked after the first 50; a run whose rows all fail so stops too.
     #[arg(long, value_name = "RATE", default_value_t = 0.5)]
     pub max_policy_error_rate: f64,
+    /// Run families that need untrusted code even when a required sandbox layer is missing
+    /// (a one-line warning names what is missing).
+    #[arg(long)]
+    pub allow_weak_sandbox: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::envs::allow_weak_sandbox(args.allow_weak_sandbox);
     let task_list = match &args.task_file {
         Some(f) => Some(read_task_file(f)?),
         None => None,
