@@ -37,6 +37,7 @@ impl Policy for Scripted {
             token_ids: None,
             logprobs: None,
             finish: CompletionFinish::Eos,
+            chat: None,
         });
         std::future::ready(out)
     }

@@ -120,7 +120,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::List { json, envs, allow_weak_sandbox: weak } => {
             allow_weak_sandbox(weak);
-            if envs.is_empty() { list(&registry, json) } else { list_packages(&registry, &envs, json) }
+            if envs.is_empty() {
+                list(&registry, json)
+            } else {
+                list_packages(&registry, &envs, json)
+            }
         }
         Command::Sample { family, instance_seed, task_seed } => {
             let fam = registry.try_get(&family)?;
@@ -140,9 +144,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { paths, json, partial, seeds, python, allow_weak_sandbox: weak, .. }
-            if !paths.is_empty() =>
-        {
+        Command::Check {
+            paths, json, partial, seeds, python, allow_weak_sandbox: weak, ..
+        } if !paths.is_empty() => {
             allow_weak_sandbox(weak);
             // `--json` alone: the report goes to stdout anyway; `--json FILE` also writes it.
             let file = json.filter(|p| !p.as_os_str().is_empty());
