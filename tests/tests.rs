@@ -5,6 +5,7 @@ mod envs;
 mod generate;
 mod inspect;
 mod model;
+mod report;
 mod rollout;
 mod serve;
 mod util;
