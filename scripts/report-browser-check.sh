@@ -8,8 +8,9 @@
 # Fails (exit 1) on: any console error, uncaught exception or CSP violation; a chart
 # (figure.chart) without a drawn mark of non-zero size; a trajectory that does not open, whose
 # conversation is not shown, or whose token view does not render. Writes screenshots to OUTDIR
-# (default ./report-check): overview.png (top of the page), trajectory.png (the first
-# trajectory opened with its token view), dark.png (the dark theme), and result.json.
+# (default ./report-check): overview.png (top of the page), charts.png (reward, pass-rate and
+# length charts), trajectory.png (the first trajectory opened with its token view), dark.png
+# (the same in the dark theme, switched with the page's own button), and result.json.
 #
 # How: the page is copied with one extra inline script at the very top of <head> (before the
 # page's CSP, so it sees everything): it records errors and CSP violations, then, after load,
@@ -68,10 +69,11 @@ PROBE = r"""<script>
     res.trajectories = items.length;
     if (items.length) {
       var t = items[0];
-      var before = t.querySelector(".body").getBoundingClientRect().height;
+      var bodyEl = t.querySelector(".body");
+      var before = bodyEl.checkVisibility();
       t.querySelector("summary").click();
-      var msgs = t.querySelectorAll(".msg");
-      var body = t.querySelector(".body").getBoundingClientRect().height;
+      var msgs = Array.prototype.filter.call(t.querySelectorAll(".msg"), function(m){ return m.checkVisibility(); });
+      var body = bodyEl.checkVisibility() ? bodyEl.getBoundingClientRect().height : 0;
       var tok = t.querySelector("details.tokens"), spans = 0, trained = 0, titled = 0;
       if (tok) {
         tok.querySelector("summary").click();
@@ -83,14 +85,20 @@ PROBE = r"""<script>
           trained = view.querySelectorAll("span.m1").length;
           titled = view.querySelectorAll("span[title]").length;
         }
-        res.opened = {open: t.open, height_before: Math.round(before), height_after: Math.round(body),
+        res.opened = {open: t.open, visible_before: before, height_after: Math.round(body),
                       messages: msgs.length, token_spans: spans, trained_spans: trained, titled_spans: titled,
                       has_token_view: !!tok};
-        if (res.mode === "trajectory") {
-          document.querySelectorAll("section:not(#trajectories)").forEach(function(s){ s.style.display = "none"; });
-          t.querySelectorAll("details").forEach(function(d){ if (!d.classList.contains("raw")) d.open = true; });
+        var hide = function(sel){ document.querySelectorAll(sel).forEach(function(s){ s.style.display = "none"; }); };
+        if (res.mode === "trajectory" || res.mode === "dark") {
+          hide("section:not(#trajectories)");
+          t.querySelectorAll("details.reasoning").forEach(function(d){ d.open = true; });
         }
-        if (res.mode === "dark") document.documentElement.setAttribute("data-theme", "dark");
+        if (res.mode === "charts") hide("#overview, #run, #verdicts");
+        if (res.mode === "dark") {
+          // The page's own theme button (auto -> light -> dark), and the token view in sight.
+          document.getElementById("theme").click(); document.getElementById("theme").click();
+          t.querySelectorAll(".conv, dl.kv").forEach(function(c){ c.style.display = "none"; });
+        }
         var pre = document.createElement("pre");
         pre.id = "__check"; pre.style.display = "none";
         pre.textContent = JSON.stringify(res);
@@ -119,7 +127,7 @@ def run(args, timeout=120):
 
 failures = []
 results = {}
-for mode, size in [("overview", "1280,1700"), ("trajectory", "1280,2200"), ("dark", "1280,1700")]:
+for mode, size in [("overview", "1280,1700"), ("charts", "1280,2400"), ("trajectory", "1280,2200"), ("dark", "1280,1500")]:
     path = variant(mode)
     url = "file://" + path
     dom = run(chrome + ["--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0", "--dump-dom", url])
@@ -152,13 +160,13 @@ if res:
         o = res["opened"] or {}
         if not o.get("open"):
             failures.append("the first trajectory did not open")
-        if o.get("height_after", 0) <= o.get("height_before", 0) and o.get("height_after", 0) == 0:
-            failures.append(f"the opened trajectory shows nothing ({o})")
+        if o.get("visible_before") or o.get("height_after", 0) == 0:
+            failures.append(f"opening the trajectory did not show its body ({o})")
         if o.get("messages", 0) == 0:
             failures.append("the opened trajectory has no messages")
         if o.get("has_token_view") and (o.get("token_spans", 0) == 0 or o.get("titled_spans", 0) == 0):
             failures.append(f"the token view did not render ({o})")
-for mode in ("trajectory", "dark"):
+for mode in ("charts", "trajectory", "dark"):
     for e in results.get(mode, {}).get("errors", []):
         failures.append(f"console ({mode}): {e}")
 
@@ -166,7 +174,7 @@ with open(os.path.join(out, "result.json"), "w") as f:
     json.dump({"results": results, "failures": failures}, f, indent=2)
 ov = results.get("overview", {})
 print(f"charts: {len(ov.get('charts', []))}, trajectories: {ov.get('trajectories')}, opened: {ov.get('opened')}")
-print(f"screenshots: {', '.join(os.path.join(out, m + '.png') for m in ('overview', 'trajectory', 'dark'))}")
+print(f"screenshots: {', '.join(os.path.join(out, m + '.png') for m in results)}")
 if failures:
     print("FAILED:")
     for f in failures:

@@ -102,7 +102,10 @@ fn rows() -> Vec<SampleRow> {
             let group = format!("{}", i / 3);
             let passed = i % 4 != 0;
             let verdict = match i % 7 {
-                0 => Verdict::Rejected { code: "outcome.failed".into(), detail: format!("detail {EVIL}") },
+                0 => Verdict::Rejected {
+                    code: "outcome.failed".into(),
+                    detail: format!("detail {EVIL}"),
+                },
                 3 => Verdict::Rejected { code: "dedup.exact".into(), detail: "dup".into() },
                 _ => Verdict::Accepted,
             };
@@ -170,7 +173,16 @@ fn report_numbers_equal_inspect_json() {
     // The embedded block is inspect --json, key for key.
     let numbers = embedded(&page);
     let obj = numbers.as_object().unwrap();
-    for key in ["rows", "train", "rejected", "tokens", "per_family", "per_rejection_code", "per_warning", "report"] {
+    for key in [
+        "rows",
+        "train",
+        "rejected",
+        "tokens",
+        "per_family",
+        "per_rejection_code",
+        "per_warning",
+        "report",
+    ] {
         assert!(obj.contains_key(key), "embedded block lacks {key}");
         assert_eq!(obj[key], inspect[key], "embedded {key} differs from inspect --json");
     }
@@ -186,7 +198,11 @@ fn report_numbers_equal_inspect_json() {
     assert_eq!(stat("train"), inspect["train"].as_f64().unwrap());
     assert_eq!(stat("rejected"), inspect["rejected"].as_f64().unwrap());
     for k in ["total", "train", "train_loss"] {
-        assert_eq!(stat(&format!("tokens.{k}")), inspect["tokens"][k].as_f64().unwrap(), "tokens.{k}");
+        assert_eq!(
+            stat(&format!("tokens.{k}")),
+            inspect["tokens"][k].as_f64().unwrap(),
+            "tokens.{k}"
+        );
     }
     assert_eq!(stat("pass_rate"), inspect["report"]["pass_rate"]["rate"].as_f64().unwrap());
     assert_eq!(stat("dedup_rate"), inspect["report"]["dedup"]["rate"].as_f64().unwrap());
@@ -197,10 +213,15 @@ fn report_numbers_equal_inspect_json() {
     for r in page.select(&bars) {
         let fam = r.value().attr("data-key").unwrap();
         let series = r.value().attr("data-series").unwrap();
-        assert_eq!(attr_f64(&r, "data-value"), inspect["per_family"][fam][series].as_f64().unwrap(), "{fam} {series}");
+        assert_eq!(
+            attr_f64(&r, "data-value"),
+            inspect["per_family"][fam][series].as_f64().unwrap(),
+            "{fam} {series}"
+        );
         seen.insert(fam.to_owned());
     }
-    let fams: BTreeSet<String> = inspect["per_family"].as_object().unwrap().keys().cloned().collect();
+    let fams: BTreeSet<String> =
+        inspect["per_family"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(seen, fams);
 
     // Rejection codes.
@@ -208,7 +229,10 @@ fn report_numbers_equal_inspect_json() {
     let mut n = 0;
     for r in page.select(&codes) {
         let code = r.value().attr("data-key").unwrap();
-        assert_eq!(attr_f64(&r, "data-value"), inspect["per_rejection_code"][code].as_f64().unwrap());
+        assert_eq!(
+            attr_f64(&r, "data-value"),
+            inspect["per_rejection_code"][code].as_f64().unwrap()
+        );
         n += 1;
     }
     assert_eq!(n, inspect["per_rejection_code"].as_object().unwrap().len());
@@ -218,7 +242,8 @@ fn report_numbers_equal_inspect_json() {
         let h = &inspect["report"]["histograms"][name]["all"];
         let s = sel(&format!(r#"figure[data-chart="hist_{name}"] rect.bar"#));
         let drawn: Vec<u64> = page.select(&s).map(|r| attr_f64(&r, "data-value") as u64).collect();
-        let want: Vec<u64> = h["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
+        let want: Vec<u64> =
+            h["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
         assert_eq!(drawn, want, "{name}");
         assert_eq!(drawn.iter().sum::<u64>(), 24, "{name}");
         // One small multiple per family.
@@ -234,14 +259,21 @@ fn report_numbers_equal_inspect_json() {
     let g = sel(r#"figure[data-chart="group_pass_rate"] rect.bar"#);
     assert_eq!(page.select(&g).map(|r| attr_f64(&r, "data-value") as u64).sum::<u64>(), 8);
     let pk = sel(r#"figure[data-chart="pass_at_k"] rect.bar"#);
-    let keys: Vec<String> = page.select(&pk).map(|r| r.value().attr("data-key").unwrap().to_owned()).collect();
+    let keys: Vec<String> =
+        page.select(&pk).map(|r| r.value().attr("data-key").unwrap().to_owned()).collect();
     assert_eq!(keys, vec!["pass@1", "pass@2"]);
     for r in page.select(&pk) {
         let k = r.value().attr("data-key").unwrap().trim_start_matches("pass@");
-        assert_eq!(attr_f64(&r, "data-value"), inspect["report"]["groups"]["pass_at_k"][k].as_f64().unwrap());
+        assert_eq!(
+            attr_f64(&r, "data-value"),
+            inspect["report"]["groups"]["pass_at_k"][k].as_f64().unwrap()
+        );
     }
     let diff = sel(r#"figure[data-chart="difficulty"] rect.bar"#);
-    assert_eq!(page.select(&diff).count(), inspect["report"]["difficulty"].as_object().unwrap().len());
+    assert_eq!(
+        page.select(&diff).count(),
+        inspect["report"]["difficulty"].as_object().unwrap().len()
+    );
 
     // Every section is there; the manifest of each shard is shown.
     for id in ["overview", "run", "verdicts", "outcomes", "lengths", "trajectories"] {
@@ -352,7 +384,8 @@ fn foreign_jsonl_reports_what_it_has_and_says_what_is_missing() {
     assert!(page.select(&sel(r#"figure[data-chart="per_family"]"#)).next().is_none());
     assert!(page.select(&sel(r#"figure[data-chart="reward"]"#)).next().is_some());
     assert_eq!(page.select(&sel("details.traj")).count(), 2);
-    let user: String = page.select(&sel(".msg.user .text")).map(|e| e.text().collect::<String>()).collect();
+    let user: String =
+        page.select(&sel(".msg.user .text")).map(|e| e.text().collect::<String>()).collect();
     assert!(user.contains("hi <b>"), "{user}");
     assert!(page.select(&sel(".msg.user b")).next().is_none());
 

@@ -271,11 +271,8 @@ pub fn read_present_columns(
 ) -> Result<(Vec<String>, Option<String>, impl Iterator<Item = Result<RecordBatch>> + use<>)> {
     let builder = open_builder(path)?;
     let version = file_schema_version(&builder);
-    let present: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|name| builder.schema().index_of(name).is_ok())
-        .collect();
+    let present: Vec<&str> =
+        wanted.iter().copied().filter(|name| builder.schema().index_of(name).is_ok()).collect();
     let names = present.iter().map(|s| (*s).to_owned()).collect();
     // None of them: read the first column, which still yields the row count.
     let first = builder.schema().fields().first().map(|f| f.name().clone());

@@ -139,8 +139,13 @@ pub(crate) fn histogram(
         top + plot_h
     );
     for (i, c) in counts.iter().enumerate() {
-        let (lo, hi) = (edges.get(i).copied().unwrap_or(0.0), edges.get(i + 1).copied().unwrap_or(0.0));
-        let h = if max > 0.0 { (*c as f64 / max * plot_h).max(if *c > 0 { 1.0 } else { 0.0 }) } else { 0.0 };
+        let (lo, hi) =
+            (edges.get(i).copied().unwrap_or(0.0), edges.get(i + 1).copied().unwrap_or(0.0));
+        let h = if max > 0.0 {
+            (*c as f64 / max * plot_h).max(if *c > 0 { 1.0 } else { 0.0 })
+        } else {
+            0.0
+        };
         let x = left + bw * i as f64;
         let _ = write!(
             s,
@@ -153,15 +158,20 @@ pub(crate) fn histogram(
             fmt_num(*c as f64)
         );
     }
-    // x ticks: first, middle and last edge.
-    let ticks = [0, edges.len() / 2, edges.len().saturating_sub(1)];
+    // x ticks: first, middle and last edge; for one-value-wide integer bins, the values
+    // under the middle of their bars.
+    let unit =
+        edges.windows(2).all(|w| w[1] - w[0] == 1.0) && edges.iter().all(|e| e.fract() == 0.0);
+    let last_tick =
+        if unit { counts.len().saturating_sub(1) } else { edges.len().saturating_sub(1) };
+    let ticks = [0, last_tick / 2, last_tick];
     let mut last = None;
     for t in ticks {
         if Some(t) == last || edges.is_empty() {
             continue;
         }
         last = Some(t);
-        let x = left + bw * t as f64;
+        let x = left + bw * t as f64 + if unit { bw / 2.0 } else { 0.0 };
         let _ = write!(
             s,
             r#"<text class="tick" x="{x:.2}" y="{}" text-anchor="middle">{}</text>"#,

@@ -89,7 +89,13 @@ fn tile(out: &mut String, key: &str, label: &str, value: f64, shown: &str) {
 }
 
 fn section(out: &mut String, id: &str, title: &str) {
-    let _ = write!(out, r#"<section id="{}" data-section="{}"><h2>{}</h2>"#, esc(id), esc(id), esc(title));
+    let _ = write!(
+        out,
+        r#"<section id="{}" data-section="{}"><h2>{}</h2>"#,
+        esc(id),
+        esc(id),
+        esc(title)
+    );
 }
 
 fn note(out: &mut String, text: &str) {
@@ -163,7 +169,13 @@ fn overview(o: &mut String, st: &Stats) {
     if let Some(t) = &st.tokens {
         tile(o, "tokens.total", "tokens", t.total as f64, &fmt_num(t.total as f64));
         tile(o, "tokens.train", "train tokens", t.train as f64, &fmt_num(t.train as f64));
-        tile(o, "tokens.train_loss", "trained tokens (loss 1)", t.train_loss as f64, &fmt_num(t.train_loss as f64));
+        tile(
+            o,
+            "tokens.train_loss",
+            "trained tokens (loss 1)",
+            t.train_loss as f64,
+            &fmt_num(t.train_loss as f64),
+        );
     }
     if let Some(d) = &st.dedup {
         tile(o, "dedup_rate", "dedup rejections", d.rate, &pct(d.rate));
@@ -181,11 +193,23 @@ fn overview(o: &mut String, st: &Stats) {
 }
 
 fn kv_table(o: &mut String, rows: &[(String, String)]) {
-    o.push_str(r#"<table class="kv">"#);
+    o.push_str(r#"<dl class="kv">"#);
     for (k, v) in rows {
-        let _ = write!(o, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
+        let _ = write!(o, "<div><dt>{}</dt><dd>{}</dd></div>", esc(k), esc(v));
     }
-    o.push_str("</table>");
+    o.push_str("</dl>");
+}
+
+/// Short values in one line: `k v · k v · ...`.
+fn inline_kv(o: &mut String, rows: &[(String, String)]) {
+    o.push_str(r#"<p class="inline-kv">"#);
+    for (i, (k, v)) in rows.iter().enumerate() {
+        if i > 0 {
+            o.push_str(" · ");
+        }
+        let _ = write!(o, "<span><b>{}</b> {}</span>", esc(k), esc(v));
+    }
+    o.push_str("</p>");
 }
 
 fn text_of(v: &Value) -> String {
@@ -199,7 +223,10 @@ fn text_of(v: &Value) -> String {
 fn run_section(o: &mut String, st: &Stats) {
     section(o, "run", "Run manifest");
     if st.manifests.is_empty() {
-        note(o, "No manifest.json among the inputs (foreign data or an unfinished run): no run provenance to show.");
+        note(
+            o,
+            "No manifest.json among the inputs (foreign data or an unfinished run): no run provenance to show.",
+        );
     }
     // Fields shown in the table; every other field is listed under "all fields".
     const KNOWN: &[(&str, &str)] = &[
@@ -217,7 +244,12 @@ fn run_section(o: &mut String, st: &Stats) {
     for m in &st.manifests {
         let dir = m.get("dir").map(text_of).unwrap_or_default();
         let man = m.get("manifest").cloned().unwrap_or(Value::Null);
-        let _ = write!(o, r#"<div class="manifest" data-dir="{}"><h3><code>{}</code>"#, esc(&dir), esc(&dir));
+        let _ = write!(
+            o,
+            r#"<div class="manifest" data-dir="{}"><h3><code>{}</code>"#,
+            esc(&dir),
+            esc(&dir)
+        );
         if let (Some(i), Some(n)) = (man.get("shard_index"), man.get("shard_count")) {
             let _ = write!(o, " · shard {}/{}", esc(&text_of(i)), esc(&text_of(n)));
         }
@@ -242,7 +274,10 @@ fn run_section(o: &mut String, st: &Stats) {
         }
         if let Some(d) = man.get("durations_ms").and_then(Value::as_object) {
             for (k, v) in d {
-                let secs = v.as_f64().map(|ms| format!("{:.1} s", ms / 1000.0)).unwrap_or_else(|| text_of(v));
+                let secs = v
+                    .as_f64()
+                    .map(|ms| format!("{:.1} s", ms / 1000.0))
+                    .unwrap_or_else(|| text_of(v));
                 rows.push((format!("duration {k}"), secs));
             }
         }
@@ -260,7 +295,7 @@ fn run_section(o: &mut String, st: &Stats) {
                     Some(obj) => {
                         let rows: Vec<(String, String)> =
                             obj.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
-                        kv_table(o, &rows);
+                        inline_kv(o, &rows);
                     }
                     None => {
                         let _ = write!(o, "<pre>{}</pre>", esc(&pretty(v)));
@@ -297,7 +332,13 @@ fn verdicts(o: &mut String, st: &Stats) {
                     )),
                 })
                 .collect();
-            o.push_str(&bar_chart("per_family", "Rows per family: accepted / rejected", &["accepted", "rejected"], &bars, None));
+            o.push_str(&bar_chart(
+                "per_family",
+                "Rows per family: accepted / rejected",
+                &["accepted", "rejected"],
+                &bars,
+                None,
+            ));
         }
         _ => note(o, "No family column: no per-family breakdown."),
     }
@@ -307,9 +348,19 @@ fn verdicts(o: &mut String, st: &Stats) {
             items.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
             let bars: Vec<Bar> = items
                 .iter()
-                .map(|(k, n)| Bar { label: (*k).clone(), segments: vec![(1, **n as f64)], note: None })
+                .map(|(k, n)| Bar {
+                    label: (*k).clone(),
+                    segments: vec![(1, **n as f64)],
+                    note: None,
+                })
                 .collect();
-            o.push_str(&bar_chart("per_rejection_code", "Rejected rows per rejection code", &["rejected"], &bars, None));
+            o.push_str(&bar_chart(
+                "per_rejection_code",
+                "Rejected rows per rejection code",
+                &["rejected"],
+                &bars,
+                None,
+            ));
         }
         Some(_) => note(o, "No rejected rows."),
         None => note(o, "No rejection_code column: every row counts as train."),
@@ -343,7 +394,13 @@ fn verdicts(o: &mut String, st: &Stats) {
                 note: None,
             })
             .collect();
-        o.push_str(&bar_chart("per_env_package", "Rows per environment package", &["accepted", "rejected"], &bars, None));
+        o.push_str(&bar_chart(
+            "per_env_package",
+            "Rows per environment package",
+            &["accepted", "rejected"],
+            &bars,
+            None,
+        ));
     }
     o.push_str("</section>");
 }
@@ -360,7 +417,14 @@ fn outcomes(o: &mut String, st: &Stats) {
                 fmt_num(r.min),
                 fmt_num(r.max)
             );
-            o.push_str(&histogram("reward", "Reward distribution", &r.histogram.edges, &r.histogram.counts, "reward", false));
+            o.push_str(&histogram(
+                "reward",
+                "Reward distribution",
+                &r.histogram.edges,
+                &r.histogram.counts,
+                "reward",
+                false,
+            ));
         }
         None => note(o, "No reward column."),
     }
@@ -373,11 +437,22 @@ fn outcomes(o: &mut String, st: &Stats) {
                 f.pass_rate.map(|r| Bar {
                     label: k.clone(),
                     segments: vec![(2, r)],
-                    note: Some(format!("{} ({}/{})", pct(r), f.passed.unwrap_or(0), f.accepted + f.rejected)),
+                    note: Some(format!(
+                        "{} ({}/{})",
+                        pct(r),
+                        f.passed.unwrap_or(0),
+                        f.accepted + f.rejected
+                    )),
                 })
             })
             .collect();
-        o.push_str(&bar_chart("pass_rate_per_family", "Verifier pass rate per family", &["pass rate"], &bars, Some(1.0)));
+        o.push_str(&bar_chart(
+            "pass_rate_per_family",
+            "Verifier pass rate per family",
+            &["pass rate"],
+            &bars,
+            Some(1.0),
+        ));
     }
     match &st.groups {
         Some(g) => {
@@ -393,17 +468,37 @@ fn outcomes(o: &mut String, st: &Stats) {
             );
             match &g.pass_rate_histogram {
                 Some(h) if h.counts.iter().any(|c| *c > 0) => {
-                    o.push_str(&histogram("group_pass_rate", "Pass rate per RL group", &h.edges, &h.counts, "group pass rate", false));
+                    o.push_str(&histogram(
+                        "group_pass_rate",
+                        "Pass rate per RL group",
+                        &h.edges,
+                        &h.counts,
+                        "group pass rate",
+                        false,
+                    ));
                     let bars: Vec<Bar> = g
                         .pass_at_k
                         .iter()
-                        .map(|(k, v)| Bar { label: format!("pass@{k}"), segments: vec![(2, *v)], note: Some(pct(*v)) })
+                        .map(|(k, v)| Bar {
+                            label: format!("pass@{k}"),
+                            segments: vec![(2, *v)],
+                            note: Some(pct(*v)),
+                        })
                         .collect();
                     if !bars.is_empty() {
-                        o.push_str(&bar_chart("pass_at_k", "pass@k (unbiased estimate over groups)", &["pass@k"], &bars, Some(1.0)));
+                        o.push_str(&bar_chart(
+                            "pass_at_k",
+                            "pass@k (unbiased estimate over groups)",
+                            &["pass@k"],
+                            &bars,
+                            Some(1.0),
+                        ));
                     }
                 }
-                _ => note(o, "One sample per task: no RL groups to histogram (use rollout or --samples-per-task for groups)."),
+                _ => note(
+                    o,
+                    "One sample per task: no RL groups to histogram (use rollout or --samples-per-task for groups).",
+                ),
             }
         }
         None => note(o, "No group_id or passed column: no RL group statistics."),
@@ -417,10 +512,20 @@ fn outcomes(o: &mut String, st: &Stats) {
                 .map(|(k, s)| Bar {
                     label: format!("difficulty {k}"),
                     segments: vec![(2, s.pass_rate.unwrap_or(0.0))],
-                    note: Some(format!("{} of {}", s.pass_rate.map(pct).unwrap_or_else(|| "—".into()), fmt_num(s.rows as f64))),
+                    note: Some(format!(
+                        "{} of {}",
+                        s.pass_rate.map(pct).unwrap_or_else(|| "—".into()),
+                        fmt_num(s.rows as f64)
+                    )),
                 })
                 .collect();
-            o.push_str(&bar_chart("difficulty", "Pass rate by task difficulty", &["pass rate"], &bars, Some(1.0)));
+            o.push_str(&bar_chart(
+                "difficulty",
+                "Pass rate by task difficulty",
+                &["pass rate"],
+                &bars,
+                Some(1.0),
+            ));
         }
         _ => note(o, "No difficulty column."),
     }
@@ -432,7 +537,9 @@ fn lengths(o: &mut String, st: &Stats) {
     if st.histograms.is_empty() {
         note(o, "No turns, tool_calls, token_ids or loss_mask column.");
     }
-    for (name, label) in [("turns", "assistant turns"), ("tool_calls", "tool calls"), ("tokens", "tokens")] {
+    for (name, label) in
+        [("turns", "assistant turns"), ("tool_calls", "tool calls"), ("tokens", "tokens")]
+    {
         let Some(h) = st.histograms.get(name) else {
             let _ = write!(o, r#"<p class="note">No {} column.</p>"#, esc(name));
             continue;
@@ -446,12 +553,30 @@ fn lengths(o: &mut String, st: &Stats) {
             fmt_num(h.p90 as f64),
             fmt_num(h.max as f64)
         );
-        o.push_str(&histogram(&format!("hist_{name}"), &format!("{label} per row, all families"), &h.all.edges, &h.all.counts, label, false));
+        o.push_str(&histogram(
+            &format!("hist_{name}"),
+            &format!("{label} per row, all families"),
+            &h.all.edges,
+            &h.all.counts,
+            label,
+            false,
+        ));
         let fams: Vec<_> = h.per_family.iter().filter(|(_, c)| c.iter().any(|x| *x > 0)).collect();
         if fams.len() > 1 {
-            let _ = write!(o, r#"<details class="multiples" open><summary>per family ({})</summary><div class="grid">"#, fams.len());
+            let _ = write!(
+                o,
+                r#"<details class="multiples" open><summary>per family ({})</summary><div class="grid">"#,
+                fams.len()
+            );
             for (fam, counts) in fams {
-                o.push_str(&histogram(&format!("hist_{name}:{fam}"), fam, &h.all.edges, counts, "", true));
+                o.push_str(&histogram(
+                    &format!("hist_{name}:{fam}"),
+                    fam,
+                    &h.all.edges,
+                    counts,
+                    "",
+                    true,
+                ));
             }
             o.push_str("</div></details>");
         }
@@ -599,28 +724,64 @@ fn args_pretty(args: &Value) -> String {
     }
 }
 
-fn conversation(o: &mut String, t: &Trajectory) {
-    o.push_str(r#"<div class="conv">"#);
+fn tools_block(o: &mut String, t: &Trajectory) {
     if let Some(tools) = &t.tools {
         let names: Vec<String> = tools
             .as_array()
             .map(|a| {
                 a.iter()
                     .filter_map(|x| {
-                        x.pointer("/function/name").or_else(|| x.get("name")).and_then(Value::as_str).map(str::to_owned)
+                        x.pointer("/function/name")
+                            .or_else(|| x.get("name"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
                     })
                     .collect()
             })
             .unwrap_or_default();
         let _ = write!(
             o,
-            r#"<details class="msg tools"><summary>tools ({}): {}</summary><pre>{}</pre></details>"#,
+            r#"<details class="msg tools"><summary>tools ({}): {}</summary>"#,
             names.len(),
-            esc(&names.join(", ")),
-            esc(&pretty(tools))
+            esc(&names.join(", "))
         );
+        match tools.as_array() {
+            Some(list) => {
+                for x in list {
+                    let f = x.get("function").unwrap_or(x);
+                    let name = f.get("name").and_then(Value::as_str).unwrap_or("?");
+                    let desc = f.get("description").and_then(Value::as_str).unwrap_or("");
+                    let params = f.get("parameters").cloned().unwrap_or(Value::Null);
+                    let _ = write!(
+                        o,
+                        r#"<div class="tool"><span class="fn">{}</span> {}<details><summary>parameters</summary><pre>{}</pre></details></div>"#,
+                        esc(name),
+                        esc(desc),
+                        esc(&pretty(&params))
+                    );
+                }
+            }
+            None => {
+                let _ = write!(o, "<pre>{}</pre>", esc(&pretty(tools)));
+            }
+        }
+        o.push_str("</details>");
     }
-    let last_assistant = t.messages.iter().rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"));
+}
+
+fn conversation(o: &mut String, t: &Trajectory) {
+    o.push_str(r#"<div class="conv">"#);
+    let first_is_system = t
+        .messages
+        .first()
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        .is_some_and(|r| r == "system" || r == "developer");
+    if !first_is_system {
+        tools_block(o, t);
+    }
+    let last_assistant =
+        t.messages.iter().rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"));
     for (mi, m) in t.messages.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("?");
         let content = m.get("content").map(|c| match c {
@@ -638,6 +799,9 @@ fn conversation(o: &mut String, t: &Trajectory) {
                     text.chars().count(),
                     esc(&text)
                 );
+                if mi == 0 {
+                    tools_block(o, t);
+                }
             }
             "user" => {
                 let _ = write!(o, r#"<div class="msg user"><div class="role">user</div>"#);
@@ -663,7 +827,8 @@ fn conversation(o: &mut String, t: &Trajectory) {
             }
             "assistant" => {
                 let is_final = Some(mi) == last_assistant;
-                let calls = m.get("tool_calls").and_then(Value::as_array).cloned().unwrap_or_default();
+                let calls =
+                    m.get("tool_calls").and_then(Value::as_array).cloned().unwrap_or_default();
                 let final_answer = is_final && calls.is_empty();
                 let _ = write!(
                     o,
@@ -671,7 +836,9 @@ fn conversation(o: &mut String, t: &Trajectory) {
                     if final_answer { " final" } else { "" },
                     if final_answer { "assistant · final answer" } else { "assistant" }
                 );
-                if let Some(r) = m.get("reasoning_content").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+                if let Some(r) =
+                    m.get("reasoning_content").and_then(Value::as_str).filter(|r| !r.is_empty())
+                {
                     let _ = write!(
                         o,
                         r#"<details class="reasoning"><summary>reasoning ({} chars)</summary><div class="text">{}</div></details>"#,
@@ -696,7 +863,8 @@ fn conversation(o: &mut String, t: &Trajectory) {
                 o.push_str("</div>");
             }
             other => {
-                let _ = write!(o, r#"<div class="msg other"><div class="role">{}</div>"#, esc(other));
+                let _ =
+                    write!(o, r#"<div class="msg other"><div class="role">{}</div>"#, esc(other));
                 content_block(o, "text", &content.unwrap_or_default());
                 o.push_str("</div>");
             }
@@ -733,7 +901,11 @@ fn checks(o: &mut String, checks: Option<&Value>) {
             o.push_str("</ul></div>");
         }
         _ => {
-            let _ = write!(o, r#"<div class="checks"><div class="role">verifier checks</div><pre>{}</pre></div>"#, esc(&pretty(c)));
+            let _ = write!(
+                o,
+                r#"<div class="checks"><div class="role">verifier checks</div><pre>{}</pre></div>"#,
+                esc(&pretty(c))
+            );
         }
     }
 }

@@ -117,7 +117,10 @@ pub fn resolve(paths: &[PathBuf]) -> Result<Inputs> {
         } else if path.is_file() {
             inputs.sources.push(source(path.clone()));
         } else {
-            return Err(Error::Input { path: path.clone(), reason: "no such file or folder".into() });
+            return Err(Error::Input {
+                path: path.clone(),
+                reason: "no such file or folder".into(),
+            });
         }
     }
     Ok(inputs)

@@ -29,8 +29,8 @@ pub use input::{DatasetDir, Inputs, Source, SourceKind, resolve};
 pub use sample::{TokenView, Trajectory};
 pub use scan::{SampleOptions, SplitFilter};
 pub use stats::{
-    Dedup, DifficultyStats, FamilyHistogram, FamilyStats, Groups, Histogram, PassRate,
-    RewardStats, STATS_COLUMNS, SplitRows, Stats, TokenStats,
+    Dedup, DifficultyStats, FamilyHistogram, FamilyStats, Groups, Histogram, PassRate, RewardStats,
+    STATS_COLUMNS, SplitRows, Stats, TokenStats,
 };
 
 /// Default number of sampled trajectories.
@@ -58,9 +58,7 @@ fn manifests(inputs: &Inputs) -> Vec<Value> {
         .dirs
         .iter()
         .filter_map(|d| {
-            d.manifest
-                .as_ref()
-                .map(|m| json!({"dir": d.path.display().to_string(), "manifest": m}))
+            d.manifest.as_ref().map(|m| json!({"dir": d.path.display().to_string(), "manifest": m}))
         })
         .collect()
 }
@@ -103,7 +101,10 @@ pub fn inspect_numbers(st: &Stats) -> Value {
     o.insert("train".into(), json!(st.train));
     o.insert("rejected".into(), json!(st.rejected));
     if let Some(t) = &st.tokens {
-        o.insert("tokens".into(), json!({"total": t.total, "train": t.train, "train_loss": t.train_loss}));
+        o.insert(
+            "tokens".into(),
+            json!({"total": t.total, "train": t.train, "train_loss": t.train_loss}),
+        );
     }
     if let Some(pf) = &st.per_family {
         let m: serde_json::Map<String, Value> = pf

@@ -130,7 +130,8 @@ fn from_row(r: SampleRow, file: &str, pos: usize, key: u64) -> Trajectory {
 fn from_value(v: &Value, file: &str, pos: usize, key: u64) -> Trajectory {
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let mut meta = BTreeMap::new();
-    for k in ["difficulty", "turns", "tool_calls", "finish_reason", "thinking_mode", "policy", "model"]
+    for k in
+        ["difficulty", "turns", "tool_calls", "finish_reason", "thinking_mode", "policy", "model"]
     {
         if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
             let text = x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string());
@@ -200,8 +201,8 @@ pub(crate) fn load(
         let src = &sources[i];
         let name = file_name(&src.path);
         ps.sort_by_key(|p| p.row);
-        let ours = versions.get(i).and_then(|v| v.as_deref())
-            == Some(SCHEMA_VERSION.to_string().as_str());
+        let ours =
+            versions.get(i).and_then(|v| v.as_deref()) == Some(SCHEMA_VERSION.to_string().as_str());
         match src.kind {
             SourceKind::Jsonl => {
                 for p in &ps {
@@ -229,9 +230,9 @@ pub(crate) fn load(
                     if let Some((prow, key)) = p
                         && prow == row
                     {
-                        let v = item.unwrap_or_else(|e| {
-                            serde_json::json!({"messages": [], "unreadable": e.to_string()})
-                        });
+                        let v = item.unwrap_or_else(
+                            |e| serde_json::json!({"messages": [], "unreadable": e.to_string()}),
+                        );
                         let mut t = from_value(&v, &name, row, key);
                         if let Some(reason) = v.get("unreadable").and_then(Value::as_str) {
                             t.meta.insert("unreadable".into(), reason.to_owned());
@@ -242,8 +243,6 @@ pub(crate) fn load(
             }
         }
     }
-    out.sort_by(|a, b| {
-        (a.split(), &a.family, a.key).cmp(&(b.split(), &b.family, b.key))
-    });
+    out.sort_by(|a, b| (a.split(), &a.family, a.key).cmp(&(b.split(), &b.family, b.key)));
     Ok(out)
 }

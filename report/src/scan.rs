@@ -279,7 +279,8 @@ fn scan_parquet(
                 .map(|(n, _)| (*n).to_owned())
                 .collect();
         }
-        let str_of = |a: &Option<ArrayRef>| a.as_ref().and_then(|a| a.as_string_opt::<i32>().cloned());
+        let str_of =
+            |a: &Option<ArrayRef>| a.as_ref().and_then(|a| a.as_string_opt::<i32>().cloned());
         let sample_id: Option<StringArray> = str_of(&sample_id);
         let group_id: Option<StringArray> = str_of(&group_id);
         let family: Option<StringArray> = str_of(&family);
@@ -287,7 +288,8 @@ fn scan_parquet(
         let env_package: Option<StringArray> = str_of(&env_package);
         let reward: Option<Float64Array> =
             reward.as_ref().and_then(|a| a.as_primitive_opt::<Float64Type>().cloned());
-        let passed: Option<BooleanArray> = passed.as_ref().and_then(|a| a.as_boolean_opt().cloned());
+        let passed: Option<BooleanArray> =
+            passed.as_ref().and_then(|a| a.as_boolean_opt().cloned());
         let int = |a: &Option<ArrayRef>| -> Option<Int64Array> {
             a.as_ref().and_then(|a| a.as_primitive_opt::<Int64Type>().cloned())
         };

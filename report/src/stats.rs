@@ -293,10 +293,7 @@ impl Acc {
             }
             let edges = int_edges(&all);
             let per_family = if has_family {
-                self.families
-                    .iter()
-                    .map(|(k, f)| (k.clone(), bin_counts(get(f), &edges)))
-                    .collect()
+                self.families.iter().map(|(k, f)| (k.clone(), bin_counts(get(f), &edges))).collect()
             } else {
                 BTreeMap::new()
             };
@@ -331,10 +328,8 @@ impl Acc {
         });
 
         let pass_rate = has_passed.then(|| {
-            let (rows, passed) = self
-                .families
-                .values()
-                .fold((0, 0), |(r, p), f| (r + f.with_passed, p + f.passed));
+            let (rows, passed) =
+                self.families.values().fold((0, 0), |(r, p), f| (r + f.with_passed, p + f.passed));
             PassRate { rows, passed, rate: if rows > 0 { ratio(passed, rows) } else { 0.0 } }
         });
 
@@ -342,20 +337,24 @@ impl Acc {
 
         let difficulty: Option<BTreeMap<String, DifficultyStats>> =
             (has_difficulty && !self.difficulty.is_empty()).then(|| {
-            self.difficulty
-                .iter()
-                .map(|(d, (n, p))| {
-                    (
-                        d.to_string(),
-                        DifficultyStats {
-                            rows: *n,
-                            passed: *p,
-                            pass_rate: if has_passed && *n > 0 { Some(ratio(*p, *n)) } else { None },
-                        },
-                    )
-                })
-                .collect()
-        });
+                self.difficulty
+                    .iter()
+                    .map(|(d, (n, p))| {
+                        (
+                            d.to_string(),
+                            DifficultyStats {
+                                rows: *n,
+                                passed: *p,
+                                pass_rate: if has_passed && *n > 0 {
+                                    Some(ratio(*p, *n))
+                                } else {
+                                    None
+                                },
+                            },
+                        )
+                    })
+                    .collect()
+            });
 
         let dedup = has_code.then(|| {
             let rows: u64 =
