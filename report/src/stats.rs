@@ -275,7 +275,8 @@ impl Acc {
         fn tokens_of(f: &FamilyAcc) -> &ValueCounts {
             &f.tokens
         }
-        let measures: [(&str, bool, fn(&FamilyAcc) -> &ValueCounts); 3] = [
+        type Measure = fn(&FamilyAcc) -> &ValueCounts;
+        let measures: [(&str, bool, Measure); 3] = [
             ("turns", self.has("turns"), turns_of),
             ("tool_calls", self.has("tool_calls"), calls_of),
             ("tokens", has_tokens, tokens_of),
