@@ -194,6 +194,18 @@ fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", item, true)))
 }
 
+/// A list column whose items are `item`, as it is when it already is one (whatever the item
+/// field's name or nullability: a cast would copy every value), cast otherwise.
+fn list_column(batch: &RecordBatch, name: &str, item: DataType) -> Option<ArrayRef> {
+    let a = batch.column_by_name(name)?;
+    if let DataType::List(f) = a.data_type()
+        && *f.data_type() == item
+    {
+        return Some(a.clone());
+    }
+    cast(a, &list_of(item)).ok()
+}
+
 /// Lengths of the lists of a list column of any list type.
 enum Lengths {
     Small(GenericListArray<i32>),
@@ -253,9 +265,9 @@ fn scan_parquet(
         let difficulty = column(&batch, "difficulty", &DataType::Int64);
         let turns = column(&batch, "turns", &DataType::Int64);
         let tool_calls = column(&batch, "tool_calls", &DataType::Int64);
-        let mask = column(&batch, "loss_mask", &list_of(DataType::Int8));
+        let mask = list_column(&batch, "loss_mask", DataType::Int8);
         let token_ids = batch.column_by_name("token_ids").and_then(Lengths::of);
-        let warnings = column(&batch, "warnings", &list_of(DataType::Utf8));
+        let warnings = list_column(&batch, "warnings", DataType::Utf8);
         if b == 0 {
             // The columns this file really contributes (present and of a readable type).
             let readable = [
