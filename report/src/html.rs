@@ -909,3 +909,28 @@ fn checks(o: &mut String, checks: Option<&Value>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_block_cannot_close_or_alter_the_script() {
+        let v = serde_json::json!({"x": "</script><!-- & \u{2028}"});
+        let b = json_block(&v);
+        assert!(!b.contains('<') && !b.contains('>') && !b.contains('&'), "{b}");
+        assert_eq!(serde_json::from_str::<Value>(&b).ok(), Some(v));
+    }
+
+    #[test]
+    fn esc_escapes_markup_and_quotes() {
+        assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn numbers_for_people() {
+        assert_eq!(fmt_num(1_234_567.0), "1,234,567");
+        assert_eq!(fmt_num(0.5), "0.5");
+        assert_eq!(fmt_num(-1000.0), "-1,000");
+    }
+}

@@ -247,8 +247,16 @@ fn scan_parquet(
     acc: &mut Acc,
     res: &mut Reservoir,
 ) -> Result<Option<String>> {
-    let (present, version, batches) =
-        agentgen_datasets::read_present_columns(&s.path, STATS_COLUMNS)?;
+    // `token_ids` only when there is no `loss_mask` (one value per token too, and cheaper):
+    // decoding both would double the cost of the pass.
+    let without_ids: Vec<&str> =
+        STATS_COLUMNS.iter().copied().filter(|c| *c != "token_ids").collect();
+    let (mut present, mut version, mut batches) =
+        agentgen_datasets::read_present_columns(&s.path, &without_ids)?;
+    if !present.iter().any(|c| c == "loss_mask") {
+        (present, version, batches) =
+            agentgen_datasets::read_present_columns(&s.path, STATS_COLUMNS)?;
+    }
     let path_bytes = s.path.to_string_lossy().into_owned();
     let mut usable: Vec<String> = Vec::new();
     let mut base = 0usize;
