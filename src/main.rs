@@ -43,6 +43,8 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// OpenAI-compatible HTTP server over the local engine.
     Serve(commands::serve::Args),
+    /// A self-contained HTML report: statistics, charts and a trajectory viewer.
+    Report(commands::report::Args),
     /// RL rollout worker: groups, logprobs, rewards, advantages.
     Rollout(commands::rollout::Args),
 }
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => commands::validate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Serve(a) => commands::serve::run(a),
+        Command::Report(a) => commands::report::run(a),
         Command::Rollout(a) => commands::rollout::run(a),
     };
     match result {

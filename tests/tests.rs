@@ -7,6 +7,7 @@ mod generate;
 mod inspect;
 mod model;
 mod opsafety;
+mod report;
 mod rollout;
 mod serve;
 mod util;

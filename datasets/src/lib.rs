@@ -88,7 +88,8 @@ pub use json::{trajectory_hash, trajectory_hash_hex};
 pub use manifest::{ApiUsage, Counts, MANIFEST_FILE, Manifest, SplitCounts, TokenTotals};
 pub use reader::{
     ConversationReader, FileInfo, MAX_BATCH_BYTES, PartFile, RowReader, file_info,
-    finished_sample_ids, list_parts, list_temp_files, read_columns, read_rows, read_string_column,
+    finished_sample_ids, list_parts, list_temp_files, read_columns, read_present_columns,
+    read_rows, read_rows_at, read_string_column,
 };
 pub use row::{SampleRow, Split, Verdict};
 pub use schema::{

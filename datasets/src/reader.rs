@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder,
+    ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use serde_json::Value;
 
@@ -358,6 +358,30 @@ pub fn read_rows(path: &Path) -> Result<Vec<SampleRow>> {
     RowReader::try_new(path)?.collect()
 }
 
+/// The rows of a file of our schema at the given 0-based positions (sorted or not; positions
+/// past the end are ignored), in file order. Only the row groups and pages holding them are
+/// decoded, so picking a few sampled rows out of a large file stays cheap.
+pub fn read_rows_at(path: &Path, positions: &[usize]) -> Result<Vec<SampleRow>> {
+    let builder = open_builder(path)?;
+    check_version(path, &builder)?;
+    let total = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let mut wanted: Vec<usize> = positions.iter().copied().filter(|&p| p < total).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let selection = RowSelection::from_consecutive_ranges(wanted.iter().map(|&p| p..p + 1), total);
+    let builder = builder.with_row_selection(selection);
+    let mut out = Vec::with_capacity(wanted.len());
+    for batch in batches(path, builder, None)? {
+        let batch = batch?;
+        let first = wanted.get(out.len()).copied().unwrap_or(0);
+        out.extend(BatchView::new(path, &batch, first).rows()?);
+    }
+    Ok(out)
+}
+
 /// The values of one utf8 column of a file of our schema (e.g. `sample_id`), in row order.
 pub fn read_string_column(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
     let builder = open_builder(path)?;
@@ -381,6 +405,28 @@ pub fn read_columns(
     let builder = open_builder(path)?;
     check_version(path, &builder)?;
     batches(path, builder, Some(columns))
+}
+
+/// A projected read of ANY Parquet file (no schema-version check, unlike [`read_columns`]):
+/// the columns of `wanted` the file has (top-level names), its schema version if it carries
+/// one, and the record batches of those columns (in file order: look columns up by name).
+pub fn read_present_columns(
+    path: &Path,
+    wanted: &[&str],
+) -> Result<(Vec<String>, Option<String>, impl Iterator<Item = Result<RecordBatch>> + use<>)> {
+    let builder = open_builder(path)?;
+    let version = file_schema_version(&builder);
+    let present: Vec<&str> =
+        wanted.iter().copied().filter(|name| builder.schema().index_of(name).is_ok()).collect();
+    let names = present.iter().map(|s| (*s).to_owned()).collect();
+    // None of them: read the first column, which still yields the row count.
+    let first = builder.schema().fields().first().map(|f| f.name().clone());
+    let projection: Vec<&str> = match (&present[..], &first) {
+        ([], Some(f)) => vec![f.as_str()],
+        _ => present,
+    };
+    let batches = batches(path, builder, Some(&projection))?;
+    Ok((names, version, batches))
 }
 
 /// One finished part of a dataset folder.

@@ -26,7 +26,8 @@ pub struct Args {
     /// accepted rows across the folders.
     #[arg(long)]
     pub dedup: bool,
-    /// Print one machine-readable JSON report instead of tables.
+    /// Print one machine-readable JSON report instead of tables (its `report` object holds
+    /// the numbers `agentgen report` shows).
     #[arg(long)]
     pub json: bool,
 }
@@ -207,6 +208,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })),
             "problems": problems,
             "sample": sample,
+            // What `agentgen report` draws, from the same code (agentgen-report).
+            "report": agentgen_report::statistics(&args.dirs)?,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

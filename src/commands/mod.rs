@@ -7,6 +7,7 @@ pub mod envs;
 pub mod generate;
 pub mod inspect;
 pub mod model;
+pub mod report;
 pub mod rollout;
 pub mod serve;
 pub mod validate;

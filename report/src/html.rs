@@ -1,0 +1,936 @@
+//! The HTML page: one self-contained file (inline CSS, inline SVG, one small inline script,
+//! a CSP that forbids everything else). Everything that comes from data is escaped here: text
+//! and attributes through [`esc`], JSON blocks through [`json_block`].
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::charts::{Bar, bar_chart, histogram};
+use crate::sample::Trajectory;
+use crate::stats::Stats;
+use crate::tokens::Pieces;
+use crate::{Report, inspect_numbers};
+
+const CSS: &str = include_str!("../assets/report.css");
+const JS: &str = include_str!("../assets/report.js");
+
+/// The Content-Security-Policy of the page: nothing loads from anywhere; inline style and
+/// script only; images only as data: URLs.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:";
+
+/// HTML-escape text for element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON text safe inside `<script type="application/json">`: `<`, `>` and `&` as `\u` escapes
+/// so no `</script>` or `<!--` can end or alter the block (JSON.parse reads them back).
+pub fn json_block(v: &Value) -> String {
+    let text = serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned());
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A number for people: integers with thousands separators, others with up to 3 decimals.
+pub fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        let n = x.abs() as u64;
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        if x < 0.0 { format!("-{out}") } else { out }
+    } else {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1} %", x * 100.0)
+}
+
+fn tile(out: &mut String, key: &str, label: &str, value: f64, shown: &str) {
+    let _ = write!(
+        out,
+        r#"<div class="tile" data-stat="{}" data-value="{}"><div class="v">{}</div><div class="k">{}</div></div>"#,
+        esc(key),
+        value,
+        esc(shown),
+        esc(label)
+    );
+}
+
+fn section(out: &mut String, id: &str, title: &str) {
+    let _ = write!(
+        out,
+        r#"<section id="{}" data-section="{}"><h2>{}</h2>"#,
+        esc(id),
+        esc(id),
+        esc(title)
+    );
+}
+
+fn note(out: &mut String, text: &str) {
+    let _ = write!(out, r#"<p class="note">{}</p>"#, esc(text));
+}
+
+/// Render the whole page.
+pub fn render(report: &Report) -> String {
+    let st = &report.stats;
+    let mut o = String::with_capacity(1 << 20);
+    let title = format!(
+        "agentgen report: {}",
+        report.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    let _ = write!(
+        o,
+        r#"<!DOCTYPE html><html lang="en" data-theme="auto"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{}"><meta name="viewport" content="width=device-width, initial-scale=1"><meta name="generator" content="agentgen {}"><title>{}</title><style>{}</style></head><body>"#,
+        esc(CSP),
+        env!("CARGO_PKG_VERSION"),
+        esc(&title),
+        CSS
+    );
+    let _ = write!(
+        o,
+        r##"<header><h1>agentgen dataset report</h1><p class="inputs">{}</p><button type="button" id="theme" title="Switch light / dark theme (t)">theme</button></header><nav><a href="#overview">overview</a><a href="#run">run</a><a href="#verdicts">verdicts</a><a href="#outcomes">rewards &amp; pass rates</a><a href="#lengths">lengths</a><a href="#trajectories">trajectories</a></nav><main>"##,
+        report
+            .inputs
+            .iter()
+            .map(|p| format!("<code>{}</code>", esc(&p.display().to_string())))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    overview(&mut o, st);
+    run_section(&mut o, st);
+    verdicts(&mut o, st);
+    outcomes(&mut o, st);
+    lengths(&mut o, st);
+    trajectories(&mut o, report);
+
+    let _ = write!(
+        o,
+        r#"</main><footer>Generated by agentgen {} · numbers equal <code>agentgen inspect --json</code> on the same inputs (embedded below as <code>#agentgen-inspect</code>) · keys: <kbd>/</kbd> search, <kbd>j</kbd>/<kbd>k</kbd> next/previous trajectory, <kbd>o</kbd> open/close, <kbd>t</kbd> theme</footer>"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = write!(
+        o,
+        r#"<script type="application/json" id="agentgen-inspect">{}</script><script>{}</script></body></html>"#,
+        json_block(&inspect_numbers(st)),
+        JS
+    );
+    o
+}
+
+fn overview(o: &mut String, st: &Stats) {
+    section(o, "overview", "Overview");
+    o.push_str(r#"<div class="tiles">"#);
+    tile(o, "rows", "rows", st.rows as f64, &fmt_num(st.rows as f64));
+    tile(o, "train", "train (accepted)", st.train as f64, &fmt_num(st.train as f64));
+    tile(o, "rejected", "rejected", st.rejected as f64, &fmt_num(st.rejected as f64));
+    if st.rows > 0 {
+        let r = st.train as f64 / st.rows as f64;
+        tile(o, "acceptance_rate", "accepted", r, &pct(r));
+    }
+    if let Some(p) = &st.pass_rate {
+        tile(o, "pass_rate", "verifier pass rate", p.rate, &pct(p.rate));
+    }
+    if let Some(r) = &st.reward {
+        tile(o, "reward_mean", "mean reward", r.mean, &fmt_num(r.mean));
+    }
+    if let Some(t) = &st.tokens {
+        tile(o, "tokens.total", "tokens", t.total as f64, &fmt_num(t.total as f64));
+        tile(o, "tokens.train", "train tokens", t.train as f64, &fmt_num(t.train as f64));
+        tile(
+            o,
+            "tokens.train_loss",
+            "trained tokens (loss 1)",
+            t.train_loss as f64,
+            &fmt_num(t.train_loss as f64),
+        );
+    }
+    if let Some(d) = &st.dedup {
+        tile(o, "dedup_rate", "dedup rejections", d.rate, &pct(d.rate));
+    }
+    o.push_str("</div>");
+    if !st.columns_missing.is_empty() {
+        let _ = write!(
+            o,
+            r#"<p class="missing" data-missing="{}">These inputs lack the columns <b>{}</b>: the statistics and views that need them are left out of this page.</p>"#,
+            esc(&st.columns_missing.join(",")),
+            esc(&st.columns_missing.join(", "))
+        );
+    }
+    o.push_str("</section>");
+}
+
+fn kv_table(o: &mut String, rows: &[(String, String)]) {
+    o.push_str(r#"<dl class="kv">"#);
+    for (k, v) in rows {
+        let _ = write!(o, "<div><dt>{}</dt><dd>{}</dd></div>", esc(k), esc(v));
+    }
+    o.push_str("</dl>");
+}
+
+/// Short values in one line: `k v · k v · ...`.
+fn inline_kv(o: &mut String, rows: &[(String, String)]) {
+    o.push_str(r#"<p class="inline-kv">"#);
+    for (i, (k, v)) in rows.iter().enumerate() {
+        if i > 0 {
+            o.push_str(" · ");
+        }
+        let _ = write!(o, "<span><b>{}</b> {}</span>", esc(k), esc(v));
+    }
+    o.push_str("</p>");
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "—".into(),
+        other => other.to_string(),
+    }
+}
+
+fn run_section(o: &mut String, st: &Stats) {
+    section(o, "run", "Run manifest");
+    if st.manifests.is_empty() {
+        note(
+            o,
+            "No manifest.json among the inputs (foreign data or an unfinished run): no run provenance to show.",
+        );
+    }
+    // Fields shown in the table; every other field is listed under "all fields".
+    const KNOWN: &[(&str, &str)] = &[
+        ("run_id", "run"),
+        ("policy", "policy"),
+        ("model", "model"),
+        ("seed", "seed"),
+        ("agentgen_version", "agentgen"),
+        ("git_revision", "git revision"),
+        ("started_at", "started"),
+        ("finished_at", "finished"),
+        ("tokenizer_sha256", "tokenizer sha256"),
+        ("command_line", "command"),
+    ];
+    for m in &st.manifests {
+        let dir = m.get("dir").map(text_of).unwrap_or_default();
+        let man = m.get("manifest").cloned().unwrap_or(Value::Null);
+        let _ = write!(
+            o,
+            r#"<div class="manifest" data-dir="{}"><h3><code>{}</code>"#,
+            esc(&dir),
+            esc(&dir)
+        );
+        if let (Some(i), Some(n)) = (man.get("shard_index"), man.get("shard_count")) {
+            let _ = write!(o, " · shard {}/{}", esc(&text_of(i)), esc(&text_of(n)));
+        }
+        o.push_str("</h3>");
+        let mut rows: Vec<(String, String)> = Vec::new();
+        for (k, label) in KNOWN {
+            if let Some(v) = man.get(*k).filter(|v| !v.is_null()) {
+                rows.push(((*label).to_owned(), text_of(v)));
+            }
+        }
+        if let Some(c) = man.get("counts") {
+            for k in ["tasks", "samples", "accepted", "rejected", "resumed"] {
+                if let Some(v) = c.get(k) {
+                    rows.push((k.to_string(), text_of(v)));
+                }
+            }
+        }
+        if let Some(t) = man.get("tokens").and_then(Value::as_object) {
+            for (k, v) in t {
+                rows.push((format!("tokens {k}"), text_of(v)));
+            }
+        }
+        if let Some(d) = man.get("durations_ms").and_then(Value::as_object) {
+            for (k, v) in d {
+                let secs = v
+                    .as_f64()
+                    .map(|ms| format!("{:.1} s", ms / 1000.0))
+                    .unwrap_or_else(|| text_of(v));
+                rows.push((format!("duration {k}"), secs));
+            }
+        }
+        kv_table(o, &rows);
+        // Families and packages with versions (packages appear once runs record them).
+        for (key, label) in [
+            ("environment_versions", "families"),
+            ("env_packages", "packages"),
+            ("packages", "packages"),
+            ("calibration", "calibration"),
+        ] {
+            if let Some(v) = man.get(key).filter(|v| !v.is_null()) {
+                let _ = write!(o, "<h4>{}</h4>", esc(label));
+                match v.as_object() {
+                    Some(obj) => {
+                        let rows: Vec<(String, String)> =
+                            obj.iter().map(|(k, v)| (k.clone(), text_of(v))).collect();
+                        inline_kv(o, &rows);
+                    }
+                    None => {
+                        let _ = write!(o, "<pre>{}</pre>", esc(&pretty(v)));
+                    }
+                }
+            }
+        }
+        let _ = write!(
+            o,
+            r#"<details class="raw"><summary>all manifest fields</summary><pre>{}</pre></details></div>"#,
+            esc(&pretty(&man))
+        );
+    }
+    o.push_str("</section>");
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn verdicts(o: &mut String, st: &Stats) {
+    section(o, "verdicts", "Verdicts: accepted and rejected");
+    match &st.per_family {
+        Some(pf) if !pf.is_empty() => {
+            let bars: Vec<Bar> = pf
+                .iter()
+                .map(|(f, c)| Bar {
+                    label: f.clone(),
+                    segments: vec![(0, c.accepted as f64), (1, c.rejected as f64)],
+                    note: Some(format!(
+                        "{} / {}",
+                        fmt_num(c.accepted as f64),
+                        fmt_num((c.accepted + c.rejected) as f64)
+                    )),
+                })
+                .collect();
+            o.push_str(&bar_chart(
+                "per_family",
+                "Rows per family: accepted / rejected",
+                &["accepted", "rejected"],
+                &bars,
+                None,
+            ));
+        }
+        _ => note(o, "No family column: no per-family breakdown."),
+    }
+    match &st.per_rejection_code {
+        Some(codes) if !codes.is_empty() => {
+            let mut items: Vec<(&String, &u64)> = codes.iter().collect();
+            items.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let bars: Vec<Bar> = items
+                .iter()
+                .map(|(k, n)| Bar {
+                    label: (*k).clone(),
+                    segments: vec![(1, **n as f64)],
+                    note: None,
+                })
+                .collect();
+            o.push_str(&bar_chart(
+                "per_rejection_code",
+                "Rejected rows per rejection code",
+                &["rejected"],
+                &bars,
+                None,
+            ));
+        }
+        Some(_) => note(o, "No rejected rows."),
+        None => note(o, "No rejection_code column: every row counts as train."),
+    }
+    if let Some(d) = &st.dedup {
+        let _ = write!(
+            o,
+            r#"<p class="stat" data-stat="dedup.rows" data-value="{}">Dedup: {} row(s) rejected as duplicates ({} of all rows).</p>"#,
+            d.rows,
+            fmt_num(d.rows as f64),
+            pct(d.rate)
+        );
+    }
+    if let Some(w) = &st.per_warning
+        && !w.is_empty()
+    {
+        let bars: Vec<Bar> = w
+            .iter()
+            .map(|(k, n)| Bar { label: k.clone(), segments: vec![(3, *n as f64)], note: None })
+            .collect();
+        o.push_str(&bar_chart("per_warning", "Rows per warning", &["rows"], &bars, None));
+    }
+    if let Some(p) = &st.per_env_package
+        && !p.is_empty()
+    {
+        let bars: Vec<Bar> = p
+            .iter()
+            .map(|(k, c)| Bar {
+                label: k.clone(),
+                segments: vec![(0, c.accepted as f64), (1, c.rejected as f64)],
+                note: None,
+            })
+            .collect();
+        o.push_str(&bar_chart(
+            "per_env_package",
+            "Rows per environment package",
+            &["accepted", "rejected"],
+            &bars,
+            None,
+        ));
+    }
+    o.push_str("</section>");
+}
+
+fn outcomes(o: &mut String, st: &Stats) {
+    section(o, "outcomes", "Rewards and pass rates");
+    match &st.reward {
+        Some(r) => {
+            let _ = write!(
+                o,
+                r#"<p class="stat">{} rows · mean {} · min {} · max {}</p>"#,
+                fmt_num(r.count as f64),
+                fmt_num(r.mean),
+                fmt_num(r.min),
+                fmt_num(r.max)
+            );
+            o.push_str(&histogram(
+                "reward",
+                "Reward distribution",
+                &r.histogram.edges,
+                &r.histogram.counts,
+                "reward",
+                false,
+            ));
+        }
+        None => note(o, "No reward column."),
+    }
+    if let Some(pf) = &st.per_family
+        && pf.values().any(|f| f.pass_rate.is_some())
+    {
+        let bars: Vec<Bar> = pf
+            .iter()
+            .filter_map(|(k, f)| {
+                f.pass_rate.map(|r| Bar {
+                    label: k.clone(),
+                    segments: vec![(2, r)],
+                    note: Some(format!(
+                        "{} ({}/{})",
+                        pct(r),
+                        f.passed.unwrap_or(0),
+                        f.accepted + f.rejected
+                    )),
+                })
+            })
+            .collect();
+        o.push_str(&bar_chart(
+            "pass_rate_per_family",
+            "Verifier pass rate per family",
+            &["pass rate"],
+            &bars,
+            Some(1.0),
+        ));
+    }
+    match &st.groups {
+        Some(g) => {
+            let _ = write!(
+                o,
+                r#"<p class="stat" data-stat="groups.count" data-value="{}">{} group(s); {} with two or more samples (largest {}); {} all-pass, {} all-fail.</p>"#,
+                g.count,
+                fmt_num(g.count as f64),
+                fmt_num(g.multi_sample as f64),
+                g.max_size,
+                fmt_num(g.all_pass as f64),
+                fmt_num(g.all_fail as f64)
+            );
+            match &g.pass_rate_histogram {
+                Some(h) if h.counts.iter().any(|c| *c > 0) => {
+                    o.push_str(&histogram(
+                        "group_pass_rate",
+                        "Pass rate per RL group",
+                        &h.edges,
+                        &h.counts,
+                        "group pass rate",
+                        false,
+                    ));
+                    let bars: Vec<Bar> = g
+                        .pass_at_k
+                        .iter()
+                        .map(|(k, v)| Bar {
+                            label: format!("pass@{k}"),
+                            segments: vec![(2, *v)],
+                            note: Some(pct(*v)),
+                        })
+                        .collect();
+                    if !bars.is_empty() {
+                        o.push_str(&bar_chart(
+                            "pass_at_k",
+                            "pass@k (unbiased estimate over groups)",
+                            &["pass@k"],
+                            &bars,
+                            Some(1.0),
+                        ));
+                    }
+                }
+                _ => note(
+                    o,
+                    "One sample per task: no RL groups to histogram (use rollout or --samples-per-task for groups).",
+                ),
+            }
+        }
+        None => note(o, "No group_id or passed column: no RL group statistics."),
+    }
+    match &st.difficulty {
+        Some(d) if !d.is_empty() => {
+            let mut items: Vec<(&String, _)> = d.iter().collect();
+            items.sort_by_key(|(k, _)| k.parse::<i64>().unwrap_or(i64::MAX));
+            let bars: Vec<Bar> = items
+                .iter()
+                .map(|(k, s)| Bar {
+                    label: format!("difficulty {k}"),
+                    segments: vec![(2, s.pass_rate.unwrap_or(0.0))],
+                    note: Some(format!(
+                        "{} of {}",
+                        s.pass_rate.map(pct).unwrap_or_else(|| "—".into()),
+                        fmt_num(s.rows as f64)
+                    )),
+                })
+                .collect();
+            o.push_str(&bar_chart(
+                "difficulty",
+                "Pass rate by task difficulty",
+                &["pass rate"],
+                &bars,
+                Some(1.0),
+            ));
+        }
+        _ => note(o, "No difficulty column."),
+    }
+    o.push_str("</section>");
+}
+
+fn lengths(o: &mut String, st: &Stats) {
+    section(o, "lengths", "Lengths: assistant turns, tool calls, tokens per row");
+    if st.histograms.is_empty() {
+        note(o, "No turns, tool_calls, token_ids or loss_mask column.");
+    }
+    for (name, label) in
+        [("turns", "assistant turns"), ("tool_calls", "tool calls"), ("tokens", "tokens")]
+    {
+        let Some(h) = st.histograms.get(name) else {
+            let _ = write!(o, r#"<p class="note">No {} column.</p>"#, esc(name));
+            continue;
+        };
+        let _ = write!(
+            o,
+            r#"<h3>{} per row</h3><p class="stat">mean {} · median {} · p90 {} · max {}</p>"#,
+            esc(label),
+            fmt_num(h.mean),
+            fmt_num(h.median as f64),
+            fmt_num(h.p90 as f64),
+            fmt_num(h.max as f64)
+        );
+        o.push_str(&histogram(
+            &format!("hist_{name}"),
+            &format!("{label} per row, all families"),
+            &h.all.edges,
+            &h.all.counts,
+            label,
+            false,
+        ));
+        let fams: Vec<_> = h.per_family.iter().filter(|(_, c)| c.iter().any(|x| *x > 0)).collect();
+        if fams.len() > 1 {
+            let _ = write!(
+                o,
+                r#"<details class="multiples" open><summary>per family ({})</summary><div class="grid">"#,
+                fams.len()
+            );
+            for (fam, counts) in fams {
+                o.push_str(&histogram(
+                    &format!("hist_{name}:{fam}"),
+                    fam,
+                    &h.all.edges,
+                    counts,
+                    "",
+                    true,
+                ));
+            }
+            o.push_str("</div></details>");
+        }
+    }
+    o.push_str("</section>");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trajectory viewer
+
+fn options(values: impl Iterator<Item = String>) -> String {
+    let set: std::collections::BTreeSet<String> = values.collect();
+    set.iter().map(|v| format!(r#"<option value="{}">{}</option>"#, esc(v), esc(v))).collect()
+}
+
+fn trajectories(o: &mut String, report: &Report) {
+    let ts = &report.trajectories;
+    section(o, "trajectories", "Trajectories");
+    let _ = write!(
+        o,
+        r#"<p class="stat" data-stat="samples" data-value="{}">{} sampled row(s) (split {}, seed {}, at most {}; the same seed draws the same rows whatever the sharding).</p>"#,
+        ts.len(),
+        ts.len(),
+        esc(report.split_name),
+        report.seed,
+        report.samples
+    );
+    if ts.is_empty() {
+        note(o, "No rows sampled.");
+        o.push_str("</section>");
+        return;
+    }
+    let _ = write!(
+        o,
+        r#"<form class="filters" id="filters" onsubmit="return false"><input type="search" id="q" placeholder="search text, ids, tools… (/)" aria-label="search"><label>family <select id="f-family"><option value="">all</option>{}</select></label><label>split <select id="f-split"><option value="">all</option>{}</select></label><label>rejection <select id="f-code"><option value="">any</option>{}</select></label><label>reward ≥ <input type="number" id="f-rmin" step="any" size="5"></label><label>≤ <input type="number" id="f-rmax" step="any" size="5"></label><span id="shown" aria-live="polite"></span></form>"#,
+        options(ts.iter().filter_map(|t| t.family.clone())),
+        options(ts.iter().map(|t| t.split().to_owned())),
+        options(ts.iter().filter_map(|t| t.rejection_code.clone()))
+    );
+    let tok = agentgen_codec::Tokenizer::shared().ok();
+    let mut pieces = tok.map(Pieces::new);
+    o.push_str(r#"<div id="list">"#);
+    for (i, t) in ts.iter().enumerate() {
+        trajectory(o, i, t, pieces.as_mut());
+    }
+    o.push_str("</div></section>");
+}
+
+fn badge(o: &mut String, class: &str, text: &str) {
+    let _ = write!(o, r#"<span class="badge {}">{}</span>"#, esc(class), esc(text));
+}
+
+fn trajectory(o: &mut String, i: usize, t: &Trajectory, pieces: Option<&mut Pieces<'_>>) {
+    let _ = write!(
+        o,
+        r#"<details class="traj" id="t{i}" data-index="{i}" data-family="{}" data-split="{}" data-code="{}" data-reward="{}" data-passed="{}"><summary>"#,
+        esc(t.family.as_deref().unwrap_or("")),
+        t.split(),
+        esc(t.rejection_code.as_deref().unwrap_or("")),
+        t.reward.map(|r| r.to_string()).unwrap_or_default(),
+        t.passed.map(|p| p.to_string()).unwrap_or_default()
+    );
+    badge(o, t.split(), t.split());
+    if let Some(p) = t.passed {
+        badge(o, if p { "pass" } else { "fail" }, if p { "✓ passed" } else { "✗ failed" });
+    }
+    if let Some(f) = &t.family {
+        let _ = write!(o, r#"<span class="fam">{}</span>"#, esc(f));
+    }
+    let id = t.sample_id.clone().unwrap_or_else(|| format!("{} row {}", t.file, t.row));
+    let _ = write!(o, r#"<span class="sid">{}</span>"#, esc(&id));
+    if let Some(r) = t.reward {
+        let _ = write!(o, r#"<span class="rw">reward {}</span>"#, fmt_num(r));
+    }
+    if let Some(c) = &t.rejection_code {
+        let _ = write!(o, r#"<span class="code">{}</span>"#, esc(c));
+    }
+    let turns = t.meta.get("turns").cloned();
+    let calls = t.meta.get("tool calls").cloned();
+    if let (Some(a), Some(b)) = (turns, calls) {
+        let _ = write!(o, r#"<span class="dim">{} turns · {} calls</span>"#, esc(&a), esc(&b));
+    }
+    o.push_str("</summary><div class=\"body\">");
+
+    // Metadata.
+    let mut meta: Vec<(String, String)> = Vec::new();
+    for (k, v) in [("task", &t.task_id), ("group", &t.group_id)] {
+        if let Some(v) = v {
+            meta.push((k.into(), v.clone()));
+        }
+    }
+    if let Some(a) = t.advantage {
+        meta.push(("advantage".into(), fmt_num(a)));
+    }
+    for (k, v) in &t.meta {
+        meta.push((k.clone(), v.clone()));
+    }
+    meta.push(("file".into(), format!("{} row {}", t.file, t.row)));
+    if !t.warnings.is_empty() {
+        meta.push(("warnings".into(), t.warnings.join(", ")));
+    }
+    kv_table(o, &meta);
+
+    if let Some(code) = &t.rejection_code {
+        let _ = write!(
+            o,
+            r#"<div class="rejection"><b>rejected: {}</b><pre>{}</pre></div>"#,
+            esc(code),
+            esc(t.rejection_detail.as_deref().unwrap_or(""))
+        );
+    }
+
+    conversation(o, t);
+    checks(o, t.checks.as_ref());
+
+    match (&t.tokens, pieces) {
+        (Some(view), Some(p)) if !view.ids.is_empty() => {
+            let trained = view.mask.iter().filter(|m| **m != 0).count();
+            let _ = write!(
+                o,
+                r#"<details class="tokens" data-for="{i}"><summary>tokens of <code>text</code>: {} ({} trained, loss mask 1, highlighted){}</summary><div class="tokview" id="tv{i}"></div></details><script type="application/json" id="tok{i}">{}</script>"#,
+                view.ids.len(),
+                trained,
+                if view.logprobs.is_some() { "; hover for logprobs" } else { "; no logprobs" },
+                json_block(&p.view_json(view))
+            );
+        }
+        (Some(_), None) => note(o, "Token view unavailable: the tokenizer could not be loaded."),
+        _ => note(o, "No token_ids column: no token view."),
+    }
+    o.push_str("</div></details>");
+}
+
+fn content_block(o: &mut String, class: &str, text: &str) {
+    let _ = write!(o, r#"<div class="{}">{}</div>"#, esc(class), esc(text));
+}
+
+fn args_pretty(args: &Value) -> String {
+    match args {
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(v) => pretty(&v),
+            Err(_) => s.clone(),
+        },
+        other => pretty(other),
+    }
+}
+
+fn tools_block(o: &mut String, t: &Trajectory) {
+    if let Some(tools) = &t.tools {
+        let names: Vec<String> = tools
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| {
+                        x.pointer("/function/name")
+                            .or_else(|| x.get("name"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            o,
+            r#"<details class="msg tools"><summary>tools ({}): {}</summary>"#,
+            names.len(),
+            esc(&names.join(", "))
+        );
+        match tools.as_array() {
+            Some(list) => {
+                for x in list {
+                    let f = x.get("function").unwrap_or(x);
+                    let name = f.get("name").and_then(Value::as_str).unwrap_or("?");
+                    let desc = f.get("description").and_then(Value::as_str).unwrap_or("");
+                    let params = f.get("parameters").cloned().unwrap_or(Value::Null);
+                    let _ = write!(
+                        o,
+                        r#"<div class="tool"><span class="fn">{}</span> {}<details><summary>parameters</summary><pre>{}</pre></details></div>"#,
+                        esc(name),
+                        esc(desc),
+                        esc(&pretty(&params))
+                    );
+                }
+            }
+            None => {
+                let _ = write!(o, "<pre>{}</pre>", esc(&pretty(tools)));
+            }
+        }
+        o.push_str("</details>");
+    }
+}
+
+fn conversation(o: &mut String, t: &Trajectory) {
+    o.push_str(r#"<div class="conv">"#);
+    let first_is_system = t
+        .messages
+        .first()
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        .is_some_and(|r| r == "system" || r == "developer");
+    if !first_is_system {
+        tools_block(o, t);
+    }
+    let last_assistant =
+        t.messages.iter().rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"));
+    for (mi, m) in t.messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("?");
+        let content = m.get("content").map(|c| match c {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => pretty(other),
+        });
+        match role {
+            "system" | "developer" => {
+                let text = content.unwrap_or_default();
+                let _ = write!(
+                    o,
+                    r#"<details class="msg system"><summary>{} prompt ({} chars)</summary><div class="text">{}</div></details>"#,
+                    esc(role),
+                    text.chars().count(),
+                    esc(&text)
+                );
+                if mi == 0 {
+                    tools_block(o, t);
+                }
+            }
+            "user" => {
+                let _ = write!(o, r#"<div class="msg user"><div class="role">user</div>"#);
+                content_block(o, "text", &content.unwrap_or_default());
+                o.push_str("</div>");
+            }
+            "tool" => {
+                let text = content.unwrap_or_default();
+                let _ = write!(o, r#"<div class="msg tool"><div class="role">tool result</div>"#);
+                if text.chars().count() > 1500 {
+                    let head: String = text.chars().take(600).collect();
+                    let _ = write!(
+                        o,
+                        r#"<pre>{}…</pre><details><summary>all {} chars</summary><pre>{}</pre></details>"#,
+                        esc(&head),
+                        text.chars().count(),
+                        esc(&text)
+                    );
+                } else {
+                    let _ = write!(o, "<pre>{}</pre>", esc(&text));
+                }
+                o.push_str("</div>");
+            }
+            "assistant" => {
+                let is_final = Some(mi) == last_assistant;
+                let calls =
+                    m.get("tool_calls").and_then(Value::as_array).cloned().unwrap_or_default();
+                let final_answer = is_final && calls.is_empty();
+                let _ = write!(
+                    o,
+                    r#"<div class="msg assistant{}"><div class="role">{}</div>"#,
+                    if final_answer { " final" } else { "" },
+                    if final_answer { "assistant · final answer" } else { "assistant" }
+                );
+                if let Some(r) =
+                    m.get("reasoning_content").and_then(Value::as_str).filter(|r| !r.is_empty())
+                {
+                    let _ = write!(
+                        o,
+                        r#"<details class="reasoning"><summary>reasoning ({} chars)</summary><div class="text">{}</div></details>"#,
+                        r.chars().count(),
+                        esc(r)
+                    );
+                }
+                if let Some(c) = content.filter(|c| !c.is_empty()) {
+                    content_block(o, "text", &c);
+                }
+                for c in calls {
+                    let f = c.get("function").unwrap_or(&c);
+                    let name = f.get("name").and_then(Value::as_str).unwrap_or("?");
+                    let args = f.get("arguments").cloned().unwrap_or(Value::Null);
+                    let _ = write!(
+                        o,
+                        r#"<div class="call"><span class="fn">{}</span><pre>{}</pre></div>"#,
+                        esc(name),
+                        esc(&args_pretty(&args))
+                    );
+                }
+                o.push_str("</div>");
+            }
+            other => {
+                let _ =
+                    write!(o, r#"<div class="msg other"><div class="role">{}</div>"#, esc(other));
+                content_block(o, "text", &content.unwrap_or_default());
+                o.push_str("</div>");
+            }
+        }
+    }
+    if t.messages.is_empty() {
+        note(o, "No messages in this row.");
+    }
+    o.push_str("</div>");
+}
+
+fn checks(o: &mut String, checks: Option<&Value>) {
+    let Some(c) = checks else { return };
+    match c.as_array() {
+        Some(list) if list.iter().all(|x| x.get("passed").is_some()) => {
+            if list.is_empty() {
+                return;
+            }
+            o.push_str(r#"<div class="checks"><div class="role">verifier checks</div><ul>"#);
+            for x in list {
+                let passed = x.get("passed").and_then(Value::as_bool).unwrap_or(false);
+                let name = x.get("name").map(text_of).unwrap_or_default();
+                let detail = x.get("detail").map(text_of).unwrap_or_default();
+                let _ = write!(
+                    o,
+                    r#"<li class="{}" data-passed="{}"><b>{} {}</b> {}</li>"#,
+                    if passed { "pass" } else { "fail" },
+                    passed,
+                    if passed { "✓" } else { "✗" },
+                    esc(&name),
+                    esc(&detail)
+                );
+            }
+            o.push_str("</ul></div>");
+        }
+        _ => {
+            let _ = write!(
+                o,
+                r#"<div class="checks"><div class="role">verifier checks</div><pre>{}</pre></div>"#,
+                esc(&pretty(c))
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_block_cannot_close_or_alter_the_script() {
+        let v = serde_json::json!({"x": "</script><!-- & \u{2028}"});
+        let b = json_block(&v);
+        assert!(!b.contains('<') && !b.contains('>') && !b.contains('&'), "{b}");
+        assert_eq!(serde_json::from_str::<Value>(&b).ok(), Some(v));
+    }
+
+    #[test]
+    fn esc_escapes_markup_and_quotes() {
+        assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn numbers_for_people() {
+        assert_eq!(fmt_num(1_234_567.0), "1,234,567");
+        assert_eq!(fmt_num(0.5), "0.5");
+        assert_eq!(fmt_num(-1000.0), "-1,000");
+    }
+}
