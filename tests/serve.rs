@@ -14,18 +14,27 @@ use serde_json::{Value, json};
 
 use crate::util::{bin, fixtures};
 
-/// A random tiny checkpoint with the real V3.2 vocabulary (so the tokenizer applies).
+/// A random tiny checkpoint with the real V3.2 vocabulary (so the tokenizer applies), made
+/// once per test binary under the target folder (reused, not left in the system temp folder).
 pub fn tiny_real_model() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("agentgen-serve-tiny").tempdir().expect("tmp");
-        let path = dir.keep();
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tiny-real-bf16-seed1");
+        if path.is_dir() {
+            return path;
+        }
+        // Made aside and renamed into place, so a killed run never leaves a half checkpoint.
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
         let out = Command::new(bin())
             .args(["model", "init", "--preset", "tiny", "--seed", "1", "--dtype", "bf16", "--out"])
-            .arg(&path)
+            .arg(&tmp)
             .output()
             .expect("model init");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp); // another test binary made it first
+        }
         path
     })
     .clone()

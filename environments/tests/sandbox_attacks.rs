@@ -196,11 +196,13 @@ for p in [{marker:?}, "/tmp/agentgen-escape-test"]:
     let control = run_plain(sb.python(), &code);
     assert!(control.contains("CONNECTED"), "{control}");
     let _ = std::fs::remove_file(&marker);
+    let _ = std::fs::remove_file("/tmp/agentgen-escape-test"); // the control's write, not ours to keep
     while listener.accept().is_ok() {}
     let out = run(&sb, &code);
     assert!(out.stdout.contains("BLOCKED") && !out.stdout.contains("CONNECTED"), "{out:?}");
     assert!(!out.stdout.contains("WROTE"), "{out:?}");
     assert!(!marker.exists());
+    assert!(!std::path::Path::new("/tmp/agentgen-escape-test").exists());
     assert!(listener.accept().is_err(), "the listener saw a connection from the sandbox");
 }
 
