@@ -70,15 +70,7 @@ pub fn http_config(
     flags: &EndpointFlags,
     seed: u64,
 ) -> anyhow::Result<HttpConfig> {
-    let api_key = match api_key_env {
-        Some(var) => {
-            let key = std::env::var(var)
-                .with_context(|| format!("--api-key-env {var}: the variable is not set"))?;
-            anyhow::ensure!(!key.trim().is_empty(), "--api-key-env {var}: the variable is empty");
-            Some(key.trim().to_owned())
-        }
-        None => None,
-    };
+    let api_key = super::read_api_key(api_key_env)?;
     let mut headers = Vec::new();
     for h in &flags.headers {
         let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?}: want 'K: V'"))?;

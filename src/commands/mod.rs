@@ -37,3 +37,14 @@ pub(crate) fn init_tracing(quiet: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
+
+/// `--api-key-env VAR` (endpoint policies, `serve`): the key, read once from the named
+/// variable; a variable that is unset or empty is an error naming it.
+pub(crate) fn read_api_key(var: Option<&str>) -> anyhow::Result<Option<String>> {
+    use anyhow::Context;
+    let Some(var) = var else { return Ok(None) };
+    let key = std::env::var(var)
+        .with_context(|| format!("--api-key-env {var}: the variable is not set"))?;
+    anyhow::ensure!(!key.trim().is_empty(), "--api-key-env {var}: the variable is empty");
+    Ok(Some(key.trim().to_owned()))
+}

@@ -75,15 +75,7 @@ fn secs(flag: &str, v: f64) -> anyhow::Result<std::time::Duration> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let api_key = match &args.api_key_env {
-        Some(var) => {
-            let key = std::env::var(var)
-                .with_context(|| format!("--api-key-env {var}: the variable is not set"))?;
-            anyhow::ensure!(!key.trim().is_empty(), "--api-key-env {var}: the variable is empty");
-            Some(key.trim().to_owned())
-        }
-        None => None,
-    };
+    let api_key = super::read_api_key(args.api_key_env.as_deref())?;
     let limits = agentgen_server::ServeLimits {
         header_timeout: secs("header-timeout", args.header_timeout)?,
         max_connections: args.max_connections.max(1),
