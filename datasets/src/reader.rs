@@ -106,6 +106,10 @@ fn expanded_bytes(a: &dyn Array) -> u64 {
         } else {
             return (a.len() as u64).saturating_mul(values.get_array_memory_size() as u64);
         };
+        if lens.is_empty() {
+            // No values (an all-null column): only the keys. `normalized_keys` panics here.
+            return (a.len() as u64).saturating_mul(4);
+        }
         return d
             .normalized_keys()
             .iter()
@@ -691,5 +695,27 @@ impl Error {
     /// Whether the error concerns one row only (the rest of the file is still readable).
     pub fn is_row_error(&self) -> bool {
         matches!(self, Error::InvalidValue { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{DictionaryArray, Int32Array, StringArray};
+    use arrow::datatypes::Int32Type;
+
+    /// An all-null dictionary column with no values (as pyarrow writes one) is measured, not
+    /// a panic (`normalized_keys` asserts non-empty values).
+    #[test]
+    fn expanded_bytes_of_an_empty_dictionary() {
+        let keys = Int32Array::from(vec![None, None, None]);
+        let values = StringArray::from(Vec::<&str>::new());
+        let d = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+        assert_eq!(expanded_bytes(&d), 12);
+        let keys = Int32Array::from(vec![Some(0), None, Some(1)]);
+        let values = StringArray::from(vec!["ab", "cde"]);
+        let d = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap();
+        // 2 + 3 value bytes, a null key counts as the first value, 4 key bytes each.
+        assert_eq!(expanded_bytes(&d), (2 + 4) + (2 + 4) + (3 + 4));
     }
 }
