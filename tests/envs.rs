@@ -141,3 +141,28 @@ fn envs_new_scaffolds_an_admitted_package() {
     assert_eq!(run(&["envs", "new", "Bad-Name", "--dir", &d], b"").status.code(), Some(2));
     assert_eq!(run(&["envs", "new", "trip", "--dir", &d], b"").status.code(), Some(2));
 }
+
+#[test]
+fn envs_check_json_alone_prints_the_report_and_with_file_also_writes_it() {
+    // `--json` with no value (last, or before another flag) means stdout only.
+    for args in [
+        vec!["envs", "check", "--family", "sql", "--tasks", "3", "--quiet", "--json"],
+        vec!["envs", "check", "--family", "sql", "--tasks", "3", "--json", "--quiet"],
+    ] {
+        let out = run(&args, b"");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(v["passed"], 3, "{v}");
+        assert_eq!(v["failed"], 0, "{v}");
+        assert!(v["sandbox"].is_object(), "{v}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.json");
+    let file_s = file.to_str().unwrap();
+    let out = run(
+        &["envs", "check", "--family", "sql", "--tasks", "3", "--quiet", "--json", file_s],
+        b"",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&file).unwrap(), out.stdout);
+}

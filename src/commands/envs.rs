@@ -82,7 +82,7 @@ pub enum Command {
         /// Families: print the report as one JSON object (`passed`, `failed`, `failures`,
         /// `sandbox`: the sandbox layers, each active or missing) to stdout. Packages: the
         /// report is on stdout anyway. With FILE, also write it there.
-        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
         json: Option<PathBuf>,
         /// Allow families that run untrusted code without every required sandbox layer.
         #[arg(long)]
@@ -149,7 +149,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         } if !paths.is_empty() => {
             allow_weak_sandbox(weak);
             // `--json` alone: the report goes to stdout anyway; `--json FILE` also writes it.
-            let file = json.filter(|p| !p.as_os_str().is_empty());
+            let file = json.filter(|p| p.as_os_str() != "-");
             check_packages(&registry, &paths, file.as_deref(), partial, seeds, &python)
         }
         Command::Check { family, tasks, seed, quiet, json, allow_weak_sandbox: weak, .. } => {
@@ -179,7 +179,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 });
                 let text = serde_json::to_string(&report)?;
                 writeln!(out, "{text}")?;
-                if !file.as_os_str().is_empty() {
+                if file.as_os_str() != "-" {
                     std::fs::write(&file, format!("{text}\n"))
                         .with_context(|| format!("writing {}", file.display()))?;
                 }
