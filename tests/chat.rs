@@ -18,11 +18,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentgen_datasets::{Manifest, SampleRow, list_parts, read_rows};
+use agentgen_datasets::{Manifest, SampleRow};
 use serde_json::{Value, json};
 
 use crate::serve::{Server, tiny_real_model};
-use crate::util::{bin, run};
+
+use crate::util::{bin, rows_by_id, run};
 
 /// Appended to every replayed reasoning: multi-byte characters for the 7-byte writes to split.
 const UTF8_TAIL: &str = " \u{2014} checked \u{2713} \u{65e5}\u{672c}\u{8a9e} \u{1f50e}";
@@ -593,18 +594,6 @@ fn words(args: &[&str]) -> Vec<String> {
     std::iter::once("agentgen").chain(args.iter().copied()).map(str::to_owned).collect()
 }
 
-/// Every row of a dataset folder by sample id (timing column blanked).
-fn rows(dir: &Path) -> BTreeMap<String, SampleRow> {
-    let mut out = BTreeMap::new();
-    for part in list_parts(dir).expect("list parts") {
-        for mut r in read_rows(&part.path).expect("read rows") {
-            r.timings_ms = String::new();
-            assert!(out.insert(r.sample_id.clone(), r).is_none(), "duplicate sample id");
-        }
-    }
-    out
-}
-
 fn user_prompt(r: &SampleRow) -> String {
     r.messages
         .iter()
@@ -694,7 +683,7 @@ fn deepseek_readme_example_replays_reasoning_parallel_calls_and_faults() {
     ok(&o, "the README's DeepSeek example");
     assert_eq!(server.problems(), Vec::<String>::new());
 
-    let all = rows(&out);
+    let all = rows_by_id(&out);
     assert_eq!(all.len(), tasks.len());
     for r in all.values() {
         let rec = &tasks[&user_prompt(r)];
@@ -768,7 +757,7 @@ fn vllm_readme_example_without_reasoning_gives_chat_rows() {
     let o = agentgen(&cmd, &[]);
     ok(&o, "the README's vLLM example");
     assert_eq!(server.problems(), Vec::<String>::new());
-    let all = rows(&out);
+    let all = rows_by_id(&out);
     assert_eq!(all.len(), tasks.len());
     let accepted: Vec<&SampleRow> = all.values().filter(|r| r.verdict.code().is_none()).collect();
     assert!(!accepted.is_empty());
@@ -904,7 +893,7 @@ fn chat_shards_and_resume_after_a_spent_token_budget_match_one_run() {
     };
     let whole = dir.path().join("whole");
     ok(&generate(&whole, &[]), "one run");
-    let one = rows(&whole);
+    let one = rows_by_id(&whole);
     assert_eq!(one.len(), 8);
 
     // Shards: the union is the one run.
@@ -912,7 +901,7 @@ fn chat_shards_and_resume_after_a_spent_token_budget_match_one_run() {
     for i in 0..2 {
         let d = dir.path().join(format!("shard{i}"));
         ok(&generate(&d, &["--shard", &format!("{i}/2")]), "a shard");
-        for (id, r) in rows(&d) {
+        for (id, r) in rows_by_id(&d) {
             assert!(union.insert(id, r).is_none());
         }
     }
@@ -925,13 +914,13 @@ fn chat_shards_and_resume_after_a_spent_token_budget_match_one_run() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().filter(|l| l.starts_with("stopped:")).count(), 1, "{err}");
     assert!(err.contains("--max-tokens-total"));
-    let before = rows(&part);
+    let before = rows_by_id(&part);
     assert!(before.len() < 8, "the budget stopped the run early");
     let m = Manifest::read(&part).expect("manifest after the stop");
     assert!(m.usage.is_some_and(|u| u.total_tokens >= 1));
     // Resume without a budget finishes exactly the one run.
     ok(&generate(&part, &["--resume"]), "resume");
-    assert_eq!(strip(&rows(&part)), strip(&one));
+    assert_eq!(strip(&rows_by_id(&part)), strip(&one));
 }
 
 /// Rows without the fields that differ between invocations.
@@ -1010,7 +999,7 @@ fn preflight_checks_endpoint_key_and_model_before_any_rollout() {
     let o = go(base("chat", &no_list.url), &["--api-model", "anything"], "k1");
     ok(&o, "a run against an endpoint without /v1/models");
     assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
-    assert_eq!(rows(&out).len(), 1);
+    assert_eq!(rows_by_id(&out).len(), 1);
 }
 
 #[test]
@@ -1038,7 +1027,7 @@ fn chat_policy_against_agentgen_serve() {
         b"",
     );
     ok(&o, "generate --policy chat against agentgen serve");
-    let all = rows(&out);
+    let all = rows_by_id(&out);
     assert_eq!(all.len(), 2);
     for r in all.values() {
         assert_eq!(r.policy, "chat");

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use agentgen_datasets::{SampleRow, list_parts, read_rows};
+use agentgen_datasets::{SampleRow, list_parts};
 
-use crate::util::{bin, run};
+use crate::util::{bin, rows_by_id, run};
 
 fn generate(out: &Path, extra: &[&str]) {
     let out_s = out.to_str().expect("utf-8 temp path");
@@ -20,24 +20,12 @@ fn generate(out: &Path, extra: &[&str]) {
     );
 }
 
-/// Every row of a dataset folder, keyed by sample id, without the timing column.
-fn rows(dir: &Path) -> BTreeMap<String, SampleRow> {
-    let mut out = BTreeMap::new();
-    for part in list_parts(dir).expect("list parts") {
-        for mut r in read_rows(&part.path).expect("read rows") {
-            r.timings_ms = String::new();
-            assert!(out.insert(r.sample_id.clone(), r).is_none(), "duplicate sample id");
-        }
-    }
-    out
-}
-
 #[test]
 fn reference_run_over_all_families_reads_back_and_validates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("ds");
     generate(&out, &["--tasks", "45", "--concurrency", "4"]);
-    let all = rows(&out);
+    let all = rows_by_id(&out);
     assert_eq!(all.len(), 45);
     let train: Vec<&SampleRow> = all.values().filter(|r| r.verdict.code().is_none()).collect();
     assert!(train.len() >= 40, "only {} of 45 reference samples accepted", train.len());
@@ -73,7 +61,7 @@ fn identical_rows_at_concurrency_1_and_8() {
     let (a, b) = (dir.path().join("c1"), dir.path().join("c8"));
     generate(&a, &["--tasks", "24", "--concurrency", "1", "--seed", "7"]);
     generate(&b, &["--tasks", "24", "--concurrency", "8", "--seed", "7"]);
-    assert_eq!(rows(&a), rows(&b));
+    assert_eq!(rows_by_id(&a), rows_by_id(&b));
 }
 
 #[test]
@@ -85,11 +73,11 @@ fn shard_union_equals_unsharded_run() {
     for i in 0..3 {
         let d = dir.path().join(format!("shard{i}"));
         generate(&d, &["--tasks", "20", "--no-dedup", "--seed", "3", "--shard", &format!("{i}/3")]);
-        for (k, v) in rows(&d) {
+        for (k, v) in rows_by_id(&d) {
             assert!(union.insert(k, v).is_none(), "shards overlap");
         }
     }
-    assert_eq!(union, rows(&whole));
+    assert_eq!(union, rows_by_id(&whole));
 }
 
 #[test]
@@ -117,7 +105,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_rows() {
     let _ = child.kill();
     let _ = child.wait();
     generate(&killed, &[&args[..], &["--resume"]].concat());
-    assert_eq!(rows(&killed), rows(&whole));
+    assert_eq!(rows_by_id(&killed), rows_by_id(&whole));
 }
 
 #[test]
@@ -142,7 +130,7 @@ fn local_engine_run_completes_and_records_rejections_with_codes() {
             "3",
         ],
     );
-    let all = rows(&out);
+    let all = rows_by_id(&out);
     assert_eq!(all.len(), 3, "every task gives a row");
     for r in all.values() {
         assert_eq!(r.policy, "local");

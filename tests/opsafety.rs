@@ -6,7 +6,6 @@
 //! every completion with the same short text, and can hold requests back after the first N
 //! (a "gate") until the test opens it, so a run can be caught mid-way without timing.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use agentgen_datasets::{SampleRow, list_parts, read_rows};
+use agentgen_datasets::{list_parts, read_rows};
 
-use crate::util::{bin, run};
+use crate::util::{bin, rows_by_id, run};
 
 /// The stub's completion: a final answer with no tool call (a rejected, deterministic row).
 const ANSWER: &str =
@@ -178,18 +177,6 @@ fn generate_ref(out: &Path, args: &[&str]) -> Output {
     run(&all, b"")
 }
 
-/// Every row of a dataset folder by sample id, without the timing column.
-fn rows(dir: &Path) -> BTreeMap<String, SampleRow> {
-    let mut out = BTreeMap::new();
-    for part in list_parts(dir).expect("list parts") {
-        for mut r in read_rows(&part.path).expect("read rows") {
-            r.timings_ms = String::new();
-            assert!(out.insert(r.sample_id.clone(), r).is_none(), "duplicate sample id");
-        }
-    }
-    out
-}
-
 /// Poll `cond` every 20 ms; panic with `what` after a generous bound (a hang, not a timing
 /// assertion: the condition is expected within a second or two).
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -240,7 +227,7 @@ fn a_second_process_on_a_folder_in_use_exits_3_naming_the_holder() {
     ok(&generate_http(&stub, &out, &[&HTTP_ARGS[..], &["--resume"]].concat()));
     let whole = dir.path().join("whole");
     ok(&generate_http(&stub, &whole, &HTTP_ARGS));
-    assert_eq!(rows(&out), rows(&whole));
+    assert_eq!(rows_by_id(&out), rows_by_id(&whole));
 }
 
 #[test]
@@ -264,7 +251,7 @@ fn flush_secs_closes_parts_so_kill_9_and_resume_give_the_uninterrupted_rows() {
     stub.open();
     ok(&generate_http(&stub, &killed, &[&args[..], &["--resume"]].concat()));
     ok(&generate_http(&stub, &whole, &args));
-    let (a, b) = (rows(&killed), rows(&whole));
+    let (a, b) = (rows_by_id(&killed), rows_by_id(&whole));
     assert_eq!(a.len(), 12);
     assert_eq!(a, b);
 }
@@ -282,7 +269,7 @@ fn sigterm_stops_like_sigint_and_keeps_every_finished_row() {
     stub.open();
     let (code, err) = stderr_of(child);
     assert_eq!(code, Some(130), "{err}");
-    let n = rows(&term).len();
+    let n = rows_by_id(&term).len();
     assert!((4..12).contains(&n), "{n} rows kept");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(term.join("manifest.json")).expect("manifest"))
@@ -290,7 +277,7 @@ fn sigterm_stops_like_sigint_and_keeps_every_finished_row() {
     assert_eq!(manifest["runtime"]["interrupted"], "true");
     ok(&generate_http(&stub, &term, &[&HTTP_ARGS[..], &["--resume"]].concat()));
     ok(&generate_http(&stub, &whole, &HTTP_ARGS));
-    assert_eq!(rows(&term), rows(&whole));
+    assert_eq!(rows_by_id(&term), rows_by_id(&whole));
 }
 
 #[test]
@@ -323,7 +310,7 @@ fn resume_with_another_config_is_refused_naming_the_fields() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("ds");
     ok(&generate_ref(&out, &["--tasks", "10", "--seed", "1"]));
-    let before = rows(&out);
+    let before = rows_by_id(&out);
     let o = generate_ref(&out, &["--tasks", "30", "--seed", "2", "--resume"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -332,10 +319,10 @@ fn resume_with_another_config_is_refused_naming_the_fields() {
     let o = generate_ref(&out, &["--tasks", "10", "--seed", "1", "--families", "trip", "--resume"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("families"));
-    assert_eq!(rows(&out), before, "nothing written");
+    assert_eq!(rows_by_id(&out), before, "nothing written");
     // The same configuration resumes (nothing left to do).
     ok(&generate_ref(&out, &["--tasks", "10", "--seed", "1", "--resume"]));
-    assert_eq!(rows(&out), before);
+    assert_eq!(rows_by_id(&out), before);
 }
 
 #[test]
@@ -367,7 +354,7 @@ fn overwrite_replaces_an_agentgen_dataset() {
     assert_eq!(o.status.code(), Some(2), "refused without --resume or --overwrite");
     ok(&generate_ref(&out, &["--tasks", "6", "--seed", "2", "--overwrite"]));
     ok(&generate_ref(&fresh, &["--tasks", "6", "--seed", "2"]));
-    assert_eq!(rows(&out), rows(&fresh));
+    assert_eq!(rows_by_id(&out), rows_by_id(&fresh));
 }
 
 #[cfg(unix)]
@@ -388,7 +375,7 @@ fn temp_files_are_never_opened_through_a_symlink() {
     }
     ok(&generate_ref(&out, &["--tasks", "5"]));
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
-    assert_eq!(rows(&out).len(), 5);
+    assert_eq!(rows_by_id(&out).len(), 5);
 }
 
 #[test]
@@ -397,14 +384,14 @@ fn resume_trusts_only_the_parts_the_manifest_records() {
     let (out, other) = (dir.path().join("ds"), dir.path().join("other"));
     let args = ["--tasks", "12", "--seed", "4", "--rows-per-file", "5"];
     ok(&generate_ref(&out, &args));
-    let before = rows(&out);
+    let before = rows_by_id(&out);
     // A part from another run, named as if this run had written it.
     ok(&generate_ref(&other, &["--tasks", "3", "--seed", "9"]));
     let stray = list_parts(&other).expect("parts")[0].path.clone();
     let planted: PathBuf = out.join("data/train-00000-00042.parquet");
     std::fs::copy(&stray, &planted).expect("copy");
     ok(&generate_ref(&out, &[&args[..], &["--resume"]].concat()));
-    assert_eq!(rows(&out), before, "the stray part's rows are not in the dataset");
+    assert_eq!(rows_by_id(&out), before, "the stray part's rows are not in the dataset");
     assert!(!planted.exists(), "moved aside");
     // A recorded part that changed on disk is refused.
     let first = list_parts(&out).expect("parts")[0].path.clone();
@@ -691,7 +678,7 @@ fn a_task_file_with_a_byte_order_mark_is_accepted() {
         b"",
     );
     ok(&o);
-    assert_eq!(rows(&out).len(), 2);
+    assert_eq!(rows_by_id(&out).len(), 2);
 }
 
 #[test]

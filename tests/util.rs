@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// Path of the built `agentgen` binary.
@@ -30,4 +30,17 @@ pub fn run(args: &[&str], stdin: &[u8]) -> Output {
         let _ = s.write_all(stdin);
     }
     child.wait_with_output().expect("wait for agentgen")
+}
+
+/// Every row of a dataset folder by sample id, with the timing column blanked (so two runs
+/// compare row for row); a sample id seen twice fails the test.
+pub fn rows_by_id(dir: &Path) -> std::collections::BTreeMap<String, agentgen_datasets::SampleRow> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in agentgen_datasets::list_parts(dir).expect("list parts") {
+        for mut r in agentgen_datasets::read_rows(&part.path).expect("read rows") {
+            r.timings_ms = String::new();
+            assert!(out.insert(r.sample_id.clone(), r).is_none(), "duplicate sample id");
+        }
+    }
+    out
 }
