@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use agentgen_codec::{Message, ToolCall};
-use agentgen_datasets::{
-    DatasetWriter, Manifest, SampleRow, Verdict, WriterOptions, scan_dataset, write_dataset_card,
-};
+use agentgen_datasets::{Manifest, SampleRow, Verdict};
 
 use crate::util::run;
 
@@ -53,22 +51,7 @@ fn row(id: &str, family: &str, question: &str, verdict: Verdict) -> SampleRow {
 
 /// Write `rows` as shard `shard`/`count` of a dataset at `dir`, with manifest and card.
 fn craft(dir: &Path, shard: u32, count: u32, rows: Vec<SampleRow>) {
-    let opts = WriterOptions { shard_index: shard, shard_count: count, ..Default::default() };
-    let mut w = DatasetWriter::try_new(dir, opts).unwrap();
-    for r in rows {
-        w.write(r).unwrap();
-    }
-    w.finish().unwrap();
-    let stats = scan_dataset(dir).unwrap();
-    let mut m = Manifest::new();
-    m.run_id = "run-t".into();
-    m.shard_index = shard;
-    m.shard_count = count;
-    m.counts = stats.counts;
-    m.tokens = stats.tokens;
-    m.files = stats.files;
-    m.write(dir).unwrap();
-    write_dataset_card(dir, &m, "agentgen generate").unwrap();
+    crate::util::craft_dataset(dir, shard, count, rows, |m| m.run_id = "run-t".into());
 }
 
 fn rejected(code: &str) -> Verdict {

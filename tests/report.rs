@@ -6,9 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use agentgen_codec::{Message, ToolCall};
-use agentgen_datasets::{
-    DatasetWriter, Manifest, SampleRow, Verdict, WriterOptions, scan_dataset, write_dataset_card,
-};
+use agentgen_datasets::{SampleRow, Verdict};
 use scraper::{Html, Selector};
 use serde_json::Value;
 
@@ -73,25 +71,12 @@ fn row(
 }
 
 fn craft(dir: &Path, shard: u32, count: u32, rows: Vec<SampleRow>) {
-    let opts = WriterOptions { shard_index: shard, shard_count: count, ..Default::default() };
-    let mut w = DatasetWriter::try_new(dir, opts).unwrap();
-    for r in rows {
-        w.write(r).unwrap();
-    }
-    w.finish().unwrap();
-    let stats = scan_dataset(dir).unwrap();
-    let mut m = Manifest::new();
-    m.run_id = "run-r".into();
-    m.policy = "reference".into();
-    m.seed = 7;
-    m.shard_index = shard;
-    m.shard_count = count;
-    m.counts = stats.counts;
-    m.tokens = stats.tokens;
-    m.files = stats.files;
-    m.environment_versions.insert("calc".into(), "1".into());
-    m.write(dir).unwrap();
-    write_dataset_card(dir, &m, "agentgen generate").unwrap();
+    crate::util::craft_dataset(dir, shard, count, rows, |m| {
+        m.run_id = "run-r".into();
+        m.policy = "reference".into();
+        m.seed = 7;
+        m.environment_versions.insert("calc".into(), "1".into());
+    });
 }
 
 /// 24 rows in 8 groups of 3 over 3 families; some rejected (outcome, dedup).

@@ -44,3 +44,33 @@ pub fn rows_by_id(dir: &Path) -> std::collections::BTreeMap<String, agentgen_dat
     }
     out
 }
+
+/// Write `rows` as shard `shard`/`count` of a dataset at `dir` through the library writer, with a
+/// manifest (counts, tokens and files from the finished parts; `edit` sets the rest) and a card.
+pub fn craft_dataset(
+    dir: &Path,
+    shard: u32,
+    count: u32,
+    rows: Vec<agentgen_datasets::SampleRow>,
+    edit: impl FnOnce(&mut agentgen_datasets::Manifest),
+) {
+    use agentgen_datasets::{
+        DatasetWriter, Manifest, WriterOptions, scan_dataset, write_dataset_card,
+    };
+    let opts = WriterOptions { shard_index: shard, shard_count: count, ..Default::default() };
+    let mut w = DatasetWriter::try_new(dir, opts).unwrap();
+    for r in rows {
+        w.write(r).unwrap();
+    }
+    w.finish().unwrap();
+    let stats = scan_dataset(dir).unwrap();
+    let mut m = Manifest::new();
+    m.shard_index = shard;
+    m.shard_count = count;
+    m.counts = stats.counts;
+    m.tokens = stats.tokens;
+    m.files = stats.files;
+    edit(&mut m);
+    m.write(dir).unwrap();
+    write_dataset_card(dir, &m, "agentgen generate").unwrap();
+}
