@@ -42,6 +42,32 @@ pub trait Family: Send + Sync {
     }
     /// Build instance `instance_seed` (may cost milliseconds; callers cache it).
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>>;
+    /// For a family with a finite list of tasks (an envpkg package: its admitted tasks), how
+    /// many; runs then draw [`Family::task_at`] in a seeded permutation instead of seeds.
+    fn task_count(&self) -> Option<u64> {
+        None
+    }
+    /// Task `i` of the finite list (`i < task_count()`).
+    fn task_at(&self, _i: u64) -> Option<TaskRef> {
+        None
+    }
+    /// Where the family comes from when it is not built in: an envpkg package's `name@version`,
+    /// content hash and worker Python (`major.minor`), recorded on every row and the manifest.
+    fn package(&self) -> Option<PackageInfo> {
+        None
+    }
+}
+
+/// The provenance of a package family (spec envpkg §11): what a row is pinned to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageInfo {
+    /// `name@version`.
+    pub label: String,
+    pub sha256: String,
+    /// The worker Python's `major.minor`.
+    pub python: String,
+    /// The package directory.
+    pub path: String,
 }
 
 /// One concrete environment: data, tool subset, policy; generates tasks and executes calls.
@@ -52,6 +78,94 @@ pub trait Instance: Send + Sync {
     fn call(&self, state: &mut State, call: &ToolCall) -> ToolResult;
     /// Check final state + transcript. The agent never sees `task.hidden`.
     fn verify(&self, task: &TaskSpec, state: &State, transcript: &[Message]) -> Verdict;
+    /// An episode of `task` that is not the plain [`StateSession`] (an envpkg package plays it
+    /// in a sandboxed worker). `None`: use [`StateSession`].
+    fn session(&self, _task: &Arc<TaskSpec>) -> Option<SessionResult> {
+        None
+    }
+}
+
+/// What starting an episode gives: the session, or why the environment failed (spec envpkg
+/// §7.3 codes: `env.timeout`, `env.crash`, `env.sandbox`, `env.protocol`).
+pub type SessionResult = std::result::Result<Box<dyn Session>, EnvFailure>;
+
+/// An environment's misbehaviour that ends an episode (never a run): a stable code and a
+/// detail naming the package, file and task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvFailure {
+    pub code: String,
+    pub detail: String,
+}
+
+impl EnvFailure {
+    pub fn new(code: &str, detail: impl Into<String>) -> Self {
+        EnvFailure { code: code.to_owned(), detail: detail.into() }
+    }
+    /// True when the worker that produced it must not be reused (timeout, crash, sandbox).
+    pub fn discards_worker(&self) -> bool {
+        matches!(self.code.as_str(), "env.timeout" | "env.crash" | "env.sandbox")
+    }
+}
+
+impl fmt::Display for EnvFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+/// One running episode of a task: the calls of each user turn against its state, then that
+/// turn's verification (spec envpkg §7). Built-in families play it on a [`State`] held here
+/// ([`StateSession`]); packages in a worker. Runs on blocking threads.
+pub trait Session: Send {
+    /// Execute one call of assistant step `step` (0-based within the current user turn).
+    fn call(&mut self, step: usize, call: &ToolCall)
+    -> std::result::Result<ToolResult, EnvFailure>;
+    /// Verify user turn `turn` (0-based) whose final answer is `answer`; `transcript` is the
+    /// conversation so far. Starts the next turn.
+    fn verify_turn(
+        &mut self,
+        turn: usize,
+        answer: &str,
+        transcript: &[Message],
+    ) -> std::result::Result<Verdict, EnvFailure>;
+}
+
+/// Start an episode of `task` on `instance`: the instance's own session, or a [`StateSession`].
+pub fn start_session(instance: &Arc<dyn Instance>, task: &Arc<TaskSpec>) -> SessionResult {
+    match instance.session(task) {
+        Some(r) => r,
+        None => Ok(Box::new(StateSession {
+            instance: Arc::clone(instance),
+            task: Arc::clone(task),
+            state: task.initial_state.clone(),
+        })),
+    }
+}
+
+/// The session of a built-in family: the state lives here, calls and the verifier are the
+/// instance's pure functions.
+pub struct StateSession {
+    instance: Arc<dyn Instance>,
+    task: Arc<TaskSpec>,
+    state: State,
+}
+
+impl Session for StateSession {
+    fn call(
+        &mut self,
+        _step: usize,
+        call: &ToolCall,
+    ) -> std::result::Result<ToolResult, EnvFailure> {
+        Ok(self.instance.call(&mut self.state, call))
+    }
+    fn verify_turn(
+        &mut self,
+        _turn: usize,
+        _answer: &str,
+        transcript: &[Message],
+    ) -> std::result::Result<Verdict, EnvFailure> {
+        Ok(self.instance.verify(&self.task, &self.state, transcript))
+    }
 }
 
 /// The mutable part of an environment (tables, files, accounts) as JSON.
@@ -151,6 +265,17 @@ pub struct TaskSpec {
     /// Verifier data, never shown to the agent.
     #[serde(rename = "hidden_from_agent")]
     pub hidden: Value,
+    /// The user turns after the first (spec envpkg §6.1 `turns[1..]`), each with its
+    /// reference; empty for single-turn tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followups: Vec<FollowUp>,
+}
+
+/// A later user turn of a multi-turn task: what the user says, and the reference's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub user: String,
+    pub reference: ReferenceSolution,
 }
 
 impl TaskSpec {
@@ -161,6 +286,18 @@ impl TaskSpec {
             version: self.version,
             instance_seed: self.instance_seed,
             task_seed: self.task_seed,
+        }
+    }
+    /// Number of user turns (1 + follow-ups).
+    pub fn user_turns(&self) -> usize {
+        1 + self.followups.len()
+    }
+    /// User message and reference of user turn `t`.
+    pub fn user_turn(&self, t: usize) -> Option<(&str, &ReferenceSolution)> {
+        if t == 0 {
+            Some((&self.user_prompt, &self.reference))
+        } else {
+            self.followups.get(t - 1).map(|f| (f.user.as_str(), &f.reference))
         }
     }
     /// The opening of a conversation: the system prompt carrying the tools, then the user turn.

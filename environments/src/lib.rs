@@ -27,8 +27,9 @@ pub use check::{
 };
 pub use error::{Error, Result};
 pub use framework::{
-    Availability, Check, Family, Instance, ReferenceSolution, ReferenceTurn, State, TaskRef,
-    TaskSpec, ToolResult, Verdict,
+    Availability, Check, EnvFailure, Family, FollowUp, Instance, PackageInfo, ReferenceSolution,
+    ReferenceTurn, Session, SessionResult, State, StateSession, TaskRef, TaskSpec, ToolResult,
+    Verdict, start_session,
 };
 pub use registry::{InstanceCache, Registry, Selection};
 pub use toolspec::{ToolSet, ToolSpec};

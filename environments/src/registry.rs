@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::framework::{Family, Instance, TaskRef, TaskSpec};
-use crate::util::{mix, name_hash};
+use crate::util::{mix, name_hash, permute};
 
 /// Consecutive tasks of one family share an instance in groups of this size.
 pub const INSTANCE_GROUP: u64 = 8;
@@ -125,21 +125,39 @@ impl Selection {
         &self.families
     }
 
-    /// Task `index` goes to family `index mod F`; the `k = index / F`-th task of a family uses
-    /// instance group `k / 8` (so 8 consecutive tasks of a family share an instance), with seeds
-    /// mixed from `(run_seed, family, k)` by splitmix64 (stable across platforms and builds).
+    /// Task `index` goes to family `index mod F` (round robin); the family's `k = index / F`-th
+    /// task is drawn **without replacement** from a fixed, seeded permutation of its tasks:
+    /// - a family with a finite task list (a package) walks a permutation of that list, a new
+    ///   one each time the list is exhausted;
+    /// - a built-in family walks its instances in groups of [`INSTANCE_GROUP`] consecutive tasks
+    ///   (they share the cached instance), each instance once per round in a permuted order, and
+    ///   an instance's `s`-th task seed is a permutation of its task seeds, so no
+    ///   `(instance, task)` pair repeats before all `instances × tasks` are drawn.
+    ///
+    /// Keys are mixed from `(run_seed, family, ...)` by splitmix64 (stable across platforms).
     pub fn task_ref(&self, run_seed: u64, index: u64) -> TaskRef {
         let n = self.families.len() as u64;
         let family = &self.families[(index % n) as usize];
         let k = index / n;
         let fh = name_hash(family.name());
+        if let Some(count) = family.task_count().filter(|c| *c > 0) {
+            let j = permute(k % count, count, mix(&[run_seed, fh, k / count, 3]));
+            if let Some(r) = family.task_at(j) {
+                return r;
+            }
+        }
         let instances = family.instances().max(1);
         let tasks = family.tasks_per_instance().max(1);
+        let group = k / INSTANCE_GROUP;
+        let round = group / instances;
+        let instance_seed = permute(group % instances, instances, mix(&[run_seed, fh, round, 1]));
+        let slot = round * INSTANCE_GROUP + k % INSTANCE_GROUP;
+        let task_key = mix(&[run_seed, fh, instance_seed, slot / tasks, 2]);
         TaskRef {
             family: family.name().to_owned(),
             version: family.version(),
-            instance_seed: mix(&[run_seed, fh, k / INSTANCE_GROUP, 1]) % instances,
-            task_seed: mix(&[run_seed, fh, k, 2]) % tasks,
+            instance_seed,
+            task_seed: permute(slot % tasks, tasks, task_key),
         }
     }
 }
@@ -210,5 +228,30 @@ impl InstanceCache {
 impl Default for InstanceCache {
     fn default() -> Self {
         InstanceCache::new(256)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn draws_never_repeat_a_task_and_share_instances_in_groups() -> Result<()> {
+        let reg = Registry::new();
+        let sel = reg.select(&["trip", "sql"])?;
+        let mut seen = HashSet::new();
+        for i in 0..20_000u64 {
+            let r = sel.task_ref(7, i);
+            assert_eq!(r.family, if i % 2 == 0 { "trip" } else { "sql" });
+            assert!(seen.insert(r.clone()), "task {r} drawn twice (index {i})");
+            assert_eq!(r, sel.task_ref(7, i), "drawing is deterministic");
+        }
+        // The 8 consecutive tasks of a family share one instance.
+        let group: Vec<u64> = (0..8).map(|k| sel.task_ref(7, 2 * k).instance_seed).collect();
+        assert!(group.iter().all(|&s| s == group[0]), "{group:?}");
+        // Another run seed draws another sequence.
+        assert_ne!(sel.task_ref(7, 0), sel.task_ref(8, 0));
+        Ok(())
     }
 }

@@ -393,6 +393,36 @@ fn play(
     Ok(p)
 }
 
+/// Replay `task`'s reference in a fresh episode on `w`: the `state()` after each turn (the
+/// gold states of §8.2). With `must_pass`, a failing turn or an error observation is an
+/// `env.task` failure (§13.17: a generated seed beyond the admitted ones is served only when
+/// its reference passes).
+pub(crate) fn reference_states(
+    w: &mut Worker,
+    pkg: &ValidPackage,
+    task: &ValidTask,
+    must_pass: bool,
+) -> Result<Vec<Value>, Failure> {
+    let script: Script =
+        task.turns.iter().map(|t| (t.reference.clone(), t.answer.clone())).collect();
+    let p = play(w, pkg, task, &script, None, false, false)?;
+    if must_pass {
+        if let Some(e) = p.errors.first() {
+            return Err(Failure::new(
+                "env.task",
+                format!("{}: reference error: {e}", task.task_id),
+            ));
+        }
+        if p.verdicts.iter().any(|v| !v.passed) {
+            return Err(Failure::new(
+                "env.task",
+                format!("{}: reference fails: {}", task.task_id, first_failure(&p)),
+            ));
+        }
+    }
+    Ok(p.states)
+}
+
 fn verdict_json(v: &Verdict) -> Value {
     json!({"passed": v.passed, "reward": v.reward, "checks": v.checks})
 }

@@ -2,6 +2,7 @@
 //! pre-execution call checks of §7.2 (call limit, offered tool, object arguments, schema), the
 //! observation cap, episode time accounting (§13.9) and verification after each turn (§8).
 
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -22,25 +23,30 @@ pub struct Observation {
     pub state: Option<Value>,
 }
 
-/// A running episode; [`Episode::end`] (or dropping the worker) finishes it.
-pub struct Episode<'a> {
-    pkg: &'a ValidPackage,
-    task: &'a ValidTask,
-    worker: &'a mut Worker,
+/// A running episode; [`Episode::end`] (or dropping the worker) finishes it. Generic over how
+/// it holds the package, the task and the worker: borrowed during admission, owned (`Arc`s and
+/// a pooled worker) by a pipeline session.
+pub struct Episode<P, T, W> {
+    pkg: P,
+    task: T,
+    worker: W,
     calls_in_turn: u64,
     index: u64,
     rejected: Vec<Value>,
     spent: Duration,
 }
 
-impl<'a> Episode<'a> {
+impl<P, T, W> Episode<P, T, W>
+where
+    P: Deref<Target = ValidPackage>,
+    T: Deref<Target = ValidTask>,
+    W: DerefMut<Target = Worker>,
+{
     /// Set the episode context in the worker and build `Env(seed, params)`.
-    pub fn begin(
-        pkg: &'a ValidPackage,
-        task: &'a ValidTask,
-        worker: &'a mut Worker,
-    ) -> Result<Episode<'a>, Failure> {
+    pub fn begin(pkg: P, task: T, worker: W) -> Result<Episode<P, T, W>, Failure> {
         let clock = task.clock.clone().or_else(|| pkg.manifest.clock.clone());
+        let begin =
+            json!({"op": "begin", "seed": task.seed, "params": task.params, "clock": clock});
         let mut ep = Episode {
             pkg,
             task,
@@ -50,9 +56,7 @@ impl<'a> Episode<'a> {
             rejected: Vec::new(),
             spent: Duration::ZERO,
         };
-        ep.timed(
-            &json!({"op": "begin", "seed": task.seed, "params": task.params, "clock": clock}),
-        )?;
+        ep.timed(&begin)?;
         Ok(ep)
     }
 
@@ -199,8 +203,14 @@ impl<'a> Episode<'a> {
 
     /// Finish the episode: the worker drops `Env` and removes the scratch directory.
     pub fn end(self) -> Result<(), Failure> {
+        self.finish().1
+    }
+
+    /// Finish the episode and hand the worker back (to return it to its pool).
+    pub fn finish(mut self) -> (W, Result<(), Failure>) {
         let t = Duration::from_millis(self.pkg.manifest.limits.call_timeout_ms);
-        self.worker.request(&json!({"op": "end"}), t).map(|_| ())
+        let r = self.worker.request(&json!({"op": "end"}), t).map(|_| ());
+        (self.worker, r)
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod episode;
 pub mod load;
+pub mod runtime;
 pub mod scaffold;
 pub mod schema;
 pub mod task;
@@ -15,6 +16,7 @@ pub mod worker;
 pub use check::{CheckOptions, check_package};
 pub use episode::{Episode, Observation};
 pub use load::{Limits, Manifest, ValidPackage, ValidTool, discover, load_package};
+pub use runtime::{OpenOptions, PackageFamily, PackageSession, open_packages};
 pub use scaffold::scaffold;
 pub use task::{ValidTask, VerifyMode};
 pub use worker::{Failure, PythonRuntime, Worker, WorkerPool};

@@ -17,7 +17,6 @@ use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::sandbox::{Layer, Layers, SCRATCH_DIR, Sandbox, SandboxChild, SandboxConfig};
@@ -37,28 +36,9 @@ const WORKER_CPU_SECS: u64 = 3600;
 /// Where the package directory appears inside the sandbox (with a mount namespace).
 const PKG_INSIDE: &str = "/pkg";
 
-/// An episode-ending failure (spec §7.3) or a load failure, with a stable code.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    pub code: String,
-    pub detail: String,
-}
-
-impl Failure {
-    pub fn new(code: &str, detail: impl Into<String>) -> Self {
-        Failure { code: code.to_owned(), detail: detail.into() }
-    }
-    /// True for the codes after which the worker must be replaced.
-    pub fn discards_worker(&self) -> bool {
-        matches!(self.code.as_str(), "env.timeout" | "env.crash" | "env.sandbox")
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.detail)
-    }
-}
+/// An episode-ending failure (spec §7.3) or a load failure, with a stable code: the
+/// framework's one type for an environment's misbehaviour.
+pub use crate::framework::EnvFailure as Failure;
 
 /// The workers' interpreter, probed once.
 #[derive(Clone, Debug)]

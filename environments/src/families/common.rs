@@ -76,6 +76,7 @@ impl Base {
             initial_state: State(p.initial_state),
             reference: ReferenceSolution { turns: p.turns, final_answer: p.final_answer },
             hidden: p.hidden,
+            followups: Vec::new(),
         }
     }
 
