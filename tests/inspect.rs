@@ -46,6 +46,12 @@ fn row(id: &str, family: &str, question: &str, verdict: Verdict) -> SampleRow {
         warnings: vec![],
         timings_ms: "{}".into(),
         token_source: "reference".into(),
+        episode_id: String::new(),
+        turn_index: 0,
+        turns_total: 1,
+        env_package: None,
+        env_package_sha256: None,
+        env_python: None,
     }
 }
 

@@ -274,6 +274,7 @@ fn pipeline_http_policy_against_serve() {
     let text = "<｜begin▁of▁sentence｜><｜User｜>What is 2+2?<｜Assistant｜><think>".to_owned();
     let prompt = PromptRequest {
         prompt_ids: Vec::new(),
+        user_turn: 0,
         text,
         sample_id: "s0".into(),
         turn: 0,

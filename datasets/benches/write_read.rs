@@ -61,6 +61,12 @@ fn row(i: usize) -> SampleRow {
         warnings: vec![],
         timings_ms: r#"{"rollout":0.1}"#.into(),
         token_source: "reference".into(),
+        episode_id: String::new(),
+        turn_index: 0,
+        turns_total: 1,
+        env_package: None,
+        env_package_sha256: None,
+        env_python: None,
     }
 }
 

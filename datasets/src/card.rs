@@ -90,6 +90,17 @@ pub fn render_dataset_card(manifest: &Manifest, command_line: &str) -> String {
         }
         s.push('\n');
     }
+    if !manifest.packages.is_empty() {
+        s.push_str(
+            "### Environment packages\n\nRows from a package carry `env_package`, \
+             `env_package_sha256` and `env_python`; reproduce them only with this exact \
+             package.\n\n| package | sha256 | python | path |\n|---|---|---|---|\n",
+        );
+        for p in &manifest.packages {
+            let _ = writeln!(s, "| {} | `{}` | {} | {} |", p.label, p.sha256, p.python, p.path);
+        }
+        s.push('\n');
+    }
     if !c.per_rejection_code.is_empty() {
         s.push_str("### Per rejection code\n\n| code | rows |\n|---|---:|\n");
         for (code, n) in &c.per_rejection_code {

@@ -234,6 +234,12 @@ pub fn rows_to_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
         s(|r| &r.timings_ms),
         // Schema v2.
         s(|r| &r.token_source),
+        s(|r| &r.episode_id),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.turn_index))),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.turns_total))),
+        opt_strings(rows.iter().map(|r| r.env_package.as_deref())),
+        opt_strings(rows.iter().map(|r| r.env_package_sha256.as_deref())),
+        opt_strings(rows.iter().map(|r| r.env_python.as_deref())),
     ];
     RecordBatch::try_new(schema(), columns).map_err(arrow_err)
 }
@@ -294,7 +300,7 @@ impl<'a> BatchView<'a> {
         a.as_string_opt::<i32>().ok_or_else(|| self.type_err(name, a.data_type(), "utf8"))
     }
 
-    fn prim<T: arrow::datatypes::ArrowPrimitiveType>(
+    pub(crate) fn prim<T: arrow::datatypes::ArrowPrimitiveType>(
         &self,
         name: &str,
         expected: &str,
@@ -376,6 +382,20 @@ impl<'a> BatchView<'a> {
             Some(_) => Some(self.utf8(col::TOKEN_SOURCE)?),
             None => None,
         };
+        let opt_utf8 = |name: &str| match self.batch.column_by_name(name) {
+            Some(_) => self.utf8(name).map(Some),
+            None => Ok(None),
+        };
+        let opt_i32 = |name: &str| match self.batch.column_by_name(name) {
+            Some(_) => self.prim::<Int32Type>(name, "int32").map(Some),
+            None => Ok(None),
+        };
+        let episode_id = opt_utf8(col::EPISODE_ID)?;
+        let turn_index = opt_i32(col::TURN_INDEX)?;
+        let turns_total = opt_i32(col::TURNS_TOTAL)?;
+        let env_package = opt_utf8(col::ENV_PACKAGE)?;
+        let env_package_sha256 = opt_utf8(col::ENV_PACKAGE_SHA256)?;
+        let env_python = opt_utf8(col::ENV_PYTHON)?;
 
         let mut out = Vec::with_capacity(n);
         for (i, messages) in messages.into_iter().enumerate().take(n) {
@@ -433,6 +453,15 @@ impl<'a> BatchView<'a> {
                     Some(a) => self.req_str(a, i, col::TOKEN_SOURCE)?,
                     None => v1_token_source(&self.req_str(policy, i, col::POLICY)?).to_owned(),
                 },
+                episode_id: match episode_id {
+                    Some(a) => self.req_str(a, i, col::EPISODE_ID)?,
+                    None => self.req_str(sample_id, i, col::SAMPLE_ID)?,
+                },
+                turn_index: turn_index.map_or(0, |a| a.value(i)),
+                turns_total: turns_total.map_or(1, |a| a.value(i)),
+                env_package: env_package.and_then(|a| Self::opt_str(a, i)),
+                env_package_sha256: env_package_sha256.and_then(|a| Self::opt_str(a, i)),
+                env_python: env_python.and_then(|a| Self::opt_str(a, i)),
             });
         }
         Ok(out)

@@ -42,6 +42,8 @@
 //!     verdict: Verdict::Accepted, turns: 2, tool_calls: 1, finish_reason: "stop".into(),
 //!     policy: "reference".into(), model: None, sampling: "{}".into(), warnings: vec![],
 //!     timings_ms: "{}".into(), token_source: "reference".into(),
+//!     episode_id: "s-0".into(), turn_index: 0, turns_total: 1, env_package: None,
+//!     env_package_sha256: None, env_python: None,
 //! };
 //! let rejected = SampleRow {
 //!     sample_id: "s1".into(),
@@ -85,11 +87,13 @@ pub use folder::{
     create_exclusive, reconcile_parts, sha256_file,
 };
 pub use json::{trajectory_hash, trajectory_hash_hex};
-pub use manifest::{ApiUsage, Counts, MANIFEST_FILE, Manifest, SplitCounts, TokenTotals};
+pub use manifest::{
+    ApiUsage, Counts, MANIFEST_FILE, Manifest, PackageRecord, SplitCounts, TokenTotals,
+};
 pub use reader::{
-    ConversationReader, FileInfo, MAX_BATCH_BYTES, PartFile, RowReader, file_info,
-    finished_sample_ids, list_parts, list_temp_files, read_columns, read_present_columns,
-    read_rows, read_rows_at, read_string_column,
+    ConversationReader, FileInfo, FinishedRows, MAX_BATCH_BYTES, PartFile, RowReader, file_info,
+    finished_rows, finished_sample_ids, list_parts, list_temp_files, read_columns,
+    read_present_columns, read_rows, read_rows_at, read_string_column,
 };
 pub use row::{SampleRow, Split, Verdict};
 pub use schema::{

@@ -138,6 +138,23 @@ pub struct Manifest {
     /// layers and whether `--allow-weak-sandbox` was given (absent in older manifests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<serde_json::Value>,
+    /// Every envpkg package the run served, so a row can be traced to the exact package
+    /// (spec envpkg §11); empty for runs over built-in families only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PackageRecord>,
+}
+
+/// One package of a run: `name@version`, content hash, worker Python and where it was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRecord {
+    /// `name@version`.
+    pub label: String,
+    /// The package's content hash (spec envpkg §11).
+    pub sha256: String,
+    /// The worker Python's `major.minor`.
+    pub python: String,
+    /// The package directory the run loaded.
+    pub path: String,
 }
 
 impl Manifest {

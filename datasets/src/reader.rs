@@ -1,7 +1,7 @@
 //! Readers: typed rows of our schema, projected columns, and conversations from any Parquet
 //! file with a `messages` column.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -503,6 +503,66 @@ pub fn finished_sample_ids(dir: &Path) -> Result<HashSet<String>> {
         }
     }
     Ok(ids)
+}
+
+/// What `--resume` needs to know about the finished rows of a folder: the row sample ids, and
+/// per episode how many of its rows are finished and how many it has (`turns_total`). An
+/// episode is finished when all of its rows are (a kill between two parts can leave some of a
+/// multi-turn episode's rows behind; resume redoes the episode and writes only the rest).
+#[derive(Debug, Default, Clone)]
+pub struct FinishedRows {
+    /// Every finished row's sample id.
+    pub sample_ids: HashSet<String>,
+    /// `episode_id -> (rows finished, turns_total)`.
+    pub episodes: HashMap<String, (u32, i32)>,
+}
+
+impl FinishedRows {
+    /// True when every row of `episode_id` is finished.
+    pub fn episode_done(&self, episode_id: &str) -> bool {
+        self.episodes
+            .get(episode_id)
+            .is_some_and(|&(seen, total)| i64::from(seen) >= i64::from(total))
+    }
+}
+
+/// [`FinishedRows`] of the finished parts in `dir` (stale temp files are removed first, as in
+/// [`finished_sample_ids`]). Files without the v2 episode columns count each row as a
+/// one-row episode named by its sample id.
+pub fn finished_rows(dir: &Path) -> Result<FinishedRows> {
+    for tmp in list_temp_files(dir)? {
+        fs::remove_file(&tmp).map_err(|e| Error::io("remove stale", &tmp, e))?;
+    }
+    let mut out = FinishedRows::default();
+    for part in list_parts(dir)? {
+        let wanted = [col::SAMPLE_ID, col::EPISODE_ID, col::TURNS_TOTAL];
+        let (present, _, batches) = read_present_columns(&part.path, &wanted)?;
+        let has = |c: &str| present.iter().any(|p| p == c);
+        let (has_episode, has_total) = (has(col::EPISODE_ID), has(col::TURNS_TOTAL));
+        let mut base = 0;
+        for batch in batches {
+            let batch = batch?;
+            let view = BatchView::new(&part.path, &batch, base);
+            base += batch.num_rows();
+            let ids = view.utf8(col::SAMPLE_ID)?;
+            let episodes = if has_episode { Some(view.utf8(col::EPISODE_ID)?) } else { None };
+            let totals = if has_total {
+                Some(view.prim::<arrow::datatypes::Int32Type>(col::TURNS_TOTAL, "int32")?)
+            } else {
+                None
+            };
+            for i in 0..batch.num_rows() {
+                let Some(id) = ids.is_valid(i).then(|| ids.value(i)) else { continue };
+                let episode =
+                    episodes.filter(|e| e.is_valid(i)).map_or(id, |e| e.value(i)).to_owned();
+                let total = totals.map_or(1, |t| t.value(i));
+                out.sample_ids.insert(id.to_owned());
+                let e = out.episodes.entry(episode).or_insert((0, total));
+                e.0 += 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------

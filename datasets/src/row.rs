@@ -146,6 +146,29 @@ pub struct SampleRow {
     /// version 1 file reads back the policy's usual source).
     #[serde(default)]
     pub token_source: String,
+    /// The episode this row belongs to (schema v2): one rollout of one task; a multi-turn
+    /// episode has one row per user turn. Files without the column read the sample id.
+    #[serde(default)]
+    pub episode_id: String,
+    /// 0-based user turn of this row (schema v2).
+    #[serde(default)]
+    pub turn_index: i32,
+    /// Rows of this episode (schema v2; 1 when the column is absent).
+    #[serde(default = "one")]
+    pub turns_total: i32,
+    /// `name@version` of the envpkg package, `None` for built-in families (schema v2).
+    #[serde(default)]
+    pub env_package: Option<String>,
+    /// Content hash of that package (schema v2).
+    #[serde(default)]
+    pub env_package_sha256: Option<String>,
+    /// `major.minor` of the package worker's Python (schema v2).
+    #[serde(default)]
+    pub env_python: Option<String>,
+}
+
+fn one() -> i32 {
+    1
 }
 
 impl SampleRow {

@@ -51,6 +51,12 @@ pub mod col {
     pub const TIMINGS_MS: &str = "timings_ms";
     // Schema v2.
     pub const TOKEN_SOURCE: &str = "token_source";
+    pub const EPISODE_ID: &str = "episode_id";
+    pub const TURN_INDEX: &str = "turn_index";
+    pub const TURNS_TOTAL: &str = "turns_total";
+    pub const ENV_PACKAGE: &str = "env_package";
+    pub const ENV_PACKAGE_SHA256: &str = "env_package_sha256";
+    pub const ENV_PYTHON: &str = "env_python";
 }
 
 /// One documented column: name, Arrow type as text, nullability, meaning. Drives `SCHEMA.md`
@@ -133,6 +139,28 @@ pub const COLUMNS: &[ColumnDoc] = &[
         "`reference` (tokenizer ids of a scripted solution), `sampled` (the ids the policy \
          sampled) or `retokenized` (the policy returned text; ids are the tokenizer's)",
     ),
+    doc(
+        col::EPISODE_ID,
+        "utf8",
+        false,
+        "the episode (one rollout of one task) the row belongs to; a multi-turn episode has one \
+         row per user turn",
+    ),
+    doc(col::TURN_INDEX, "int32", false, "0-based user turn of this row within its episode"),
+    doc(
+        col::TURNS_TOTAL,
+        "int32",
+        false,
+        "rows of this episode (user turns played); all of them are in the dataset",
+    ),
+    doc(
+        col::ENV_PACKAGE,
+        "utf8?",
+        true,
+        "`name@version` of the envpkg package, null for built-ins",
+    ),
+    doc(col::ENV_PACKAGE_SHA256, "utf8?", true, "content hash of that package (spec envpkg §11)"),
+    doc(col::ENV_PYTHON, "utf8?", true, "`major.minor` of the package's worker Python"),
 ];
 
 fn item(data_type: DataType, nullable: bool) -> Arc<Field> {
@@ -197,6 +225,12 @@ fn build_schema() -> Schema {
         utf8(col::TIMINGS_MS),
         // Schema v2.
         utf8(col::TOKEN_SOURCE),
+        utf8(col::EPISODE_ID),
+        Field::new(col::TURN_INDEX, Int32, false),
+        Field::new(col::TURNS_TOTAL, Int32, false),
+        Field::new(col::ENV_PACKAGE, Utf8, true),
+        Field::new(col::ENV_PACKAGE_SHA256, Utf8, true),
+        Field::new(col::ENV_PYTHON, Utf8, true),
     ];
     let metadata = HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]);
     Schema::new_with_metadata(fields, metadata)

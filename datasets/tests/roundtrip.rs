@@ -62,6 +62,12 @@ fn row(i: usize, verdict: Verdict) -> SampleRow {
         warnings: if i.is_multiple_of(5) { vec!["tokens.noncanonical".into()] } else { vec![] },
         timings_ms: r#"{"rollout":1}"#.into(),
         token_source: "reference".into(),
+        episode_id: String::new(),
+        turn_index: 0,
+        turns_total: 1,
+        env_package: None,
+        env_package_sha256: None,
+        env_python: None,
     }
 }
 
@@ -477,6 +483,12 @@ fn sample_row() -> impl Strategy<Value = SampleRow> {
                 warnings,
                 timings_ms: "{}".into(),
                 token_source: "reference".into(),
+                episode_id: String::new(),
+                turn_index: 0,
+                turns_total: 1,
+                env_package: None,
+                env_package_sha256: None,
+                env_python: None,
             }
         },
     )

@@ -54,8 +54,11 @@ pub struct PromptRequest {
     pub prompt_ids: Vec<u32>,
     /// Stable id of the sample; engines use it as a KV-cache key across tool rounds.
     pub sample_id: String,
-    /// 0-based index of the assistant turn within the rollout.
+    /// 0-based index of the assistant turn within the current user turn (the reference plan's
+    /// step).
     pub turn: u32,
+    /// 0-based user turn of the episode (multi-turn tasks).
+    pub user_turn: u32,
     /// `thinking` or `chat`.
     pub thinking: bool,
     /// The task's reference solution (only the reference policy reads it).

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 
 use agentgen_codec::{ThinkingMode, python_json};
 use agentgen_datasets::{
-    DatasetWriter, FolderLock, FolderState, Manifest, SampleRow, Split, Verdict, WriteSummary,
-    WriterOptions, WrittenFile, classify, clear_dataset, finished_sample_ids, list_parts,
-    read_rows, reconcile_parts, scan_dataset, trajectory_hash, write_dataset_card,
+    DatasetWriter, FinishedRows, FolderLock, FolderState, Manifest, PackageRecord, SampleRow,
+    Split, Verdict, WriteSummary, WriterOptions, WrittenFile, classify, clear_dataset,
+    finished_rows, list_parts, read_rows, reconcile_parts, scan_dataset, trajectory_hash,
+    write_dataset_card,
 };
-use agentgen_environments::{InstanceCache, Registry, TaskRef, TaskSpec};
+use agentgen_environments::{Family, InstanceCache, PackageInfo, Registry, TaskRef, TaskSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
@@ -81,8 +82,12 @@ pub struct RunConfig {
     /// Global number of tasks (each shard takes its part).
     pub tasks: u64,
     pub seed: u64,
-    /// Empty = all available families.
+    /// Empty = all available families (unless `envs` is given: then packages only).
     pub families: Vec<String>,
+    /// envpkg packages or folders of packages (`--envs`, `PATH@sha256:<hex>` pins), served
+    /// alongside `families`.
+    #[serde(default)]
+    pub envs: Vec<String>,
     /// An explicit task list (`agentgen rollout --task-file`): task `i` is `task_list[i]`
     /// instead of a seeded draw over the families, and `tasks` is ignored (the list's length
     /// counts). Every entry must name an available family at its current version.
@@ -126,6 +131,7 @@ impl Default for RunConfig {
             tasks: 1000,
             seed: 20251201,
             families: Vec::new(),
+            envs: Vec::new(),
             task_list: None,
             samples_per_task: 1,
             concurrency: 64,
@@ -181,8 +187,46 @@ struct Job {
     ordinal: u64,
     index: u64,
     task_ref: TaskRef,
-    /// Sample ids already finished (resume): computed but not written again.
+    /// Row sample ids already finished (resume): computed but not written again.
     done: HashSet<String>,
+}
+
+/// The registry of a run (built-in families plus the opened `--envs` packages) and the names
+/// selected: `--families` (all available built-ins when empty and no `--envs`) plus every
+/// package.
+pub fn run_registry(cfg: &RunConfig) -> Result<(Registry, Vec<String>)> {
+    let builtins = Registry::new();
+    if cfg.envs.is_empty() {
+        return Ok((builtins, cfg.families.clone()));
+    }
+    let config = |message: String| Error::Config { message };
+    let rt = agentgen_environments::envpkg::PythonRuntime::shared().map_err(|e| {
+        config(format!("--envs: packages need CPython >= 3.11 (standard library only): {e}"))
+    })?;
+    if let Some(why) = agentgen_environments::sandbox::Layers::probe().refusal()
+        && !agentgen_environments::sandbox::allow_weak()
+    {
+        return Err(config(format!(
+            "--envs: {why}; package workers run only in the full sandbox (--allow-weak-sandbox \
+             to run them anyway)"
+        )));
+    }
+    let reserved: Vec<String> = builtins.families().iter().map(|f| f.name().to_owned()).collect();
+    let opts = agentgen_environments::envpkg::OpenOptions {
+        workers: cfg.concurrency.clamp(1, 256),
+        reserved,
+        ..Default::default()
+    };
+    let packages = agentgen_environments::envpkg::open_packages(&cfg.envs, rt, &opts)
+        .map_err(|e| config(format!("--envs: {e}")))?;
+    // Only `--envs`: packages only; both: both.
+    let mut names = cfg.families.clone();
+    let mut families: Vec<Arc<dyn Family>> = builtins.families().to_vec();
+    for p in packages {
+        names.push(p.name().to_owned());
+        families.push(p);
+    }
+    Ok((Registry::from_families(families), names))
 }
 
 struct Pending {
@@ -437,8 +481,8 @@ where
             message: format!("difficulty band [{lo}, {hi}] is not within [0, 1]"),
         });
     }
-    let registry = Registry::new();
-    let names: Vec<&str> = cfg.families.iter().map(String::as_str).collect();
+    let (registry, selected) = run_registry(&cfg)?;
+    let names: Vec<&str> = selected.iter().map(String::as_str).collect();
     let selection =
         registry.select(&names).map_err(|e| Error::Config { message: e.to_string() })?;
     let family_names: Vec<String> =
@@ -451,18 +495,29 @@ where
     let policy_name = policy.name().to_owned();
     let model = policy.model();
     let mut env_versions = BTreeMap::new();
+    let mut packages: Vec<PackageInfo> = Vec::new();
     for f in selection.families() {
-        env_versions.insert(f.name().to_owned(), f.version().to_string());
+        match f.package() {
+            // A package is pinned by its hash: `--resume` refuses one that changed.
+            Some(p) => {
+                env_versions
+                    .insert(f.name().to_owned(), format!("{} sha256:{}", f.version(), p.sha256));
+                packages.push(p);
+            }
+            None => {
+                env_versions.insert(f.name().to_owned(), f.version().to_string());
+            }
+        }
     }
     let identity = resume_identity(&cfg, &policy_name, model.as_deref(), &env_versions);
 
     // Output folder (locked until this function returns) and resume.
     let (_lock, trusted) = take_folder(&cfg, &identity)?;
     let data_dir = cfg.out.join("data");
-    let done: HashSet<String> = if cfg.resume && data_dir.exists() {
-        finished_sample_ids(&cfg.out).map_err(ds)?
+    let done: FinishedRows = if cfg.resume && data_dir.exists() {
+        finished_rows(&cfg.out).map_err(ds)?
     } else {
-        HashSet::new()
+        FinishedRows::default()
     };
     let mut seen: HashMap<[u8; 32], String> = HashMap::new();
     if cfg.resume && cfg.dedup {
@@ -506,13 +561,25 @@ where
             None => selection.task_ref(cfg.seed, index),
         };
         let task_id = task_ref.to_string();
-        let ids: Vec<String> =
+        let episodes: Vec<String> =
             (0..k).map(|s| ids::sample_id(cfg.seed, index, &task_id, s)).collect();
-        let finished: HashSet<String> = ids.into_iter().filter(|id| done.contains(id)).collect();
-        if finished.len() == k as usize {
+        if episodes.iter().all(|e| done.episode_done(e)) {
             resumed_tasks += 1;
             continue;
         }
+        // The finished rows of this task's episodes (an episode's rows are `<episode>` or
+        // `<episode>-t<turn>`): recomputed, not written again.
+        let finished: HashSet<String> = if done.sample_ids.is_empty() {
+            HashSet::new()
+        } else {
+            episodes
+                .iter()
+                .flat_map(|e| {
+                    std::iter::once(e.clone()).chain((0..MAX_USER_TURNS).map(|t| turn_row_id(e, t)))
+                })
+                .filter(|id| done.sample_ids.contains(id))
+                .collect()
+        };
         jobs.push(Job { ordinal, index, task_ref, done: finished });
         ordinal += 1;
     }
@@ -542,6 +609,15 @@ where
     base.model = model.clone();
     base.environment_versions = env_versions;
     base.tool_spec_hashes = tool_spec_hashes(&shared.registry, &family_names);
+    base.packages = packages
+        .iter()
+        .map(|p| PackageRecord {
+            label: p.label.clone(),
+            sha256: p.sha256.clone(),
+            python: p.python.clone(),
+            path: p.path.clone(),
+        })
+        .collect();
     base.runtime.insert("concurrency".into(), cfg.concurrency.to_string());
     base.runtime.insert("state".into(), "running".into());
     base.resume_identity = identity;
@@ -764,7 +840,7 @@ where
     // Manifest + card, with counts recomputed from the finished files (correct across resumes).
     let stats = scan_dataset(&cfg.out).map_err(ds)?;
     let mut manifest = base;
-    if selection.families().iter().any(|f| f.spawns_process()) {
+    if selection.families().iter().any(|f| f.spawns_process() || f.package().is_some()) {
         manifest.sandbox = Some(agentgen_environments::sandbox::Layers::probe().to_json());
     }
     manifest.runtime.insert("interrupted".into(), interrupted.to_string());
@@ -839,7 +915,8 @@ fn tool_spec_hashes(registry: &Registry, families: &[String]) -> BTreeMap<String
     let cache = InstanceCache::new(4);
     let mut out = BTreeMap::new();
     for name in families {
-        let Some(f) = registry.get(name) else { continue };
+        // A package's tools are pinned by its content hash (`packages` in the manifest).
+        let Some(f) = registry.get(name).filter(|f| f.package().is_none()) else { continue };
         let r =
             TaskRef { family: name.clone(), version: f.version(), instance_seed: 0, task_seed: 0 };
         if let Ok((_, task)) = registry.task(&cache, &r) {
@@ -1006,7 +1083,11 @@ async fn run_job<P: Policy>(shared: &Shared<P>, job: Job) -> JobResult {
                 {
                     Ok(out) => {
                         outcomes.push((out.verdict.reward, out.verdict.passed));
-                        base.rollout_row(task, out)
+                        for p in base.rollout_rows(task, out) {
+                            let write = !job.done.contains(&p.row.sample_id);
+                            rows.push(Pending { write, ..p });
+                        }
+                        continue;
                     }
                     Err(Error::Stopped { .. }) => {
                         let mut p = base.failed_task(
@@ -1083,6 +1164,12 @@ impl<P: Policy> RowBase<'_, P> {
             sampling: self.shared.sampling_json.clone(),
             warnings: Vec::new(),
             timings_ms: "{}".into(),
+            episode_id: self.sample_id.to_owned(),
+            turn_index: 0,
+            turns_total: 1,
+            env_package: None,
+            env_package_sha256: None,
+            env_python: None,
         }
     }
 
@@ -1093,46 +1180,82 @@ impl<P: Policy> RowBase<'_, P> {
         Pending { row, write: true, stopped: false, tokens: 0, completion_tokens: 0 }
     }
 
-    fn rollout_row(&self, task: &TaskSpec, out: RolloutOutput) -> Pending {
-        let mut row = self.empty(&task.family, task.instance_seed, task.task_seed);
-        row.difficulty = task.difficulty;
-        row.tools = serde_json::to_string(&task.tools).unwrap_or_else(|_| "[]".into());
-        // Stored messages carry tools in the `tools` column, not on the system message.
-        let mut messages = out.messages;
-        if let Some(first) = messages.first_mut() {
-            first.tools = None;
-        }
-        row.messages = messages;
-        row.text = out.text;
-        let tokens = out.token_ids.len() as u64;
-        row.token_ids = out.token_ids;
-        row.loss_mask = out.loss_mask;
-        row.logprobs = out.has_logprobs.then_some(out.logprobs);
-        row.reward = out.verdict.reward;
-        row.passed = out.verdict.passed;
-        row.checks = serde_json::to_string(&out.verdict.checks).unwrap_or_else(|_| "[]".into());
-        row.verdict = match &out.rejection {
+    /// The rows of one episode: one per user turn played. A single-turn task's row keeps the
+    /// episode's id as its sample id; a multi-turn task's rows are `<episode>-t<turn>`.
+    fn rollout_rows(&self, task: &TaskSpec, out: RolloutOutput) -> Vec<Pending> {
+        let multi = task.user_turns() > 1;
+        let total = out.rows.len() as i32;
+        let tools = serde_json::to_string(&task.tools).unwrap_or_else(|_| "[]".into());
+        let verdict = match &out.rejection {
             None => Verdict::Accepted,
             Some(r) => reject(r),
         };
-        row.turns = out.turns;
-        row.tool_calls = out.tool_calls;
-        row.finish_reason = out.finish_reason;
-        row.warnings = out.warnings;
-        row.thinking_mode = out.thinking_mode.as_str().to_owned();
-        row.token_source = out.token_source.to_owned();
-        row.timings_ms = serde_json::json!({
+        let package = self.shared.registry.get(&task.family).and_then(|f| f.package());
+        let timings = serde_json::json!({
             "policy": round3(out.policy_ms), "env": round3(out.env_ms), "total": round3(out.total_ms),
         })
         .to_string();
-        Pending {
-            row,
-            write: true,
-            stopped: false,
-            tokens,
-            completion_tokens: out.completion_tokens as u64,
+        let last = out.rows.len().saturating_sub(1);
+        let mut completion_tokens = out.completion_tokens as u64;
+        let mut rows = Vec::with_capacity(out.rows.len());
+        for (t, turn) in out.rows.into_iter().enumerate() {
+            let mut row = self.empty(&task.family, task.instance_seed, task.task_seed);
+            if multi {
+                row.sample_id = turn_row_id(self.sample_id, t as u32);
+            }
+            row.episode_id = self.sample_id.to_owned();
+            row.turn_index = t as i32;
+            row.turns_total = total;
+            if let Some(p) = &package {
+                row.env_package = Some(p.label.clone());
+                row.env_package_sha256 = Some(p.sha256.clone());
+                row.env_python = Some(p.python.clone());
+            }
+            row.difficulty = task.difficulty;
+            row.tools = tools.clone();
+            // Stored messages carry tools in the `tools` column, not on the system message.
+            let mut messages = out.messages[..turn.messages_len.min(out.messages.len())].to_vec();
+            if let Some(first) = messages.first_mut() {
+                first.tools = None;
+            }
+            row.messages = messages;
+            row.text = turn.text;
+            let tokens = turn.token_ids.len() as u64;
+            row.token_ids = turn.token_ids;
+            row.loss_mask = turn.loss_mask;
+            row.logprobs = out.has_logprobs.then_some(turn.logprobs);
+            // The episode's reward and verdict; the turn's checks.
+            row.reward = out.verdict.reward;
+            row.passed = out.verdict.passed;
+            let checks = if multi { &turn.verdict.checks } else { &out.verdict.checks };
+            row.checks = serde_json::to_string(checks).unwrap_or_else(|_| "[]".into());
+            row.verdict = verdict.clone();
+            row.turns = turn.turns;
+            row.tool_calls = turn.tool_calls;
+            row.finish_reason = if t == last { out.finish_reason.clone() } else { "stop".into() };
+            row.warnings = out.warnings.clone();
+            row.thinking_mode = out.thinking_mode.as_str().to_owned();
+            row.token_source = out.token_source.to_owned();
+            row.timings_ms = timings.clone();
+            rows.push(Pending {
+                row,
+                write: true,
+                stopped: false,
+                tokens,
+                // Sampled tokens are counted once per episode.
+                completion_tokens: std::mem::take(&mut completion_tokens),
+            });
         }
+        rows
     }
+}
+
+/// User turns a task may have for resume's row-id lookup (far above any package's).
+const MAX_USER_TURNS: u32 = 64;
+
+/// The sample id of row `turn` of a multi-turn episode.
+fn turn_row_id(episode: &str, turn: u32) -> String {
+    format!("{episode}-t{turn}")
 }
 
 fn round3(x: f64) -> f64 {

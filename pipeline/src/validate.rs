@@ -4,8 +4,10 @@
 //! `policy.*` (the policy failed: transport, HTTP and auth errors only), `response.*` (a chat
 //! endpoint answered, but with no choices, a refusal or a content filter), `format.*` (strict parse of every sampled completion and a
 //! byte-exact re-encode round trip), `length.*` (turn/token/time limits, truncated completions),
-//! `schema.*` (tool exists, arguments validate against its JSON Schema), `exec.*` (a tool call
-//! returned an error observation), `outcome.*` (the verifier), `dedup.exact` (normalised
+//! `schema.*` (tool exists, arguments validate against its JSON Schema), `env.*` (the
+//! environment failed: a package's timeout, crash, sandbox violation or protocol error),
+//! `outcome.*` (the verifier; a tool error observation is only the warning
+//! `exec.tool_error_recovered` on a passing row), `dedup.exact` (normalised
 //! trajectory seen before in this shard), `filter.*` (difficulty band). Model mistakes are data:
 //! these functions never panic and never return `Err`.
 
@@ -49,6 +51,13 @@ pub mod codes {
     pub const SCHEMA_INVALID: &str = "schema.invalid";
     pub const SCHEMA_BAD_TOOL_SPEC: &str = "schema.bad_tool_spec";
     pub const EXEC_TOOL_ERROR: &str = "exec.tool_error";
+    /// Warning: a passing trajectory that recovered from a tool error observation.
+    pub const EXEC_TOOL_ERROR_RECOVERED: &str = "exec.tool_error_recovered";
+    /// Environment failures that end an episode (spec envpkg §7.3).
+    pub const ENV_TIMEOUT: &str = "env.timeout";
+    pub const ENV_CRASH: &str = "env.crash";
+    pub const ENV_SANDBOX: &str = "env.sandbox";
+    pub const ENV_PROTOCOL: &str = "env.protocol";
     pub const OUTCOME_FAILED: &str = "outcome.failed";
     pub const LENGTH_MAX_TURNS: &str = "length.max_turns";
     pub const LENGTH_MAX_TOKENS: &str = "length.max_tokens";
@@ -91,6 +100,22 @@ impl Rejection {
     /// The stage, i.e. the part of the code before the dot.
     pub fn stage(&self) -> &'static str {
         self.code.split('.').next().unwrap_or(self.code)
+    }
+}
+
+impl Rejection {
+    /// An environment's episode-ending failure, its code kept verbatim (spec envpkg §7.3); an
+    /// unknown code (a worker that could not start, ...) is `env.task_error`.
+    pub fn env(f: &agentgen_environments::EnvFailure) -> Self {
+        let code = match f.code.as_str() {
+            "env.timeout" => codes::ENV_TIMEOUT,
+            "env.crash" => codes::ENV_CRASH,
+            "env.sandbox" => codes::ENV_SANDBOX,
+            "env.protocol" => codes::ENV_PROTOCOL,
+            _ => codes::ENV_TASK_ERROR,
+        };
+        let detail = if code == codes::ENV_TASK_ERROR { f.to_string() } else { f.detail.clone() };
+        Rejection::new(code, detail)
     }
 }
 

@@ -109,6 +109,7 @@ fn cfg(endpoint: String) -> HttpConfig {
 
 fn prompt() -> PromptRequest {
     PromptRequest {
+        user_turn: 0,
         text: "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>hi".into(),
         prompt_ids: vec![0],
         sample_id: "s".into(),

@@ -30,9 +30,15 @@ pub struct Args {
     /// Run seed (task selection, sample ids, sampling seeds).
     #[arg(long)]
     seed: Option<u64>,
-    /// Comma-separated families (default: all available).
+    /// Comma-separated families (default: all available; with only `--envs`, none).
     #[arg(long, value_delimiter = ',')]
     families: Option<Vec<String>>,
+    /// Comma-separated envpkg packages or folders of packages (a folder's direct children
+    /// holding `env.toml`), served alongside `--families`; `PATH@sha256:<hex>` pins one.
+    /// Each package is admitted first (`agentgen envs check`; cached by hash in
+    /// `<parent>/.agentgen/`). Needs CPython >= 3.11.
+    #[arg(long, value_delimiter = ',')]
+    envs: Option<Vec<String>>,
     /// reference | local | http | chat.
     #[arg(long)]
     policy: Option<String>,
@@ -118,6 +124,7 @@ struct FileConfig {
     tasks: Option<u64>,
     seed: Option<u64>,
     families: Option<Vec<String>>,
+    envs: Option<Vec<String>>,
     policy: Option<String>,
     model: Option<PathBuf>,
     endpoint: Option<String>,
@@ -187,6 +194,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     cfg.seed = args.seed.or(file.seed).unwrap_or(cfg.seed);
     cfg.families = args.families.or(file.families).unwrap_or_default();
     cfg.families.retain(|f| !f.trim().is_empty());
+    cfg.envs = args.envs.or(file.envs).unwrap_or_default();
+    cfg.envs.retain(|f| !f.trim().is_empty());
     cfg.samples_per_task = args.samples_per_task.or(file.samples_per_task).unwrap_or(1);
     cfg.concurrency = args.concurrency.or(file.concurrency).unwrap_or(64);
     if let Some(s) = args.shard.or(file.shard) {

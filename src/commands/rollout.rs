@@ -38,6 +38,10 @@ pub struct Args {
     /// Comma-separated families (default: all available).
     #[arg(long, value_delimiter = ',')]
     pub families: Vec<String>,
+    /// Comma-separated envpkg packages or folders of packages, served alongside `--families`
+    /// (`PATH@sha256:<hex>` pins one); their task ids work in `--task-file` too.
+    #[arg(long, value_delimiter = ',')]
+    pub envs: Vec<String>,
     /// reference (no model), local (the candle engine on `--model DIR`), http (raw prompts to
     /// an OpenAI-compatible `/v1/completions`, e.g. `agentgen serve`) or chat (messages and
     /// tools to any `/v1/chat/completions`).
@@ -123,6 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tasks: args.tasks,
         seed: args.seed,
         families: args.families.clone(),
+        envs: args.envs.clone(),
         task_list,
         samples_per_task: args.samples_per_task,
         concurrency: args.concurrency.max(1),

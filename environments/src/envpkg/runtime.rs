@@ -211,8 +211,10 @@ pub struct PackageFamily {
     info: PackageInfo,
     /// Static tasks by line (None: not admitted or unparsable).
     statics: Vec<Option<Arc<ValidTask>>>,
-    /// The served task list: admitted static lines, then every generated seed.
+    /// The served static tasks (admitted lines); then come generated seeds `1..=seeds`.
     served: Vec<TaskRef>,
+    /// `[generate] seeds` (0 without `generate_task`).
+    seeds: u64,
 }
 
 impl PackageFamily {
@@ -258,22 +260,14 @@ impl PackageFamily {
                 statics.push(task);
             }
         }
-        let mut admitted_seeds = Vec::new();
-        if let Some(seeds) = pkg.manifest.generate_seeds {
-            for seed in 1..=seeds {
-                let tid = task_id(&name, version, seed, 0);
-                if admitted.contains(&tid.as_str()) {
-                    admitted_seeds.push(seed);
-                }
-                served.push(TaskRef {
-                    family: name.clone(),
-                    version,
-                    instance_seed: seed,
-                    task_seed: 0,
-                });
-            }
-        }
-        if served.is_empty() {
+        // The seeds admission checked (`generated_seeds_checked`); later ones are replayed
+        // before first use.
+        let last_checked = report["package"]["generated_seeds_checked"][1].as_u64().unwrap_or(0);
+        let admitted_seeds: Vec<u64> = (1..=last_checked)
+            .filter(|&seed| admitted.contains(&task_id(&name, version, seed, 0).as_str()))
+            .collect();
+        let seeds = pkg.manifest.generate_seeds.unwrap_or(0);
+        if served.is_empty() && seeds == 0 {
             return Err(format!("{}: no admitted task to serve", pkg.label()));
         }
         let info = PackageInfo {
@@ -293,7 +287,7 @@ impl PackageFamily {
         // A package lives as long as the process (its name is a `&'static str` like the
         // built-ins'); a run opens each package once.
         let name: &'static str = Box::leak(name.into_boxed_str());
-        Ok(PackageFamily { core, pkg, name, info, statics, served })
+        Ok(PackageFamily { core, pkg, name, info, statics, served, seeds })
     }
 
     pub fn package_ref(&self) -> &ValidPackage {
@@ -352,10 +346,19 @@ impl Family for PackageFamily {
         Ok(Arc::new(PackageInstance { core: Arc::clone(&self.core), family: self.name, tasks }))
     }
     fn task_count(&self) -> Option<u64> {
-        Some(self.served.len() as u64)
+        Some(self.served.len() as u64 + self.seeds)
     }
     fn task_at(&self, i: u64) -> Option<TaskRef> {
-        self.served.get(i as usize).cloned()
+        let n = self.served.len() as u64;
+        if i < n {
+            return self.served.get(i as usize).cloned();
+        }
+        (i - n < self.seeds).then(|| TaskRef {
+            family: self.name.to_owned(),
+            version: self.pkg.manifest.version,
+            instance_seed: i - n + 1,
+            task_seed: 0,
+        })
     }
     fn package(&self) -> Option<PackageInfo> {
         Some(self.info.clone())
@@ -456,13 +459,25 @@ fn task_ref_parts(id: &str) -> impl Iterator<Item = u64> {
     [instance, index].into_iter().flatten()
 }
 
-/// The reference's reasoning before a step (packages carry none): names the calls.
+/// The reference's reasoning before a step (packages carry none): what it calls and with
+/// which arguments.
 fn step_reasoning(step: &[super::task::Call]) -> String {
-    let names: Vec<&str> = step.iter().map(|c| c.name.as_str()).collect();
-    match names.as_slice() {
-        [one] => format!("I need the result of {one} before I can go on."),
-        many => format!("I need the results of {} before I can go on.", many.join(", ")),
-    }
+    let calls: Vec<String> = step
+        .iter()
+        .map(|c| {
+            let args: Vec<String> = c
+                .arguments
+                .as_object()
+                .map(|o| o.iter().map(|(k, v)| format!("{k} = {v}")).collect())
+                .unwrap_or_default();
+            if args.is_empty() {
+                c.name.clone()
+            } else {
+                format!("{} with {}", c.name, args.join(", "))
+            }
+        })
+        .collect();
+    format!("Next I call {}.", calls.join("; and "))
 }
 
 /// A worker checked out of a pool for one episode; dropping it checks it back in (a dead
