@@ -28,7 +28,7 @@ use agentgen_datasets::{
     finished_rows, list_parts, read_rows, reconcile_parts, scan_dataset, trajectory_hash,
     write_dataset_card,
 };
-use agentgen_environments::{Family, InstanceCache, PackageInfo, Registry, TaskRef, TaskSpec};
+use agentgen_environments::{InstanceCache, PackageInfo, Registry, TaskRef, TaskSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
@@ -195,38 +195,13 @@ struct Job {
 /// selected: `--families` (all available built-ins when empty and no `--envs`) plus every
 /// package.
 pub fn run_registry(cfg: &RunConfig) -> Result<(Registry, Vec<String>)> {
-    let builtins = Registry::new();
-    if cfg.envs.is_empty() {
-        return Ok((builtins, cfg.families.clone()));
-    }
-    let config = |message: String| Error::Config { message };
-    let rt = agentgen_environments::envpkg::PythonRuntime::shared().map_err(|e| {
-        config(format!("--envs: packages need CPython >= 3.11 (standard library only): {e}"))
-    })?;
-    if let Some(why) = agentgen_environments::sandbox::Layers::probe().refusal()
-        && !agentgen_environments::sandbox::allow_weak()
-    {
-        return Err(config(format!(
-            "--envs: {why}; package workers run only in the full sandbox (--allow-weak-sandbox \
-             to run them anyway)"
-        )));
-    }
-    let reserved: Vec<String> = builtins.families().iter().map(|f| f.name().to_owned()).collect();
-    let opts = agentgen_environments::envpkg::OpenOptions {
-        workers: cfg.concurrency.clamp(1, 256),
-        reserved,
-        ..Default::default()
-    };
-    let packages = agentgen_environments::envpkg::open_packages(&cfg.envs, rt, &opts)
-        .map_err(|e| config(format!("--envs: {e}")))?;
-    // Only `--envs`: packages only; both: both.
+    let (registry, packages) =
+        agentgen_environments::envpkg::registry_with_packages(&cfg.envs, cfg.concurrency)
+            .map_err(|e| Error::Config { message: format!("--envs: {e}") })?;
+    // Only `--envs`: packages only; both: both; neither: every available built-in.
     let mut names = cfg.families.clone();
-    let mut families: Vec<Arc<dyn Family>> = builtins.families().to_vec();
-    for p in packages {
-        names.push(p.name().to_owned());
-        families.push(p);
-    }
-    Ok((Registry::from_families(families), names))
+    names.extend(packages);
+    Ok((registry, names))
 }
 
 struct Pending {

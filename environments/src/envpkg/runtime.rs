@@ -123,6 +123,40 @@ pub fn open_packages(
     Ok(out)
 }
 
+/// The built-in families plus the packages of `envs` (`--envs` arguments), opened with the
+/// process-wide `python3` runtime, and the package names in argument order. `Err` is one line:
+/// no CPython >= 3.11, a sandbox layer missing (unless `--allow-weak-sandbox`), or a package
+/// that does not load or is not admitted.
+pub fn registry_with_packages(
+    envs: &[String],
+    workers: usize,
+) -> std::result::Result<(crate::Registry, Vec<String>), String> {
+    let builtins = crate::Registry::new();
+    if envs.is_empty() {
+        return Ok((builtins, Vec::new()));
+    }
+    let rt = PythonRuntime::shared()
+        .map_err(|e| format!("packages need CPython >= 3.11 (standard library only): {e}"))?;
+    if let Some(why) = crate::sandbox::Layers::probe().refusal()
+        && !crate::sandbox::allow_weak()
+    {
+        return Err(format!(
+            "{why}; package workers run only in the full sandbox (--allow-weak-sandbox to run \
+             them anyway)"
+        ));
+    }
+    let reserved: Vec<String> = builtins.families().iter().map(|f| f.name().to_owned()).collect();
+    let opts = OpenOptions { workers: workers.clamp(1, 256), reserved, ..Default::default() };
+    let packages = open_packages(envs, rt, &opts)?;
+    let mut names = Vec::new();
+    let mut families: Vec<Arc<dyn Family>> = builtins.families().to_vec();
+    for p in packages {
+        names.push(p.name().to_owned());
+        families.push(p);
+    }
+    Ok((crate::Registry::from_families(families), names))
+}
+
 /// The admission report of `pkg`: cached in `<parent>/.agentgen/<sha256>/` by Python minor,
 /// else computed (and cached when the folder is writable). `Err` when not admitted.
 fn admission(
