@@ -523,7 +523,7 @@ for p, title, has, labels in NEW[:6]:
               [[C("add_comment", issue_id=nid, author=h, body=f"Repro steps: {steps}.")]], f"Added the repro steps to {nid}.")],
         [{"ops": [{"op": "create", "project": p, "reporter": h, "priority": "medium", "labels": labels, "title_has": has}],
           "evidence": [ev("get_user", "handle", h)], "facts": [{"fact": "triage"}]},
-         {"ops": [{"op": "comment", "issue": nid, "author": h, "must": [steps.split()[-2]]}], "evidence": []}],
+         {"ops": [{"op": "comment", "issue": nid, "author": h, "must": [{"WEB": "firefox 126", "API": "limit=5", "MOB": "system theme", "DATA": "2025-05-26", "INFRA": "staging-db-1", "DOCS": "x-signature-256"}[p]]}], "evidence": []}],
         [probe("low-priority", ([[C("get_user", handle=h)], [C("create_issue", project=p, title=title, reporter=h, priority="low", labels=labels)]], f"Filed {nid}."),
                ([[C("add_comment", issue_id=nid, author=h, body=f"Repro steps: {steps}.")]], "Added."))])
     n += 1
