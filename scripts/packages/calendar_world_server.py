@@ -9,7 +9,7 @@ conversation (prompt, tools, every call with its observation) is appended as one
 the dump file. `port_calendar.py` turns these dumps plus `envs sample` TaskSpecs into the
 calendar_port package's tasks.jsonl.
 
-Usage: calendar_world_server.py PORT DUMP.jsonl
+Usage: calendar_world_server.py PORT DUMP.jsonl [MODE]   (MODE 0..3; run all four)
 """
 import json
 import re
@@ -41,6 +41,9 @@ def calls_so_far(messages):
 
 
 def plan(body):
+    """Mode 0: list_people (when offered), list_rooms and every person the prompt or list_people
+    names; mode g in 1..3: the g-th group of 12 candidate ids. Then get_busy for everyone found.
+    Each mode stays under the rollout's 32 calls per turn; the port script merges the modes."""
     messages = body["messages"]
     user = next(m["content"] for m in messages if m["role"] == "user")
     if isinstance(user, list):
@@ -49,31 +52,37 @@ def plan(body):
     names = tool_names(body)
     n_assist = sum(1 for m in messages if m["role"] == "assistant")
     done = calls_so_far(messages)
+    mode = Handler.mode
     if n_assist == 0:
-        calls = [("get_person", {"person_id": p}) for p in CANDIDATE_IDS]
-        if "list_people" in names:
-            calls.append(("list_people", {}))
-        calls.append(("list_rooms", {"date": date}))
-        return calls[:18], None
-    if n_assist == 1:
-        calls = [("get_person", {"person_id": p}) for p in CANDIDATE_IDS]
-        if "list_people" in names:
-            calls.append(("list_people", {}))
-        calls.append(("list_rooms", {"date": date}))
-        return calls[18:], None
+        if mode == 0:
+            calls = [("list_people", {})] if "list_people" in names else []
+            calls.append(("list_rooms", {"date": date}))
+            calls += [("get_person", {"person_id": p}) for p in dict.fromkeys(re.findall(r"\((p\d\d)\)", user))]
+        else:
+            calls = [("get_person", {"person_id": p}) for p in CANDIDATE_IDS[12 * (mode - 1): 12 * mode]]
+        return calls, None
+    asked = {c["arguments"].get("person_id") for c in done if c["name"] == "get_person"}
+    listed = []
+    for c in done:
+        if c["name"] == "list_people" and not c["observation"].startswith('{"error"'):
+            listed = [p["id"] for p in json.loads(c["observation"])["people"]]
+    more = [("get_person", {"person_id": p}) for p in listed if p not in asked]
+    if more:
+        return more, None
     known = [c["arguments"]["person_id"] for c in done
              if c["name"] == "get_person" and not c["observation"].startswith('{"error"')]
     busy_done = {c["arguments"]["person_id"] for c in done if c["name"] == "get_busy"}
     todo = [("get_busy", {"person_id": p, "date": date}) for p in known if p not in busy_done]
     if todo:
-        return todo[:16], None
-    return [], {"prompt": user, "system": next((m["content"] for m in messages
-                                                  if m["role"] == "system"), ""),
+        return todo, None
+    return [], {"mode": mode, "prompt": user, "system": next((m["content"] for m in messages
+                                                              if m["role"] == "system"), ""),
                 "tools": names, "date": date, "calls": done}
 
 
 class Handler(BaseHTTPRequestHandler):
     dump = None
+    mode = 0
 
     def log_message(self, *a):
         pass
@@ -112,4 +121,5 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     Handler.dump = sys.argv[2]
+    Handler.mode = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
