@@ -278,7 +278,8 @@ def verify(task, env, turn, answer, calls):
             ok = any(all(norm(tok) in norm(b) for tok in op.get("must", [])) for b in bodies)
             checks.append(_check("comment_content", ok, f"a comment by {op['author']} on {op['issue']} mentions {op.get('must', [])}"))
         if op["op"] == "create":
-            new = [k for k in got_state["issues"] if k not in Env(task["seed"], task["params"]).issues]
+            before = set(Env(task["seed"], task["params"]).issues)
+            new = [k for k in got_state["issues"] if k not in before]
             ok = any(all(norm(tok) in norm(got_state["issues"][k]["title"]) for tok in op.get("title_has", [])) for k in new)
             checks.append(_check("new_issue_title", ok, f"the new issue's title mentions {op.get('title_has', [])}"))
             ok = any(k.lower() in a for k in new)
