@@ -253,9 +253,9 @@ for p, title, has, labels in NEW:
     reads = [[C("get_user", handle=h)]]
     nid = f"{p}-{1 + max(int(x.split('-')[1]) for x in W.issues if x.startswith(p + '-'))}"
     add(f"create-{n + 1}", 3,
-        [turn(intro(h) + pick([f"Please file a {labels[0]} in {p}: \"{title}\". Priority {asked}.",
+        [turn(intro(h) + pick([f"Please file a {labels[0]} in {p}: \"{title}\". Priority {asked}, labelled {labels[0]}.",
                                f"New {p} ticket: {title}. Mark it {asked}, label {labels[0]}.",
-                               f"Could you open an issue in {p} titled \"{title}\"? It's {asked} priority ({labels[0]})."]),
+                               f"Could you open an issue in {p} titled \"{title}\"? It's {asked} priority; label it {labels[0]}."]),
               reads + [[C("create_issue", project=p, title=title, reporter=h, priority=prio, labels=labels)]],
               f"Filed {nid} with priority {prio}." + (" A maintainer will triage the priority." if nonm else ""))],
         [{"ops": [{"op": "create", "project": p, "reporter": h, "priority": prio, "labels": labels, "title_has": has}],
@@ -516,7 +516,7 @@ for p, title, has, labels in NEW[:6]:
              "INFRA": "run df -h on staging-db-1 and check the data volume",
              "DOCS": "follow the guide and send the header X-Signature-256"}[p]
     add(f"mt-create-comment-{n + 1}", 4,
-        [turn(intro(h) + f"File a {labels[0]} in {p}: \"{title}\". Low priority is fine.",
+        [turn(intro(h) + f"File a {labels[0]} in {p}: \"{title}\", with the {labels[0]} label. Low priority is fine.",
               [[C("get_user", handle=h)], [C("create_issue", project=p, title=title, reporter=h, priority="medium", labels=labels)]],
               f"Filed {nid} (priority medium; a maintainer will triage)."),
          turn(pick([f"Add the repro steps as a comment on it: {steps}.", f"Comment on the new ticket with these steps: {steps}."]),
