@@ -159,7 +159,7 @@ for p in PROJ:
 
 # ---------------------------------------------------------------- T3 self-assign (d2)
 SA = ["I'll take {i} — assign it to me and mark it in progress.", "Please put {i} on my plate and move it to in progress.",
-      "Assign {i} to me, I'm starting on it now.", "Can you give me {i}? Set it in progress too."]
+      "Assign {i} to me and set it in progress, I'm starting on it now.", "Can you give me {i}? Set it in progress too."]
 n = 0
 for p in PROJ:
     devs = members(p, "developer")
@@ -313,7 +313,7 @@ for p in PROJ:
              [C("assign_issue", issue_id=oldest, assignee=tgt)], [C("set_status", issue_id=oldest, status="in_progress")]]
     other = [d for d in devs if d != tgt][0]
     add(f"least-loaded-{n + 1}", 5,
-        [turn(intro(h) + pick([f"Take the oldest unassigned open bug in {p}, give it to whichever {p} developer has the fewest issues in progress there (tie: alphabetical by handle), and set it in progress.",
+        [turn(intro(h) + pick([f"Take the oldest unassigned open bug in {p}, give it to whichever member with the developer role in {p} has the fewest issues in progress there (tie: alphabetical by handle), and set it in progress.",
                                f"In {p}: find the longest-waiting open bug nobody owns and hand it to the developer (role developer) with the lightest in-progress load in that project — alphabetical handle breaks ties. Move it to in progress."]),
               calls, f"{oldest} is now assigned to @{tgt} and in progress.")],
         [{"ops": [{"op": "assign", "issue": oldest, "to": tgt}, {"op": "status", "issue": oldest, "status": "in_progress"}],
