@@ -399,9 +399,9 @@ for i, b in enumerate([b for b in open_b if b["fare_class"] != "basic"][5:9]):
     used.add(ref)
 
 # ---------------------------------------------------------------- J. vouchers (d3) and refusals
-VQ = ["My flight is delayed. Am I owed any compensation? If so, please issue it.",
-      "This delay is ruining my day — what compensation do you offer? Please apply it.",
-      "Can I get a voucher for the delay on my flight?",
+VQ = ["My flight isn't leaving on time. Am I owed any compensation? If so, please issue it.",
+      "This disruption is ruining my day — what compensation do you offer? Please apply it.",
+      "Can I get a voucher for what's happening with my flight? Please issue whatever applies.",
       "I'd like compensation for the disruption to my flight, please."]
 vb = [b for b in B if flight(b["flight_no"])["status"] in ("delayed", "cancelled")]
 due = [b for b in vb if E.policy_voucher(W, b["booking_ref"]) is not None]

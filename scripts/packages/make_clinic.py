@@ -275,10 +275,10 @@ for aid, pid, did, start in ok_cancel:
     if best is None:
         continue
     calls = [ident(pid), [C("get_patient", patient_id=pid)], [C("find_slots", doctor_id=did, date=date)]]
-    half = "in the afternoon" if n % 2 else "at the earliest time"
+    half = "at the earliest afternoon time" if n % 2 else "at the earliest time"
     add(f"reschedule-{n + 1}", 4,
         [turn(intro(pid) + pick([f"Please move my appointment with {DOC[did]['name']} to {day_text(date)}, {half}.",
-                                 f"Can my {DOC[did]['name']} visit be pushed to {day_text(date)}? {half.capitalize()}, please."]),
+                                 f"Can my {DOC[did]['name']} visit be pushed to {day_text(date)}? {half[3:].capitalize()} that day, please."]),
               calls + [[C("reschedule_appointment", appointment_id=aid, new_start=best[0])]], f"Moved: you now see {DOC[did]['name']} on {when(best[0])}.")],
         [{"ops": [{"op": "reschedule", "appointment": aid, "start": best[0]}], "evidence": [ident_ev(pid)]}],
         [probe("new-booking", (calls + [[C("book_appointment", patient_id=pid, doctor_id=did, start=best[0], reason="follow-up")]], f"Booked {when(best[0])}."))])
