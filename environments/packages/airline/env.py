@@ -339,6 +339,32 @@ def mentions_amount(answer, cents):
     return round(cents / 100, 2) in numbers(answer)
 
 
+def mentions_time(answer, hm):
+    """HH:MM in the answer as 09:10, 9:10, 9:10 am/a.m., 21:10 or 9:10 pm."""
+    a = norm(answer).replace("a.m.", "am").replace("p.m.", "pm")
+    h, m = int(hm[:2]), int(hm[3:])
+    h12 = h % 12 or 12
+    ampm = "am" if h < 12 else "pm"
+    forms = [f"{h:02d}:{m:02d}", f"{h}:{m:02d}", f"{h12}:{m:02d} {ampm}", f"{h12}:{m:02d}{ampm}"]
+    if m == 0:
+        forms += [f"{h12} {ampm}", f"{h12}{ampm}"]
+    return any(re.search(r"(?<!\d)" + re.escape(f) + r"(?!\d)", a) for f in forms)
+
+
+def mentions_delay(answer, minutes):
+    """A delay given in minutes (185), or as hours and minutes (3 hours 5 minutes, 3h05)."""
+    if minutes in numbers(answer):
+        return True
+    h, m = divmod(minutes, 60)
+    hours = rf"\b{h}\s*(?:h|hr|hrs|hour|hours)\b"
+    if m:
+        pats = [hours + rf"\s*(?:and\s*)?{m}\s*(?:m|min|mins|minute|minutes)\b", rf"\b{h}h{m:02d}\b"]
+    else:
+        pats = [hours]
+    a = norm(answer)
+    return any(re.search(p, a) for p in pats)
+
+
 def mentions_flight(answer, no):
     return no.lower() in norm(answer).replace(" ", "")
 
@@ -420,14 +446,14 @@ def verify(task, env, turn, answer, calls):
                 d = "answer says the flight is cancelled"
             elif f["delay_min"] > 0:
                 est = env.est_departure(f).strftime("%H:%M")
-                ok = "delay" in a and (f["delay_min"] in numbers(answer) or est in a)
+                ok = "delay" in a and (mentions_delay(answer, f["delay_min"]) or mentions_time(answer, est))
                 d = f"answer says delayed by {f['delay_min']} min (or new time {est})"
             else:
                 dep = f["departure"][11:16]
                 neg = a
                 for w in ("not delayed", "no delay", "isn't delayed", "without delay", "not be delayed", "no reported delay"):
                     neg = neg.replace(w, "")
-                ok = dep in a and "delay" not in neg
+                ok = mentions_time(answer, dep) and "delay" not in neg
                 d = f"answer gives the on-time departure {dep}"
             checks.append(_check("status_said", ok, d))
         elif kind == "cheapest":

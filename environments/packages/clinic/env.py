@@ -252,6 +252,18 @@ def apply_op(env, op):
 
 # ---- verification
 
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                "eleven", "twelve"]
+
+
+def says_number(text, n):
+    """n as digits (issue ids and rx ids removed first) or, up to twelve, as a word."""
+    t = re.sub(r"\b[a-z]+-?\d+\b", " ", text.casefold())
+    if str(n) in re.findall(r"\d+", t):
+        return True
+    return n < len(NUMBER_WORDS) and re.search(rf"\b{NUMBER_WORDS[n]}\b", t) is not None
+
+
 def _check(name, ok, detail=""):
     return {"name": name, "passed": bool(ok), "detail": detail}
 
@@ -330,7 +342,7 @@ def verify(task, env, turn, answer, calls):
         if op["op"] == "refill":
             r = env.get_prescription(op["rx"])
             left = r["refills_total"] - r["refills_used"]
-            ok = str(left) in re.findall(r"\d+", re.sub(r"rx\d+", " ", a)) or (left == 0 and ("no refills" in a or "none" in a or "no more" in a))
+            ok = says_number(answer, left) or (left == 0 and ("no refills" in a or "none" in a or "no more" in a))
             checks.append(_check("refills_left_said", ok, f"answer says {left} refills left"))
     for fact in ts.get("facts", []):
         kind = fact["fact"]
@@ -356,7 +368,7 @@ def verify(task, env, turn, answer, calls):
         elif kind == "refills_left":
             r = env.get_prescription(fact["rx"])
             left = r["refills_total"] - r["refills_used"]
-            ok = str(left) in re.findall(r"\d+", re.sub(r"rx\d+", " ", a)) or (left == 0 and ("no refills" in a or "none" in a))
+            ok = says_number(answer, left) or (left == 0 and ("no refills" in a or "none" in a or "no more" in a))
             checks.append(_check("refills_left_said", ok, f"answer says {left} refills left"))
         elif kind == "no_leak":
             rows = env.q("SELECT drug FROM prescriptions WHERE patient_id = ?", fact["patient"])

@@ -198,6 +198,18 @@ def projection(state):
     return out
 
 
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                "eleven", "twelve"]
+
+
+def says_number(text, n):
+    """n as digits (issue ids and rx ids removed first) or, up to twelve, as a word."""
+    t = re.sub(r"\b[a-z]+-?\d+\b", " ", text.casefold())
+    if str(n) in re.findall(r"\d+", t):
+        return True
+    return n < len(NUMBER_WORDS) and re.search(rf"\b{NUMBER_WORDS[n]}\b", t) is not None
+
+
 def _check(name, ok, detail=""):
     return {"name": name, "passed": bool(ok), "detail": detail}
 
@@ -299,14 +311,13 @@ def verify(task, env, turn, answer, calls):
                     (h in a or norm(env.users[h]["name"]) in a)
                 d = f"answer names the assignee {h}"
             else:
-                ok = norm(i[fact["field"]]) in a
+                ok = norm(i[fact["field"]]) in a.replace("-", " ")
                 d = f"answer gives {fact['field']} {i[fact['field']]}"
             checks.append(_check(f"{fact['field']}_said", ok, d))
         elif kind == "count":
             ids = count_matching(env, fact["project"], fact["filter"])
-            nums = set(re.findall(r"\b\d+\b", re.sub(r"[A-Za-z]+-\d+", " ", answer)))
             words = ["no ", "none", "zero"] if not ids else []
-            ok = str(len(ids)) in nums or any(w in a for w in words)
+            ok = says_number(answer, len(ids)) or any(w in a for w in words)
             if ids and len(ids) <= 6:
                 ok = ok and all(x.lower() in a for x in ids)
             checks.append(_check("count_said", ok, f"answer gives {len(ids)}: {ids}"))
