@@ -376,13 +376,16 @@ def _ok_results(calls, tool):
 
 
 def saw(calls, ev):
-    """Evidence: a successful call of ev['tool'] in this turn whose result shows ev['value']."""
-    for res in _ok_results(calls, ev["tool"]):
-        if ev["tool"] == "search_flights":
-            if any(f.get("flight_no") == ev["value"] for f in res.get("flights", [])):
+    """Evidence: a successful call in this turn whose result shows ev['value']: ev['tool'] itself,
+    or for a flight, search_flights and get_flight alike (both show the same flight fields)."""
+    flight = ev["tool"] in ("get_flight", "search_flights")
+    for tool in (("get_flight", "search_flights") if flight else (ev["tool"],)):
+        for res in _ok_results(calls, tool):
+            if tool == "search_flights":
+                if any(f.get("flight_no") == ev["value"] for f in res.get("flights", [])):
+                    return True
+            elif res.get(ev["key"]) == ev["value"]:
                 return True
-        elif res.get(ev["key"]) == ev["value"]:
-            return True
     return False
 
 

@@ -228,8 +228,15 @@ def _first_diff(a, b, path=""):
 
 
 def _saw(calls, ev):
+    """A successful call in this turn whose result shows ev['value'] (an issue read with get_issue
+    also counts when search_issues listed it: both show status and assignee)."""
+    tools = ("get_issue", "search_issues") if ev["tool"] == "get_issue" else (ev["tool"],)
     for c in calls:
-        if c["name"] != ev["tool"] or c["error"] is not None or not isinstance(c["result"], dict):
+        if c["name"] not in tools or c["error"] is not None or not isinstance(c["result"], dict):
+            continue
+        if c["name"] == "search_issues" and ev["tool"] == "get_issue":
+            if any(x.get("id") == ev["value"] for x in c["result"].get("issues", [])):
+                return True
             continue
         res = c["result"]
         if ev["tool"] == "search_issues":
