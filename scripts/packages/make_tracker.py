@@ -44,7 +44,9 @@ def probe(name, *turns_):
 
 def add(tid, diff, turns, hidden_turns, probes=()):
     task = {"id": tid, "difficulty": diff, "seed": 0, "params": {}, "turns": turns,
-            "hidden": {"turns": hidden_turns}, "probes": list(probes)}
+            "hidden": {"turns": hidden_turns}, "probes": list(probes),
+            "tags": [tid.rsplit("-", 1)[0]] + (["multi_turn"] if len(turns) > 1 else [])
+            + (["refusal"] if any(f.get("fact") == "refusal" for h in hidden_turns for f in h.get("facts", [])) else [])}
     verdicts, _ = pkgstub.play(E, task)
     assert all(v["passed"] for v in verdicts), (tid, verdicts)
     for p in task["probes"]:
