@@ -100,6 +100,10 @@ def upcoming(pid, did=None):
     return [r for r in rows if did is None or r[1] == did]
 
 
+def refills(n):
+    return f"{n} refill" if n == 1 else f"{n} refills"
+
+
 def verdict(rx):
     return E.refill_verdict(W, rx)
 
@@ -139,7 +143,7 @@ for rx, r in sorted(RX.items()):
     calls = [ident(pid), [C("get_patient", patient_id=pid)], [C("get_prescription", rx_id=rx)]]
     q = pick([f"How many refills do I have left on my {r['drug']}?", f"Are there any refills remaining on my {r['drug']} prescription?",
               f"Quick question about my {r['drug']}: how many refills are left?"])
-    add(f"refills-left-{n + 1}", 2, [turn(intro(pid) + q, calls, f"Your {r['drug']} prescription ({rx}) has {left} refills left." if left else f"Your {r['drug']} prescription ({rx}) has no refills left.")],
+    add(f"refills-left-{n + 1}", 2, [turn(intro(pid) + q, calls, f"Your {r['drug']} prescription ({rx}) has {refills(left)} left." if left else f"Your {r['drug']} prescription ({rx}) has no refills left.")],
         [{"evidence": [ev("get_prescription", "rx_id", rx)], "facts": [{"fact": "refills_left", "rx": rx}]}],
         [probe("total-not-left", (calls, f"You have {r['refills_total'] + 1} refills left on {rx}."))])
     n += 1
@@ -167,9 +171,9 @@ for rx, r in sorted(RX.items(), key=lambda kv: (kv[1]["patient_id"], kv[0])):
         left = r["refills_total"] - r["refills_used"] - 1
         others = [x for x, y in RX.items() if y["patient_id"] == pid and x != rx and verdict(x)[0] != "no_refills"]
         bad = calls + [[C("refill_prescription", rx_id=others[0])]] if others else calls
-        add(f"refill-{counts[v] + 1}", 3, [turn(user, calls + [[C("refill_prescription", rx_id=rx)]], f"Done — {r['drug']} ({rx}) is refilled; {left} refills remain.")],
+        add(f"refill-{counts[v] + 1}", 3, [turn(user, calls + [[C("refill_prescription", rx_id=rx)]], f"Done — {r['drug']} ({rx}) is refilled; {refills(left)} remaining.")],
             [{"ops": [{"op": "refill", "rx": rx}], "evidence": [ev("get_prescription", "rx_id", rx)]}],
-            [probe("wrong-rx", (bad, f"Done — {r['drug']} is refilled; {left} refills remain."))] if others else [])
+            [probe("wrong-rx", (bad, f"Done — {r['drug']} is refilled; {refills(left)} remaining."))] if others else [])
     else:
         facts = [{"fact": "refusal", "reason": v}] + ([{"fact": "eligible_date", "rx": rx}] if v == "too_early" else [])
         ans = REASON_ANS[v].format(drug=r["drug"], doc=doc, date=elig)
@@ -319,7 +323,7 @@ if len(same) == 2:
         calls = [ident(me), [C("get_patient", patient_id=me)]]
         add(f"identity-refusal-{i + 1}", 3,
             [turn(intro(me) + ask, calls, "That isn't on the record matching your name and date of birth, so I can't act on it. Please confirm your details.")],
-            [{"evidence": [ident_ev(me)], "facts": [{"fact": "refusal", "reason": "identity"}, {"fact": "no_leak", "patient": other}]}],
+            [{"evidence": [ident_ev(me), ev("get_patient", "patient_id", me)], "facts": [{"fact": "refusal", "reason": "identity"}, {"fact": "no_leak", "patient": other}]}],
             [probe("act-anyway", (calls + bad, "Done."))])
 
 # ---------------------------------------------------------------- multi-turn
@@ -404,13 +408,13 @@ for rx in refill_pool["ok"]:
     left = r["refills_total"] - r["refills_used"]
     c1 = [ident(pid), [C("get_patient", patient_id=pid)], [C("get_prescription", rx_id=rx)]]
     add(f"mt-check-then-refill-{n + 1}", 3,
-        [turn(intro(pid) + f"How many refills are left on my {r['drug']}?", c1, f"{left} refills are left on {rx} ({r['drug']})."),
+        [turn(intro(pid) + f"How many refills are left on my {r['drug']}?", c1, f"{refills(left)} left on {rx} ({r['drug']})."),
          turn(pick(["Great, please refill it now.", "Then go ahead and refill it.", "OK, I'd like one refill today."]),
-              [[C("get_medication", drug=r["drug"])], [C("refill_prescription", rx_id=rx)]], f"Refilled; {left - 1} refills remain.")],
+              [[C("get_medication", drug=r["drug"])], [C("refill_prescription", rx_id=rx)]], f"Refilled; {refills(left - 1)} remaining.")],
         [{"evidence": [ev("get_prescription", "rx_id", rx)], "facts": [{"fact": "refills_left", "rx": rx}]},
          {"ops": [{"op": "refill", "rx": rx}], "evidence": []}],
-        [probe("double-refill", (c1, f"{left} refills are left on {rx}."),
-               ([[C("refill_prescription", rx_id=rx)], [C("refill_prescription", rx_id=rx)]] if left > 1 else [], f"Refilled; {left - 1} refills remain."))])
+        [probe("double-refill", (c1, f"{refills(left)} left on {rx}."),
+               ([[C("refill_prescription", rx_id=rx)], [C("refill_prescription", rx_id=rx)]] if left > 1 else [], f"Refilled; {refills(left - 1)} remaining."))])
     n += 1
 
 # M6 double booking refused -> reschedule existing (d4)
@@ -458,7 +462,7 @@ for rx in refill_pool["expired"] + refill_pool["no_refills"] + refill_pool["too_
               f"Booked with {DOC[did]['name']} on {when(best[0])}."),
          turn(f"While you're at it, refill my {RX[o]['drug']} too.",
               [[C("get_prescription", rx_id=o), C("get_medication", drug=RX[o]["drug"])], [C("refill_prescription", rx_id=o)]],
-              f"Refilled {RX[o]['drug']}; {RX[o]['refills_total'] - RX[o]['refills_used'] - 1} refills remain.")],
+              f"Refilled {RX[o]['drug']}; {refills(RX[o]['refills_total'] - RX[o]['refills_used'] - 1)} remaining.")],
         [{"evidence": [ev("get_prescription", "rx_id", rx)], "facts": facts},
          {"ops": [{"op": "book", "patient": pid, "doctor": did, "start": best[0]}], "evidence": []},
          {"ops": [{"op": "refill", "rx": o}], "evidence": [ev("get_prescription", "rx_id", o)]}],
