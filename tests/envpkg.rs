@@ -182,6 +182,8 @@ fn rollout_task_file_takes_package_ids() {
         &[
             "rollout",
             "--quiet",
+            "--policy",
+            "reference",
             "--envs",
             pkgs.to_str().expect("utf-8"),
             "--task-file",
@@ -203,6 +205,8 @@ fn rollout_task_file_takes_package_ids() {
         &[
             "rollout",
             "--quiet",
+            "--policy",
+            "reference",
             "--envs",
             pkgs.to_str().expect("utf-8"),
             "--task-file",
@@ -231,8 +235,8 @@ fn bad_package_sets_are_refused_with_the_reason() {
     };
     // A rejected package (its admission code named).
     let broken = dir.path().join("broken");
-    copy_dir(&fixtures().join("envpkg/broken/probe_empty"), &broken.join("probe_empty"));
-    expect_refusal(&["--envs", broken.join("probe_empty").to_str().expect("utf-8")], "probe.empty");
+    copy_dir(&fixtures().join("envpkg/broken/empty_probe_passes"), &broken.join("empty"));
+    expect_refusal(&["--envs", broken.join("empty").to_str().expect("utf-8")], "probe.empty");
     // A pin that does not match.
     let pinned = format!("{}@sha256:{}", pkgs.join("bookshop").display(), "0".repeat(64));
     expect_refusal(&["--envs", &pinned], "does not match the pinned");

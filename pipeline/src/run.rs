@@ -498,8 +498,12 @@ where
     if cfg.resume && cfg.dedup {
         for part in list_parts(&cfg.out).map_err(ds)? {
             if part.split == Split::Train && part.shard == cfg.shard.index {
+                // Dedup keys on an episode's last row (see the ordering stage).
                 for row in read_rows(&part.path).map_err(ds)? {
-                    seen.entry(trajectory_hash(&row.messages, &row.tools)).or_insert(row.sample_id);
+                    if row.turn_index + 1 >= row.turns_total {
+                        seen.entry(trajectory_hash(&row.messages, &row.tools))
+                            .or_insert(row.sample_id);
+                    }
                 }
             }
         }
@@ -721,29 +725,48 @@ where
                 st.pass_sum += f64::from(r.pass_rate);
                 st.any_passed += u64::from(r.any_passed);
                 let in_band = band.is_none_or(|(lo, hi)| (lo..=hi).contains(&r.pass_rate));
-                for mut p in r.rows {
-                    if p.stopped {
-                        continue;
-                    }
-                    if p.row.verdict == Verdict::Accepted && !in_band {
-                        p.row.verdict = reject(&Rejection::new(
-                            codes::FILTER_DIFFICULTY_BAND,
-                            format!("group pass rate {} is outside the band", r.pass_rate),
-                        ));
-                    }
-                    if p.row.verdict == Verdict::Accepted && dedup {
-                        let h = trajectory_hash(&p.row.messages, &p.row.tools);
-                        match seen.get(&h) {
-                            Some(first) => {
-                                p.row.verdict = reject(&Rejection::new(
-                                    codes::DEDUP_EXACT,
-                                    format!("same normalised trajectory as sample {first}"),
-                                ));
-                            }
-                            None => {
-                                seen.insert(h, p.row.sample_id.clone());
+                // The band and dedup judge whole episodes: every row of an episode (one per
+                // user turn, consecutive) shares the verdict; dedup hashes its last row (the
+                // whole conversation).
+                let mut rows = r.rows;
+                let mut start = 0;
+                while start < rows.len() {
+                    let episode = rows[start].row.episode_id.clone();
+                    let end = start
+                        + rows[start..].iter().take_while(|p| p.row.episode_id == episode).count();
+                    let last = &rows[end - 1];
+                    let mut verdict = None;
+                    if !last.stopped && last.row.verdict == Verdict::Accepted {
+                        if !in_band {
+                            verdict = Some(reject(&Rejection::new(
+                                codes::FILTER_DIFFICULTY_BAND,
+                                format!("group pass rate {} is outside the band", r.pass_rate),
+                            )));
+                        } else if dedup {
+                            let h = trajectory_hash(&last.row.messages, &last.row.tools);
+                            match seen.get(&h) {
+                                Some(first) => {
+                                    verdict = Some(reject(&Rejection::new(
+                                        codes::DEDUP_EXACT,
+                                        format!("same normalised trajectory as sample {first}"),
+                                    )));
+                                }
+                                None => {
+                                    seen.insert(h, last.row.sample_id.clone());
+                                }
                             }
                         }
+                    }
+                    for p in &mut rows[start..end] {
+                        if let Some(v) = &verdict {
+                            p.row.verdict = v.clone();
+                        }
+                    }
+                    start = end;
+                }
+                for p in rows {
+                    if p.stopped {
+                        continue;
                     }
                     st.count(&p);
                     if p.write && row_tx.send(ToWriter::Row(Box::new(p.row))).await.is_err() {

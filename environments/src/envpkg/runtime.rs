@@ -175,6 +175,11 @@ fn admission(
     let report = match cached {
         Some(r) => r,
         None => {
+            tracing::info!(
+                "admitting {} ({}): first use of this package hash, the report is cached",
+                pkg.label(),
+                path.display()
+            );
             let reserved: Vec<&str> = opts.reserved.iter().map(String::as_str).collect();
             let copts = CheckOptions { partial: false, seeds_k: opts.seeds_k };
             let r = check_package(path, rt, &reserved, &copts).report;
