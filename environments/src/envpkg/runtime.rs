@@ -165,8 +165,7 @@ fn admission(
     rt: &PythonRuntime,
     opts: &OpenOptions,
 ) -> std::result::Result<Value, String> {
-    let file = state_dir(pkg)
-        .map(|d| d.join(format!("admission-py{}-k{}.json", rt.minor(), opts.seeds_k)));
+    let file = admission_file(&pkg.path, &pkg.sha256, rt, opts.seeds_k);
     let cached = file
         .as_ref()
         .and_then(|f| std::fs::read(f).ok())
@@ -183,16 +182,7 @@ fn admission(
             let reserved: Vec<&str> = opts.reserved.iter().map(String::as_str).collect();
             let copts = CheckOptions { partial: false, seeds_k: opts.seeds_k };
             let r = check_package(path, rt, &reserved, &copts).report;
-            if let Some(f) = &file
-                && let Some(dir) = f.parent()
-                && std::fs::create_dir_all(dir).is_ok()
-            {
-                // Best effort: a read-only checkout re-admits next time.
-                let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-                if std::fs::write(&tmp, r.to_string()).is_ok() {
-                    let _ = std::fs::rename(&tmp, f);
-                }
-            }
+            store_admission(&r, rt, opts.seeds_k);
             r
         }
     };
@@ -225,6 +215,39 @@ fn admission(
         ));
     }
     Ok(report)
+}
+
+/// Where the admission report of the package at `dir` with hash `sha256` is cached, by Python
+/// minor and the number of generated seeds checked.
+fn admission_file(dir: &Path, sha256: &str, rt: &PythonRuntime, seeds_k: u64) -> Option<PathBuf> {
+    let parent = dir.parent()?;
+    Some(parent.join(".agentgen").join(sha256).join(format!(
+        "admission-py{}-k{}.json",
+        rt.minor(),
+        seeds_k
+    )))
+}
+
+/// Cache a strict (not `--partial`) admission report next to its package, where runs look it
+/// up (`envs check` and the runs share it). Best effort: a read-only folder re-admits next time.
+pub fn store_admission(report: &Value, rt: &PythonRuntime, seeds_k: u64) {
+    let (Some(path), Some(sha)) =
+        (report["package"]["path"].as_str(), report["package"]["sha256"].as_str())
+    else {
+        return;
+    };
+    if report["mode"] != json!("strict") {
+        return;
+    }
+    let Some(f) = admission_file(Path::new(path), sha, rt, seeds_k) else { return };
+    if let Some(dir) = f.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, report.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &f);
+        }
+    }
 }
 
 /// `<parent of the package>/.agentgen/<sha256>/` (None for a package at the filesystem root).
