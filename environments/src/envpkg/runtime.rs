@@ -259,10 +259,26 @@ pub fn state_dir(pkg: &ValidPackage) -> Option<PathBuf> {
 pub struct PackageCore {
     pub pkg: Arc<ValidPackage>,
     pool: Arc<WorkerPool>,
-    /// Gold states per task id (gold_state tasks), computed once.
+    /// Gold states per task id (gold_state tasks), computed once; bounded (see
+    /// [`PackageCore::remember_gold`]).
     golds: Mutex<HashMap<String, Arc<Vec<Value>>>>,
     /// The generated seeds admission checked and admitted.
     admitted_seeds: Vec<u64>,
+}
+
+/// Gold states kept per package: a run over a million generated seeds must not keep one per
+/// seed (memory flat in the task count); past this the cache starts over.
+const MAX_GOLDS: usize = 4096;
+
+impl PackageCore {
+    fn remember_gold(&self, task_id: &str, states: Arc<Vec<Value>>) {
+        if let Ok(mut g) = self.golds.lock() {
+            if g.len() >= MAX_GOLDS {
+                g.clear();
+            }
+            g.insert(task_id.to_owned(), states);
+        }
+    }
 }
 
 /// An admitted package as a [`Family`].
@@ -375,9 +391,7 @@ impl PackageFamily {
             // §13.17: before a seed's first use its reference must pass (one replay).
             let states = reference_states(&mut w, &self.pkg, &task, true)
                 .map_err(|f| gen_err(format!("seed {seed}: {f}")))?;
-            if let Ok(mut g) = self.core.golds.lock() {
-                g.insert(task.task_id.clone(), Arc::new(states));
-            }
+            self.core.remember_gold(&task.task_id, Arc::new(states));
         }
         Ok(task)
     }
@@ -600,9 +614,7 @@ impl PackageSession {
                 Some(g) => g,
                 None => {
                     let states = Arc::new(reference_states(&mut worker, &core.pkg, &task, false)?);
-                    if let Ok(mut g) = core.golds.lock() {
-                        g.insert(task.task_id.clone(), Arc::clone(&states));
-                    }
+                    core.remember_gold(&task.task_id, Arc::clone(&states));
                     states
                 }
             });
