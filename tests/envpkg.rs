@@ -367,3 +367,24 @@ fn shipped_packages_are_admitted_and_give_valid_datasets() {
     assert!(rows.values().any(|r| r.turns_total > 1), "multi-turn tasks give several rows");
     ok(&run(&["validate", out.to_str().expect("utf-8")], b""));
 }
+
+/// `--resume` refuses a package whose content changed since the folder was started (the
+/// manifest records every package hash), naming what differs.
+#[test]
+fn resume_refuses_a_package_that_changed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pkgs = good_packages(dir.path());
+    let pkg = pkgs.join("bookshop");
+    let out = dir.path().join("ds");
+    let args = ["--envs", pkg.to_str().expect("utf-8"), "--tasks", "4"];
+    ok(&generate(&out, &args));
+    let readme = pkg.join("README.md");
+    let mut text = std::fs::read_to_string(&readme).unwrap_or_default();
+    text.push_str("\nedited\n");
+    std::fs::write(&readme, text).expect("edit");
+    let o = generate(&out, &[&args[..], &["--resume"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("environment_versions"), "{err}");
+    assert!(err.contains("sha256:"), "{err}");
+}
