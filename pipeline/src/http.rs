@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
-use crate::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS};
+use agentgen_codec::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS};
 use crate::{Error, Result};
 
 /// Settings of the http policy. `Default` gives production values.

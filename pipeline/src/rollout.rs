@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::{
     CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan, SamplingParams,
 };
-use crate::tokens::{EOS, EOS_ID};
+use agentgen_codec::tokens::{EOS, EOS_ID};
 use crate::validate::{Rejection, SchemaCache, check_completion, codes, policy_code};
 use crate::{Error, Result};
 
