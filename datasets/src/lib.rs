@@ -71,6 +71,7 @@ mod error;
 mod folder;
 mod json;
 mod manifest;
+mod pages;
 mod reader;
 mod row;
 mod schema;
@@ -86,6 +87,7 @@ pub use folder::{
 };
 pub use json::{trajectory_hash, trajectory_hash_hex};
 pub use manifest::{ApiUsage, Counts, MANIFEST_FILE, Manifest, SplitCounts, TokenTotals};
+pub use pages::MAX_PAGE_BYTES;
 pub use reader::{
     ConversationReader, FileInfo, MAX_BATCH_BYTES, PartFile, RowReader, file_info,
     finished_sample_ids, list_parts, list_temp_files, read_columns, read_present_columns,
