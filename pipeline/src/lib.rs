@@ -12,6 +12,7 @@
 //! validators → the `datasets` writer. Model mistakes are data (a rejection code on a row in
 //! split `rejected`), never an `Err`; nothing is silently dropped.
 
+pub mod calibrate;
 pub mod chat;
 pub mod error;
 pub mod http;
@@ -20,6 +21,7 @@ pub mod policy;
 pub mod preflight;
 pub mod reference;
 pub mod rollout;
+pub mod synth;
 pub mod run;
 pub mod tokens;
 pub mod validate;
