@@ -105,7 +105,8 @@ where
         if row.turn_index != 0 {
             return;
         }
-        let policy_error = matches!(&row.verdict, Verdict::Rejected { code, .. } if code.starts_with("policy."));
+        let policy_error =
+            matches!(&row.verdict, Verdict::Rejected { code, .. } if code.starts_with("policy."));
         if let Ok(mut v) = sink_seen.lock() {
             v.push(Episode {
                 task_id: row.task_id.clone(),
@@ -229,9 +230,14 @@ pub fn summary_text(summary: &Value) -> String {
         ));
         for (d, v) in p["by_difficulty"].as_object().into_iter().flatten() {
             let mean = v["mean_pass_rate"].as_f64().map_or("-".into(), |m| format!("{m:.3}"));
-            out.push_str(&format!("  difficulty {d}: {} tasks, mean pass rate {mean}\n", v["tasks"]));
+            out.push_str(&format!(
+                "  difficulty {d}: {} tasks, mean pass rate {mean}\n",
+                v["tasks"]
+            ));
         }
-        for (key, label) in [("never_solved", "never solved (0/K)"), ("always_solved", "always solved (K/K)")] {
+        for (key, label) in
+            [("never_solved", "never solved (0/K)"), ("always_solved", "always solved (K/K)")]
+        {
             let ids: Vec<&str> =
                 p[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             out.push_str(&format!("  {label}: {}", ids.len()));

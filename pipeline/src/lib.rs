@@ -21,8 +21,8 @@ pub mod policy;
 pub mod preflight;
 pub mod reference;
 pub mod rollout;
-pub mod synth;
 pub mod run;
+pub mod synth;
 pub mod tokens;
 pub mod validate;
 

@@ -736,8 +736,8 @@ where
                 st.any_passed += u64::from(r.any_passed);
                 // Package tasks were pre-selected by calibration (`run_registry`).
                 let calibrated = r.rows.first().is_some_and(|p| p.row.env_package.is_some());
-                let in_band = calibrated
-                    || band.is_none_or(|(lo, hi)| (lo..=hi).contains(&r.pass_rate));
+                let in_band =
+                    calibrated || band.is_none_or(|(lo, hi)| (lo..=hi).contains(&r.pass_rate));
                 // The band and dedup judge whole episodes: every row of an episode (one per
                 // user turn, consecutive) shares the verdict; dedup hashes its last row (the
                 // whole conversation).

@@ -87,7 +87,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (mode, auto) = super::endpoint::thinking_mode(args.thinking_mode.as_deref(), &args.policy)?;
     let (out, temporary) = match &args.out {
         Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("agentgen-calibrate-{}", std::process::id())), true),
+        None => {
+            (std::env::temp_dir().join(format!("agentgen-calibrate-{}", std::process::id())), true)
+        }
     };
     let mut cfg = RunConfig {
         out: out.clone(),
@@ -169,7 +171,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(if report.run.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }
 
-async fn drive<P: Policy>(cfg: RunConfig, tasks: u64, policy: P) -> anyhow::Result<CalibrateReport> {
+async fn drive<P: Policy>(
+    cfg: RunConfig,
+    tasks: u64,
+    policy: P,
+) -> anyhow::Result<CalibrateReport> {
     let shutdown = agentgen_pipeline::shutdown_signal();
     Ok(calibrate(cfg, tasks, policy, shutdown).await?)
 }

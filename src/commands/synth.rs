@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agentgen_pipeline::synth::{SynthConfig, run_synth};
 use agentgen_pipeline::SamplingParams;
+use agentgen_pipeline::synth::{SynthConfig, run_synth};
 use anyhow::Context;
 
 /// Build envpkg packages with a model: per package, a tool-use agent writes a draft (data,
@@ -80,10 +80,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read the categories file {}", f.display()))?;
         categories.extend(
-            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned),
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
         );
     }
-    anyhow::ensure!(!categories.is_empty(), "no category given (--category TEXT or --categories FILE)");
+    anyhow::ensure!(
+        !categories.is_empty(),
+        "no category given (--category TEXT or --categories FILE)"
+    );
     anyhow::ensure!(args.n >= 1, "--n must be at least 1");
     anyhow::ensure!(args.max_rounds >= 1, "--max-rounds must be at least 1");
     anyhow::ensure!(
@@ -95,7 +101,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the tokio runtime")?;
     let flags = &args.endpoint_flags;
-    let http = super::endpoint::http_config(args.endpoint.clone(), args.api_key_env.as_deref(), flags, args.seed)?;
+    let http = super::endpoint::http_config(
+        args.endpoint.clone(),
+        args.api_key_env.as_deref(),
+        flags,
+        args.seed,
+    )?;
     let policy = super::endpoint::chat_policy(&rt, http, args.api_model.as_deref(), flags)?;
     let cfg = SynthConfig {
         categories,

@@ -19,9 +19,16 @@ pub const MIN_SEEDS: usize = 3;
 /// What admission decided.
 #[derive(Debug, Clone)]
 pub enum Admission {
-    Admitted { dir: PathBuf, name: String, sha256: String },
+    Admitted {
+        dir: PathBuf,
+        name: String,
+        sha256: String,
+    },
     /// `reason`: `check`, `seeds`, `hardcoded_answer`, `near_duplicate`.
-    Refused { reason: &'static str, detail: String },
+    Refused {
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 /// What admission needs.
@@ -36,7 +43,11 @@ pub struct AdmitContext<'a> {
 /// rejected task with its reasons (details cut to 600 characters).
 pub fn compact_report(report: &Value) -> Value {
     let cut = |s: &str| -> String {
-        if s.chars().count() > 600 { s.chars().take(600).collect::<String>() + "…" } else { s.to_owned() }
+        if s.chars().count() > 600 {
+            s.chars().take(600).collect::<String>() + "…"
+        } else {
+            s.to_owned()
+        }
     };
     let problems = |v: &Value| -> Vec<Value> {
         v.as_array()
@@ -51,7 +62,9 @@ pub fn compact_report(report: &Value) -> Value {
         .flatten()
         .filter(|t| t["admitted"] != json!(true))
         .take(20)
-        .map(|t| json!({"task_id": t["task_id"], "id": t["id"], "reasons": problems(&t["reasons"])}))
+        .map(
+            |t| json!({"task_id": t["task_id"], "id": t["id"], "reasons": problems(&t["reasons"])}),
+        )
         .collect();
     let warnings: Vec<Value> = problems(&report["warnings"]).into_iter().take(10).collect();
     json!({
@@ -75,7 +88,9 @@ pub fn report_codes(report: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|e| e["code"].as_str().map(str::to_owned))
         .collect();
-    codes.extend(report["summary"]["by_reason"].as_object().into_iter().flatten().map(|(k, _)| k.clone()));
+    codes.extend(
+        report["summary"]["by_reason"].as_object().into_iter().flatten().map(|(k, _)| k.clone()),
+    );
     codes
 }
 
@@ -90,12 +105,16 @@ pub fn signature(pkg: &ValidPackage) -> String {
                     if let Some(x) = o.get(k) {
                         let x = match (k, x) {
                             ("required", Value::Array(a)) => {
-                                let mut a: Vec<String> = a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect();
+                                let mut a: Vec<String> = a
+                                    .iter()
+                                    .filter_map(|s| s.as_str().map(str::to_owned))
+                                    .collect();
                                 a.sort();
                                 json!(a)
                             }
                             ("properties", Value::Object(p)) => {
-                                let m: BTreeMap<&String, Value> = p.iter().map(|(k, v)| (k, norm(v))).collect();
+                                let m: BTreeMap<&String, Value> =
+                                    p.iter().map(|(k, v)| (k, norm(v))).collect();
                                 json!(m)
                             }
                             _ => norm(x),
@@ -200,7 +219,10 @@ pub fn admit(draft: &Path, stage: &Path, ctx: &AdmitContext<'_>, provenance: &Va
             if answer.chars().count() >= 16 && code.contains(answer) {
                 return refused(
                     "hardcoded_answer",
-                    format!("task {}: its answer {answer:?} is written in the package code", t["id"]),
+                    format!(
+                        "task {}: its answer {answer:?} is written in the package code",
+                        t["id"]
+                    ),
                 );
             }
         }
@@ -232,7 +254,10 @@ pub fn admit(draft: &Path, stage: &Path, ctx: &AdmitContext<'_>, provenance: &Va
     }
     let report = check(stage, ctx);
     if report["admitted"] != json!(true) {
-        return refused("check", format!("envs check rejects it: {}", report_codes(&report).join(", ")));
+        return refused(
+            "check",
+            format!("envs check rejects it: {}", report_codes(&report).join(", ")),
+        );
     }
     if pkg.manifest.generate_seeds.is_some() {
         let passed = report["admitted_tasks"]
@@ -256,7 +281,10 @@ pub fn admit(draft: &Path, stage: &Path, ctx: &AdmitContext<'_>, provenance: &Va
     let short: String = sha.chars().take(12).collect();
     let target = ctx.out.join(format!("{name}-{short}"));
     if target.exists() {
-        return refused("near_duplicate", format!("{} already holds this package", target.display()));
+        return refused(
+            "near_duplicate",
+            format!("{} already holds this package", target.display()),
+        );
     }
     if let Err(e) = std::fs::rename(stage, &target) {
         return refused("check", format!("cannot move the package into {}: {e}", target.display()));

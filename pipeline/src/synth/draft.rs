@@ -36,7 +36,11 @@ impl Draft {
 
     /// The host path of draft path `rel`, or why it is refused.
     pub fn resolve(&self, rel: &str) -> Result<PathBuf, String> {
-        let refuse = |why: &str| Err(format!("refused: {rel:?} {why}; paths are relative to your draft package and stay inside it"));
+        let refuse = |why: &str| {
+            Err(format!(
+                "refused: {rel:?} {why}; paths are relative to your draft package and stay inside it"
+            ))
+        };
         if rel.is_empty() || rel.len() > 255 {
             return refuse("is empty or too long");
         }
@@ -53,10 +57,15 @@ impl Draft {
             match c {
                 Component::Normal(s) => {
                     let s = s.to_str().unwrap_or("");
-                    let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-                    let ok_rest = s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                    let ok_first =
+                        s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                    let ok_rest = s
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
                     if !ok_first || !ok_rest {
-                        return refuse("has a segment outside [A-Za-z0-9_][A-Za-z0-9._-]* (no hidden names)");
+                        return refuse(
+                            "has a segment outside [A-Za-z0-9_][A-Za-z0-9._-]* (no hidden names)",
+                        );
                     }
                     out.push(s);
                     depth += 1;
@@ -89,7 +98,10 @@ impl Draft {
     pub fn write(&self, rel: &str, content: &str) -> Result<Value, String> {
         let path = self.resolve(rel)?;
         if content.len() > MAX_FILE_BYTES {
-            return Err(format!("{rel}: {} bytes is over the {MAX_FILE_BYTES}-byte file limit", content.len()));
+            return Err(format!(
+                "{rel}: {} bytes is over the {MAX_FILE_BYTES}-byte file limit",
+                content.len()
+            ));
         }
         let files = self.list_raw();
         let total: u64 = files.iter().filter(|(p, _)| p != rel).map(|(_, b)| *b).sum();
@@ -174,7 +186,9 @@ mod tests {
     fn paths_stay_inside() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = Draft::fresh(&dir.path().join("draft")).expect("draft");
-        for bad in ["../x", "/etc/passwd", "a/../../x", ".hidden", "data/.x", "", "a\\b", "data/../../x"] {
+        for bad in
+            ["../x", "/etc/passwd", "a/../../x", ".hidden", "data/.x", "", "a\\b", "data/../../x"]
+        {
             assert!(d.resolve(bad).is_err(), "{bad}");
             assert!(d.write(bad, "x").is_err(), "{bad}");
         }

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use self::admit::{AdmitContext, Admission};
+use self::admit::{Admission, AdmitContext};
 use self::draft::Draft;
 use crate::{ChatPolicy, Error, Policy, PromptRequest, Result, SamplingParams};
 
@@ -80,7 +80,11 @@ impl Default for SynthConfig {
             max_minutes_per_package: 30.0,
             concurrency: 4,
             seeds_k: 16,
-            sampling: SamplingParams { temperature: 0.7, max_tokens: 16384, ..SamplingParams::default() },
+            sampling: SamplingParams {
+                temperature: 0.7,
+                max_tokens: 16384,
+                ..SamplingParams::default()
+            },
             progress: true,
         }
     }
@@ -174,7 +178,8 @@ pub fn slots(categories: &[String], n: u32) -> Vec<Slot> {
 }
 
 fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Dataset { message: e.to_string() })?;
+    let text =
+        serde_json::to_string_pretty(v).map_err(|e| Error::Dataset { message: e.to_string() })?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text + "\n")
         .and_then(|()| std::fs::rename(&tmp, path))
@@ -187,7 +192,11 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// Run synthesis until every slot is finished, `shutdown` resolves, or the token budget of
 /// the policy is spent.
-pub async fn run_synth<S>(cfg: SynthConfig, policy: Arc<ChatPolicy>, shutdown: S) -> Result<SynthOutcome>
+pub async fn run_synth<S>(
+    cfg: SynthConfig,
+    policy: Arc<ChatPolicy>,
+    shutdown: S,
+) -> Result<SynthOutcome>
 where
     S: Future<Output = ()> + Send,
 {
@@ -212,12 +221,15 @@ where
         && !agentgen_environments::sandbox::allow_weak()
     {
         return Err(Error::Config {
-            message: format!("{why}; synth runs package code only in the full sandbox (--allow-weak-sandbox to run it anyway)"),
+            message: format!(
+                "{why}; synth runs package code only in the full sandbox (--allow-weak-sandbox to run it anyway)"
+            ),
         });
     }
     let toolset = family_tools("synth").map_err(|e| Error::Config { message: e.to_string() })?;
     let names: Vec<&str> = toolset.names();
-    let tools = toolset.openai_list(&names).map_err(|e| Error::Config { message: e.to_string() })?;
+    let tools =
+        toolset.openai_list(&names).map_err(|e| Error::Config { message: e.to_string() })?;
     let reserved: Vec<String> = agentgen_environments::Registry::new()
         .families()
         .iter()
@@ -373,9 +385,8 @@ fn write_transcripts(ctx: &Ctx, out: &Path, results: &[SlotResult]) -> Result<()
     let sampling = serde_json::to_string(&ctx.cfg.sampling).unwrap_or_else(|_| "{}".into());
     for r in results {
         let f = out.join(WORK_DIR).join(&r.slot).join("transcript.json");
-        let Some(messages) = std::fs::read(&f)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Vec<Message>>(&b).ok())
+        let Some(messages) =
+            std::fs::read(&f).ok().and_then(|b| serde_json::from_slice::<Vec<Message>>(&b).ok())
         else {
             continue;
         };
@@ -396,7 +407,8 @@ fn write_transcripts(ctx: &Ctx, out: &Path, results: &[SlotResult]) -> Result<()
         let (text, ids, mask) = match crate::chat::reencode(&with_tools, mode) {
             Ok(x) => x,
             Err(rej) => {
-                verdict = Verdict::Rejected { code: rej.code().to_owned(), detail: rej.detail.clone() };
+                verdict =
+                    Verdict::Rejected { code: rej.code().to_owned(), detail: rej.detail.clone() };
                 (String::new(), Vec::new(), Vec::new())
             }
         };
@@ -431,7 +443,11 @@ fn write_transcripts(ctx: &Ctx, out: &Path, results: &[SlotResult]) -> Result<()
             verdict,
             turns: r.rounds,
             tool_calls: r.tool_calls,
-            finish_reason: if admitted { "stop".into() } else { r.reason.clone().unwrap_or_default() },
+            finish_reason: if admitted {
+                "stop".into()
+            } else {
+                r.reason.clone().unwrap_or_default()
+            },
             policy: "chat".into(),
             model: Some(ctx.model.clone()),
             sampling: sampling.clone(),
@@ -493,9 +509,9 @@ async fn synthesize(ctx: Arc<Ctx>, slot: Slot) -> Result<SlotResult> {
             ctx.cfg.n
         )),
     ];
-    let seed = u64::from_le_bytes(
-        Sha256::digest(slot.id.as_bytes())[..8].try_into().unwrap_or([0; 8]),
-    ) ^ ctx.cfg.sampling.seed;
+    let seed =
+        u64::from_le_bytes(Sha256::digest(slot.id.as_bytes())[..8].try_into().unwrap_or([0; 8]))
+            ^ ctx.cfg.sampling.seed;
     let deadline = Duration::from_secs_f64(ctx.cfg.max_minutes_per_package.max(0.0) * 60.0);
     let mut last_problem = String::from("the draft was never submitted");
     let mut end: Option<(&'static str, String)> = None;
@@ -503,17 +519,26 @@ async fn synthesize(ctx: Arc<Ctx>, slot: Slot) -> Result<SlotResult> {
     while admitted.is_none() && end.is_none() {
         let tokens = res.prompt_tokens + res.completion_tokens;
         if res.rounds >= ctx.cfg.max_rounds {
-            end = Some(("round_limit", format!("{} rounds used; last problem: {last_problem}", res.rounds)));
+            end = Some((
+                "round_limit",
+                format!("{} rounds used; last problem: {last_problem}", res.rounds),
+            ));
             break;
         }
         if tokens >= ctx.cfg.max_tokens_per_package {
-            end = Some(("token_limit", format!("{tokens} tokens used; last problem: {last_problem}")));
+            end = Some((
+                "token_limit",
+                format!("{tokens} tokens used; last problem: {last_problem}"),
+            ));
             break;
         }
         if started.elapsed() >= deadline {
             end = Some((
                 "time_limit",
-                format!("{:.0} s used; last problem: {last_problem}", started.elapsed().as_secs_f64()),
+                format!(
+                    "{:.0} s used; last problem: {last_problem}",
+                    started.elapsed().as_secs_f64()
+                ),
             ));
             break;
         }
@@ -528,7 +553,8 @@ async fn synthesize(ctx: Arc<Ctx>, slot: Slot) -> Result<SlotResult> {
             messages: messages.clone(),
         };
         res.rounds += 1;
-        let params = SamplingParams { seed: seed ^ u64::from(res.rounds), ..ctx.cfg.sampling.clone() };
+        let params =
+            SamplingParams { seed: seed ^ u64::from(res.rounds), ..ctx.cfg.sampling.clone() };
         let completion = match ctx.policy.complete(&req, &params).await {
             Ok(c) => c,
             Err(e @ Error::Stopped { .. }) => return Err(e),
@@ -564,7 +590,8 @@ async fn synthesize(ctx: Arc<Ctx>, slot: Slot) -> Result<SlotResult> {
         }
         for call in calls {
             res.tool_calls += 1;
-            let (content, adm) = execute(&ctx, &slot, &draft, &work, &call, &mut res, &mut last_problem).await?;
+            let (content, adm) =
+                execute(&ctx, &slot, &draft, &work, &call, &mut res, &mut last_problem).await?;
             messages.push(Message::tool(content, call.id.clone()));
             if admitted.is_none() {
                 admitted = adm;
@@ -589,11 +616,14 @@ async fn synthesize(ctx: Arc<Ctx>, slot: Slot) -> Result<SlotResult> {
             std::fs::create_dir_all(&keep).map_err(io_err(&keep))?;
             let target = keep.join("draft");
             std::fs::rename(draft.root(), &target).map_err(io_err(&target))?;
-            write_json(&keep.join("reason.json"), &json!({
-                "slot": slot.id, "category": slot.category, "reason": reason,
-                "detail": res.detail, "rounds": res.rounds,
-                "tokens": res.prompt_tokens + res.completion_tokens,
-            }))?;
+            write_json(
+                &keep.join("reason.json"),
+                &json!({
+                    "slot": slot.id, "category": slot.category, "reason": reason,
+                    "detail": res.detail, "rounds": res.rounds,
+                    "tokens": res.prompt_tokens + res.completion_tokens,
+                }),
+            )?;
             res.path = Some(target.display().to_string());
         }
     }
@@ -652,7 +682,10 @@ async fn execute(
             let code = s("code");
             let ran = tokio::task::spawn_blocking(move || {
                 let sb = Sandbox::shared()?;
-                let sb = sb.with_config(SandboxConfig { max_output_bytes: draft::MAX_FILE_BYTES, ..SandboxConfig::default() });
+                let sb = sb.with_config(SandboxConfig {
+                    max_output_bytes: draft::MAX_FILE_BYTES,
+                    ..SandboxConfig::default()
+                });
                 sb.run(&code, &files).map_err(|e| e.to_string())
             })
             .await
@@ -695,7 +728,12 @@ async fn execute(
             let c = Arc::clone(ctx);
             let root = draft.root().to_owned();
             let report = tokio::task::spawn_blocking(move || {
-                let actx = AdmitContext { out: &c.cfg.out, rt: c.rt, reserved: &c.reserved, seeds_k: c.cfg.seeds_k };
+                let actx = AdmitContext {
+                    out: &c.cfg.out,
+                    rt: c.rt,
+                    reserved: &c.reserved,
+                    seeds_k: c.cfg.seeds_k,
+                };
                 admit::check(&root, &actx)
             })
             .await
@@ -723,7 +761,12 @@ async fn execute(
                 "generator": format!("agentgen {} synth", env!("CARGO_PKG_VERSION")),
             });
             let adm = tokio::task::spawn_blocking(move || {
-                let actx = AdmitContext { out: &c.cfg.out, rt: c.rt, reserved: &c.reserved, seeds_k: c.cfg.seeds_k };
+                let actx = AdmitContext {
+                    out: &c.cfg.out,
+                    rt: c.rt,
+                    reserved: &c.reserved,
+                    seeds_k: c.cfg.seeds_k,
+                };
                 admit::admit(&root, &stage, &actx, &provenance)
             })
             .await
