@@ -61,7 +61,7 @@ fn reference_calibration_is_all_ones_and_the_band_serves_calibrated_tasks() {
     for p in packages {
         assert_eq!(p["never_solved"], serde_json::json!([]), "{p}");
         let file = p["calibration"].as_str().expect("written");
-        assert!(Path::new(file).starts_with(&pkgs.join(".agentgen")), "{file}");
+        assert!(Path::new(file).starts_with(pkgs.join(".agentgen")), "{file}");
         let cal: Value = serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
         assert_eq!(cal["format"], "agentgen-calibration/1");
         assert_eq!(cal["policy"], "reference");
