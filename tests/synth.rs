@@ -250,7 +250,13 @@ fn report(out: &Path) -> Value {
 fn a_scripted_synthesizer_fixes_a_failing_check_and_is_admitted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("synth");
-    let stub = Stub::start([("smart home heating", builds_fixes_and_submits())].into());
+    let stub = Stub::start(
+        [
+            ("smart home heating", builds_fixes_and_submits()),
+            ("home climate control", builds_fixes_and_submits()),
+        ]
+        .into(),
+    );
     let o = synth(&stub, "smart home heating", &out, &["--max-rounds", "8"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(0), "{err}");
@@ -338,6 +344,27 @@ fn a_scripted_synthesizer_fixes_a_failing_check_and_is_admitted() {
     assert!(rows.values().all(|r| r.env_package_sha256.as_deref() == Some(sha)));
     let v = run(&["validate", ds.to_str().expect("utf-8")], b"");
     assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stdout));
+
+    // The same tools again for another category: told what exists, refused as a near
+    // duplicate at submit, rejected at the round limit; the admitted package is untouched.
+    let o = synth(&stub, "home climate control", &out, &["--max-rounds", "6"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&out);
+    assert_eq!(r["submit_refusals_by_reason"]["near_duplicate"], 1, "{r}");
+    assert_eq!(r["rejected_by_reason"]["round_limit"], 1);
+    let slot = &r["slots"][0];
+    assert!(slot["detail"].as_str().is_some_and(|d| d.contains("near_duplicate")), "{slot}");
+    let told = stub.bodies.lock().expect("lock").iter().any(|b| {
+        let m = b["messages"].to_string();
+        m.contains("home climate control") && m.contains(&format!("thermostat-{}", &sha[..12]))
+    });
+    assert!(told, "the second conversation was not told about the admitted package");
+    let admitted: Vec<_> = std::fs::read_dir(&out)
+        .expect("out")
+        .flatten()
+        .filter(|e| e.path().join("env.toml").is_file())
+        .collect();
+    assert_eq!(admitted.len(), 1);
 }
 
 #[test]
