@@ -168,11 +168,15 @@ fn builds_fixes_and_submits() -> Vec<Value> {
             call("w3", "write_file", json!({"path": "env.py", "content": broken})),
         ]),
         step(vec![call("c1", "check_package", json!({}))]),
-        step(vec![call(
-            "w4",
-            "write_file",
-            json!({"path": "env.py", "content": thermostat("env.py")}),
-        )]),
+        step(vec![
+            call("w4", "write_file", json!({"path": "env.py", "content": thermostat("env.py")})),
+            call(
+                "p1",
+                "run_python",
+                json!({"code": "print('room,floor')\nfor i in range(3):\n    print(f'room{i},{i % 2}')",
+                       "save_stdout_to": "data/rooms.csv"}),
+            ),
+        ]),
         step(vec![call("l1", "list_files", json!({})), call("c2", "check_package", json!({}))]),
         step(vec![call("s1", "submit", json!({}))]),
     ]
@@ -281,7 +285,8 @@ fn a_scripted_synthesizer_fixes_a_failing_check_and_is_admitted() {
     assert_eq!(r["tokens"]["total"], 5 * 1200);
     let slot = &r["slots"][0];
     assert_eq!(slot["rounds"], 5);
-    assert_eq!(slot["files_written"], 4);
+    assert_eq!(slot["files_written"], 5);
+    assert!(results["p1"].contains("\"exit_code\":0"), "{}", results["p1"]);
 
     // DIR/<name>-<short hash>/ with provenance; the hash is the package's.
     let pkg = Path::new(slot["path"].as_str().expect("path")).to_owned();
@@ -290,6 +295,10 @@ fn a_scripted_synthesizer_fixes_a_failing_check_and_is_admitted() {
     assert_eq!(
         pkg.file_name().and_then(|f| f.to_str()),
         Some(format!("thermostat-{}", &sha[..12]).as_str())
+    );
+    assert_eq!(
+        std::fs::read_to_string(pkg.join("data/rooms.csv")).expect("data built in the sandbox"),
+        "room,floor\nroom0,0\nroom1,1\nroom2,0\n"
     );
     let prov: Value =
         serde_json::from_slice(&std::fs::read(pkg.join("provenance.json")).expect("prov"))
@@ -431,4 +440,27 @@ fn a_synthesizer_cannot_leave_its_draft_folder() {
     let r = report(&out);
     assert_eq!(r["refused_calls"], 7);
     assert_eq!(r["packages"]["rejected"], 1);
+}
+
+#[test]
+fn a_spent_token_budget_stops_with_exit_3_and_the_rerun_finishes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("synth");
+    let stub = Stub::start([("budget probe", builds_fixes_and_submits())].into());
+    // 1,200 tokens per response: the budget is spent after the second one.
+    let o = synth(&stub, "budget probe", &out, &["--max-tokens-total", "2000"]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&out);
+    assert!(r["stopped"].is_string(), "{r}");
+    assert_eq!(r["packages"]["finished"], 0);
+    assert_eq!(stub.bodies.lock().expect("lock").len(), 2);
+    // The unfinished slot starts over and is admitted.
+    let o = synth(&stub, "budget probe", &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&out);
+    assert_eq!(
+        (r["packages"]["admitted"].as_u64(), r["packages"]["resumed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(r["slots"][0]["rounds"], 5);
 }

@@ -126,13 +126,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         progress: !args.quiet,
     };
-    let spent = policy.budget_spent_signal();
-    let shutdown = async move {
-        tokio::select! {
-            () = agentgen_pipeline::shutdown_signal() => {}
-            _ = spent => {}
-        }
-    };
+    // A spent `--max-tokens-total` stops each slot at its next request (exit 3 below).
+    let shutdown = agentgen_pipeline::shutdown_signal();
     let outcome = rt.block_on(run_synth(cfg, policy, shutdown))?;
     let r = &outcome.report;
     eprintln!(

@@ -311,6 +311,11 @@ where
         }
     }
     bar.finish_and_clear();
+    // A spent `--max-tokens-total` refuses the next request (`Error::Stopped`); slots left
+    // unfinished are redone by the next run.
+    if stopped.is_none() && !interrupted && results.len() < all.len() && ctx.policy.budget_spent() {
+        stopped = Some("--max-tokens-total is spent".into());
+    }
     results.sort_by(|a, b| a.slot.cmp(&b.slot));
     write_transcripts(&ctx, &out, &results)?;
     let report = report_json(&ctx, &all, &results, resumed, stopped.as_deref(), interrupted);
