@@ -333,3 +333,58 @@ fn kill_9_during_a_package_run_and_resume_give_the_uninterrupted_rows() {
     }
     assert!(a.values().any(|r| !spins(r.instance_seed) && r.passed));
 }
+
+/// The packages shipped in `environments/packages/` are admitted (every task) and serve a
+/// dataset that `validate` passes (issue "done when"; a copy, since admission caches next to
+/// the packages).
+#[test]
+fn shipped_packages_are_admitted_and_give_valid_datasets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pkgs = dir.path().join("packages");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("environments/packages"), &pkgs);
+    let names: Vec<String> = std::fs::read_dir(&pkgs)
+        .expect("packages")
+        .flatten()
+        .filter(|e| e.path().join("env.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() >= 4, "{names:?}");
+    let check = run(&["envs", "check", pkgs.to_str().expect("utf-8")], b"");
+    ok(&check);
+    for line in String::from_utf8_lossy(&check.stdout).lines() {
+        let r: Value = serde_json::from_str(line).expect("report line");
+        assert_eq!(r["admitted"], true, "{}", r["package"]["name"]);
+        assert_eq!(r["summary"]["rejected"], 0, "{}", r["package"]["name"]);
+        let tasks = r["summary"]["tasks"].as_u64().unwrap_or(0);
+        assert!(tasks >= 60, "{}: {tasks} tasks", r["package"]["name"]);
+    }
+    let out = dir.path().join("ds");
+    ok(&generate(&out, &["--envs", pkgs.to_str().expect("utf-8"), "--tasks", "200"]));
+    let rows = rows_by_id(&out);
+    let served: std::collections::BTreeSet<&str> =
+        rows.values().filter_map(|r| r.env_package.as_deref()).collect();
+    assert_eq!(served.len(), names.len(), "every package served: {served:?}");
+    assert!(rows.values().any(|r| r.turns_total > 1), "multi-turn tasks give several rows");
+    ok(&run(&["validate", out.to_str().expect("utf-8")], b""));
+}
+
+/// `--resume` refuses a package whose content changed since the folder was started (the
+/// manifest records every package hash), naming what differs.
+#[test]
+fn resume_refuses_a_package_that_changed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pkgs = good_packages(dir.path());
+    let pkg = pkgs.join("bookshop");
+    let out = dir.path().join("ds");
+    let args = ["--envs", pkg.to_str().expect("utf-8"), "--tasks", "4"];
+    ok(&generate(&out, &args));
+    let readme = pkg.join("README.md");
+    let mut text = std::fs::read_to_string(&readme).unwrap_or_default();
+    text.push_str("\nedited\n");
+    std::fs::write(&readme, text).expect("edit");
+    let o = generate(&out, &[&args[..], &["--resume"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("environment_versions"), "{err}");
+    assert!(err.contains("sha256:"), "{err}");
+}

@@ -23,7 +23,6 @@ pub mod reference;
 pub mod rollout;
 pub mod run;
 pub mod synth;
-pub mod tokens;
 pub mod validate;
 
 pub use chat::{ChatConfig, ChatPolicy, ChatTurn};

@@ -941,7 +941,7 @@ fn tool_spec_hashes(registry: &Registry, families: &[String]) -> BTreeMap<String
 }
 
 fn ds(e: agentgen_datasets::Error) -> Error {
-    Error::Dataset { message: e.to_string() }
+    Error::Dataset(e)
 }
 
 fn reject(r: &Rejection) -> Verdict {
@@ -1110,7 +1110,7 @@ async fn run_job<P: Policy>(shared: &Shared<P>, job: Job) -> JobResult {
                     }
                     Err(e) => base.failed_task(
                         &job.task_ref,
-                        &Rejection::new(codes::ENV_TASK_ERROR, e.to_string()),
+                        &Rejection::new(codes::ENV_TASK_ERROR, e.chain()),
                     ),
                 }
             }

@@ -296,6 +296,8 @@ fn check_packages(
     let mut all = true;
     for p in &packages {
         let out = envpkg::check_package(p, &rt, &reserved, &opts);
+        // `generate --envs` reuses the report (cached by package hash next to the package).
+        envpkg::runtime::store_admission(&out.report, &rt, seeds);
         all &= out.admitted;
         let r = &out.report;
         let codes: Vec<String> = r["errors"]

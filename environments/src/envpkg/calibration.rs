@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::framework::{Availability, Family, Instance, PackageInfo, TaskRef};
+use crate::framework::{Availability, Family, FamilyInfo, Instance, PackageInfo, TaskRef};
 use crate::{Registry, Result};
 
 pub const FORMAT: &str = "agentgen-calibration/1";
@@ -148,17 +148,8 @@ impl BandedFamily {
 }
 
 impl Family for BandedFamily {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn version(&self) -> u32 {
-        self.inner.version()
-    }
-    fn instances(&self) -> u64 {
-        self.inner.instances()
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        self.inner.tasks_per_instance()
+    fn info(&self) -> FamilyInfo {
+        self.inner.info()
     }
     fn availability(&self) -> Availability {
         self.inner.availability()

@@ -31,8 +31,8 @@ use super::task::{ValidTask, parse_task, task_id};
 use super::worker::{Failure, PythonRuntime, Worker, WorkerPool};
 use crate::error::{Error, Result};
 use crate::framework::{
-    Availability, Family, FollowUp, Instance, PackageInfo, ReferenceSolution, ReferenceTurn,
-    Session, SessionResult, State, TaskRef, TaskSpec, ToolResult, Verdict,
+    Availability, Family, FamilyInfo, FollowUp, Instance, PackageInfo, ReferenceSolution,
+    ReferenceTurn, Session, SessionResult, State, TaskRef, TaskSpec, ToolResult, Verdict,
 };
 
 /// How packages are opened for a run.
@@ -165,8 +165,7 @@ fn admission(
     rt: &PythonRuntime,
     opts: &OpenOptions,
 ) -> std::result::Result<Value, String> {
-    let file = state_dir(pkg)
-        .map(|d| d.join(format!("admission-py{}-k{}.json", rt.minor(), opts.seeds_k)));
+    let file = admission_file(&pkg.path, &pkg.sha256, rt, opts.seeds_k);
     let cached = file
         .as_ref()
         .and_then(|f| std::fs::read(f).ok())
@@ -183,16 +182,7 @@ fn admission(
             let reserved: Vec<&str> = opts.reserved.iter().map(String::as_str).collect();
             let copts = CheckOptions { partial: false, seeds_k: opts.seeds_k };
             let r = check_package(path, rt, &reserved, &copts).report;
-            if let Some(f) = &file
-                && let Some(dir) = f.parent()
-                && std::fs::create_dir_all(dir).is_ok()
-            {
-                // Best effort: a read-only checkout re-admits next time.
-                let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-                if std::fs::write(&tmp, r.to_string()).is_ok() {
-                    let _ = std::fs::rename(&tmp, f);
-                }
-            }
+            store_admission(&r, rt, opts.seeds_k);
             r
         }
     };
@@ -227,6 +217,41 @@ fn admission(
     Ok(report)
 }
 
+/// Where the admission report of the package at `dir` with hash `sha256` is cached, by Python
+/// minor and the number of generated seeds checked.
+fn admission_file(dir: &Path, sha256: &str, rt: &PythonRuntime, seeds_k: u64) -> Option<PathBuf> {
+    let parent = dir.parent()?;
+    Some(parent.join(".agentgen").join(sha256).join(format!(
+        "admission-py{}-k{}.json",
+        rt.minor(),
+        seeds_k
+    )))
+}
+
+/// Cache a strict (not `--partial`) admission that admitted its package, next to the package, where runs look it
+/// up (`envs check` and the runs share it). Best effort: a read-only folder re-admits next time.
+pub fn store_admission(report: &Value, rt: &PythonRuntime, seeds_k: u64) {
+    let (Some(path), Some(sha)) =
+        (report["package"]["path"].as_str(), report["package"]["sha256"].as_str())
+    else {
+        return;
+    };
+    // Only strict admissions are looked up, and a rejected package is never served, so
+    // nothing is written for it (a rejected package's folder stays untouched).
+    if report["mode"] != json!("strict") || report["admitted"] != json!(true) {
+        return;
+    }
+    let Some(f) = admission_file(Path::new(path), sha, rt, seeds_k) else { return };
+    if let Some(dir) = f.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, report.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &f);
+        }
+    }
+}
+
 /// `<parent of the package>/.agentgen/<sha256>/` (None for a package at the filesystem root).
 pub fn state_dir(pkg: &ValidPackage) -> Option<PathBuf> {
     pkg.path.parent().map(|p| p.join(".agentgen").join(&pkg.sha256))
@@ -236,10 +261,26 @@ pub fn state_dir(pkg: &ValidPackage) -> Option<PathBuf> {
 pub struct PackageCore {
     pub pkg: Arc<ValidPackage>,
     pool: Arc<WorkerPool>,
-    /// Gold states per task id (gold_state tasks), computed once.
+    /// Gold states per task id (gold_state tasks), computed once; bounded (see
+    /// [`PackageCore::remember_gold`]).
     golds: Mutex<HashMap<String, Arc<Vec<Value>>>>,
     /// The generated seeds admission checked and admitted.
     admitted_seeds: Vec<u64>,
+}
+
+/// Gold states kept per package: a run over a million generated seeds must not keep one per
+/// seed (memory flat in the task count); past this the cache starts over.
+const MAX_GOLDS: usize = 4096;
+
+impl PackageCore {
+    fn remember_gold(&self, task_id: &str, states: Arc<Vec<Value>>) {
+        if let Ok(mut g) = self.golds.lock() {
+            if g.len() >= MAX_GOLDS {
+                g.clear();
+            }
+            g.insert(task_id.to_owned(), states);
+        }
+    }
 }
 
 /// An admitted package as a [`Family`].
@@ -352,26 +393,20 @@ impl PackageFamily {
             // §13.17: before a seed's first use its reference must pass (one replay).
             let states = reference_states(&mut w, &self.pkg, &task, true)
                 .map_err(|f| gen_err(format!("seed {seed}: {f}")))?;
-            if let Ok(mut g) = self.core.golds.lock() {
-                g.insert(task.task_id.clone(), Arc::new(states));
-            }
+            self.core.remember_gold(&task.task_id, Arc::new(states));
         }
         Ok(task)
     }
 }
 
 impl Family for PackageFamily {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn version(&self) -> u32 {
-        self.pkg.manifest.version
-    }
-    fn instances(&self) -> u64 {
-        self.pkg.manifest.generate_seeds.unwrap_or(0) + 1
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        (self.statics.len() as u64).max(1)
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo {
+            name: self.name,
+            version: self.pkg.manifest.version,
+            instances: self.pkg.manifest.generate_seeds.unwrap_or(0) + 1,
+            tasks_per_instance: (self.statics.len() as u64).max(1),
+        }
     }
     fn availability(&self) -> Availability {
         Availability::Available
@@ -577,9 +612,7 @@ impl PackageSession {
                 Some(g) => g,
                 None => {
                     let states = Arc::new(reference_states(&mut worker, &core.pkg, &task, false)?);
-                    if let Ok(mut g) = core.golds.lock() {
-                        g.insert(task.task_id.clone(), Arc::clone(&states));
-                    }
+                    core.remember_gold(&task.task_id, Arc::clone(&states));
                     states
                 }
             });

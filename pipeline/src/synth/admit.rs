@@ -289,14 +289,10 @@ pub fn admit(draft: &Path, stage: &Path, ctx: &AdmitContext<'_>, provenance: &Va
     if let Err(e) = std::fs::rename(stage, &target) {
         return refused("check", format!("cannot move the package into {}: {e}", target.display()));
     }
-    // Seed the runtime's admission cache (keyed by hash; `generate --envs` then skips it).
-    if let Some(parent) = target.parent() {
-        let dir = parent.join(".agentgen").join(&sha);
-        if std::fs::create_dir_all(&dir).is_ok() {
-            let file = dir.join(format!("admission-py{}-k{}.json", ctx.rt.minor(), ctx.seeds_k));
-            let _ = std::fs::write(file, report.to_string());
-        }
-    }
+    // The runtime's admission cache (keyed by hash; `generate --envs` then skips the check).
+    let mut report = report;
+    report["package"]["path"] = json!(target.display().to_string());
+    agentgen_environments::envpkg::runtime::store_admission(&report, ctx.rt, ctx.seeds_k);
     Admission::Admitted { dir: target, name, sha256: sha }
 }
 

@@ -178,8 +178,10 @@ pub fn slots(categories: &[String], n: u32) -> Vec<Slot> {
 }
 
 fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(v).map_err(|e| Error::Dataset { message: e.to_string() })?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text + "\n")
         .and_then(|()| std::fs::rename(&tmp, path))
@@ -212,7 +214,7 @@ where
         Err(agentgen_datasets::Error::Busy { holder, .. }) => {
             return Err(Error::OutputBusy { dir: out.display().to_string(), holder });
         }
-        Err(e) => return Err(Error::Dataset { message: e.to_string() }),
+        Err(e) => return Err(Error::Dataset(e)),
     };
     let rt = PythonRuntime::shared().map_err(|e| Error::Config {
         message: format!("synth checks packages with CPython >= 3.11: {e}"),
@@ -384,7 +386,7 @@ fn write_transcripts(ctx: &Ctx, out: &Path, results: &[SlotResult]) -> Result<()
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
     }
-    let ds = |e: agentgen_datasets::Error| Error::Dataset { message: e.to_string() };
+    let ds = Error::Dataset;
     let mut writer = DatasetWriter::try_new(&dir, WriterOptions::default()).map_err(ds)?;
     let tools_text = serde_json::to_string(&ctx.tools).unwrap_or_else(|_| "[]".into());
     let sampling = serde_json::to_string(&ctx.cfg.sampling).unwrap_or_else(|_| "{}".into());
