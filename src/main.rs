@@ -47,6 +47,11 @@ enum Command {
     Report(commands::report::Args),
     /// RL rollout worker: groups, logprobs, rewards, advantages.
     Rollout(commands::rollout::Args),
+    /// Measure each package task's pass rate under a policy (K rollouts per task), for
+    /// `--difficulty-band`.
+    Calibrate(commands::calibrate::Args),
+    /// Build envpkg packages with a model: a tool-use agent writes, checks and submits them.
+    Synth(commands::synth::Args),
 }
 
 /// mimalloc returns freed memory to the OS 10 ms after it is freed. The engine frees and
@@ -139,6 +144,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => commands::serve::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::Rollout(a) => commands::rollout::run(a),
+        Command::Calibrate(a) => commands::calibrate::run(a),
+        Command::Synth(a) => commands::synth::run(a),
     };
     match result {
         Ok(code) => code,
