@@ -309,7 +309,7 @@ pub async fn rollout<P: Policy>(
     };
 
     let user_turns = task.user_turns();
-    for t in 0..user_turns {
+    'episode: for t in 0..user_turns {
         let Some(mut sess) = session.take() else { break };
         if t > 0 {
             // The next user message: the conversation so far is re-encoded as this row's
@@ -520,27 +520,7 @@ pub async fn rollout<P: Policy>(
                                 ),
                             ));
                             finish_reason = "timeout".into();
-                            return Ok(finish_output(FinishParts {
-                                policy,
-                                ctx,
-                                task: &task,
-                                messages,
-                                rows,
-                                rejection,
-                                exec_error,
-                                warnings: out_warnings,
-                                finish_reason,
-                                has_logprobs,
-                                retokenized,
-                                all_sampled,
-                                turns,
-                                n_calls,
-                                policy_time,
-                                env_time,
-                                start,
-                                completion_tokens,
-                                sample_id,
-                            }));
+                            break 'episode;
                         }
                     }
                 };
