@@ -3,6 +3,7 @@
 mod chat;
 mod codec;
 mod envs;
+mod envserve;
 mod generate;
 mod inspect;
 mod model;

@@ -36,6 +36,13 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
     },
+    /// Serve every selected family and package to RL stacks: NeMo Gym's resources-server
+    /// routes (`POST /seed_session`, `POST /{tool}`, `POST /verify`) and OpenEnv's (`GET
+    /// /health`, `/metadata`, `/schema`, the `/ws` WebSocket). Runs until SIGINT/SIGTERM.
+    Serve(super::envserve::ServeArgs),
+    /// Write the task rows `envs serve` expects (`--format nemo-gym`: one JSON row per task
+    /// with `task_id` and `responses_create_params`).
+    Export(super::envserve::ExportArgs),
     /// Print one task as JSON (TaskSpec). The `reference` solution and `hidden_from_agent`
     /// verifier data are marked as hidden from the agent.
     Sample {
@@ -48,6 +55,12 @@ pub enum Command {
         /// Task seed (0..tasks per instance).
         #[arg(long, default_value_t = 0)]
         task_seed: u64,
+        /// envpkg packages (comma-separated) whose tasks `--family` may name.
+        #[arg(long, value_delimiter = ',')]
+        envs: Vec<String>,
+        /// Allow packages that run untrusted code without every sandbox layer.
+        #[arg(long)]
+        allow_weak_sandbox: bool,
     },
     /// Soundness check: for each task the reference solution must pass its verifier and every
     /// hack probe (no calls, answer only, reference minus its last write, random valid calls)
@@ -126,7 +139,15 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 list_packages(&registry, &envs, json)
             }
         }
-        Command::Sample { family, instance_seed, task_seed } => {
+        Command::Serve(args) => super::envserve::serve(args),
+        Command::Export(args) => super::envserve::export(args),
+        Command::Sample { family, instance_seed, task_seed, envs, allow_weak_sandbox: weak } => {
+            allow_weak_sandbox(weak);
+            let registry = if envs.is_empty() {
+                registry
+            } else {
+                super::envserve::registry(&[], &envs, 1)?.0
+            };
             let fam = registry.try_get(&family)?;
             let r = agentgen_environments::TaskRef {
                 family: family.clone(),

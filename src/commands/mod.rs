@@ -4,6 +4,7 @@ pub mod bench;
 pub mod codec;
 pub mod endpoint;
 pub mod envs;
+pub mod envserve;
 pub mod generate;
 pub mod inspect;
 pub mod model;
