@@ -255,7 +255,7 @@ fn envs_serve_abuse_gets_clear_errors_and_sessions_are_freed() {
     let (rows, _, sample) = export_and_sample(dir.path(), &["--families", "trip"], "trip");
     let tool = sample["tools"][0]["function"]["name"].as_str().expect("a tool").to_owned();
     let server = Server::start(&[
-        "--families", "trip", "--max-sessions", "100", "--idle-timeout-secs", "2",
+        "--families", "trip", "--max-sessions", "100", "--idle-timeout-secs", "3600",
         "--max-body-bytes", "1048576",
     ])
     .expect("server");
@@ -295,20 +295,28 @@ fn envs_serve_abuse_gets_clear_errors_and_sessions_are_freed() {
     assert_eq!(out["stats_full"]["active_sessions"], 100);
     assert_eq!(out["liveness"][0], 200);
     assert_eq!(out["health"][0], 200);
-    // The idle timeout frees them all (polled: no timed assertion).
-    let mut freed = false;
-    for _ in 0..600 {
-        let stats = client(dir.path(), "stats", &server.base, &[]);
+    // SIGTERM frees the 100 idle sessions.
+    let (status, err) = server.stop("-TERM");
+    assert!(status.success(), "exit on SIGTERM: {status}\n{err}");
+    assert!(err.contains("shut down (100 open session(s) freed)"), "{err}");
+
+    // The idle timeout frees idle sessions (polled until they are gone: no timed assertion).
+    let server =
+        Server::start(&["--families", "trip", "--idle-timeout-secs", "1"]).expect("server");
+    let codes = client(dir.path(), "seed_many", &server.base, &[&rows.to_string_lossy(), "50"]);
+    assert_eq!(codes, serde_json::json!({"200": 50}));
+    let mut stats = Value::Null;
+    for _ in 0..1200 {
+        stats = client(dir.path(), "stats", &server.base, &[]);
         if stats["active_sessions"] == 0 {
-            assert!(stats["sessions_reaped"].as_u64().unwrap_or(0) >= 100, "{stats}");
-            freed = true;
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(freed, "idle sessions were never freed");
-    let (status, err) = server.stop("-TERM");
-    assert!(status.success(), "exit on SIGTERM: {status}\n{err}");
+    assert_eq!(stats["active_sessions"], 0, "idle sessions were never freed: {stats}");
+    assert_eq!(stats["sessions_reaped"], 50, "{stats}");
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
 }
 
 /// `--api-key-env`: every route but the liveness probes wants the bearer key.

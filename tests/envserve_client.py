@@ -85,6 +85,7 @@ def play(client, row, calls, answer):
     answer, the observations and the statuses."""
     status, body = client.post("/seed_session", row)
     assert status == 200, (status, body)
+    client.seeded = client.cookie()
     items, observations, statuses = [], [], []
     for i, (name, args) in enumerate(calls):
         status, out = client.post("/" + name, None, raw=args.encode())
@@ -106,6 +107,7 @@ def reference_calls(sample):
     calls = []
     for turn in sample["reference"]["turns"]:
         for c in turn["calls"]:
+            c = c.get("function", c)  # OpenAI tool-call shape
             args = c["arguments"] if isinstance(c["arguments"], str) else json.dumps(c["arguments"])
             calls.append((c["name"], args))
     return calls
@@ -119,8 +121,10 @@ def mode_contract(base, row_file, sample_file):
         client, row, reference_calls(sample), sample["reference"]["final_answer"])
     # The same client plays the empty probe: no calls, no answer.
     status0, empty, _, _ = play(client, row, [], None)
-    # The verified session is gone: a call on its cookie is refused.
-    gone_status, gone_body = client.post("/" + reference_calls(sample)[0][0], {})
+    # The verified session is gone: a call with its cookie is refused.
+    name, value = client.seeded
+    stale = Client(base, {"Cookie": f"{name}={value}"})
+    gone_status, gone_body = stale.post("/" + reference_calls(sample)[0][0], {})
     return {
         "verify_status": status, "verified": verified, "call_statuses": statuses,
         "observations": observations, "empty_status": status0, "empty": empty,
@@ -142,8 +146,9 @@ def mode_abuse(base, row_file, tool, n_idle):
     out["forged_cookie"] = forged.post("/" + tool, {})
     out["verify_forged"] = forged.post("/verify", dict(row, response=response_object([])))
     # Client b's session is its own: a's cookie never names it, and verifying a's leaves b's.
+    name, value = a.cookie()
     out["verify_a"] = a.post("/verify", dict(row, response=response_object([])))[0]
-    out["a_after_verify"] = a.post("/" + tool, {})[0]
+    out["a_after_verify"] = Client(base, {"Cookie": f"{name}={value}"}).post("/" + tool, {})[0]
     out["b_still_alive"] = b.post("/" + tool, {})[0]
     # A verify body of the wrong shape: 422, the session survives it.
     out["verify_bad_shape"] = b.post("/verify", {"responses_create_params": {}})[0]
@@ -166,21 +171,23 @@ def mode_abuse(base, row_file, tool, n_idle):
     out["b_alive_after_abuse"] = b.post("/" + tool, {})[0]
     out["close_b"] = b.post("/close_session", {})
     # n idle sessions: the limit answers 503 with a clear error, never anything else.
-    codes, full_body = {}, None
-    idle = []
-    for _ in range(n_idle):
-        c = Client(base)
-        s, body = c.post("/seed_session", row)
-        codes[s] = codes.get(s, 0) + 1
-        if s == 503 and full_body is None:
-            full_body = json.loads(body)
-        idle.append(c)
-    out["idle_codes"] = {str(k): v for k, v in codes.items()}
-    out["full_body"] = full_body
+    out["idle_codes"], out["full_body"] = seed_many(base, row, n_idle)
     out["stats_full"] = json.loads(Client(base).get("/stats")[1])
     out["liveness"] = Client(base).get("/")
     out["health"] = Client(base).get("/health")
     return out
+
+
+def seed_many(base, row, n):
+    """Seed n sessions from n clients and leave them idle: the status counts and the first
+    503 body."""
+    codes, full_body = {}, None
+    for _ in range(n):
+        s, body = Client(base).post("/seed_session", row)
+        codes[str(s)] = codes.get(str(s), 0) + 1
+        if s == 503 and full_body is None:
+            full_body = json.loads(body)
+    return codes, full_body
 
 
 def mode_stats(base):
@@ -287,6 +294,9 @@ def main():
         out = mode_abuse(base, sys.argv[3], sys.argv[4], int(sys.argv[5]))
     elif mode == "openenv":
         out = mode_openenv(base, sys.argv[3])
+    elif mode == "seed_many":
+        rows = json.loads(open(sys.argv[3]).read().splitlines()[0])
+        out = seed_many(base, rows, int(sys.argv[4]))[0]
     elif mode == "stats":
         out = mode_stats(base)
     else:

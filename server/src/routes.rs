@@ -177,7 +177,11 @@ pub async fn serve_with(
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            // With upgrades: WebSocket routes (`agentgen envs serve`'s `/ws`) take over the
+            // connection after the handshake.
+            let conn = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
