@@ -122,7 +122,9 @@ fn export_and_sample(dir: &Path, select: &[&str], family: &str) -> (PathBuf, Pat
     // The same task with its reference (envs sample prints it, marked hidden).
     let parts: Vec<&str> = id.split(['@', '/']).collect();
     let mut sargs = vec!["envs", "sample", "--family", parts[0], "--instance-seed", parts[2], "--task-seed", parts[3]];
-    sargs.extend_from_slice(select);
+    if select.first() == Some(&"--envs") {
+        sargs.extend_from_slice(select);
+    }
     let out = run(&sargs, b"");
     assert!(out.status.success(), "sample: {}", String::from_utf8_lossy(&out.stderr));
     let sample: Value = serde_json::from_slice(&out.stdout).expect("sample JSON");

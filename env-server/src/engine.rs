@@ -57,7 +57,8 @@ pub struct Episode {
     steps: u64,
     failure: Option<EnvFailure>,
     verdict: Option<Verdict>,
-    _permit: OwnedSemaphorePermit,
+    /// The episode's place among `--max-sessions` (None: its WebSocket connection holds it).
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Episode {
@@ -231,13 +232,28 @@ impl Engine {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// A place among `--max-sessions`, or 503 `sessions.full` when every one is taken.
+    pub fn permit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+            self.counters.refused_full.fetch_add(1, Ordering::Relaxed);
+            ApiError::full(self.active(), self.cfg.max_sessions)
+        })
+    }
+
     /// Start an episode of task `id`: a permit first (503 when every one is taken), then the
     /// task and its session on a blocking thread.
     pub async fn start(self: &Arc<Self>, id: &str) -> Result<Episode, ApiError> {
-        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            self.counters.refused_full.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::full(self.active(), self.cfg.max_sessions));
-        };
+        let permit = self.permit()?;
+        self.start_with(Some(permit), id).await
+    }
+
+    /// Start an episode of task `id` under `permit` (None: the caller holds one for it, as a
+    /// WebSocket connection does for all its episodes).
+    pub async fn start_with(
+        self: &Arc<Self>,
+        permit: Option<OwnedSemaphorePermit>,
+        id: &str,
+    ) -> Result<Episode, ApiError> {
         let (me, id) = (Arc::clone(self), id.to_owned());
         let built = tokio::task::spawn_blocking(move || {
             let (instance, task) =
@@ -415,5 +431,37 @@ fn message_text(item: &Value) -> String {
             .collect::<Vec<_>>()
             .join(""),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentgen_environments::{Registry, TaskRef};
+    use serde_json::json;
+
+    #[test]
+    fn transcripts_group_calls_and_take_the_last_assistant_text() {
+        let reg = Registry::new();
+        let cache = agentgen_environments::InstanceCache::new(1);
+        let r: TaskRef = "trip@1/0/0".parse().unwrap_or_else(|_| unreachable!());
+        let Ok((_, task)) = reg.task(&cache, &r) else { return };
+        let output = vec![
+            json!({"type": "function_call", "name": "list_cities", "arguments": "{}", "call_id": "a"}),
+            json!({"type": "function_call", "name": "list_hotels", "arguments": "{\"city\": \"X\"}", "call_id": "b"}),
+            json!({"type": "function_call_output", "call_id": "a", "output": "[]"}),
+            json!({"type": "function_call_output", "call_id": "b", "output": {"x": 1}}),
+            json!({"type": "reasoning", "summary": []}),
+            json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "do"}, {"type": "output_text", "text": "ne"}]}),
+            json!(42),
+        ];
+        let (answer, messages) = transcript(&task, &output);
+        assert_eq!(answer, "done");
+        // system, user, one assistant step with both calls, two tool results, the answer.
+        assert_eq!(messages.len(), 6);
+        assert_eq!(messages[2].tool_calls.len(), 2);
+        assert_eq!(messages[4].content.as_deref(), Some("{\"x\":1}"));
+        let (answer, messages) = transcript(&task, &[]);
+        assert_eq!((answer.as_str(), messages.len()), ("", 2));
     }
 }

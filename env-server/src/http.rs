@@ -149,3 +149,27 @@ pub fn set_cookie(token: &str) -> HeaderValue {
 pub fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("agentgen_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others_and_missing_is_none() {
+        let mut h = HeaderMap::new();
+        assert_eq!(session_token(&h), None);
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; agentgen_session=abc ; b=2"));
+        assert_eq!(session_token(&h).as_deref(), Some("abc"));
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("agentgen_sessionx=1; =; ;;"));
+        assert_eq!(session_token(&h), None);
+    }
+
+    #[test]
+    fn error_bodies_carry_code_detail_and_extras() {
+        let b = ApiError::full(3, 3).body();
+        assert_eq!(b["code"], "sessions.full");
+        assert_eq!(b["max_sessions"], 3);
+        assert_eq!(b["error"], b["detail"]);
+    }
+}

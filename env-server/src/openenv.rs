@@ -136,6 +136,18 @@ struct Conn {
 }
 
 async fn connection(mut socket: WebSocket, engine: Arc<Engine>) {
+    // A connection is a session (OpenEnv creates the environment on connect): it holds one of
+    // the `--max-sessions` places for its whole life, so open sockets are bounded too.
+    let _permit = match engine.permit() {
+        Ok(p) => p,
+        Err(e) => {
+            let mut body = error(e.message, "CAPACITY_REACHED");
+            body["data"]["max_sessions"] = json!(engine.config().max_sessions);
+            let _ = socket.send(WsMessage::Text(body.to_string().into())).await;
+            let _ = socket.send(WsMessage::Close(None)).await;
+            return;
+        }
+    };
     let idle = engine.config().idle_timeout;
     let mut conn = Conn { episode: None, episode_id: None, resets: 0 };
     loop {
@@ -220,7 +232,7 @@ async fn reset(engine: &Arc<Engine>, conn: &mut Conn, data: &Value) -> Value {
     if let Some(old) = conn.episode.take() {
         release(old);
     }
-    match engine.start(&id).await {
+    match engine.start_with(None, &id).await {
         Ok(ep) => {
             conn.resets += 1;
             conn.episode_id = Some(

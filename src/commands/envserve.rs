@@ -116,7 +116,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.host
         );
     }
-    let (registry, names) = registry(&args.families, &args.envs, args.max_sessions)?;
+    // Idle package workers kept warm per package (an episode beyond them starts a fresh one).
+    let (registry, names) = registry(&args.families, &args.envs, args.max_sessions.min(32))?;
     let catalog = Catalog::new(registry, &names)?;
     let served = catalog.names().join(", ");
     let engine = Arc::new(Engine::new(
