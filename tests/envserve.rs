@@ -80,7 +80,11 @@ impl Drop for Server {
 }
 
 fn python_ok() -> bool {
-    Command::new("python3").arg("-c").arg("import sys; sys.exit(sys.version_info < (3, 8))").status().is_ok_and(|s| s.success())
+    Command::new("python3")
+        .arg("-c")
+        .arg("import sys; sys.exit(sys.version_info < (3, 8))")
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Run the client in `mode` against `base`; its one JSON line.
@@ -95,7 +99,11 @@ fn client(dir: &Path, mode: &str, base: &str, args: &[&str]) -> Value {
         .output()
         .expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "client {mode} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client {mode} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("client output {stdout:?}: {e}"))
 }
 
@@ -103,25 +111,46 @@ fn client(dir: &Path, mode: &str, base: &str, args: &[&str]) -> Value {
 fn export_and_sample(dir: &Path, select: &[&str], family: &str) -> (PathBuf, PathBuf, Value) {
     let rows = dir.join("rows.jsonl");
     let rows_s = rows.to_string_lossy().into_owned();
-    let mut args = vec!["envs", "export", "--format", "nemo-gym", "--tasks", "3", "--seed", "5", "--out", &rows_s];
+    let mut args = vec![
+        "envs", "export", "--format", "nemo-gym", "--tasks", "3", "--seed", "5", "--out", &rows_s,
+    ];
     args.extend_from_slice(select);
     let out = run(&args, b"");
     assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&rows).expect("rows");
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON row")).collect();
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).expect("a JSON row")).collect();
     assert_eq!(lines.len(), 3, "{text}");
     let row = &lines[0];
     let id = row["task_id"].as_str().expect("task_id").to_owned();
     assert!(id.starts_with(&format!("{family}@")), "{id}");
     let input = row["responses_create_params"]["input"].as_array().expect("input");
-    assert_eq!((input[0]["role"].as_str(), input[1]["role"].as_str()), (Some("system"), Some("user")));
+    assert_eq!(
+        (input[0]["role"].as_str(), input[1]["role"].as_str()),
+        (Some("system"), Some("user"))
+    );
     let tools = row["responses_create_params"]["tools"].as_array().expect("tools");
-    assert!(!tools.is_empty() && tools.iter().all(|t| t["type"] == "function" && t["name"].is_string() && t["parameters"].is_object()), "{row}");
+    assert!(
+        !tools.is_empty()
+            && tools.iter().all(|t| t["type"] == "function"
+                && t["name"].is_string()
+                && t["parameters"].is_object()),
+        "{row}"
+    );
     // Nothing hidden from the agent is in a row.
     assert!(!text.contains("hidden_from_agent") && !text.contains("final_answer"), "{text}");
     // The same task with its reference (envs sample prints it, marked hidden).
     let parts: Vec<&str> = id.split(['@', '/']).collect();
-    let mut sargs = vec!["envs", "sample", "--family", parts[0], "--instance-seed", parts[2], "--task-seed", parts[3]];
+    let mut sargs = vec![
+        "envs",
+        "sample",
+        "--family",
+        parts[0],
+        "--instance-seed",
+        parts[2],
+        "--task-seed",
+        parts[3],
+    ];
     if select.first() == Some(&"--envs") {
         sargs.extend_from_slice(select);
     }
@@ -146,15 +175,28 @@ fn contract(select: &[&str], family: &str) {
     let Some(server) = Server::start(select) else {
         panic!("envs serve did not start");
     };
-    let out = client(dir.path(), "contract", &server.base, &[&rows.to_string_lossy(), &sample_file.to_string_lossy()]);
+    let out = client(
+        dir.path(),
+        "contract",
+        &server.base,
+        &[&rows.to_string_lossy(), &sample_file.to_string_lossy()],
+    );
     assert_eq!(out["verify_status"], 200, "{out}");
     let v = &out["verified"];
     assert_eq!(v["reward"], 1.0, "reference run: {out}");
     assert_eq!(v["passed"], true, "{out}");
-    assert!(v["reward_components"].as_object().is_some_and(|c| !c.is_empty() && c.values().all(|x| x == 1.0)), "{v}");
+    assert!(
+        v["reward_components"]
+            .as_object()
+            .is_some_and(|c| !c.is_empty() && c.values().all(|x| x == 1.0)),
+        "{v}"
+    );
     // The request is echoed: the row's fields and the response.
     assert_eq!(v["task_id"], sample["id"]);
-    assert!(v["responses_create_params"]["input"].is_array() && v["response"]["output"].is_array(), "{v}");
+    assert!(
+        v["responses_create_params"]["input"].is_array() && v["response"]["output"].is_array(),
+        "{v}"
+    );
     assert!(out["call_statuses"].as_array().is_some_and(|s| s.iter().all(|x| x == 200)), "{out}");
     // The empty probe.
     assert_eq!(out["empty_status"], 200, "{out}");
@@ -217,11 +259,20 @@ fn envs_serve_openenv_websocket_episode() {
     let server = Server::start(&["--families", "trip"]).expect("server");
     let out = client(dir.path(), "openenv", &server.base, &[&sample_file.to_string_lossy()]);
     assert_eq!(out["health"][0], 200);
-    assert_eq!(serde_json::from_str::<Value>(out["health"][1].as_str().unwrap_or("")).ok(), Some(serde_json::json!({"status": "healthy"})));
-    let meta: Value = serde_json::from_str(out["metadata"][1].as_str().unwrap_or("")).expect("metadata");
+    assert_eq!(
+        serde_json::from_str::<Value>(out["health"][1].as_str().unwrap_or("")).ok(),
+        Some(serde_json::json!({"status": "healthy"}))
+    );
+    let meta: Value =
+        serde_json::from_str(out["metadata"][1].as_str().unwrap_or("")).expect("metadata");
     assert_eq!(meta["name"], "agentgen");
-    let schema: Value = serde_json::from_str(out["schema"][1].as_str().unwrap_or("")).expect("schema");
-    assert!(schema["action"].is_object() && schema["observation"].is_object() && schema["state"].is_object());
+    let schema: Value =
+        serde_json::from_str(out["schema"][1].as_str().unwrap_or("")).expect("schema");
+    assert!(
+        schema["action"].is_object()
+            && schema["observation"].is_object()
+            && schema["state"].is_object()
+    );
     assert_eq!(out["step_before_reset"]["type"], "error", "{out}");
     let reset = &out["reset"];
     assert_eq!(reset["type"], "observation", "{out}");
@@ -235,7 +286,11 @@ fn envs_serve_openenv_websocket_episode() {
         assert!(s["data"]["observation"]["error"].is_null(), "reference call errored: {s}");
         assert!(s["data"]["observation"]["result"].is_string());
     }
-    assert_eq!(out["state"]["data"]["step_count"], out["steps"].as_array().map_or(0, Vec::len), "{out}");
+    assert_eq!(
+        out["state"]["data"]["step_count"],
+        out["steps"].as_array().map_or(0, Vec::len),
+        "{out}"
+    );
     assert_eq!(out["answer"]["data"]["done"], true, "{out}");
     assert_eq!(out["answer"]["data"]["reward"], 1.0, "{out}");
     assert_eq!(out["empty_answer"]["data"]["reward"], 0.0, "{out}");
@@ -257,14 +312,23 @@ fn envs_serve_abuse_gets_clear_errors_and_sessions_are_freed() {
     let (rows, _, sample) = export_and_sample(dir.path(), &["--families", "trip"], "trip");
     let tool = sample["tools"][0]["function"]["name"].as_str().expect("a tool").to_owned();
     let server = Server::start(&[
-        "--families", "trip", "--max-sessions", "100", "--idle-timeout-secs", "3600",
-        "--max-body-bytes", "1048576",
+        "--families",
+        "trip",
+        "--max-sessions",
+        "100",
+        "--idle-timeout-secs",
+        "3600",
+        "--max-body-bytes",
+        "1048576",
     ])
     .expect("server");
     let out = client(dir.path(), "abuse", &server.base, &[&rows.to_string_lossy(), &tool, "1000"]);
     assert_eq!((out["seed_a"].as_u64(), out["seed_b"].as_u64()), (Some(200), Some(200)), "{out}");
     assert_eq!(out["unknown_tool"][0], 404, "{out}");
-    assert_eq!(serde_json::from_str::<Value>(out["unknown_tool"][1].as_str().unwrap_or("")).ok(), Some(serde_json::json!({"error": "unknown tool: no_such_tool"})));
+    assert_eq!(
+        serde_json::from_str::<Value>(out["unknown_tool"][1].as_str().unwrap_or("")).ok(),
+        Some(serde_json::json!({"error": "unknown tool: no_such_tool"}))
+    );
     let err = |k: &str| -> (u64, Value) {
         let status = out[k][0].as_u64().unwrap_or(0);
         let body = serde_json::from_str(out[k][1].as_str().unwrap_or("")).unwrap_or(Value::Null);
@@ -282,7 +346,10 @@ fn envs_serve_abuse_gets_clear_errors_and_sessions_are_freed() {
     assert_eq!(out["verify_bad_shape"], 422, "{out}");
     assert_eq!(out["verify_other_task"], 400, "{out}");
     for k in ["oversized_tool", "oversized_seed"] {
-        assert!(out[k] == 413 || out[k].as_str().is_some_and(|s| s.starts_with("closed")), "{k}: {out}");
+        assert!(
+            out[k] == 413 || out[k].as_str().is_some_and(|s| s.starts_with("closed")),
+            "{k}: {out}"
+        );
     }
     assert_eq!(out["not_json"], 422);
     assert_eq!(out["no_task_id"], 422);
@@ -325,7 +392,16 @@ fn envs_serve_abuse_gets_clear_errors_and_sessions_are_freed() {
 #[test]
 fn envs_serve_requires_the_api_key_when_configured() {
     let server = Command::new(bin())
-        .args(["envs", "serve", "--port", "0", "--families", "trip", "--api-key-env", "AGENTGEN_TEST_ENV_KEY"])
+        .args([
+            "envs",
+            "serve",
+            "--port",
+            "0",
+            "--families",
+            "trip",
+            "--api-key-env",
+            "AGENTGEN_TEST_ENV_KEY",
+        ])
         .env_remove("AGENTGEN_TEST_ENV_KEY")
         .output()
         .expect("run");

@@ -337,8 +337,11 @@ impl Engine {
 
     /// Free every HTTP session (shutdown); returns how many.
     pub fn clear(&self) -> usize {
-        let all: Vec<Arc<Slot>> =
-            self.sessions.lock().map(|mut m| m.drain().map(|(_, s)| s).collect()).unwrap_or_default();
+        let all: Vec<Arc<Slot>> = self
+            .sessions
+            .lock()
+            .map(|mut m| m.drain().map(|(_, s)| s).collect())
+            .unwrap_or_default();
         let n = all.len();
         drop(all);
         n
@@ -348,7 +351,8 @@ impl Engine {
     /// timeout, at least every second).
     pub fn spawn_reaper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        let every = (self.cfg.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let every =
+            (self.cfg.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

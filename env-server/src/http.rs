@@ -112,8 +112,11 @@ impl IntoResponse for ApiError {
 pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rej| {
         let status = rej.status();
-        let code =
-            if status == StatusCode::PAYLOAD_TOO_LARGE { "request.too_large" } else { "request.invalid" };
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request.too_large"
+        } else {
+            "request.invalid"
+        };
         ApiError::new(status, code, rej.body_text())
     })
 }

@@ -27,19 +27,17 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::row_task_id;
 use crate::engine::{CallOutcome, Engine, release, transcript};
-use crate::http::{
-    ApiError, body_bytes, clear_cookie, json_object, session_token, set_cookie,
-};
+use crate::http::{ApiError, body_bytes, clear_cookie, json_object, session_token, set_cookie};
 
 type St = State<Arc<Engine>>;
 
@@ -108,11 +106,10 @@ pub async fn call_tool(
         .ok_or_else(|| ApiError::internal("the session's lock is poisoned"))?;
     Ok(match outcome {
         CallOutcome::Observation(r) => observation_response(StatusCode::OK, r.content),
-        CallOutcome::UnknownTool => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("unknown tool: {tool}")})),
-        )
-            .into_response(),
+        CallOutcome::UnknownTool => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": format!("unknown tool: {tool}")})))
+                .into_response()
+        }
         CallOutcome::Failed(f) => ApiError::env_failed(&f).into_response(),
     })
 }
@@ -144,7 +141,11 @@ pub async fn verify(
             None | Some(Value::Null) => Vec::new(),
             Some(_) => return Err(ApiError::unprocessable("`response.output` must be a list")),
         },
-        _ => return Err(ApiError::unprocessable("`response` (a Responses-API response object) is required")),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "`response` (a Responses-API response object) is required",
+            ));
+        }
     };
     let row_id = row_task_id(&Value::Object(req.clone())).map(str::to_owned);
     let slot = engine.get(&token).ok_or_else(ApiError::unknown_session)?;

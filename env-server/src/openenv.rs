@@ -157,7 +157,9 @@ async fn connection(mut socket: WebSocket, engine: Arc<Engine>) {
             Err(_) => {
                 let _ = socket
                     .send(WsMessage::Text(
-                        error("idle timeout: the episode was freed", "SESSION_ERROR").to_string().into(),
+                        error("idle timeout: the episode was freed", "SESSION_ERROR")
+                            .to_string()
+                            .into(),
                     ))
                     .await;
                 break;
@@ -217,7 +219,10 @@ async fn reset(engine: &Arc<Engine>, conn: &mut Conn, data: &Value) -> Value {
             let (Some(seed), Some(index)) =
                 (seed.as_u64(), data.get("index").map_or(Some(0), Value::as_u64))
             else {
-                return error("`seed` and `index` must be non-negative integers", "VALIDATION_ERROR");
+                return error(
+                    "`seed` and `index` must be non-negative integers",
+                    "VALIDATION_ERROR",
+                );
             };
             engine.catalog().task_ref(seed, index).to_string()
         }
@@ -300,9 +305,9 @@ async fn step(conn: &mut Conn, action: Value) -> Value {
             };
             match out {
                 CallOutcome::Observation(r) => {
-                    let err = r.is_error.then(|| {
-                        json!({"error_type": "execution_error", "message": r.content.clone()})
-                    });
+                    let err = r.is_error.then(
+                        || json!({"error_type": "execution_error", "message": r.content.clone()}),
+                    );
                     let obs = json!({"tool_name": name, "result": r.content, "error": err});
                     (observation(obs, None, false), Some(ep))
                 }

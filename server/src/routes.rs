@@ -179,9 +179,8 @@ pub async fn serve_with(
             builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
             // With upgrades: WebSocket routes (`agentgen envs serve`'s `/ws`) take over the
             // connection after the handshake.
-            let conn = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .with_upgrades();
+            let conn =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -299,9 +298,9 @@ fn check_api_key(headers: &axum::http::HeaderMap, key: &str) -> Result<(), ApiEr
     match given {
         Some(g) if key_matches(g.as_bytes(), key.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::unauthorized("incorrect API key provided")),
-        None => Err(ApiError::unauthorized(
-            "missing API key: send it as `Authorization: Bearer <key>`",
-        )),
+        None => {
+            Err(ApiError::unauthorized("missing API key: send it as `Authorization: Bearer <key>`"))
+        }
     }
 }
 
