@@ -46,9 +46,18 @@ impl Catalog {
                 ),
             });
         }
-        let (instance, task) = self
+        // The id is checked first (a client's mistake); building the instance is the
+        // environment's work (a package seed asks a worker, which can fail or time out).
+        let family = self
             .registry
-            .task(&self.cache, &r)
+            .check(&r)
+            .map_err(|e| Error::Task { id: id.to_owned(), reason: e.to_string() })?;
+        let instance = self
+            .cache
+            .get_or_build(family.as_ref(), r.instance_seed)
+            .map_err(|e| Error::Build { id: id.to_owned(), reason: e.to_string() })?;
+        let task = instance
+            .task(r.task_seed)
             .map_err(|e| Error::Task { id: id.to_owned(), reason: e.to_string() })?;
         Ok((instance, Arc::new(task)))
     }

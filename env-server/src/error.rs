@@ -19,6 +19,15 @@ pub enum Error {
         /// Why it cannot be served.
         reason: String,
     },
+    /// The environment could not build the task's instance (a package worker failed, a
+    /// generated seed's reference did not pass).
+    #[error("task {id:?}: the environment failed to build it: {reason}")]
+    Build {
+        /// The id asked for.
+        id: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
