@@ -22,9 +22,15 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Option<Server> {
+        Self::start_env(args, &[])
+    }
+
+    /// Start with extra environment variables for the server only.
+    fn start_env(args: &[&str], env: &[(&str, &str)]) -> Option<Server> {
         let mut child = Command::new(bin())
             .args(["envs", "serve", "--port", "0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -388,23 +394,40 @@ fn envs_serve_abuse_gets_clear_errors_and_sessions_are_freed() {
     assert!(status.success());
 }
 
-/// `--api-key-env`: every route but the liveness probes wants the bearer key.
+/// `--api-key-env`: every route but the liveness probes wants the bearer key; an unset
+/// variable is refused at start.
 #[test]
 fn envs_serve_requires_the_api_key_when_configured() {
-    let server = Command::new(bin())
-        .args([
-            "envs",
-            "serve",
-            "--port",
-            "0",
-            "--families",
-            "trip",
-            "--api-key-env",
-            "AGENTGEN_TEST_ENV_KEY",
-        ])
-        .env_remove("AGENTGEN_TEST_ENV_KEY")
+    let unset = Command::new(bin())
+        .args(["envs", "serve", "--port", "0", "--families", "trip"])
+        .args(["--api-key-env", "AGENTGEN_TEST_ENV_KEY_UNSET"])
+        .env_remove("AGENTGEN_TEST_ENV_KEY_UNSET")
         .output()
         .expect("run");
-    assert!(!server.status.success(), "an unset key variable is refused");
-    assert!(String::from_utf8_lossy(&server.stderr).contains("AGENTGEN_TEST_ENV_KEY"));
+    assert!(!unset.status.success(), "an unset key variable is refused");
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("AGENTGEN_TEST_ENV_KEY_UNSET"));
+    if !python_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rows, _, _) = export_and_sample(dir.path(), &["--families", "trip"], "trip");
+    let key = "k-7f3a";
+    let server = Server::start_env(
+        &["--families", "trip", "--api-key-env", "AGENTGEN_TEST_ENV_KEY"],
+        &[("AGENTGEN_TEST_ENV_KEY", key)],
+    )
+    .expect("server");
+    let out = client(dir.path(), "auth", &server.base, &[&rows.to_string_lossy(), key]);
+    assert_eq!((out["liveness"].as_u64(), out["health"].as_u64()), (Some(200), Some(200)), "{out}");
+    assert_eq!(out["stats_no_key"], 401, "{out}");
+    assert_eq!(out["seed_no_key"][0], 401, "{out}");
+    assert!(out["seed_no_key"][1].as_str().is_some_and(|b| b.contains("API key")), "{out}");
+    assert_eq!(out["seed_wrong_key"], 401, "{out}");
+    assert_eq!(
+        (out["seed_key"].as_u64(), out["verify_key"].as_u64()),
+        (Some(200), Some(200)),
+        "{out}"
+    );
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
 }

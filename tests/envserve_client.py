@@ -190,6 +190,23 @@ def seed_many(base, row, n):
     return codes, full_body
 
 
+def mode_auth(base, row_file, key):
+    row = json.loads(open(row_file).read().splitlines()[0])
+    bearer = {"Authorization": "Bearer " + key}
+    wrong = {"Authorization": "Bearer not-" + key}
+    keyed = Client(base, bearer)
+    out = {
+        "liveness": Client(base).get("/")[0],
+        "health": Client(base).get("/health")[0],
+        "stats_no_key": Client(base).get("/stats")[0],
+        "seed_no_key": Client(base).post("/seed_session", row),
+        "seed_wrong_key": Client(base, wrong).post("/seed_session", row)[0],
+        "seed_key": keyed.post("/seed_session", row)[0],
+        "verify_key": keyed.post("/verify", dict(row, response=response_object([])))[0],
+    }
+    return out
+
+
 def mode_stats(base):
     return json.loads(Client(base).get("/stats")[1])
 
@@ -297,6 +314,8 @@ def main():
     elif mode == "seed_many":
         rows = json.loads(open(sys.argv[3]).read().splitlines()[0])
         out = seed_many(base, rows, int(sys.argv[4]))[0]
+    elif mode == "auth":
+        out = mode_auth(base, sys.argv[3], sys.argv[4])
     elif mode == "stats":
         out = mode_stats(base)
     else:

@@ -257,11 +257,9 @@ impl Engine {
         let (me, id) = (Arc::clone(self), id.to_owned());
         let built = tokio::task::spawn_blocking(move || {
             let (instance, task) = me.catalog.task(&id).map_err(|e| match e {
-                crate::Error::Build { .. } => ApiError::new(
-                    axum::http::StatusCode::BAD_GATEWAY,
-                    "env.failed",
-                    e.to_string(),
-                ),
+                crate::Error::Build { .. } => {
+                    ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "env.failed", e.to_string())
+                }
                 _ => ApiError::bad_task(e.to_string()),
             })?;
             let session = start_session(&instance, &task).map_err(|f| ApiError::env_failed(&f))?;
