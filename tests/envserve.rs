@@ -431,3 +431,26 @@ fn envs_serve_requires_the_api_key_when_configured() {
     let (status, _) = server.stop("-TERM");
     assert!(status.success());
 }
+
+/// `--seed-wait-secs`: with every place taken, a seed waits for one instead of failing (the
+/// second seed returns once the first session is verified, whatever the timing).
+#[test]
+fn envs_serve_seed_waits_for_a_free_place() {
+    if !python_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rows, _, _) = export_and_sample(dir.path(), &["--families", "trip"], "trip");
+    let server =
+        Server::start(&["--families", "trip", "--max-sessions", "1", "--seed-wait-secs", "600"])
+            .expect("server");
+    let out = client(dir.path(), "queue", &server.base, &[&rows.to_string_lossy()]);
+    assert_eq!(out["first"], 200, "{out}");
+    assert_eq!(out["verify_first"], 200, "{out}");
+    assert_eq!(out["second"], 200, "{out}");
+    assert_eq!(out["verify_second"], 200, "{out}");
+    assert_eq!(out["stats"]["sessions_verified"], 2, "{out}");
+    assert_eq!(out["stats"]["active_sessions"], 0, "{out}");
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
+}

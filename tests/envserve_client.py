@@ -25,6 +25,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import urllib.error
 import urllib.request
 
@@ -207,6 +208,23 @@ def mode_auth(base, row_file, key):
     return out
 
 
+def mode_queue(base, row_file):
+    """With one place and a seed wait: a second seed waits until the first session is
+    verified, then gets the place."""
+    row = json.loads(open(row_file).read().splitlines()[0])
+    first, second = Client(base), Client(base)
+    out = {"first": first.post("/seed_session", row)[0]}
+    result = {}
+    t = threading.Thread(target=lambda: result.update(second=second.post("/seed_session", row)[0]))
+    t.start()
+    out["verify_first"] = first.post("/verify", dict(row, response=response_object([])))[0]
+    t.join()
+    out["second"] = result.get("second")
+    out["verify_second"] = second.post("/verify", dict(row, response=response_object([])))[0]
+    out["stats"] = json.loads(Client(base).get("/stats")[1])
+    return out
+
+
 def mode_stats(base):
     return json.loads(Client(base).get("/stats")[1])
 
@@ -316,6 +334,8 @@ def main():
         out = seed_many(base, rows, int(sys.argv[4]))[0]
     elif mode == "auth":
         out = mode_auth(base, sys.argv[3], sys.argv[4])
+    elif mode == "queue":
+        out = mode_queue(base, sys.argv[3])
     elif mode == "stats":
         out = mode_stats(base)
     else:

@@ -30,11 +30,18 @@ pub struct EngineConfig {
     pub max_sessions: usize,
     /// An HTTP session with no request for this long is freed.
     pub idle_timeout: Duration,
+    /// How long `/seed_session` waits for a place when all are taken before answering 503
+    /// (zero: at once). Agents that do not retry (NeMo Gym's) then queue instead of failing.
+    pub seed_wait: Duration,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_sessions: 256, idle_timeout: Duration::from_secs(600) }
+        EngineConfig {
+            max_sessions: 256,
+            idle_timeout: Duration::from_secs(600),
+            seed_wait: Duration::ZERO,
+        }
     }
 }
 
@@ -240,10 +247,20 @@ impl Engine {
         })
     }
 
-    /// Start an episode of task `id`: a permit first (503 when every one is taken), then the
-    /// task and its session on a blocking thread.
+    /// Start an episode of task `id`: a permit first (waiting up to `seed_wait` for one, then
+    /// 503), then the task and its session on a blocking thread.
     pub async fn start(self: &Arc<Self>, id: &str) -> Result<Episode, ApiError> {
-        let permit = self.permit()?;
+        let permit = match self.permit() {
+            Ok(p) => p,
+            Err(e) if self.cfg.seed_wait.is_zero() => return Err(e),
+            Err(e) => {
+                let wait = Arc::clone(&self.permits).acquire_owned();
+                match tokio::time::timeout(self.cfg.seed_wait, wait).await {
+                    Ok(Ok(p)) => p,
+                    _ => return Err(e),
+                }
+            }
+        };
         self.start_with(Some(permit), id).await
     }
 

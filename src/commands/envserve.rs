@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// An HTTP session (or WebSocket) with no request for this long is freed.
     #[arg(long, value_name = "S", default_value_t = 600.0)]
     pub idle_timeout_secs: f64,
+    /// When all sessions are taken, how long `/seed_session` waits for one before answering
+    /// 503 (0: at once). NeMo Gym's agents do not retry a 503: give them a wait.
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    pub seed_wait_secs: f64,
     /// Largest request body / WebSocket message (413 beyond).
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -109,6 +113,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             format!("--idle-timeout-secs wants a positive number, got {}", args.idle_timeout_secs)
         })?;
     anyhow::ensure!(args.max_sessions > 0, "--max-sessions must be at least 1");
+    let seed_wait = Duration::try_from_secs_f64(args.seed_wait_secs).ok().with_context(|| {
+        format!("--seed-wait-secs wants a number of seconds >= 0, got {}", args.seed_wait_secs)
+    })?;
     if !args.host.is_loopback() && api_key.is_none() {
         eprintln!(
             "warning: serving on {} without an API key: anyone who can reach it can run the \
@@ -122,7 +129,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let served = catalog.names().join(", ");
     let engine = Arc::new(Engine::new(
         catalog,
-        EngineConfig { max_sessions: args.max_sessions, idle_timeout: idle },
+        EngineConfig { max_sessions: args.max_sessions, idle_timeout: idle, seed_wait },
     ));
     let limits = agentgen_server::ServeLimits {
         max_connections: args.max_connections.max(1),
