@@ -2,6 +2,7 @@
 
 mod chat;
 mod codec;
+mod envpkg;
 mod envs;
 mod envserve;
 mod generate;

@@ -78,6 +78,41 @@ pub const SCRATCH_DIR: &str = "/work";
 static ALLOW_WEAK: AtomicBool = AtomicBool::new(false);
 static NEXT_UID: AtomicU32 = AtomicU32::new(0);
 
+/// Where this process starts in the dedicated uid range: derived from the pid, so concurrent
+/// agentgen processes (shards, tests) rarely pick the same uid (`RLIMIT_NPROC` is per uid).
+fn uid_offset() -> u32 {
+    static OFFSET: OnceLock<u32> = OnceLock::new();
+    *OFFSET.get_or_init(|| std::process::id().wrapping_mul(2_654_435_761) % DEDICATED_UIDS)
+}
+
+/// Every sandbox is forked from this one long-lived thread. `P1` dies with the thread that
+/// forked it (`PR_SET_PDEATHSIG` follows the forking *thread*, and the async runtime's blocking
+/// threads come and go), so tying it to a thread that lives as long as the process makes
+/// `kill -9` of the orchestrator end every sandbox it started.
+fn on_spawner_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static SPAWNER: OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>> =
+        OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("agentgen-sandbox-spawner".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .ok()
+            .map(|_| std::sync::Mutex::new(tx))
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = done_tx.send(job());
+    });
+    tx.as_ref()?.lock().ok()?.send(job).ok()?;
+    done_rx.recv().ok()
+}
+
 /// Allow sandboxes that lack a required layer (the CLI's `--allow-weak-sandbox`). Call once
 /// at start-up, before any family is asked for its availability.
 pub fn set_allow_weak(allow: bool) {
@@ -512,7 +547,22 @@ impl SandboxSpec {
                 reason: format!("{why}; pass --allow-weak-sandbox to run untrusted code anyway"),
             });
         }
-        self.spawn_with(layers.granted)
+        self.spawn_retrying(layers.granted)
+    }
+
+    /// [`SandboxSpec::spawn_with`], retried on the next dedicated uid when the kernel says
+    /// `EAGAIN` (another process of that uid is still alive: `RLIMIT_NPROC` is per uid).
+    fn spawn_retrying(&self, g: Granted) -> Result<SandboxChild> {
+        let mut last = None;
+        for _ in 0..8 {
+            match self.spawn_with(g) {
+                Err(Error::Sandbox { reason }) if g.setuid && reason.contains("os error 11") => {
+                    last = Some(Error::Sandbox { reason });
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(Error::Sandbox { reason: "no uid left to spawn on".into() }))
     }
 
     /// Benchmarks only: start with just `layers` (those the machine grants), without the
@@ -531,7 +581,7 @@ impl SandboxSpec {
             net: all.net && on(Layer::NetworkNamespace),
             seccomp: all.seccomp && on(Layer::Seccomp),
         };
-        self.spawn_with(g)
+        self.spawn_retrying(g)
     }
 
     fn spawn_with(&self, g: Granted) -> Result<SandboxChild> {
@@ -540,7 +590,7 @@ impl SandboxSpec {
             |p: &OsStr| CString::new(p.as_bytes()).map_err(|_| err(format!("NUL in path {p:?}")));
         // SAFETY: trivial getters.
         let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        let n = NEXT_UID.fetch_add(1, Ordering::Relaxed) % DEDICATED_UIDS;
+        let n = (uid_offset() + NEXT_UID.fetch_add(1, Ordering::Relaxed)) % DEDICATED_UIDS;
         let uid = DEDICATED_UID_BASE + n;
         // The staging dir is shadowed by the new root, so it must not hold a bind source.
         let staging: PathBuf = ["/tmp", "/mnt", "/media", "/srv", "/opt", "/var/tmp", "/boot"]
@@ -662,6 +712,7 @@ impl SandboxSpec {
             rlimits,
             protocol_fd,
             programs,
+            parent: std::process::id() as libc::pid_t,
         };
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
@@ -677,8 +728,8 @@ impl SandboxSpec {
         unsafe {
             cmd.pre_exec(move || plan.enter());
         }
-        let mut child = cmd
-            .spawn()
+        let mut child = on_spawner_thread(move || cmd.spawn())
+            .unwrap_or_else(|| Err(std::io::Error::other("the sandbox spawner thread is gone")))
             .map_err(|e| err(format!("starting {} sandboxed: {e}", self.program.display())))?;
         let (protocol, _theirs) = match protocol {
             Some((ours, theirs)) => (Some(ours), Some(theirs)),

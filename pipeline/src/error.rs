@@ -5,15 +5,20 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The codec refused to encode a conversation the pipeline built itself (a bug).
-    #[error("codec error while {context}: {message}")]
-    Codec { context: &'static str, message: String },
+    /// The codec refused to encode a conversation the pipeline built itself (a bug), or the
+    /// tokenizer failed; the codec's error is the source.
+    #[error("codec error while {context}")]
+    Codec {
+        context: &'static str,
+        #[source]
+        source: agentgen_codec::Error,
+    },
     /// The environment crate failed to build an instance or task.
     #[error("environment error for {task}: {message}")]
     Environment { task: String, message: String },
-    /// Reading or writing the dataset failed.
-    #[error("dataset error: {message}")]
-    Dataset { message: String },
+    /// Reading or writing the dataset failed; the datasets crate's error is the source.
+    #[error("dataset error")]
+    Dataset(#[from] agentgen_datasets::Error),
     /// A policy failed in a way the rollout cannot turn into data (e.g. its engine is gone).
     #[error("policy error ({kind}): {message}")]
     Policy { kind: &'static str, message: String },
@@ -62,6 +67,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error and its causes, `: `-joined (rejection details and log lines keep the cause).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            cur = e.source();
+        }
+        out
+    }
+
     /// The process exit code this error means (interfaces: 2 usage or unreadable input, 3
     /// busy or stopped by a limit).
     pub fn exit_code(&self) -> u8 {

@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
-use crate::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS};
 use crate::{Error, Result};
+use agentgen_codec::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS};
 
 /// Settings of the http policy. `Default` gives production values.
 #[derive(Debug, Clone)]

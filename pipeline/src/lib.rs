@@ -21,7 +21,6 @@ pub mod preflight;
 pub mod reference;
 pub mod rollout;
 pub mod run;
-pub mod tokens;
 pub mod validate;
 
 pub use chat::{ChatConfig, ChatPolicy, ChatTurn};

@@ -51,10 +51,8 @@ impl ReferencePolicy {
             add_bos: false,
             context: vec![Message::user("")],
         };
-        encode_messages(std::slice::from_ref(&message), &opts).map_err(|e| Error::Codec {
-            context: "rendering a reference turn",
-            message: e.to_string(),
-        })
+        encode_messages(std::slice::from_ref(&message), &opts)
+            .map_err(|source| Error::Codec { context: "rendering a reference turn", source })
     }
 }
 

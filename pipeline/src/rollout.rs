@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::policy::{
     CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan, SamplingParams,
 };
-use crate::tokens::{EOS, EOS_ID};
 use crate::validate::{Rejection, SchemaCache, check_completion, codes, policy_code};
 use crate::{Error, Result};
+use agentgen_codec::tokens::{EOS, EOS_ID};
 
 /// Limits of one rollout; exceeding one ends it with a finish reason and a `length.*` code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ impl TokenCache {
 }
 
 pub(crate) fn tokenize(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    tok.encode(text).map_err(|e| Error::Codec { context: "tokenizing", message: e.to_string() })
+    tok.encode(text).map_err(|source| Error::Codec { context: "tokenizing", source })
 }
 
 /// Shared, read-only helpers of all rollouts of a run.
@@ -118,10 +118,8 @@ pub struct RolloutContext {
 
 impl RolloutContext {
     pub fn try_new(mode: ThinkingMode, limits: RolloutLimits) -> Result<Self> {
-        let tokenizer = Tokenizer::shared().map_err(|e| Error::Codec {
-            context: "loading the tokenizer",
-            message: e.to_string(),
-        })?;
+        let tokenizer = Tokenizer::shared()
+            .map_err(|source| Error::Codec { context: "loading the tokenizer", source })?;
         Ok(RolloutContext {
             tokenizer,
             mode,
@@ -253,7 +251,7 @@ pub async fn rollout<P: Policy>(
     let mode = ctx.mode;
     let thinking = mode == ThinkingMode::Thinking;
     let codec_err = |context: &'static str| {
-        move |e: agentgen_codec::Error| Error::Codec { context, message: e.to_string() }
+        move |source: agentgen_codec::Error| Error::Codec { context, source }
     };
 
     let system = Message::system(task.system_prompt.clone()).with_tools(task.tools.clone());

@@ -28,7 +28,7 @@ use agentgen_datasets::{
     finished_rows, list_parts, read_rows, reconcile_parts, scan_dataset, trajectory_hash,
     write_dataset_card,
 };
-use agentgen_environments::{Family, InstanceCache, PackageInfo, Registry, TaskRef, TaskSpec};
+use agentgen_environments::{InstanceCache, PackageInfo, Registry, TaskRef, TaskSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc};
@@ -195,38 +195,13 @@ struct Job {
 /// selected: `--families` (all available built-ins when empty and no `--envs`) plus every
 /// package.
 pub fn run_registry(cfg: &RunConfig) -> Result<(Registry, Vec<String>)> {
-    let builtins = Registry::new();
-    if cfg.envs.is_empty() {
-        return Ok((builtins, cfg.families.clone()));
-    }
-    let config = |message: String| Error::Config { message };
-    let rt = agentgen_environments::envpkg::PythonRuntime::shared().map_err(|e| {
-        config(format!("--envs: packages need CPython >= 3.11 (standard library only): {e}"))
-    })?;
-    if let Some(why) = agentgen_environments::sandbox::Layers::probe().refusal()
-        && !agentgen_environments::sandbox::allow_weak()
-    {
-        return Err(config(format!(
-            "--envs: {why}; package workers run only in the full sandbox (--allow-weak-sandbox \
-             to run them anyway)"
-        )));
-    }
-    let reserved: Vec<String> = builtins.families().iter().map(|f| f.name().to_owned()).collect();
-    let opts = agentgen_environments::envpkg::OpenOptions {
-        workers: cfg.concurrency.clamp(1, 256),
-        reserved,
-        ..Default::default()
-    };
-    let packages = agentgen_environments::envpkg::open_packages(&cfg.envs, rt, &opts)
-        .map_err(|e| config(format!("--envs: {e}")))?;
-    // Only `--envs`: packages only; both: both.
+    let (registry, packages) =
+        agentgen_environments::envpkg::registry_with_packages(&cfg.envs, cfg.concurrency)
+            .map_err(|e| Error::Config { message: format!("--envs: {e}") })?;
+    // Only `--envs`: packages only; both: both; neither: every available built-in.
     let mut names = cfg.families.clone();
-    let mut families: Vec<Arc<dyn Family>> = builtins.families().to_vec();
-    for p in packages {
-        names.push(p.name().to_owned());
-        families.push(p);
-    }
-    Ok((Registry::from_families(families), names))
+    names.extend(packages);
+    Ok((registry, names))
 }
 
 struct Pending {
@@ -523,8 +498,12 @@ where
     if cfg.resume && cfg.dedup {
         for part in list_parts(&cfg.out).map_err(ds)? {
             if part.split == Split::Train && part.shard == cfg.shard.index {
+                // Dedup keys on an episode's last row (see the ordering stage).
                 for row in read_rows(&part.path).map_err(ds)? {
-                    seen.entry(trajectory_hash(&row.messages, &row.tools)).or_insert(row.sample_id);
+                    if row.turn_index + 1 >= row.turns_total {
+                        seen.entry(trajectory_hash(&row.messages, &row.tools))
+                            .or_insert(row.sample_id);
+                    }
                 }
             }
         }
@@ -746,29 +725,48 @@ where
                 st.pass_sum += f64::from(r.pass_rate);
                 st.any_passed += u64::from(r.any_passed);
                 let in_band = band.is_none_or(|(lo, hi)| (lo..=hi).contains(&r.pass_rate));
-                for mut p in r.rows {
-                    if p.stopped {
-                        continue;
-                    }
-                    if p.row.verdict == Verdict::Accepted && !in_band {
-                        p.row.verdict = reject(&Rejection::new(
-                            codes::FILTER_DIFFICULTY_BAND,
-                            format!("group pass rate {} is outside the band", r.pass_rate),
-                        ));
-                    }
-                    if p.row.verdict == Verdict::Accepted && dedup {
-                        let h = trajectory_hash(&p.row.messages, &p.row.tools);
-                        match seen.get(&h) {
-                            Some(first) => {
-                                p.row.verdict = reject(&Rejection::new(
-                                    codes::DEDUP_EXACT,
-                                    format!("same normalised trajectory as sample {first}"),
-                                ));
-                            }
-                            None => {
-                                seen.insert(h, p.row.sample_id.clone());
+                // The band and dedup judge whole episodes: every row of an episode (one per
+                // user turn, consecutive) shares the verdict; dedup hashes its last row (the
+                // whole conversation).
+                let mut rows = r.rows;
+                let mut start = 0;
+                while start < rows.len() {
+                    let episode = rows[start].row.episode_id.clone();
+                    let end = start
+                        + rows[start..].iter().take_while(|p| p.row.episode_id == episode).count();
+                    let last = &rows[end - 1];
+                    let mut verdict = None;
+                    if !last.stopped && last.row.verdict == Verdict::Accepted {
+                        if !in_band {
+                            verdict = Some(reject(&Rejection::new(
+                                codes::FILTER_DIFFICULTY_BAND,
+                                format!("group pass rate {} is outside the band", r.pass_rate),
+                            )));
+                        } else if dedup {
+                            let h = trajectory_hash(&last.row.messages, &last.row.tools);
+                            match seen.get(&h) {
+                                Some(first) => {
+                                    verdict = Some(reject(&Rejection::new(
+                                        codes::DEDUP_EXACT,
+                                        format!("same normalised trajectory as sample {first}"),
+                                    )));
+                                }
+                                None => {
+                                    seen.insert(h, last.row.sample_id.clone());
+                                }
                             }
                         }
+                    }
+                    for p in &mut rows[start..end] {
+                        if let Some(v) = &verdict {
+                            p.row.verdict = v.clone();
+                        }
+                    }
+                    start = end;
+                }
+                for p in rows {
+                    if p.stopped {
+                        continue;
                     }
                     st.count(&p);
                     if p.write && row_tx.send(ToWriter::Row(Box::new(p.row))).await.is_err() {
@@ -930,7 +928,7 @@ fn tool_spec_hashes(registry: &Registry, families: &[String]) -> BTreeMap<String
 }
 
 fn ds(e: agentgen_datasets::Error) -> Error {
-    Error::Dataset { message: e.to_string() }
+    Error::Dataset(e)
 }
 
 fn reject(r: &Rejection) -> Verdict {
@@ -1099,7 +1097,7 @@ async fn run_job<P: Policy>(shared: &Shared<P>, job: Job) -> JobResult {
                     }
                     Err(e) => base.failed_task(
                         &job.task_ref,
-                        &Rejection::new(codes::ENV_TASK_ERROR, e.to_string()),
+                        &Rejection::new(codes::ENV_TASK_ERROR, e.chain()),
                     ),
                 }
             }

@@ -22,7 +22,7 @@ use agentgen_codec::{
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS, THINK_CLOSE};
+use agentgen_codec::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS, THINK_CLOSE};
 
 /// Every code the pipeline and `agentgen validate` emit. Stable: tools and manifests key on them.
 pub mod codes {

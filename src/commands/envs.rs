@@ -46,21 +46,22 @@ pub enum Command {
     /// Print one task as JSON (TaskSpec). The `reference` solution and `hidden_from_agent`
     /// verifier data are marked as hidden from the agent.
     Sample {
-        /// Family name (see `envs list`).
-        #[arg(long)]
-        family: String,
+        /// Family or package name (see `envs list`).
+        #[arg(long, required_unless_present = "task_id")]
+        family: Option<String>,
+        /// The task id instead (`family@version/instance/task`, as rows carry it).
+        #[arg(long, conflicts_with_all = ["family", "instance_seed", "task_seed"])]
+        task_id: Option<String>,
+        /// envpkg packages or folders of packages (comma-separated; `PATH@sha256:<hex>` pins),
+        /// admitted first, whose tasks can then be sampled like a family's.
+        #[arg(long, value_delimiter = ',')]
+        envs: Vec<String>,
         /// Instance seed (0..instances).
         #[arg(long, default_value_t = 0)]
         instance_seed: u64,
         /// Task seed (0..tasks per instance).
         #[arg(long, default_value_t = 0)]
         task_seed: u64,
-        /// envpkg packages (comma-separated) whose tasks `--family` may name.
-        #[arg(long, value_delimiter = ',')]
-        envs: Vec<String>,
-        /// Allow packages that run untrusted code without every sandbox layer.
-        #[arg(long)]
-        allow_weak_sandbox: bool,
     },
     /// Soundness check: for each task the reference solution must pass its verifier and every
     /// hack probe (no calls, answer only, reference minus its last write, random valid calls)
@@ -141,19 +142,18 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => super::envserve::serve(args),
         Command::Export(args) => super::envserve::export(args),
-        Command::Sample { family, instance_seed, task_seed, envs, allow_weak_sandbox: weak } => {
-            allow_weak_sandbox(weak);
-            let registry = if envs.is_empty() {
-                registry
-            } else {
-                super::envserve::registry(&[], &envs, 1)?.0
-            };
-            let fam = registry.try_get(&family)?;
-            let r = agentgen_environments::TaskRef {
-                family: family.clone(),
-                version: fam.version(),
-                instance_seed,
-                task_seed,
+        Command::Sample { family, task_id, envs, instance_seed, task_seed } => {
+            let (registry, _) = agentgen_environments::envpkg::registry_with_packages(&envs, 1)
+                .map_err(|e| anyhow::anyhow!("--envs: {e}"))?;
+            let r = match (task_id, family) {
+                (Some(id), _) => id.parse::<agentgen_environments::TaskRef>()?,
+                (None, Some(family)) => agentgen_environments::TaskRef {
+                    version: registry.try_get(&family)?.version(),
+                    family,
+                    instance_seed,
+                    task_seed,
+                },
+                (None, None) => anyhow::bail!("--family or --task-id is required"),
             };
             let cache = agentgen_environments::InstanceCache::new(1);
             let (_, task) = registry.task(&cache, &r).with_context(|| format!("task {r}"))?;
@@ -215,39 +215,16 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 /// `envs list --envs PATH[,PATH]`: the packages with their version, hash and task counts.
 fn list_packages(registry: &Registry, envs: &[String], as_json: bool) -> anyhow::Result<ExitCode> {
     use agentgen_environments::envpkg;
-    let mut paths = Vec::new();
-    let mut pins = Vec::new();
-    for e in envs {
-        let (p, pin) = envpkg::load::parse_pin(e);
-        for found in envpkg::discover(std::slice::from_ref(&p)).map_err(anyhow::Error::msg)? {
-            paths.push(found);
-            pins.push(pin.clone());
-        }
-    }
+    let resolved = envpkg::runtime::resolve_paths(envs).map_err(anyhow::Error::msg)?;
     let stdlib = envpkg::PythonRuntime::detect("python3").map(|rt| rt.stdlib).unwrap_or_default();
     let reserved: Vec<&str> = registry.families().iter().map(|f| f.name()).collect();
     let mut rows = Vec::new();
     let mut seen: Vec<(String, String)> = Vec::new();
-    for (p, pin) in paths.iter().zip(&pins) {
+    for (p, pin) in &resolved {
         let row = match envpkg::load_package(p, &reserved, &stdlib) {
             Ok(pkg) => {
-                let label = pkg.label();
-                if let Some((_, h)) = seen.iter().find(|(l, h)| *l == label && *h != pkg.sha256) {
-                    anyhow::bail!(
-                        "{label}: two packages with different hashes ({h} and {})",
-                        pkg.sha256
-                    );
-                }
-                if let Some(want) = pin
-                    && *want != pkg.sha256
-                {
-                    anyhow::bail!(
-                        "{}: hash {} does not match the pinned {want}",
-                        p.display(),
-                        pkg.sha256
-                    );
-                }
-                seen.push((label, pkg.sha256.clone()));
+                envpkg::runtime::check_identity(&pkg, pin.as_deref(), &mut seen)
+                    .map_err(anyhow::Error::msg)?;
                 let static_tasks =
                     pkg.tasks_text.as_deref().map_or(0, |t| t.lines().count() as u64);
                 json!({"name": pkg.manifest.name, "version": pkg.manifest.version,
@@ -328,6 +305,8 @@ fn check_packages(
     let mut all = true;
     for p in &packages {
         let out = envpkg::check_package(p, &rt, &reserved, &opts);
+        // `generate --envs` reuses the report (cached by package hash next to the package).
+        envpkg::runtime::store_admission(&out.report, &rt, seeds);
         all &= out.admitted;
         let r = &out.report;
         let codes: Vec<String> = r["errors"]

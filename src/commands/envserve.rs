@@ -1,7 +1,7 @@
 //! `agentgen envs serve` and `agentgen envs export --format nemo-gym`. Wiring only: the
 //! routes, sessions and rows live in the `agentgen-env-server` crate; connection limits,
 //! graceful shutdown and the API key check are `agentgen-server`'s; the registry of built-in
-//! families plus `--envs` packages is the pipeline's (`run_registry`).
+//! families plus `--envs` packages is the environments crate's (`registry_with_packages`).
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -88,19 +88,20 @@ pub enum ExportFormat {
     NemoGym,
 }
 
-/// The registry of built-ins plus `--envs` packages and the selected names (the pipeline's).
+/// The registry of built-ins plus the admitted `--envs` packages (the environments crate's
+/// `registry_with_packages`) and the selected names: `--families` plus every package (all
+/// available built-ins when both are empty).
 pub fn registry(
     families: &[String],
     envs: &[String],
     workers: usize,
 ) -> anyhow::Result<(Registry, Vec<String>)> {
-    let cfg = agentgen_pipeline::RunConfig {
-        families: families.to_vec(),
-        envs: envs.to_vec(),
-        concurrency: workers.max(1),
-        ..Default::default()
-    };
-    Ok(agentgen_pipeline::run::run_registry(&cfg)?)
+    let (registry, packages) =
+        agentgen_environments::envpkg::registry_with_packages(envs, workers.max(1))
+            .map_err(|e| anyhow::anyhow!("--envs: {e}"))?;
+    let mut names = families.to_vec();
+    names.extend(packages);
+    Ok((registry, names))
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {

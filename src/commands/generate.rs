@@ -59,7 +59,8 @@ pub struct Args {
     /// Samples per task (RL groups: group id, advantages, pass@k).
     #[arg(long)]
     samples_per_task: Option<u32>,
-    /// Rollouts in flight.
+    /// Rollouts in flight [default: 64; with `--envs` and the reference policy, 2 per core:
+    /// each in-flight package episode holds one worker process].
     #[arg(long)]
     concurrency: Option<usize>,
     /// This machine's part of a job array, `I/N` (0-based).
@@ -197,7 +198,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     cfg.envs = args.envs.or(file.envs).unwrap_or_default();
     cfg.envs.retain(|f| !f.trim().is_empty());
     cfg.samples_per_task = args.samples_per_task.or(file.samples_per_task).unwrap_or(1);
-    cfg.concurrency = args.concurrency.or(file.concurrency).unwrap_or(64);
+    let policy_name = args.policy.as_deref().or(file.policy.as_deref()).unwrap_or("reference");
+    cfg.concurrency = args.concurrency.or(file.concurrency).unwrap_or_else(|| {
+        // An in-flight package episode holds a worker process; the reference policy is CPU
+        // bound, so package runs default to two episodes per core rather than 64 workers.
+        if policy_name == "reference" && !cfg.envs.is_empty() {
+            std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+        } else {
+            64
+        }
+    });
     if let Some(s) = args.shard.or(file.shard) {
         cfg.shard = s.parse::<ShardSpec>()?;
     }

@@ -81,11 +81,12 @@ where
         self.spent += t0.elapsed();
         r.map_err(|mut f| {
             if f.code == "env.timeout" {
+                // Limits only: the time actually used varies between runs, and a row's
+                // rejection detail must not (resume and concurrency give identical rows).
                 f.detail = format!(
-                    "{} ({} ms call limit, {} ms of {} ms episode time used)",
+                    "{} ({} ms call limit, {} ms episode limit)",
                     f.detail,
                     self.pkg.manifest.limits.call_timeout_ms,
-                    self.spent.as_millis(),
                     self.pkg.manifest.limits.episode_timeout_ms
                 );
             }

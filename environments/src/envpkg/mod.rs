@@ -16,7 +16,9 @@ pub mod worker;
 pub use check::{CheckOptions, check_package};
 pub use episode::{Episode, Observation};
 pub use load::{Limits, Manifest, ValidPackage, ValidTool, discover, load_package};
-pub use runtime::{OpenOptions, PackageFamily, PackageSession, open_packages};
+pub use runtime::{
+    OpenOptions, PackageFamily, PackageSession, open_packages, registry_with_packages,
+};
 pub use scaffold::scaffold;
 pub use task::{ValidTask, VerifyMode};
 pub use worker::{Failure, PythonRuntime, Worker, WorkerPool};

@@ -123,6 +123,40 @@ pub fn open_packages(
     Ok(out)
 }
 
+/// The built-in families plus the packages of `envs` (`--envs` arguments), opened with the
+/// process-wide `python3` runtime, and the package names in argument order. `Err` is one line:
+/// no CPython >= 3.11, a sandbox layer missing (unless `--allow-weak-sandbox`), or a package
+/// that does not load or is not admitted.
+pub fn registry_with_packages(
+    envs: &[String],
+    workers: usize,
+) -> std::result::Result<(crate::Registry, Vec<String>), String> {
+    let builtins = crate::Registry::new();
+    if envs.is_empty() {
+        return Ok((builtins, Vec::new()));
+    }
+    let rt = PythonRuntime::shared()
+        .map_err(|e| format!("packages need CPython >= 3.11 (standard library only): {e}"))?;
+    if let Some(why) = crate::sandbox::Layers::probe().refusal()
+        && !crate::sandbox::allow_weak()
+    {
+        return Err(format!(
+            "{why}; package workers run only in the full sandbox (--allow-weak-sandbox to run \
+             them anyway)"
+        ));
+    }
+    let reserved: Vec<String> = builtins.families().iter().map(|f| f.name().to_owned()).collect();
+    let opts = OpenOptions { workers: workers.clamp(1, 256), reserved, ..Default::default() };
+    let packages = open_packages(envs, rt, &opts)?;
+    let mut names = Vec::new();
+    let mut families: Vec<Arc<dyn Family>> = builtins.families().to_vec();
+    for p in packages {
+        names.push(p.name().to_owned());
+        families.push(p);
+    }
+    Ok((crate::Registry::from_families(families), names))
+}
+
 /// The admission report of `pkg`: cached in `<parent>/.agentgen/<sha256>/` by Python minor,
 /// else computed (and cached when the folder is writable). `Err` when not admitted.
 fn admission(
@@ -131,8 +165,7 @@ fn admission(
     rt: &PythonRuntime,
     opts: &OpenOptions,
 ) -> std::result::Result<Value, String> {
-    let file = state_dir(pkg)
-        .map(|d| d.join(format!("admission-py{}-k{}.json", rt.minor(), opts.seeds_k)));
+    let file = admission_file(&pkg.path, &pkg.sha256, rt, opts.seeds_k);
     let cached = file
         .as_ref()
         .and_then(|f| std::fs::read(f).ok())
@@ -141,19 +174,15 @@ fn admission(
     let report = match cached {
         Some(r) => r,
         None => {
+            tracing::info!(
+                "admitting {} ({}): first use of this package hash, the report is cached",
+                pkg.label(),
+                path.display()
+            );
             let reserved: Vec<&str> = opts.reserved.iter().map(String::as_str).collect();
             let copts = CheckOptions { partial: false, seeds_k: opts.seeds_k };
             let r = check_package(path, rt, &reserved, &copts).report;
-            if let Some(f) = &file
-                && let Some(dir) = f.parent()
-                && std::fs::create_dir_all(dir).is_ok()
-            {
-                // Best effort: a read-only checkout re-admits next time.
-                let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-                if std::fs::write(&tmp, r.to_string()).is_ok() {
-                    let _ = std::fs::rename(&tmp, f);
-                }
-            }
+            store_admission(&r, rt, opts.seeds_k);
             r
         }
     };
@@ -188,6 +217,39 @@ fn admission(
     Ok(report)
 }
 
+/// Where the admission report of the package at `dir` with hash `sha256` is cached, by Python
+/// minor and the number of generated seeds checked.
+fn admission_file(dir: &Path, sha256: &str, rt: &PythonRuntime, seeds_k: u64) -> Option<PathBuf> {
+    let parent = dir.parent()?;
+    Some(parent.join(".agentgen").join(sha256).join(format!(
+        "admission-py{}-k{}.json",
+        rt.minor(),
+        seeds_k
+    )))
+}
+
+/// Cache a strict (not `--partial`) admission report next to its package, where runs look it
+/// up (`envs check` and the runs share it). Best effort: a read-only folder re-admits next time.
+pub fn store_admission(report: &Value, rt: &PythonRuntime, seeds_k: u64) {
+    let (Some(path), Some(sha)) =
+        (report["package"]["path"].as_str(), report["package"]["sha256"].as_str())
+    else {
+        return;
+    };
+    if report["mode"] != json!("strict") {
+        return;
+    }
+    let Some(f) = admission_file(Path::new(path), sha, rt, seeds_k) else { return };
+    if let Some(dir) = f.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, report.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &f);
+        }
+    }
+}
+
 /// `<parent of the package>/.agentgen/<sha256>/` (None for a package at the filesystem root).
 pub fn state_dir(pkg: &ValidPackage) -> Option<PathBuf> {
     pkg.path.parent().map(|p| p.join(".agentgen").join(&pkg.sha256))
@@ -197,10 +259,26 @@ pub fn state_dir(pkg: &ValidPackage) -> Option<PathBuf> {
 pub struct PackageCore {
     pub pkg: Arc<ValidPackage>,
     pool: Arc<WorkerPool>,
-    /// Gold states per task id (gold_state tasks), computed once.
+    /// Gold states per task id (gold_state tasks), computed once; bounded (see
+    /// [`PackageCore::remember_gold`]).
     golds: Mutex<HashMap<String, Arc<Vec<Value>>>>,
     /// The generated seeds admission checked and admitted.
     admitted_seeds: Vec<u64>,
+}
+
+/// Gold states kept per package: a run over a million generated seeds must not keep one per
+/// seed (memory flat in the task count); past this the cache starts over.
+const MAX_GOLDS: usize = 4096;
+
+impl PackageCore {
+    fn remember_gold(&self, task_id: &str, states: Arc<Vec<Value>>) {
+        if let Ok(mut g) = self.golds.lock() {
+            if g.len() >= MAX_GOLDS {
+                g.clear();
+            }
+            g.insert(task_id.to_owned(), states);
+        }
+    }
 }
 
 /// An admitted package as a [`Family`].
@@ -313,9 +391,7 @@ impl PackageFamily {
             // §13.17: before a seed's first use its reference must pass (one replay).
             let states = reference_states(&mut w, &self.pkg, &task, true)
                 .map_err(|f| gen_err(format!("seed {seed}: {f}")))?;
-            if let Ok(mut g) = self.core.golds.lock() {
-                g.insert(task.task_id.clone(), Arc::new(states));
-            }
+            self.core.remember_gold(&task.task_id, Arc::new(states));
         }
         Ok(task)
     }
@@ -538,9 +614,7 @@ impl PackageSession {
                 Some(g) => g,
                 None => {
                     let states = Arc::new(reference_states(&mut worker, &core.pkg, &task, false)?);
-                    if let Ok(mut g) = core.golds.lock() {
-                        g.insert(task.task_id.clone(), Arc::clone(&states));
-                    }
+                    core.remember_gold(&task.task_id, Arc::clone(&states));
                     states
                 }
             });

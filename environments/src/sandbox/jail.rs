@@ -16,7 +16,9 @@
 //! ```
 //!
 //! `P1` and `C` close every descriptor (so the program's pipes end when the program's
-//! namespace ends) and are non-dumpable; `C` dies with `P1` (`PR_SET_PDEATHSIG`), and when `C`
+//! namespace ends) and are non-dumpable; `P1` dies with the orchestrator and `C` with `P1`
+//! (`PR_SET_PDEATHSIG`; `P1` is forked from one long-lived spawner thread, since the signal
+//! follows the forking thread), and when `C`
 //! (the namespace's init) exits the kernel kills every process left in the namespace. Killing
 //! `P1` (what the handle does on drop) therefore ends everything.
 
@@ -104,6 +106,8 @@ pub(crate) struct Plan {
     /// The protocol channel's descriptor (kept open across `exec`), or -1.
     pub protocol_fd: c_int,
     pub programs: Option<&'static Programs>,
+    /// The orchestrator's pid: `P1` exits at once if its parent is already gone.
+    pub parent: libc::pid_t,
 }
 
 const CLOSE_RANGE_CLOEXEC: c_int = 1 << 2;
@@ -222,6 +226,12 @@ impl Plan {
         let g = self.granted;
         // SAFETY: raw syscalls on prepared data; see the module doc.
         unsafe {
+            // P1 dies with the orchestrator (forked from its long-lived spawner thread), so a
+            // `kill -9` of the orchestrator ends the sandbox too; the parent may already be gone.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != self.parent {
+                libc::_exit(1);
+            }
             let core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             libc::setrlimit(libc::RLIMIT_CORE, &core);
             // A session and process group of its own: the handle kills the group (P1 and C;
