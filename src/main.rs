@@ -47,6 +47,11 @@ enum Command {
     Report(commands::report::Args),
     /// RL rollout worker: groups, logprobs, rewards, advantages.
     Rollout(commands::rollout::Args),
+    /// Measure each package task's pass rate under a policy (K rollouts per task), for
+    /// `--difficulty-band`.
+    Calibrate(commands::calibrate::Args),
+    /// Build envpkg packages with a model: a tool-use agent writes, checks and submits them.
+    Synth(commands::synth::Args),
 }
 
 /// mimalloc returns freed memory to the OS 10 ms after it is freed. The engine frees and
@@ -55,11 +60,32 @@ enum Command {
 /// second delay keeps them for reuse and still gives memory back between jobs. mimalloc reads the
 /// option lazily, at its first purge, so setting it first thing in `main` takes effect; an
 /// explicit `MIMALLOC_PURGE_DELAY` wins.
+///
+///
+/// `validate` never purges: it decodes, checks and frees batches of a few MB in a steady cycle
+/// on several threads, and purging made a fifth of its time the kernel zeroing pages it had
+/// just given back (22,000 page faults on 9,500 rows; 2,000 without purging). Its working set
+/// is a few batches, so keeping it costs tens of MB and stays flat in the row count. mimalloc
+/// v3 reads its environment when the process loads, before `main`, so for `validate` the option
+/// is set through its API.
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        if std::env::args_os().nth(1).is_some_and(|c| c == "validate") {
+            // SAFETY: a plain setter of mimalloc's option table, linked in by the `mimalloc`
+            // crate; the option index is that of mimalloc v2.1 and v3 (`mimalloc.h`).
+            unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+        }
         // SAFETY: called first in `main`, before any other thread exists.
         unsafe { std::env::set_var("MIMALLOC_PURGE_DELAY", "1000") };
     }
+}
+
+/// `mi_option_purge_delay` in mimalloc's `mi_option_t`.
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+unsafe extern "C" {
+    /// mimalloc's `void mi_option_set(mi_option_t option, long value)`.
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
 }
 
 /// candle asks for its thread count on every CPU matmul and, unless `RAYON_NUM_THREADS` is
@@ -118,6 +144,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => commands::serve::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::Rollout(a) => commands::rollout::run(a),
+        Command::Calibrate(a) => commands::calibrate::run(a),
+        Command::Synth(a) => commands::synth::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! End-to-end tests: they drive the real `agentgen` binary. One module per topic.
 
+mod calibrate;
 mod chat;
 mod codec;
 mod envpkg;
@@ -12,5 +13,6 @@ mod opsafety;
 mod report;
 mod rollout;
 mod serve;
+mod synth;
 mod util;
 mod validate;

@@ -97,3 +97,124 @@ fn exit_codes_on_crafted_files() {
     let o = run(&["validate", "--split", "nope", p("good.jsonl").to_str().expect("utf-8")], b"");
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A dataset of `tasks` reference-policy tasks (trip, calendar) whose train rows are tampered
+/// with at positions on both sides of the readers' batch boundaries, one kind of fault each
+/// (some rows with several), plus one row whose tool arguments are re-serialised compactly (it
+/// encodes to the same text, but the parse gives the arguments back in another spelling).
+fn tampered_dataset(dir: &std::path::Path) -> std::path::PathBuf {
+    use agentgen_datasets::{DatasetWriter, WriterOptions, list_parts, read_rows};
+    let src = dir.join("src");
+    let o = run(
+        &["generate", "--tasks", "300", "--families", "trip,calendar", "--quiet", "--out"]
+            .into_iter()
+            .chain([src.to_str().expect("utf-8")])
+            .collect::<Vec<_>>(),
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let part = list_parts(&src)
+        .expect("parts")
+        .into_iter()
+        .find(|p| p.path.to_string_lossy().contains("train-"))
+        .expect("train part");
+    let mut rows = read_rows(&part.path).expect("rows");
+    assert!(rows.len() > 260, "enough rows to cross batch boundaries: {}", rows.len());
+    let with_calls = |r: &agentgen_datasets::SampleRow| {
+        r.messages.iter().position(|m| !m.tool_calls.is_empty()).expect("a call")
+    };
+    rows[3].text.push_str("tampered");
+    rows[127].loss_mask[0] = 5;
+    rows[127].logprobs = Some(vec![None; 3]);
+    rows[128].thinking_mode = "fast".into();
+    let m = with_calls(&rows[200]);
+    rows[200].messages[m].tool_calls[0].arguments = r#"{"nope": 1}"#.into();
+    let m = with_calls(&rows[210]);
+    for c in &mut rows[210].messages[m].tool_calls {
+        let v: serde_json::Value = serde_json::from_str(&c.arguments).expect("json args");
+        c.arguments = v.to_string();
+    }
+    let last = rows[220].messages.len() - 1;
+    rows[220].messages[last].content = Some("x</\u{ff5c}DSML\u{ff5c}function_calls>".into());
+    rows[230].tools = "not json".into();
+    rows[240].tools = "[]".into();
+    let last = rows[250].messages.len() - 1;
+    rows[250].messages[last].reasoning_content = None;
+    rows[250].messages[last].tool_calls.clear();
+    let out = dir.join("tampered");
+    let mut w = DatasetWriter::try_new(&out, WriterOptions::default()).expect("writer");
+    for r in rows {
+        w.write(r).expect("write");
+    }
+    w.finish().expect("finish");
+    out
+}
+
+/// What `validate` printed and wrote on the tampered dataset, run with `bin`, paths replaced
+/// by `<DIR>`.
+fn tampered_report(bin: &std::path::Path, dir: &std::path::Path) -> (Option<i32>, String) {
+    let data = dir.join("tampered");
+    let json = dir.join("report.json");
+    let o = std::process::Command::new(bin)
+        .args(["validate", "--json"])
+        .args([&json, &data])
+        .output()
+        .expect("run validate");
+    let report = std::fs::read_to_string(&json).expect("json report");
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), report);
+    (o.status.code(), text.replace(&data.display().to_string(), "<DIR>"))
+}
+
+/// The report on a dataset with known invalid rows is exactly the one the row-by-row checker
+/// gave before it was made fast: same issues, same order, same summary and JSON. With
+/// `AGENTGEN_BASELINE_BIN` set (an older build) the two binaries are also compared directly.
+#[test]
+fn validate_report_on_tampered_rows_is_unchanged() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tampered_dataset(dir.path());
+    let (code, report) = tampered_report(&crate::util::bin(), dir.path());
+    if let Some(base) = std::env::var_os("AGENTGEN_BASELINE_BIN") {
+        let (base_code, base_report) = tampered_report(std::path::Path::new(&base), dir.path());
+        assert_eq!((code, &report), (base_code, &base_report));
+    }
+    assert_eq!(code, Some(1), "{report}");
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/validate_tampered_report.txt");
+    let expected = std::fs::read_to_string(golden).expect("golden report");
+    assert_eq!(report, expected, "\n--- actual ---\n{report}");
+}
+
+/// A plain-encoded page that decompresses far beyond any row (here 80 MiB of one byte, 10 KiB on
+/// disk) is refused from its page header, before it is decompressed: exit 2, naming the file,
+/// the row group and the column. (Before the page guard it was decompressed and decoded, and
+/// the row reported as invalid JSON.)
+#[test]
+fn validate_refuses_an_oversized_plain_page_before_decoding_it() {
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("plain.parquet");
+    let big = "x".repeat(80 << 20);
+    let a: ArrayRef = std::sync::Arc::new(StringArray::from(vec![big.as_str()]));
+    drop(big);
+    let batch = RecordBatch::try_from_iter([("messages", a)]).expect("batch");
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level")))
+        .set_dictionary_enabled(false)
+        .build();
+    let file = std::fs::File::create(&path).expect("create");
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+    drop(batch);
+    let size = std::fs::metadata(&path).expect("stat").len();
+    assert!(size < 1 << 20, "small on disk: {size}");
+    let o = run(&["validate", path.to_str().expect("utf-8")], b"");
+    let out =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains(&path.display().to_string()), "{out}");
+    assert!(out.contains("row group 0") && out.contains("column `messages`"), "{out}");
+    assert!(out.contains("compression bomb"), "{out}");
+}

@@ -114,6 +114,26 @@ pub enum Error {
         /// [`crate::MAX_BATCH_BYTES`].
         limit: u64,
     },
+    /// A row group holds a page that would decompress to more bytes than a reader accepts,
+    /// found from the page headers before anything is decompressed (a compression bomb in a
+    /// plain-encoded page, or values far beyond any trajectory).
+    #[error(
+        "{} is refused: row group {row_group}: {what} decompresses to {bytes} bytes, more than \
+         the {limit} a reader accepts (a compression bomb?)",
+        path.display()
+    )]
+    PagesTooLarge {
+        /// The file concerned.
+        path: PathBuf,
+        /// The row group (0-based).
+        row_group: usize,
+        /// Which pages: one column's page, or all the pages a reader holds at once.
+        what: String,
+        /// Their decompressed size, from the page headers.
+        bytes: u64,
+        /// [`crate::MAX_PAGE_BYTES`] or [`crate::MAX_BATCH_BYTES`].
+        limit: u64,
+    },
     /// Another process holds the output folder.
     #[error("{} is in use by {holder}", dir.display())]
     Busy {

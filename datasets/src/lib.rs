@@ -73,6 +73,7 @@ mod error;
 mod folder;
 mod json;
 mod manifest;
+mod pages;
 mod reader;
 mod row;
 mod schema;
@@ -90,6 +91,7 @@ pub use json::{trajectory_hash, trajectory_hash_hex};
 pub use manifest::{
     ApiUsage, Counts, MANIFEST_FILE, Manifest, PackageRecord, SplitCounts, TokenTotals,
 };
+pub use pages::MAX_PAGE_BYTES;
 pub use reader::{
     ConversationReader, FileInfo, FinishedRows, MAX_BATCH_BYTES, PartFile, RowReader, file_info,
     finished_rows, finished_sample_ids, list_parts, list_temp_files, read_columns,

@@ -19,12 +19,13 @@ use serde_json::Value;
 
 use crate::convert::BatchView;
 use crate::json::{array_value, normalise_messages};
+use crate::pages::check_page_sizes;
 use crate::schema::{READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, col};
 use crate::writer::{DATA_DIR, TMP_SUFFIX, parse_part_file_name};
 use crate::{Error, Result, SampleRow, Split};
 
 /// Rows per decoded batch.
-const BATCH_ROWS: usize = 1024;
+const BATCH_ROWS: usize = 128;
 
 /// Most bytes the values of one decoded batch may add up to. A few bytes of Parquet can
 /// decode to gigabytes (one dictionary value repeated by run-length indices: a "dictionary
@@ -258,6 +259,9 @@ fn batches(
     builder: ParquetRecordBatchReaderBuilder<File>,
     columns: Option<&[&str]>,
 ) -> Result<Batches> {
+    // Nothing is decompressed before every page header of the file has been checked.
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    check_page_sizes(path, &file, builder.metadata())?;
     // The file's own types, from its metadata (the builder's schema carries the read hints).
     let target = match parquet::arrow::parquet_to_arrow_schema(
         builder.metadata().file_metadata().schema_descr(),

@@ -25,16 +25,40 @@ impl Availability {
     }
 }
 
+/// What identifies a family and sizes its task space (one value per family, so the accessors
+/// below are not repeated in every `impl Family`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FamilyInfo {
+    /// `"trip"`, `"retail"`, ... (lowercase, `[a-z_][a-z0-9_]*`).
+    pub name: &'static str,
+    /// Bumped whenever generation changes, so task ids stay reproducible.
+    pub version: u32,
+    /// Instance seeds `0..instances` give distinct instances.
+    pub instances: u64,
+    /// Task seeds `0..tasks_per_instance` give tasks of an instance.
+    pub tasks_per_instance: u64,
+}
+
 /// A seeded generator of environment instances.
 pub trait Family: Send + Sync {
+    /// Name, version and the size of the task space.
+    fn info(&self) -> FamilyInfo;
     /// `"trip"`, `"retail"`, ... (lowercase, `[a-z_]`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
     /// Bumped whenever generation changes, so task ids stay reproducible.
-    fn version(&self) -> u32;
+    fn version(&self) -> u32 {
+        self.info().version
+    }
     /// Instance seeds `0..instances()` give distinct instances.
-    fn instances(&self) -> u64;
-    /// Task seeds `0..tasks_per_instance()` give distinct tasks.
-    fn tasks_per_instance(&self) -> u64;
+    fn instances(&self) -> u64 {
+        self.info().instances
+    }
+    /// Task seeds `0..tasks_per_instance()` give tasks of an instance.
+    fn tasks_per_instance(&self) -> u64 {
+        self.info().tasks_per_instance
+    }
     fn availability(&self) -> Availability;
     /// True when tool execution starts a subprocess (the code interpreter).
     fn spawns_process(&self) -> bool {

@@ -27,9 +27,9 @@ pub use check::{
 };
 pub use error::{Error, Result};
 pub use framework::{
-    Availability, Check, EnvFailure, Family, FollowUp, Instance, PackageInfo, ReferenceSolution,
-    ReferenceTurn, Session, SessionResult, State, StateSession, TaskRef, TaskSpec, ToolResult,
-    Verdict, start_session,
+    Availability, Check, EnvFailure, Family, FamilyInfo, FollowUp, Instance, PackageInfo,
+    ReferenceSolution, ReferenceTurn, Session, SessionResult, State, StateSession, TaskRef,
+    TaskSpec, ToolResult, Verdict, start_session,
 };
 pub use registry::{InstanceCache, Registry, Selection};
 pub use toolspec::{ToolSet, ToolSpec};

@@ -12,6 +12,7 @@
 //! validators → the `datasets` writer. Model mistakes are data (a rejection code on a row in
 //! split `rejected`), never an `Err`; nothing is silently dropped.
 
+pub mod calibrate;
 pub mod chat;
 pub mod error;
 pub mod http;
@@ -21,6 +22,7 @@ pub mod preflight;
 pub mod reference;
 pub mod rollout;
 pub mod run;
+pub mod synth;
 pub mod validate;
 
 pub use chat::{ChatConfig, ChatPolicy, ChatTurn};

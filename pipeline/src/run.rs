@@ -200,7 +200,17 @@ pub fn run_registry(cfg: &RunConfig) -> Result<(Registry, Vec<String>)> {
             .map_err(|e| Error::Config { message: format!("--envs: {e}") })?;
     // Only `--envs`: packages only; both: both; neither: every available built-in.
     let mut names = cfg.families.clone();
-    names.extend(packages);
+    names.extend(packages.iter().cloned());
+    // `--difficulty-band` with packages: their calibrated tasks in the band (the group filter
+    // then leaves package rows alone; built-in families keep it).
+    if let Some(band) = cfg.difficulty_band
+        && !packages.is_empty()
+    {
+        return agentgen_environments::envpkg::calibration::band_registry(
+            &registry, &names, &packages, band,
+        )
+        .map_err(|message| Error::Config { message });
+    }
     Ok((registry, names))
 }
 
@@ -724,7 +734,10 @@ where
                 st.groups += 1;
                 st.pass_sum += f64::from(r.pass_rate);
                 st.any_passed += u64::from(r.any_passed);
-                let in_band = band.is_none_or(|(lo, hi)| (lo..=hi).contains(&r.pass_rate));
+                // Package tasks were pre-selected by calibration (`run_registry`).
+                let calibrated = r.rows.first().is_some_and(|p| p.row.env_package.is_some());
+                let in_band =
+                    calibrated || band.is_none_or(|(lo, hi)| (lo..=hi).contains(&r.pass_rate));
                 // The band and dedup judge whole episodes: every row of an episode (one per
                 // user turn, consecutive) shares the verdict; dedup hashes its last row (the
                 // whole conversation).
@@ -935,7 +948,7 @@ fn reject(r: &Rejection) -> Verdict {
     Verdict::Rejected { code: r.code().to_owned(), detail: r.detail.clone() }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

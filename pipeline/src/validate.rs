@@ -189,6 +189,33 @@ pub fn render_completion(message: &Message, mode: ThinkingMode) -> Result<String
 /// tool-call block must be closed, the strict parse must succeed, and re-encoding the parsed
 /// message must reproduce `text` byte for byte. Returns the parsed message.
 pub fn check_completion(text: &str, mode: ThinkingMode) -> Result<AssistantMessage, Rejection> {
+    check_completion_of(text, mode, None)
+}
+
+/// Whether `parsed` holds exactly what rendering `source` in `mode` writes: the same content,
+/// the same reasoning where the mode renders it, the same calls (names and argument text, byte
+/// for byte). Rendering is a function of these fields alone, so then rendering `parsed` gives
+/// the text rendering `source` gave.
+fn renders_like(parsed: &AssistantMessage, source: &Message, mode: ThinkingMode) -> bool {
+    parsed.content == source.content.as_deref().unwrap_or_default()
+        && (mode == ThinkingMode::Chat
+            || parsed.reasoning_content == source.reasoning_content.as_deref().unwrap_or_default())
+        && parsed.tool_calls.len() == source.tool_calls.len()
+        && parsed
+            .tool_calls
+            .iter()
+            .zip(&source.tool_calls)
+            .all(|(p, s)| p.name == s.name && p.arguments == s.arguments)
+}
+
+/// [`check_completion`]; with `source`, `text` is known to be `source` rendered in `mode`, and
+/// when the parse gives back `source`'s rendered fields byte for byte the re-encode is known to
+/// reproduce `text` without rendering it again (the same result, one render fewer).
+fn check_completion_of(
+    text: &str,
+    mode: ThinkingMode,
+    source: Option<&Message>,
+) -> Result<AssistantMessage, Rejection> {
     if let Some(pos) = text.find(CALLS_OPEN)
         && !text[pos..].contains(CALLS_CLOSE)
     {
@@ -199,6 +226,9 @@ pub fn check_completion(text: &str, mode: ThinkingMode) -> Result<AssistantMessa
         .at(pos));
     }
     let parsed = parse_completion(text, mode).map_err(|e| parse_rejection(text, mode, &e))?;
+    if source.is_some_and(|s| renders_like(&parsed, s, mode)) {
+        return Ok(parsed);
+    }
     let message = parsed.clone().into_message();
     match render_completion(&message, mode) {
         Ok(again) if again == text => Ok(parsed),
@@ -353,13 +383,14 @@ fn calls_equal(a: &[ToolCall], b: &[ToolCall]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
             x.name == y.name
-                && match (
-                    serde_json::from_str::<Value>(&x.arguments),
-                    serde_json::from_str::<Value>(&y.arguments),
-                ) {
-                    (Ok(p), Ok(q)) => p == q,
-                    _ => x.arguments == y.arguments,
-                }
+                && (x.arguments == y.arguments
+                    || match (
+                        serde_json::from_str::<Value>(&x.arguments),
+                        serde_json::from_str::<Value>(&y.arguments),
+                    ) {
+                        (Ok(p), Ok(q)) => p == q,
+                        _ => false,
+                    })
         })
 }
 
@@ -440,7 +471,7 @@ pub fn check_conversation(
 /// token check: `token_ids` decode to `text` (a mismatch is invalid) and are the tokenizer's
 /// ids of it (`tokens.noncanonical` otherwise, reported but not invalid).
 pub fn check_row(
-    row: &agentgen_datasets::SampleRow,
+    row: agentgen_datasets::SampleRow,
     tools: &[Value],
     schemas: &ToolSchemas,
     tok: Option<&agentgen_codec::Tokenizer>,
@@ -466,7 +497,7 @@ pub fn check_row(
             return out;
         }
     };
-    let mut messages = row.messages.clone();
+    let mut messages = row.messages;
     if !tools.is_empty() {
         match messages.first_mut() {
             Some(m) if matches!(m.role, Role::System | Role::Developer) => {
@@ -565,11 +596,12 @@ fn check_messages(
                 continue;
             }
         };
-        match check_completion(&text, turn_mode) {
+        match check_completion_of(&text, turn_mode, Some(m)) {
             Ok(parsed) => {
-                let content_ok = parsed.content == m.content.clone().unwrap_or_default();
+                let content_ok = parsed.content == m.content.as_deref().unwrap_or_default();
                 let reasoning_ok = turn_mode == ThinkingMode::Chat
-                    || parsed.reasoning_content == m.reasoning_content.clone().unwrap_or_default();
+                    || parsed.reasoning_content
+                        == m.reasoning_content.as_deref().unwrap_or_default();
                 if !content_ok || !reasoning_ok || !calls_equal(&parsed.tool_calls, &m.tool_calls) {
                     let what = if !content_ok {
                         "content"

@@ -100,7 +100,9 @@ pub struct Args {
     /// Worker threads of the runtime (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Keep groups whose pass rate lies in `LO,HI`.
+    /// Keep tasks whose pass rate lies in `LO,HI`: with `--envs`, the packages' calibrated
+    /// rate (`agentgen calibrate`) pre-selects their tasks; built-in families' groups are
+    /// filtered by their pass rate in this run.
     #[arg(long)]
     difficulty_band: Option<String>,
     /// Most assistant turns per rollout.

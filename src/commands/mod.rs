@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes its clap type and `run(..) -> anyhow::Result<ExitCode>`.
 
 pub mod bench;
+pub mod calibrate;
 pub mod codec;
 pub mod endpoint;
 pub mod envs;
@@ -11,6 +12,7 @@ pub mod model;
 pub mod report;
 pub mod rollout;
 pub mod serve;
+pub mod synth;
 pub mod validate;
 
 /// The summary's last line: where the files went.

@@ -77,6 +77,11 @@ pub struct Args {
     pub thinking_mode: Option<String>,
     #[command(flatten)]
     pub endpoint_flags: super::endpoint::EndpointFlags,
+    /// Keep tasks whose pass rate lies in [LO, HI]: with `--envs`, the packages' calibrated
+    /// rate (`agentgen calibrate`) pre-selects their tasks; built-in families' groups are
+    /// filtered by their pass rate in this run.
+    #[arg(long, value_name = "LO,HI")]
+    pub difficulty_band: Option<String>,
     /// Rollouts in flight.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -150,6 +155,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..RunConfig::default()
     };
     cfg.limits.max_turns = args.max_turns;
+    if let Some(b) = &args.difficulty_band {
+        let (lo, hi) = b.split_once(',').context("--difficulty-band wants LO,HI")?;
+        cfg.difficulty_band = Some((
+            lo.trim().parse().with_context(|| format!("--difficulty-band {b}"))?,
+            hi.trim().parse().with_context(|| format!("--difficulty-band {b}"))?,
+        ));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -358,11 +358,12 @@ fn check_dataset_rows(
                 Ok(entry)
             })
             .collect();
+        let rows = batch.len();
         let (next, results) = rayon::join(
             || read(&mut reader),
             || {
                 batch
-                    .par_iter()
+                    .into_par_iter()
                     .zip(tools.par_iter())
                     .map(|(row, tools)| match tools {
                         Ok((list, schemas)) => check_row(row, list, schemas, tok),
@@ -381,7 +382,7 @@ fn check_dataset_rows(
                 push(file, base + i, r, issues);
             }
         }
-        base += batch.len();
+        base += rows;
         batch = next.with_context(|| format!("reading {}", file.display()))?;
     }
     Ok(())

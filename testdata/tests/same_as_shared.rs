@@ -14,6 +14,11 @@ fn hashes(root: &Path) -> BTreeMap<String, String> {
             std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         entries.sort();
         for p in entries {
+            // `.agentgen/` is runtime state a test run may leave next to the packages (cached
+            // admission reports, spec envpkg: outside every package), not fixture data.
+            if p.file_name().is_some_and(|n| n == ".agentgen") {
+                continue;
+            }
             if p.is_dir() {
                 walk(root, &p, out);
             } else {

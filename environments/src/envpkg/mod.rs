@@ -4,6 +4,7 @@
 //! the embedded `harness.py`), plays episodes against a worker ([`episode`]) and admits packages
 //! ([`check`], the `envs check` report of spec §9.3); [`scaffold`] writes a new package.
 
+pub mod calibration;
 pub mod check;
 pub mod episode;
 pub mod load;

@@ -31,8 +31,8 @@ use super::task::{ValidTask, parse_task, task_id};
 use super::worker::{Failure, PythonRuntime, Worker, WorkerPool};
 use crate::error::{Error, Result};
 use crate::framework::{
-    Availability, Family, FollowUp, Instance, PackageInfo, ReferenceSolution, ReferenceTurn,
-    Session, SessionResult, State, TaskRef, TaskSpec, ToolResult, Verdict,
+    Availability, Family, FamilyInfo, FollowUp, Instance, PackageInfo, ReferenceSolution,
+    ReferenceTurn, Session, SessionResult, State, TaskRef, TaskSpec, ToolResult, Verdict,
 };
 
 /// How packages are opened for a run.
@@ -228,7 +228,7 @@ fn admission_file(dir: &Path, sha256: &str, rt: &PythonRuntime, seeds_k: u64) ->
     )))
 }
 
-/// Cache a strict (not `--partial`) admission report next to its package, where runs look it
+/// Cache a strict (not `--partial`) admission that admitted its package, next to the package, where runs look it
 /// up (`envs check` and the runs share it). Best effort: a read-only folder re-admits next time.
 pub fn store_admission(report: &Value, rt: &PythonRuntime, seeds_k: u64) {
     let (Some(path), Some(sha)) =
@@ -236,7 +236,9 @@ pub fn store_admission(report: &Value, rt: &PythonRuntime, seeds_k: u64) {
     else {
         return;
     };
-    if report["mode"] != json!("strict") {
+    // Only strict admissions are looked up, and a rejected package is never served, so
+    // nothing is written for it (a rejected package's folder stays untouched).
+    if report["mode"] != json!("strict") || report["admitted"] != json!(true) {
         return;
     }
     let Some(f) = admission_file(Path::new(path), sha, rt, seeds_k) else { return };
@@ -398,17 +400,13 @@ impl PackageFamily {
 }
 
 impl Family for PackageFamily {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn version(&self) -> u32 {
-        self.pkg.manifest.version
-    }
-    fn instances(&self) -> u64 {
-        self.pkg.manifest.generate_seeds.unwrap_or(0) + 1
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        (self.statics.len() as u64).max(1)
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo {
+            name: self.name,
+            version: self.pkg.manifest.version,
+            instances: self.pkg.manifest.generate_seeds.unwrap_or(0) + 1,
+            tasks_per_instance: (self.statics.len() as u64).max(1),
+        }
     }
     fn availability(&self) -> Availability {
         Availability::Available

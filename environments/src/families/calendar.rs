@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use super::common::{Base, TaskParts, seal, state_checks, turn};
 use crate::error::Result;
-use crate::framework::{Availability, Family, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{
+    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
+};
 use crate::util::{arg_i64, arg_str, call, hhmm, mix, name_hash, norm_text, rng};
 
 const NAME: &str = "calendar";
@@ -22,17 +24,8 @@ const VERSION: u32 = 1;
 pub struct Calendar;
 
 impl Family for Calendar {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn instances(&self) -> u64 {
-        1000
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        200
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
     }
     fn availability(&self) -> Availability {
         Availability::Available

@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use super::sql::answer;
 use crate::error::{Error, Result};
 use crate::families::common::{Base, TaskParts, turn};
-use crate::framework::{Availability, Family, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{
+    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
+};
 use crate::sandbox::Sandbox;
 use crate::util::{call, name_hash, rng};
 
@@ -504,17 +506,8 @@ fn generate(r: &mut impl Rng) -> Data {
 pub struct CodeFamily;
 
 impl Family for CodeFamily {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn instances(&self) -> u64 {
-        INSTANCES
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        TASKS
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
     }
     fn availability(&self) -> Availability {
         match Sandbox::shared() {

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{Error, Result};
 use crate::families::common::{Base, TaskParts, turn};
 use crate::framework::{
-    Availability, Check, Family, Instance, State, TaskSpec, ToolResult, Verdict,
+    Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
 use crate::util::{call, money, name_hash, rng};
 
@@ -291,17 +291,8 @@ enum Kind {
 pub struct LogisticsFamily;
 
 impl Family for LogisticsFamily {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn instances(&self) -> u64 {
-        INSTANCES
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        TASKS
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
     }
     fn availability(&self) -> Availability {
         Availability::Available

@@ -21,7 +21,9 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, do
 use super::sql::answer;
 use crate::error::{Error, Result};
 use crate::families::common::{Base, TaskParts, turn};
-use crate::framework::{Availability, Family, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{
+    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
+};
 use crate::util::{call, name_hash, rng};
 
 const NAME: &str = "search";
@@ -749,17 +751,8 @@ fn plan(w: &World, q: &Q) -> Plan {
 pub struct SearchFamily;
 
 impl Family for SearchFamily {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn instances(&self) -> u64 {
-        INSTANCES
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        TASKS
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
     }
     fn availability(&self) -> Availability {
         Availability::Available

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::families::common::{Base, TaskParts, turn};
 use crate::framework::{
-    Availability, Check, Family, Instance, State, TaskSpec, ToolResult, Verdict,
+    Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
 use crate::limits::{self, codes as limit_codes};
 use crate::util::{call, rng};
@@ -887,17 +887,8 @@ fn render(s: &Schema, q: &Q) -> Rendered {
 pub struct SqlFamily;
 
 impl Family for SqlFamily {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn instances(&self) -> u64 {
-        INSTANCES
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        TASKS
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
     }
     fn availability(&self) -> Availability {
         Availability::Available

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::common::{Base, TaskParts, turn};
 use crate::error::Result;
 use crate::framework::{
-    Availability, Check, Family, Instance, State, TaskSpec, ToolResult, Verdict,
+    Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
 use crate::util::{arg_str, call, mix, money, rng};
 
@@ -28,17 +28,8 @@ const VERSION: u32 = 1;
 pub struct Trip;
 
 impl Family for Trip {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn instances(&self) -> u64 {
-        1000
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        200
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
     }
     fn availability(&self) -> Availability {
         Availability::Available

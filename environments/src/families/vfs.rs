@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 
 use super::common::{AnswerKind, Base, TaskParts, answer_check, seal, state_checks, turn};
 use crate::error::Result;
-use crate::framework::{Availability, Family, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{
+    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
+};
 use crate::limits::{self, codes as limit_codes};
 use crate::util::{arg_str, call, rng};
 
@@ -25,17 +27,8 @@ const VERSION: u32 = 1;
 pub struct Vfs;
 
 impl Family for Vfs {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn instances(&self) -> u64 {
-        1000
-    }
-    fn tasks_per_instance(&self) -> u64 {
-        200
+    fn info(&self) -> FamilyInfo {
+        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
     }
     fn availability(&self) -> Availability {
         Availability::Available
