@@ -5,6 +5,7 @@ mod chat;
 mod codec;
 mod envpkg;
 mod envs;
+mod envserve;
 mod generate;
 mod inspect;
 mod model;

@@ -25,4 +25,6 @@ mod routes;
 
 pub use backend::{Backend, EngineBackend, Events, ScriptedBackend};
 pub use error::{Error, Result};
-pub use routes::{ServeLimits, ServerConfig, router, serve, serve_with, shutdown_signal};
+pub use routes::{
+    ServeLimits, ServerConfig, require_api_key, router, serve, serve_with, shutdown_signal,
+};

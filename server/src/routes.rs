@@ -177,7 +177,10 @@ pub async fn serve_with(
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            // With upgrades: WebSocket routes (`agentgen envs serve`'s `/ws`) take over the
+            // connection after the handshake.
+            let conn =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -235,22 +238,10 @@ type St = State<Arc<AppState>>;
 /// Every `/v1/*` request: the bearer key (when one is configured), a JSON content type on
 /// requests with a body, and the body read within `body_timeout`.
 async fn guard(State(st): St, req: Request, next: Next) -> Response {
-    if let Some(key) = &st.cfg.api_key {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token);
-        match given {
-            Some(g) if key_matches(g.as_bytes(), key.as_bytes()) => {}
-            Some(_) => return ApiError::unauthorized("incorrect API key provided").into_response(),
-            None => {
-                return ApiError::unauthorized(
-                    "missing API key: send it as `Authorization: Bearer <key>`",
-                )
-                .into_response();
-            }
-        }
+    if let Some(key) = &st.cfg.api_key
+        && let Err(e) = check_api_key(req.headers(), key)
+    {
+        return e.into_response();
     }
     if req.method() != axum::http::Method::POST {
         return next.run(req).await;
@@ -298,6 +289,38 @@ async fn guard(State(st): St, req: Request, next: Next) -> Response {
         }
         .into_response(),
     }
+}
+
+/// `Ok` when the request's `Authorization: Bearer <key>` matches `key`, else the 401.
+fn check_api_key(headers: &axum::http::HeaderMap, key: &str) -> Result<(), ApiError> {
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    match given {
+        Some(g) if key_matches(g.as_bytes(), key.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("incorrect API key provided")),
+        None => {
+            Err(ApiError::unauthorized("missing API key: send it as `Authorization: Bearer <key>`"))
+        }
+    }
+}
+
+/// Require `Authorization: Bearer <key>` on every route of `app` except the `open` paths
+/// (liveness probes): the same check and 401 body as `/v1/*`, for other routers served with
+/// [`serve_with`] (`agentgen envs serve`).
+pub fn require_api_key(app: Router, key: String, open: &'static [&'static str]) -> Router {
+    let key = Arc::new(key);
+    app.layer(middleware::from_fn(move |req: Request, next: Next| {
+        let key = Arc::clone(&key);
+        async move {
+            if open.contains(&req.uri().path()) {
+                return next.run(req).await;
+            }
+            match check_api_key(req.headers(), &key) {
+                Ok(()) => next.run(req).await,
+                Err(e) => e.into_response(),
+            }
+        }
+    }))
 }
 
 /// The credentials of an `Authorization` value with the `Bearer` scheme, whose name is

@@ -36,6 +36,13 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: std::path::PathBuf,
     },
+    /// Serve every selected family and package to RL stacks: NeMo Gym's resources-server
+    /// routes (`POST /seed_session`, `POST /{tool}`, `POST /verify`) and OpenEnv's (`GET
+    /// /health`, `/metadata`, `/schema`, the `/ws` WebSocket). Runs until SIGINT/SIGTERM.
+    Serve(super::envserve::ServeArgs),
+    /// Write the task rows `envs serve` expects (`--format nemo-gym`: one JSON row per task
+    /// with `task_id` and `responses_create_params`).
+    Export(super::envserve::ExportArgs),
     /// Print one task as JSON (TaskSpec). The `reference` solution and `hidden_from_agent`
     /// verifier data are marked as hidden from the agent.
     Sample {
@@ -133,6 +140,8 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 list_packages(&registry, &envs, json)
             }
         }
+        Command::Serve(args) => super::envserve::serve(args),
+        Command::Export(args) => super::envserve::export(args),
         Command::Sample { family, task_id, envs, instance_seed, task_seed } => {
             let (registry, _) = agentgen_environments::envpkg::registry_with_packages(&envs, 1)
                 .map_err(|e| anyhow::anyhow!("--envs: {e}"))?;

@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod codec;
 pub mod endpoint;
 pub mod envs;
+pub mod envserve;
 pub mod generate;
 pub mod inspect;
 pub mod model;

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Load test of `agentgen envs serve` (stdlib only), NeMo Gym's routes.
+
+C concurrent clients each play one episode per task row: POST /seed_session, N tool calls
+(the task's reference calls, repeated from the first when there are fewer than N), POST
+/verify. Prints sessions/s, tool-call latency p50/p99 (client side), errors, the server's
+peak RSS (VmHWM of --pid and its descendants) and the session counters after the run.
+
+    agentgen envs export --format nemo-gym --families trip,retail --tasks 256 --out rows.jsonl
+    python3 bench/envserve_load.py --url http://127.0.0.1:8765 --rows rows.jsonl \
+        --agentgen target/debug/agentgen --clients 256 --calls 10 --pid PID
+"""
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.parse
+
+
+def reference_calls(agentgen, task_id, envs):
+    fam, rest = task_id.split("@", 1)
+    _, inst, task = rest.split("/")
+    cmd = [agentgen, "envs", "sample", "--family", fam, "--instance-seed", inst, "--task-seed", task]
+    if envs:
+        cmd += ["--envs", envs]
+    s = json.loads(subprocess.check_output(cmd))
+    calls = []
+    for turn in s["reference"]["turns"]:
+        for c in turn["calls"]:
+            c = c.get("function", c)
+            calls.append((c["name"], c["arguments"]))
+    return calls, s["reference"]["final_answer"]
+
+
+def episode(u, row, calls, answer, n_calls, lat, errors):
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    hdr = {"Content-Type": "application/json"}
+    conn.request("POST", "/seed_session", json.dumps(row), hdr)
+    r = conn.getresponse()
+    r.read()
+    if r.status != 200:
+        errors.append(("seed", r.status))
+        return None
+    cookie = r.getheader("Set-Cookie").split(";", 1)[0]
+    hdr["Cookie"] = cookie
+    plan = list(calls[:n_calls])
+    while len(plan) < n_calls:
+        plan.append(calls[0])
+    items = []
+    for i, (name, args) in enumerate(plan):
+        t0 = time.perf_counter()
+        conn.request("POST", "/" + name, args, hdr)
+        r = conn.getresponse()
+        out = r.read().decode()
+        lat.append(time.perf_counter() - t0)
+        if r.status != 200:
+            errors.append((name, r.status))
+        items.append({"type": "function_call", "call_id": f"c{i}", "name": name, "arguments": args})
+        items.append({"type": "function_call_output", "call_id": f"c{i}", "output": out})
+    items.append({"type": "message", "role": "assistant",
+                  "content": [{"type": "output_text", "text": answer}]})
+    req = dict(row, response={"output": items})
+    conn.request("POST", "/verify", json.dumps(req), hdr)
+    r = conn.getresponse()
+    body = json.loads(r.read())
+    if r.status != 200:
+        errors.append(("verify", r.status))
+        return None
+    return body.get("reward")
+
+
+def rss_kb(pid):
+    """VmHWM of pid plus VmRSS of its descendants now (workers)."""
+    def field(p, name):
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith(name):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+    kids = []
+    try:
+        out = subprocess.check_output(["ps", "-e", "-o", "pid=,ppid="]).decode().split("\n")
+        tree = {}
+        for l in out:
+            if l.strip():
+                a, b = l.split()
+                tree.setdefault(int(b), []).append(int(a))
+        stack = [pid]
+        while stack:
+            p = stack.pop()
+            for c in tree.get(p, []):
+                kids.append(c)
+                stack.append(c)
+    except Exception:
+        pass
+    return field(pid, "VmHWM:"), sum(field(k, "VmRSS:") for k in kids), len(kids)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--rows", required=True)
+    ap.add_argument("--agentgen", required=True)
+    ap.add_argument("--envs", default="")
+    ap.add_argument("--clients", type=int, default=256)
+    ap.add_argument("--calls", type=int, default=10)
+    ap.add_argument("--pid", type=int, default=0)
+    a = ap.parse_args()
+    u = urllib.parse.urlparse(a.url)
+    rows = [json.loads(l) for l in open(a.rows) if l.strip()]
+    plans = {}
+    for row in rows:
+        if row["task_id"] not in plans:
+            plans[row["task_id"]] = reference_calls(a.agentgen, row["task_id"], a.envs)
+    lat, errors, rewards = [], [], []
+    lock = threading.Lock()
+    jobs = list(range(len(rows)))
+
+    def worker():
+        while True:
+            with lock:
+                if not jobs:
+                    return
+                i = jobs.pop()
+            row = rows[i]
+            calls, answer = plans[row["task_id"]]
+            l, e = [], []
+            rew = episode(u, row, calls, answer, a.calls, l, e)
+            with lock:
+                lat.extend(l)
+                errors.extend(e)
+                rewards.append(rew)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(a.clients)]
+    for t in threads:
+        t.start()
+    peak_workers = (0, 0)
+    while any(t.is_alive() for t in threads):
+        if a.pid:
+            _, kids_rss, kids = rss_kb(a.pid)
+            peak_workers = max(peak_workers, (kids, kids_rss))
+        time.sleep(0.2)
+    wall = time.perf_counter() - t0
+    lat.sort()
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else 0
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.request("GET", "/stats")
+    stats = json.loads(conn.getresponse().read())
+    out = {
+        "episodes": len(rows), "clients": a.clients, "calls_per_episode": a.calls,
+        "wall_s": round(wall, 2), "sessions_per_s": round(len(rows) / wall, 1),
+        "calls_per_s": round(len(lat) / wall, 1),
+        "call_ms_p50": round(q(0.50), 2), "call_ms_p99": round(q(0.99), 2),
+        "errors": len(errors), "error_kinds": sorted(set(map(str, errors)))[:5],
+        "reward_mean": round(sum(r or 0 for r in rewards) / max(1, len(rewards)), 3),
+        "stats_after": stats,
+    }
+    if a.pid:
+        hwm, kids_rss, kids = rss_kb(a.pid)
+        out["server_peak_rss_mb"] = round(hwm / 1024, 1)
+        out["peak_worker_processes"] = peak_workers[0]
+        out["peak_workers_rss_mb"] = round(peak_workers[1] / 1024, 1)
+        out["worker_processes_after"] = kids
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
