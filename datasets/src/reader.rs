@@ -509,24 +509,27 @@ pub fn finished_sample_ids(dir: &Path) -> Result<HashSet<String>> {
     Ok(ids)
 }
 
-/// What `--resume` needs to know about the finished rows of a folder: the row sample ids, and
-/// per episode how many of its rows are finished and how many it has (`turns_total`). An
-/// episode is finished when all of its rows are (a kill between two parts can leave some of a
-/// multi-turn episode's rows behind; resume redoes the episode and writes only the rest).
+/// What `--resume` needs to know about the finished rows of a folder: per episode, the sample
+/// ids of its finished rows and how many rows it has (`turns_total`). An episode is finished
+/// when all of its rows are (a kill between two parts can leave some of a multi-turn episode's
+/// rows behind; resume redoes the episode and writes only the rest).
 #[derive(Debug, Default, Clone)]
 pub struct FinishedRows {
-    /// Every finished row's sample id.
-    pub sample_ids: HashSet<String>,
-    /// `episode_id -> (rows finished, turns_total)`.
-    pub episodes: HashMap<String, (u32, i32)>,
+    /// `episode_id -> (finished rows' sample ids, turns_total)`.
+    pub episodes: HashMap<String, (Vec<String>, i32)>,
 }
 
 impl FinishedRows {
     /// True when every row of `episode_id` is finished.
     pub fn episode_done(&self, episode_id: &str) -> bool {
-        self.episodes
-            .get(episode_id)
-            .is_some_and(|&(seen, total)| i64::from(seen) >= i64::from(total))
+        self.episodes.get(episode_id).is_some_and(|(rows, total)| {
+            i64::try_from(rows.len()).unwrap_or(i64::MAX) >= i64::from(*total)
+        })
+    }
+
+    /// The sample ids of `episode_id`'s finished rows (none when it has none).
+    pub fn rows_of(&self, episode_id: &str) -> &[String] {
+        self.episodes.get(episode_id).map_or(&[], |(rows, _)| rows.as_slice())
     }
 }
 
@@ -560,9 +563,7 @@ pub fn finished_rows(dir: &Path) -> Result<FinishedRows> {
                 let episode =
                     episodes.filter(|e| e.is_valid(i)).map_or(id, |e| e.value(i)).to_owned();
                 let total = totals.map_or(1, |t| t.value(i));
-                out.sample_ids.insert(id.to_owned());
-                let e = out.episodes.entry(episode).or_insert((0, total));
-                e.0 += 1;
+                out.episodes.entry(episode).or_insert((Vec::new(), total)).0.push(id.to_owned());
             }
         }
     }

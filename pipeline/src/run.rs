@@ -556,19 +556,9 @@ where
             resumed_tasks += 1;
             continue;
         }
-        // The finished rows of this task's episodes (an episode's rows are `<episode>` or
-        // `<episode>-t<turn>`): recomputed, not written again.
-        let finished: HashSet<String> = if done.sample_ids.is_empty() {
-            HashSet::new()
-        } else {
-            episodes
-                .iter()
-                .flat_map(|e| {
-                    std::iter::once(e.clone()).chain((0..MAX_USER_TURNS).map(|t| turn_row_id(e, t)))
-                })
-                .filter(|id| done.sample_ids.contains(id))
-                .collect()
-        };
+        // The finished rows of this task's episodes: recomputed, not written again.
+        let finished: HashSet<String> =
+            episodes.iter().flat_map(|e| done.rows_of(e)).cloned().collect();
         jobs.push(Job { ordinal, index, task_ref, done: finished });
         ordinal += 1;
     }
@@ -1260,9 +1250,6 @@ impl<P: Policy> RowBase<'_, P> {
         rows
     }
 }
-
-/// User turns a task may have for resume's row-id lookup (far above any package's).
-const MAX_USER_TURNS: u32 = 64;
 
 /// The sample id of row `turn` of a multi-turn episode.
 fn turn_row_id(episode: &str, turn: u32) -> String {
