@@ -247,9 +247,10 @@ pub fn rows_to_batch(rows: &[SampleRow]) -> Result<RecordBatch> {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-/// `token_source` of a version 1 row, which has no such column: the reference policy's ids are
-/// the tokenizer's, `local` stored sampled ids, every other policy's text was tokenized.
-fn v1_token_source(policy: &str) -> &'static str {
+/// The usual `token_source` of a policy's rows: the reference policy's ids are the
+/// tokenizer's, `local` stores the sampled ids, every other policy's text is tokenized. (What a
+/// version 1 row, which has no such column, reads back; what a run records before its rows.)
+pub fn policy_token_source(policy: &str) -> &'static str {
     match policy {
         "reference" => "reference",
         "local" => "sampled",
@@ -451,7 +452,7 @@ impl<'a> BatchView<'a> {
                 timings_ms: self.req_str(timings_ms, i, col::TIMINGS_MS)?,
                 token_source: match token_source {
                     Some(a) => self.req_str(a, i, col::TOKEN_SOURCE)?,
-                    None => v1_token_source(&self.req_str(policy, i, col::POLICY)?).to_owned(),
+                    None => policy_token_source(&self.req_str(policy, i, col::POLICY)?).to_owned(),
                 },
                 episode_id: match episode_id {
                     Some(a) => self.req_str(a, i, col::EPISODE_ID)?,

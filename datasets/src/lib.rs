@@ -81,7 +81,7 @@ mod stats;
 mod writer;
 
 pub use card::{CARD_FILE, render_dataset_card, write_dataset_card};
-pub use convert::rows_to_batch;
+pub use convert::{policy_token_source, rows_to_batch};
 pub use error::{Error, Result};
 pub use folder::{
     FolderLock, FolderState, LOCK_FILE, UNRECORDED_SUFFIX, classify, clear_dataset,

@@ -25,8 +25,8 @@ use agentgen_codec::{ThinkingMode, python_json};
 use agentgen_datasets::{
     DatasetWriter, FinishedRows, FolderLock, FolderState, Manifest, PackageRecord, SampleRow,
     Split, Verdict, WriteSummary, WriterOptions, WrittenFile, classify, clear_dataset,
-    finished_rows, list_parts, read_rows, reconcile_parts, scan_dataset, trajectory_hash,
-    write_dataset_card,
+    finished_rows, list_parts, policy_token_source, read_rows, reconcile_parts, scan_dataset,
+    trajectory_hash, write_dataset_card,
 };
 use agentgen_environments::{InstanceCache, PackageInfo, Registry, TaskRef, TaskSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -576,14 +576,7 @@ where
     base.config = serde_json::to_value(&cfg).unwrap_or_default();
     base.tokenizer_sha256 = Some(agentgen_codec::TOKENIZER_SHA256.to_owned());
     base.checkpoint_config_sha256 = cfg.checkpoint_config_sha256.clone();
-    base.token_source = Some(
-        match policy_name.as_str() {
-            "reference" => "reference",
-            "local" => "sampled",
-            _ => "retokenized",
-        }
-        .to_owned(),
-    );
+    base.token_source = Some(policy_token_source(&policy_name).to_owned());
     base.policy = policy_name.clone();
     base.model = model.clone();
     base.environment_versions = env_versions;
@@ -1140,12 +1133,7 @@ impl<P: Policy> RowBase<'_, P> {
             sample_index: self.index,
             difficulty: 0,
             thinking_mode: self.shared.cfg.thinking_mode.as_str().to_owned(),
-            token_source: match self.shared.policy.name() {
-                "reference" => "reference",
-                "local" => "sampled",
-                _ => "retokenized",
-            }
-            .to_owned(),
+            token_source: policy_token_source(self.shared.policy.name()).to_owned(),
             tools: "[]".into(),
             messages: Vec::new(),
             text: String::new(),

@@ -77,14 +77,9 @@ pub struct Calibration {
     pub tasks: BTreeMap<String, TaskCalibration>,
 }
 
-/// `<parent of the package>/.agentgen/<sha256>/` for a package at `path`.
-pub fn state_dir_of(path: &Path, sha256: &str) -> Option<PathBuf> {
-    path.parent().map(|p| p.join(".agentgen").join(sha256))
-}
-
 /// Where the calibration of a package family lives.
 pub fn calibration_path(info: &PackageInfo) -> Option<PathBuf> {
-    state_dir_of(Path::new(&info.path), &info.sha256).map(|d| d.join(FILE))
+    super::runtime::state_dir(Path::new(&info.path), &info.sha256).map(|d| d.join(FILE))
 }
 
 /// The calibration of a package (None: never calibrated at this hash). `Err`: a file that is

@@ -220,12 +220,7 @@ fn admission(
 /// Where the admission report of the package at `dir` with hash `sha256` is cached, by Python
 /// minor and the number of generated seeds checked.
 fn admission_file(dir: &Path, sha256: &str, rt: &PythonRuntime, seeds_k: u64) -> Option<PathBuf> {
-    let parent = dir.parent()?;
-    Some(parent.join(".agentgen").join(sha256).join(format!(
-        "admission-py{}-k{}.json",
-        rt.minor(),
-        seeds_k
-    )))
+    state_dir(dir, sha256).map(|d| d.join(format!("admission-py{}-k{}.json", rt.minor(), seeds_k)))
 }
 
 /// Cache a strict (not `--partial`) admission that admitted its package, next to the package, where runs look it
@@ -252,9 +247,11 @@ pub fn store_admission(report: &Value, rt: &PythonRuntime, seeds_k: u64) {
     }
 }
 
-/// `<parent of the package>/.agentgen/<sha256>/` (None for a package at the filesystem root).
-pub fn state_dir(pkg: &ValidPackage) -> Option<PathBuf> {
-    pkg.path.parent().map(|p| p.join(".agentgen").join(&pkg.sha256))
+/// `<parent of the package>/.agentgen/<sha256>/` for the package at `dir`: the one place for
+/// runtime state about a package (admission reports, calibration), outside every package.
+/// `None` for a package at the filesystem root.
+pub fn state_dir(dir: &Path, sha256: &str) -> Option<PathBuf> {
+    dir.parent().map(|p| p.join(".agentgen").join(sha256))
 }
 
 /// What every instance and session of one package shares.
