@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Load test of `agentgen envs serve` (stdlib only), NeMo Gym's routes.
 
-C concurrent clients each play one episode per task row: POST /seed_session, N tool calls
-(the task's reference calls, repeated from the first when there are fewer than N), POST
-/verify. Prints sessions/s, tool-call latency p50/p99 and seed latency p50/p99 (client side: a
+C concurrent clients each play one episode per task row: POST /seed_session, then every user
+turn: its reference calls (the first turn's cut or padded with its first call so that the
+episode makes N calls when the reference allows), POST /verify (the next turn's user message
+comes back while `done` is false). Prints sessions/s, tool-call latency p50/p99 and seed latency p50/p99 (client side: a
 package seed includes the wait for a free worker), errors (any non-200 answer; a seed answered
 503 is retried after its Retry-After only with --retries N, and counted), the server's peak RSS
 (VmHWM of --pid), the worker processes under it and the session counters after the run.
@@ -24,22 +25,26 @@ import urllib.parse
 RETRIES = 0
 
 
-def reference_calls(agentgen, task_id, envs):
+def reference_turns(agentgen, task_id, envs):
+    """[(calls, final_answer)] per user turn of the task's reference (`envs sample`)."""
     fam, rest = task_id.split("@", 1)
     _, inst, task = rest.split("/")
     cmd = [agentgen, "envs", "sample", "--family", fam, "--instance-seed", inst, "--task-seed", task]
     if envs:
         cmd += ["--envs", envs]
     s = json.loads(subprocess.check_output(cmd))
-    calls = []
-    for turn in s["reference"]["turns"]:
-        for c in turn["calls"]:
-            c = c.get("function", c)
-            calls.append((c["name"], c["arguments"]))
-    return calls, s["reference"]["final_answer"]
+    turns = []
+    for ref in [s["reference"]] + [f["reference"] for f in s.get("followups") or []]:
+        calls = []
+        for step in ref["turns"]:
+            for c in step["calls"]:
+                c = c.get("function", c)
+                calls.append((c["name"], c["arguments"]))
+        turns.append((calls, ref["final_answer"]))
+    return turns
 
 
-def episode(u, row, calls, answer, n_calls, lat, errors, seeds, retries):
+def episode(u, row, turns, n_calls, lat, errors, seeds, retries):
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
     hdr = {"Content-Type": "application/json"}
     t0 = time.perf_counter()
@@ -58,30 +63,47 @@ def episode(u, row, calls, answer, n_calls, lat, errors, seeds, retries):
         return None
     cookie = r.getheader("Set-Cookie").split(";", 1)[0]
     hdr["Cookie"] = cookie
-    plan = list(calls[:n_calls])
-    while len(plan) < n_calls:
-        plan.append(calls[0])
-    items = []
-    for i, (name, args) in enumerate(plan):
-        t0 = time.perf_counter()
-        conn.request("POST", "/" + name, args, hdr)
+    # Every user turn: its reference calls, then /verify; the first turn's calls are cut or
+    # padded (its first call repeated) so that the episode makes n_calls calls in all when
+    # the reference allows.
+    later = sum(len(c) for c, _ in turns[1:])
+    first_calls, _ = turns[0]
+    want = max(len(first_calls) and 1, n_calls - later)
+    plan0 = list(first_calls[:want])
+    while first_calls and len(plan0) < want:
+        plan0.append(first_calls[0])
+    reward = None
+    for t, (calls, answer) in enumerate(turns):
+        items = []
+        for i, (name, args) in enumerate(plan0 if t == 0 else calls):
+            t0 = time.perf_counter()
+            conn.request("POST", "/" + name, args, hdr)
+            r = conn.getresponse()
+            out = r.read().decode()
+            lat.append(time.perf_counter() - t0)
+            if r.status != 200:
+                errors.append((name, r.status))
+            items.append({"type": "function_call", "call_id": f"c{i}", "name": name,
+                          "arguments": args})
+            items.append({"type": "function_call_output", "call_id": f"c{i}", "output": out})
+        items.append({"type": "message", "role": "assistant",
+                      "content": [{"type": "output_text", "text": answer}]})
+        req = dict(row, response={"output": items})
+        conn.request("POST", "/verify", json.dumps(req), hdr)
         r = conn.getresponse()
-        out = r.read().decode()
-        lat.append(time.perf_counter() - t0)
+        body = json.loads(r.read())
         if r.status != 200:
-            errors.append((name, r.status))
-        items.append({"type": "function_call", "call_id": f"c{i}", "name": name, "arguments": args})
-        items.append({"type": "function_call_output", "call_id": f"c{i}", "output": out})
-    items.append({"type": "message", "role": "assistant",
-                  "content": [{"type": "output_text", "text": answer}]})
-    req = dict(row, response={"output": items})
-    conn.request("POST", "/verify", json.dumps(req), hdr)
-    r = conn.getresponse()
-    body = json.loads(r.read())
-    if r.status != 200:
-        errors.append(("verify", r.status))
-        return None
-    return body.get("reward")
+            errors.append(("verify", r.status))
+            return None
+        reward = body.get("reward")
+        if body.get("done", True):
+            return reward
+        row = dict(row)
+        rcp = dict(row["responses_create_params"])
+        rcp["input"] = rcp["input"] + [body["next_user_message"]]
+        row["responses_create_params"] = rcp
+    errors.append(("verify", "episode not done after the last turn"))
+    return reward
 
 
 def rss_kb(pid):
@@ -133,7 +155,7 @@ def main():
     plans = {}
     for row in rows:
         if row["task_id"] not in plans:
-            plans[row["task_id"]] = reference_calls(a.agentgen, row["task_id"], a.envs)
+            plans[row["task_id"]] = reference_turns(a.agentgen, row["task_id"], a.envs)
     lat, errors, rewards, seeds, retries = [], [], [], [], []
     lock = threading.Lock()
     jobs = list(range(len(rows)))
@@ -145,9 +167,9 @@ def main():
                     return
                 i = jobs.pop()
             row = rows[i]
-            calls, answer = plans[row["task_id"]]
+            turns = plans[row["task_id"]]
             l, e, sd, rt = [], [], [], []
-            rew = episode(u, row, calls, answer, a.calls, l, e, sd, rt)
+            rew = episode(u, row, turns, a.calls, l, e, sd, rt)
             with lock:
                 lat.extend(l)
                 errors.extend(e)

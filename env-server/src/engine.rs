@@ -154,7 +154,9 @@ pub struct Episode {
     failure: Option<EnvFailure>,
     outcome: Option<TurnOutcome>,
     /// The episode's place among `--max-sessions` (None: its WebSocket connection holds it).
-    _permit: Option<OwnedSemaphorePermit>,
+    /// Given back as soon as the episode is verified to its end, so that the answer of the
+    /// last `/verify` finds the place already free.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Episode {
@@ -263,6 +265,7 @@ impl Episode {
             Ok(v) => v,
             Err(f) => {
                 self.held = None;
+                self.permit = None;
                 self.failure = Some(f.clone());
                 return Err(f);
             }
@@ -286,8 +289,9 @@ impl Episode {
                 turn_rewards,
             });
         }
-        // The episode ends: its session (and worker) goes now.
+        // The episode ends: its session (and worker), then its place, go now.
         self.held = None;
+        self.permit = None;
         let out = TurnOutcome {
             turn,
             turns_total: total,
@@ -496,7 +500,7 @@ impl Engine {
             played: Vec::new(),
             failure: None,
             outcome: None,
-            _permit: permit,
+            permit,
         })
     }
 
@@ -592,6 +596,13 @@ impl Engine {
             }
         });
     }
+}
+
+/// Drop `x` (an episode: a package's worker goes back to its pool or is killed, its places
+/// are given back) on a blocking thread, and wait for it: the answer of a close or a new seed
+/// then finds the freed place free.
+pub async fn release_now<T: Send + 'static>(x: T) {
+    let _ = tokio::task::spawn_blocking(move || drop(x)).await;
 }
 
 /// Drop episodes (a package's worker goes back to its pool or is killed) off the async

@@ -42,7 +42,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::catalog::row_task_id;
-use crate::engine::{CallOutcome, Engine, release};
+use crate::engine::{CallOutcome, Engine, release, release_now};
 use crate::http::{ApiError, body_bytes, clear_cookie, json_object, session_token, set_cookie};
 
 type St = State<Arc<Engine>>;
@@ -68,7 +68,7 @@ pub async fn seed_session(
     };
     // A seed on a live session replaces it (the old episode is freed, not leaked).
     if let Some(old) = session_token(&headers).and_then(|t| engine.remove(&t)) {
-        release(old);
+        release_now(old).await;
     }
     let episode = engine.start(id).await?;
     let token = engine.insert(episode);
@@ -83,7 +83,7 @@ pub async fn close_session(State(engine): St, headers: HeaderMap) -> Response {
     let closed = session_token(&headers).and_then(|t| engine.remove(&t));
     let was_open = closed.is_some();
     if let Some(slot) = closed {
-        release(slot);
+        release_now(slot).await;
     }
     let mut r = Json(json!({"closed": was_open})).into_response();
     r.headers_mut().insert(header::SET_COOKIE, clear_cookie());

@@ -52,7 +52,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 
-use crate::engine::{CallOutcome, Engine, Episode, TurnOutcome, release};
+use crate::engine::{CallOutcome, Engine, Episode, TurnOutcome, release, release_now};
 use crate::http::{ApiError, body_bytes, json_object, session_token, set_cookie};
 
 /// `GET /health`.
@@ -507,7 +507,7 @@ pub async fn http_reset(
     let data = body_object(body)?;
     let id = reset_task(&engine, &data).map_err(Refusal::http)?;
     if let Some(old) = session_token(&headers).and_then(|t| engine.remove(&t)) {
-        release(old);
+        release_now(old).await;
     }
     let permit = engine.place().await?;
     let ep = start(&engine, &id, &data, Some(permit)).await?;
