@@ -731,3 +731,31 @@ fn envs_serve_readme_snippets_work_against_the_server() {
     let (status, _) = server.stop("-TERM");
     assert!(status.success());
 }
+
+/// `--max-sessions 1` and no seed wait: a seed sent right after the previous episode's last
+/// `/verify` (or its `/close_session`) always finds the place free (the ended episode gives it
+/// back before answering).
+#[test]
+fn envs_serve_an_ended_session_frees_its_place_before_answering() {
+    if !python_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rows, _, _) = export_and_sample(dir.path(), &["--families", "trip"], "trip");
+    let server = Server::start(&["--families", "trip", "--max-sessions", "1"]).expect("server");
+    let out = client(dir.path(), "reseed", &server.base, &[&rows.to_string_lossy(), "25"]);
+    assert_eq!(out["codes"], serde_json::json!({"200": 50}), "{out}");
+    assert_eq!(out["stats"]["sessions_refused_full"], 0, "{out}");
+    assert_eq!(out["stats"]["active_sessions"], 0, "{out}");
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
+    // A package episode takes longer to end (its worker ends the `Env`): where the place was
+    // given back after the answer, about one seed in five found it still taken.
+    let Some(pkg) = package_copy(dir.path(), "bookshop") else { return };
+    let (rows, _, _) = export_and_sample(dir.path(), &["--envs", &pkg], "bookshop");
+    let server = Server::start(&["--envs", &pkg, "--max-sessions", "1"]).expect("server");
+    let out = client(dir.path(), "reseed", &server.base, &[&rows.to_string_lossy(), "25"]);
+    assert_eq!(out["codes"], serde_json::json!({"200": 50}), "{out}");
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
+}

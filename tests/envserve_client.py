@@ -429,6 +429,22 @@ def mode_readme(base, readme, rows_file, sample_file, workdir):
     return out
 
 
+def mode_reseed(base, row_file, n):
+    """With one place and no seed wait: seed right after the previous episode's last /verify
+    (or /close_session), n times each; every seed must find the place free."""
+    row = json.loads(open(row_file).read().splitlines()[0])
+    codes = {}
+    for i in range(2 * n):
+        c = Client(base)
+        s = c.post("/seed_session", row)[0]
+        codes[str(s)] = codes.get(str(s), 0) + 1
+        if i < n:
+            c.post("/verify", dict(row, response=response_object([])))
+        else:
+            c.post("/close_session", {})
+    return {"codes": codes, "stats": mode_stats(base)}
+
+
 def mode_stats(base):
     return json.loads(Client(base).get("/stats")[1])
 
@@ -548,6 +564,8 @@ def main():
         out = mode_workers(base, sys.argv[3], int(sys.argv[4]))
     elif mode == "readme":
         out = mode_readme(base, *sys.argv[3:7])
+    elif mode == "reseed":
+        out = mode_reseed(base, sys.argv[3], int(sys.argv[4]))
     elif mode == "stats":
         out = mode_stats(base)
     else:
