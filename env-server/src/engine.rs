@@ -467,6 +467,10 @@ impl Engine {
         permit: Option<OwnedSemaphorePermit>,
         id: &str,
     ) -> Result<Episode, ApiError> {
+        // A malformed id is refused at once, not after waiting for a worker.
+        if let Err(e) = id.parse::<agentgen_environments::TaskRef>() {
+            return Err(ApiError::bad_task(e.to_string()));
+        }
         let worker = self.worker_permit(id).await?;
         let (me, id) = (Arc::clone(self), id.to_owned());
         let built = tokio::task::spawn_blocking(move || {
