@@ -547,12 +547,29 @@ fn envs_serve_multi_turn_tasks_continue_after_each_verified_turn() {
     assert_eq!(a[0][1]["observation"]["messages"][0]["content"], followup.as_str());
     assert_eq!((a[1][1]["done"].as_bool(), a[1][1]["reward"].as_f64()), (Some(true), Some(1.0)));
     assert_eq!(out["state_after"], 404, "an ended HTTP episode is freed: {out}");
+    // And over the WebSocket.
+    let w = out["ws_answers"].as_array().expect("ws answers");
+    assert_eq!(w.len(), 2, "{out}");
+    assert_eq!(
+        (w[0]["data"]["done"].as_bool(), w[0]["data"]["reward"].is_null()),
+        (Some(false), true),
+        "{out}"
+    );
+    assert_eq!(w[0]["data"]["observation"]["next_user_message"]["content"], followup.as_str());
+    assert_eq!(
+        (w[1]["data"]["done"].as_bool(), w[1]["data"]["reward"].as_f64()),
+        (Some(true), Some(1.0)),
+        "{out}"
+    );
+    assert_eq!(out["ws_state"]["data"]["turn"], 1, "{out}");
+    assert_eq!(out["ws_state"]["data"]["done"], true, "{out}");
     let st = &out["stats"];
     assert_eq!(
         (st["active_sessions"].as_u64(), st["sessions_verified"].as_u64()),
-        (Some(0), Some(3))
+        (Some(0), Some(4)),
+        "{st}"
     );
-    assert_eq!(st["turns_verified"], 5, "{st}");
+    assert_eq!(st["turns_verified"], 7, "{st}");
     assert_eq!(st["workers"]["bookshop"], serde_json::json!({"max": 2, "busy": 0}), "{st}");
     let (status, err) = server.stop("-TERM");
     assert!(status.success(), "{err}");

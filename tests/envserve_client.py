@@ -299,6 +299,22 @@ def mode_multiturn(base, sample_file):
         answers.append([s, json.loads(body)])
     out["answers"] = answers
     out["state_after"] = h.get("/state")[0]
+    # The same over the WebSocket.
+    ws = WebSocket(base)
+    ws.send({"type": "reset", "data": {"task_id": sample["id"]}})
+    ws.recv()
+    ws_answers = []
+    for t in turns:
+        for name, args in turn_calls(t):
+            ws.send({"type": "step", "data": {"type": "call_tool", "tool_name": name,
+                                              "arguments": json.loads(args)}})
+            ws.recv()
+        ws.send({"type": "step", "data": {"type": "answer", "content": t["final_answer"]}})
+        ws_answers.append(ws.recv())
+    ws.send({"type": "state"})
+    out["ws_state"] = ws.recv()
+    ws.send({"type": "close"})
+    out["ws_answers"] = ws_answers
     out["stats"] = mode_stats(base)
     return out
 
