@@ -15,7 +15,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use agentgen_codec::{EncodeOptions, Message, Role, ThinkingMode, ToolCall, encode_messages};
+use agentgen_codec::{
+    ArgumentsError, EncodeOptions, Message, Role, ThinkingMode, ToolCall, encode_messages,
+};
 use serde_json::{Map, Value, json};
 
 use crate::http::{Failure, HttpClient, HttpConfig, classify_reqwest};
@@ -499,17 +501,19 @@ impl RawTurn {
         }
         let mut calls = Vec::with_capacity(self.calls.len());
         for (k, c) in self.calls.into_values().enumerate() {
+            // A stream that sent no argument text made a call without arguments; the rest is
+            // the codec's one rule for arguments.
             let text = if c.arguments.trim().is_empty() { "{}".to_owned() } else { c.arguments };
-            match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(_)) => {}
-                Ok(other) => {
+            match agentgen_codec::tool_arguments(&text) {
+                Ok(_) => {}
+                Err(ArgumentsError::NotObject(other)) => {
                     return reject(
                         "format_error",
                         codes::SCHEMA_ARGUMENTS_NOT_OBJECT,
                         format!("call {k} ({}): arguments are not an object: {other}", c.name),
                     );
                 }
-                Err(e) => {
+                Err(ArgumentsError::NotJson(e)) => {
                     let snippet: String = text.chars().take(120).collect();
                     return reject(
                         "format_error",

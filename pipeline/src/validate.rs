@@ -304,18 +304,13 @@ impl ToolSchemas {
                 format!("tool {:?} has an invalid schema: {e}", call.name),
             )
         })?;
-        let args: Value = match serde_json::from_str(&call.arguments) {
-            Ok(a @ Value::Object(_)) => a,
-            Ok(_) => {
-                return Err(Rejection::new(
-                    codes::SCHEMA_ARGUMENTS_NOT_OBJECT,
-                    format!("{}: arguments are not a JSON object", call.name),
-                ));
-            }
+        // The codec's one rule for arguments (an empty string is not an object).
+        let args = match call.arguments_object() {
+            Ok(m) => Value::Object(m),
             Err(e) => {
                 return Err(Rejection::new(
                     codes::SCHEMA_ARGUMENTS_NOT_OBJECT,
-                    format!("{}: arguments are not valid JSON: {e}", call.name),
+                    format!("{}: {e}", call.name),
                 ));
             }
         };

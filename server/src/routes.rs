@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agentgen_codec::tokens::CALLS_CLOSE;
 use agentgen_codec::{
-    EncodeOptions, Message, Role, ThinkingMode, Tokenizer, ToolCall, encode_messages,
+    EncodeOptions, Message, Role, StreamParser, ThinkingMode, Tokenizer, ToolCall, encode_messages,
+    parse_best_effort,
 };
 use agentgen_inference::{GenerateRequest, SamplingParams};
 use axum::body::Bytes;
@@ -27,9 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{ApiError, ChatRequest, CompletionRequest, Prompt, Usage};
 use crate::backend::{Backend, Events};
-use crate::generation::{
-    ChoiceRun, Finish, Progress, chat_sections, completion_text, final_message,
-};
+use crate::generation::{ChoiceRun, Finish, Progress, completion_text};
 use crate::{Error, Result};
 
 /// Server settings.
@@ -1071,7 +1070,7 @@ async fn chat_inner(
     for r in runs {
         let (index, run) = r.map_err(ApiError::internal)?;
         usage.completion_tokens += run.ids.len();
-        let (msg, _) = final_message(chat_text(&run), ctx.mode);
+        let msg = parse_best_effort(chat_text(&run), ctx.mode);
         let calls = tool_calls_json(&msg.tool_calls, ctx.prior_calls);
         let mut message = json!({
             "role": "assistant",
@@ -1156,6 +1155,7 @@ fn stream_chat(
                     return None;
                 }
                 let mut run = st.run(events, &plan, p);
+                let mut parser = StreamParser::new(ctx.mode);
                 let (mut sent_r, mut sent_c, mut sent_tok) = (0usize, 0usize, 0usize);
                 loop {
                     let step = match run.next().await {
@@ -1166,9 +1166,14 @@ fn stream_chat(
                         }
                     };
                     let done = matches!(step, Progress::Done);
+                    // The parser gets the text no stop string can still cut: a match ends the
+                    // text where it starts, and can start only in the held-back tail.
                     let text = chat_text(&run);
-                    let hold = run.stop_holdback(text);
-                    let sec = chat_sections(text, ctx.mode, hold);
+                    let settled = text.len() - run.stop_holdback(text);
+                    if let Some(new) = text.get(parser.text().len()..settled) {
+                        parser.push(new);
+                    }
+                    let sec = parser.sections();
                     let mut delta = serde_json::Map::new();
                     if sec.reasoning.len() > sent_r {
                         delta.insert("reasoning_content".into(), json!(&sec.reasoning[sent_r..]));
@@ -1197,7 +1202,7 @@ fn stream_chat(
                         break;
                     }
                 }
-                let (msg, _) = final_message(chat_text(&run), ctx.mode);
+                let msg = parser.message();
                 let mut delta = serde_json::Map::new();
                 // Whatever the final parse adds beyond what was streamed (e.g. repairs).
                 if let Some(rest) = msg.content.get(sent_c..).filter(|r| !r.is_empty())
