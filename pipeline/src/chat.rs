@@ -21,7 +21,9 @@ use agentgen_codec::{
 use serde_json::{Map, Value, json};
 
 use crate::http::{Failure, HttpClient, HttpConfig, classify_reqwest};
-use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
+use crate::policy::{
+    Completion, CompletionFinish, Policy, PolicyFailure, PromptRequest, SamplingParams,
+};
 use crate::validate::{Rejection, codes, render_completion};
 use crate::{Error, Result};
 
@@ -375,7 +377,7 @@ struct RawCall {
 }
 
 fn malformed(message: String) -> Failure {
-    Failure { kind: "malformed", message, retryable: true, retry_after: None }
+    Failure { kind: PolicyFailure::Malformed, message, retryable: true, retry_after: None }
 }
 
 fn text_of(v: Option<&Value>) -> Option<&str> {
@@ -585,7 +587,7 @@ async fn read_sse(mut resp: reqwest::Response) -> std::result::Result<RawTurn, F
         }
         if done && !sse.saw_done && raw.finish_reason.is_none() {
             return Err(Failure {
-                kind: "transport",
+                kind: PolicyFailure::Transport,
                 message: "the stream ended before the response finished".into(),
                 retryable: true,
                 retry_after: None,

@@ -21,7 +21,7 @@ pub enum Error {
     Dataset(#[from] agentgen_datasets::Error),
     /// A policy failed in a way the rollout cannot turn into data (e.g. its engine is gone).
     #[error("policy error ({kind}): {message}")]
-    Policy { kind: &'static str, message: String },
+    Policy { kind: crate::PolicyFailure, message: String },
     /// A configuration value is invalid.
     #[error("invalid configuration: {message}")]
     Config { message: String },

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
+use crate::policy::{
+    Completion, CompletionFinish, Policy, PolicyFailure, PromptRequest, SamplingParams,
+};
 use crate::{Error, Result};
 use agentgen_codec::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS};
 
@@ -146,9 +148,8 @@ fn inc(a: &AtomicU64) {
 /// One failed attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    /// Stable label: `timeout`, `connect`, `transport`, `http_5xx`, `http_429`, `http_4xx`,
-    /// `malformed`.
-    pub kind: &'static str,
+    /// What failed.
+    pub kind: PolicyFailure,
     pub message: String,
     pub retryable: bool,
     pub retry_after: Option<Duration>,
@@ -376,12 +377,12 @@ impl HttpClient {
     fn count(&self, f: &Failure) {
         let s = &self.stats;
         inc(match f.kind {
-            "timeout" => &s.timeouts,
-            "connect" => &s.connect_errors,
-            "http_5xx" => &s.status_5xx,
-            "http_429" => &s.status_429,
-            "http_4xx" | "auth" => &s.status_4xx,
-            "malformed" => &s.malformed,
+            PolicyFailure::Timeout => &s.timeouts,
+            PolicyFailure::Connect => &s.connect_errors,
+            PolicyFailure::Http5xx => &s.status_5xx,
+            PolicyFailure::Http429 => &s.status_429,
+            PolicyFailure::Http4xx | PolicyFailure::Auth => &s.status_4xx,
+            PolicyFailure::Malformed => &s.malformed,
             _ => &s.transport_errors,
         });
     }
@@ -415,7 +416,12 @@ impl HttpClient {
                 }
                 Err(f) => {
                     self.count(&f);
-                    tracing::debug!(kind = f.kind, attempt, "http request failed: {}", f.message);
+                    tracing::debug!(
+                        kind = f.kind.label(),
+                        attempt,
+                        "http request failed: {}",
+                        f.message
+                    );
                     if self.breaker.record_failure() {
                         inc(&self.stats.circuit_opens);
                         tracing::warn!(
@@ -423,7 +429,7 @@ impl HttpClient {
                             f.kind
                         );
                     }
-                    let give_up = |kind: &'static str, message: String| {
+                    let give_up = |kind: PolicyFailure, message: String| {
                         inc(&self.stats.failed_requests);
                         Err(Error::Policy { kind, message })
                     };
@@ -436,7 +442,7 @@ impl HttpClient {
                     if !self.budget.withdraw() {
                         inc(&self.stats.budget_exhausted);
                         return give_up(
-                            "retry_budget",
+                            PolicyFailure::RetryBudget,
                             format!(
                                 "retry budget exhausted; last failure {}: {}",
                                 f.kind, f.message
@@ -489,11 +495,11 @@ async fn status_failure(resp: reqwest::Response, retry_after_max: Duration) -> F
     let snippet: String = text.chars().take(200).collect();
     let code = status.as_u16();
     let (kind, retryable) = match code {
-        429 => ("http_429", true),
-        408 => ("timeout", true),
-        401 | 403 => ("auth", false),
-        500..=599 => ("http_5xx", true),
-        _ => ("http_4xx", false),
+        429 => (PolicyFailure::Http429, true),
+        408 => (PolicyFailure::Timeout, true),
+        401 | 403 => (PolicyFailure::Auth, false),
+        500..=599 => (PolicyFailure::Http5xx, true),
+        _ => (PolicyFailure::Http4xx, false),
     };
     Failure { kind, message: format!("status {code}: {snippet}"), retryable, retry_after }
 }
@@ -559,13 +565,13 @@ impl HttpPolicy {
 
 pub(crate) fn classify_reqwest(e: reqwest::Error) -> Failure {
     let (kind, retryable) = if e.is_timeout() {
-        ("timeout", true)
+        (PolicyFailure::Timeout, true)
     } else if e.is_connect() {
-        ("connect", true)
+        (PolicyFailure::Connect, true)
     } else if e.is_decode() {
-        ("malformed", true)
+        (PolicyFailure::Malformed, true)
     } else {
-        ("transport", true)
+        (PolicyFailure::Transport, true)
     };
     let mut message = e.to_string();
     let mut src = std::error::Error::source(&e);
@@ -600,7 +606,7 @@ struct WireLogprobs {
 /// Turn a `/v1/completions` response body into a [`Completion`].
 pub fn parse_response(bytes: &[u8]) -> std::result::Result<Completion, Failure> {
     let malformed = |message: String| Failure {
-        kind: "malformed",
+        kind: PolicyFailure::Malformed,
         message,
         retryable: true,
         retry_after: None,
@@ -709,7 +715,7 @@ mod tests {
         assert_eq!(parse_response(len).map(|c| c.finish), Ok(CompletionFinish::Length));
         for bad in [&b"{"[..], b"[]", br#"{"choices":[]}"#, br#"{"choices":[{"text":3}]}"#] {
             let f = parse_response(bad).err().map(|f| f.kind);
-            assert_eq!(f, Some("malformed"));
+            assert_eq!(f, Some(PolicyFailure::Malformed));
         }
         let stripped = "r</think>\n\n<\u{ff5c}DSML\u{ff5c}function_calls>\n<\u{ff5c}DSML\u{ff5c}invoke name=\"f\">\n";
         let body = json!({"choices": [{"text": stripped, "finish_reason": "stop"}]}).to_string();

@@ -29,7 +29,8 @@ pub use chat::{ChatConfig, ChatPolicy, ChatTurn};
 pub use error::{Error, Result};
 pub use http::{HttpClient, HttpConfig, HttpPolicy, HttpStats, HttpStatsSnapshot};
 pub use policy::{
-    Completion, CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan, SamplingParams,
+    Completion, CompletionFinish, PlannedTurn, Policy, PolicyFailure, PromptRequest, ReferencePlan,
+    SamplingParams,
 };
 pub use preflight::preflight;
 pub use reference::ReferencePolicy;

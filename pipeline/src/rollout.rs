@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::{
     CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan, SamplingParams,
 };
-use crate::validate::{Rejection, SchemaCache, check_completion, codes, policy_code};
+use crate::validate::{Rejection, SchemaCache, check_completion, codes};
 use crate::{Error, Result};
 use agentgen_codec::tokens::{EOS, EOS_ID};
 
@@ -383,7 +383,7 @@ pub async fn rollout<P: Policy>(
                     Ok(Err(Error::Policy { kind, message })) => {
                         break TurnEnd::Stopped(
                             "policy_error".into(),
-                            Rejection::new(policy_code(kind), message),
+                            Rejection::new(kind.code(), message),
                         );
                     }
                     Ok(Err(e)) => return Err(e),

@@ -119,23 +119,6 @@ impl Rejection {
     }
 }
 
-/// A policy failure kind (see [`crate::http::Failure`]) as a `policy.*` code.
-pub fn policy_code(kind: &str) -> &'static str {
-    match kind {
-        "timeout" => "policy.timeout",
-        "connect" => "policy.connect",
-        "transport" => "policy.transport",
-        "http_5xx" => "policy.http_5xx",
-        "http_429" => "policy.http_429",
-        "http_4xx" => "policy.http_4xx",
-        "auth" => "policy.auth",
-        "malformed" => "policy.malformed",
-        "retry_budget" => "policy.retry_budget",
-        "engine" => "policy.engine",
-        _ => "policy.error",
-    }
-}
-
 fn first_difference(a: &str, b: &str) -> usize {
     let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
     // Report a char boundary of `a`.
