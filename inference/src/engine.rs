@@ -16,8 +16,7 @@ use agentgen_codec::StopStrings;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use crate::device::DeviceKind;
-use crate::kv_cache::SeqCache;
-use crate::models::deepseek_v32::{Config, ForwardOptions, LogitsMode, Model, Segment};
+use crate::models::deepseek_v32::{Config, ForwardOptions, LogitsMode, Model, Segment, SeqCache};
 use crate::sampler::{Sampler, SamplingParams};
 use crate::{Error, Result};
 

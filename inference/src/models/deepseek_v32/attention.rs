@@ -10,13 +10,13 @@ use candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::{rope_i, rope_thd};
 use rayon::prelude::*;
 
+use super::cache::SeqCache;
 use super::kernels::{
     SparseShape, rope_halfsplit_prefix, select_topk_rows, sparse_attend, weighted_relu_rows,
     with_host,
 };
 use super::{Config, LayerTrace, Linear, cat_parts, par_rows};
 use crate::Result;
-use crate::kv_cache::SeqCache;
 use crate::loader::WeightSource;
 
 /// One sequence's slice of a batched forward.
