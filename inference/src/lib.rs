@@ -12,6 +12,8 @@
 //! It must not depend on the pipeline, environments or datasets crates: it takes token ids
 //! and returns token ids.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod device;
 pub mod engine;

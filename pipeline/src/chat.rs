@@ -93,6 +93,7 @@ pub struct ChatPolicy {
 }
 
 impl ChatPolicy {
+    /// The chat policy for `cfg` (checks the endpoint URL and headers; sends nothing).
     pub fn try_new(cfg: ChatConfig) -> Result<Self> {
         let client = HttpClient::try_new(cfg.http.clone())?;
         let url = client.url("chat/completions");
@@ -127,10 +128,12 @@ impl ChatPolicy {
         })
     }
 
+    /// The `chat/completions` URL requests go to.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The HTTP client (retries, budget, breaker, stats).
     pub fn client(&self) -> &HttpClient {
         &self.client
     }

@@ -34,11 +34,15 @@ pub struct HttpConfig {
     pub model: String,
     /// Bearer token (read by the CLI from `--api-key-env`).
     pub api_key: Option<String>,
+    /// Most time one request may take.
     pub request_timeout: Duration,
+    /// Most time connecting may take.
     pub connect_timeout: Duration,
     /// Retries per request after the first attempt.
     pub max_retries: u32,
+    /// First retry delay (doubling, full jitter).
     pub backoff_base: Duration,
+    /// Longest retry delay.
     pub backoff_max: Duration,
     /// Longest `Retry-After` honoured.
     pub retry_after_max: Duration,
@@ -84,42 +88,71 @@ impl Default for HttpConfig {
 /// Counters of everything that happened on the wire.
 #[derive(Debug, Default)]
 pub struct HttpStats {
+    /// Requests started.
     pub requests: AtomicU64,
+    /// Requests that succeeded.
     pub successes: AtomicU64,
+    /// Retries sent.
     pub retries: AtomicU64,
+    /// Attempts that timed out.
     pub timeouts: AtomicU64,
+    /// Attempts that could not connect.
     pub connect_errors: AtomicU64,
+    /// Attempts that failed in transport otherwise.
     pub transport_errors: AtomicU64,
+    /// 5xx answers.
     pub status_5xx: AtomicU64,
+    /// 429 answers.
     pub status_429: AtomicU64,
+    /// Other 4xx answers (auth included).
     pub status_4xx: AtomicU64,
+    /// Answers that were not what the API promises.
     pub malformed: AtomicU64,
+    /// Retries refused by the retry budget.
     pub budget_exhausted: AtomicU64,
+    /// Times the circuit breaker opened.
     pub circuit_opens: AtomicU64,
+    /// Requests that waited for the breaker to close.
     pub circuit_waits: AtomicU64,
+    /// Requests that failed for good.
     pub failed_requests: AtomicU64,
 }
 
 /// A plain copy of [`HttpStats`] for manifests and summaries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpStatsSnapshot {
+    /// Requests started.
     pub requests: u64,
+    /// Requests that succeeded.
     pub successes: u64,
+    /// Retries sent.
     pub retries: u64,
+    /// Attempts that timed out.
     pub timeouts: u64,
+    /// Attempts that could not connect.
     pub connect_errors: u64,
+    /// Attempts that failed in transport otherwise.
     pub transport_errors: u64,
+    /// 5xx answers.
     pub status_5xx: u64,
+    /// 429 answers.
     pub status_429: u64,
+    /// Other 4xx answers (auth included).
     pub status_4xx: u64,
+    /// Answers that were not what the API promises.
     pub malformed: u64,
+    /// Retries refused by the retry budget.
     pub budget_exhausted: u64,
+    /// Times the circuit breaker opened.
     pub circuit_opens: u64,
+    /// Requests that waited for the breaker to close.
     pub circuit_waits: u64,
+    /// Requests that failed for good.
     pub failed_requests: u64,
 }
 
 impl HttpStats {
+    /// The counters now.
     pub fn snapshot(&self) -> HttpStatsSnapshot {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         HttpStatsSnapshot {
@@ -150,8 +183,11 @@ fn inc(a: &AtomicU64) {
 pub struct Failure {
     /// What failed.
     pub kind: PolicyFailure,
+    /// What failed, for a reader.
     pub message: String,
+    /// Whether another attempt may succeed.
     pub retryable: bool,
+    /// The server's `Retry-After` (capped).
     pub retry_after: Option<Duration>,
 }
 
@@ -172,6 +208,7 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
+    /// A budget of `initial` retries that earns `ratio` of a retry per success.
     pub fn new(initial: f64, ratio: f64) -> Self {
         RetryBudget { tokens: Mutex::new(initial), ratio, cap: initial.max(1.0) * 2.0 }
     }
@@ -208,6 +245,7 @@ struct BreakerState {
 }
 
 impl CircuitBreaker {
+    /// A breaker that opens after `threshold` failures in a row, for `cooldown`.
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
         CircuitBreaker {
             state: Mutex::new(BreakerState::default()),
@@ -232,6 +270,7 @@ impl CircuitBreaker {
         waited
     }
 
+    /// A request succeeded: the failure streak ends.
     pub fn record_success(&self) {
         if let Ok(mut st) = self.state.lock() {
             st.consecutive_failures = 0;
@@ -260,6 +299,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// At most `per_minute` request starts a minute.
     pub fn per_minute(per_minute: u32) -> Self {
         RateLimiter {
             interval: Duration::from_secs(60) / per_minute.max(1),
@@ -296,6 +336,7 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
+    /// A client for `cfg` (checks the URL and headers; sends nothing).
     pub fn try_new(cfg: HttpConfig) -> Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
@@ -326,10 +367,12 @@ impl HttpClient {
         })
     }
 
+    /// The settings.
     pub fn config(&self) -> &HttpConfig {
         &self.cfg
     }
 
+    /// The counters.
     pub fn stats(&self) -> &HttpStats {
         &self.stats
     }
@@ -512,16 +555,19 @@ pub struct HttpPolicy {
 }
 
 impl HttpPolicy {
+    /// The http policy for `cfg` (checks the URL and headers; sends nothing).
     pub fn try_new(cfg: HttpConfig) -> Result<Self> {
         let client = HttpClient::try_new(cfg)?;
         let url = client.url("completions");
         Ok(HttpPolicy { client, url })
     }
 
+    /// The HTTP counters.
     pub fn stats(&self) -> &HttpStats {
         self.client.stats()
     }
 
+    /// The `completions` URL requests go to.
     pub fn url(&self) -> &str {
         &self.url
     }

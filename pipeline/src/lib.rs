@@ -12,6 +12,8 @@
 //! validators → the `datasets` writer. Model mistakes are data (a rejection code on a row in
 //! split `rejected`), never an `Err`; nothing is silently dropped.
 
+#![warn(missing_docs)]
+
 pub mod calibrate;
 pub mod chat;
 pub mod error;

@@ -89,8 +89,11 @@ impl std::fmt::Display for PolicyFailure {
 /// Sampling parameters of a run (defaults are DeepSeek's recommended 1.0 / 0.95).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplingParams {
+    /// Sampling temperature (0 = greedy).
     pub temperature: f32,
+    /// Nucleus sampling mass.
     pub top_p: f32,
+    /// Keep only the `top_k` most likely tokens (`None`: all).
     pub top_k: Option<usize>,
     /// Most tokens one completion (one assistant turn) may sample.
     pub max_tokens: usize,
@@ -107,15 +110,20 @@ impl Default for SamplingParams {
 /// One turn of a scripted (reference) solution: reasoning, then parallel calls.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedTurn {
+    /// Reasoning before the calls (empty: none).
     pub reasoning: String,
+    /// The calls, run in parallel.
     pub calls: Vec<ToolCall>,
 }
 
 /// What the reference policy writes for one task: its tool-call turns, then a final answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferencePlan {
+    /// The tool-call turns, in order.
     pub turns: Vec<PlannedTurn>,
+    /// Reasoning of the final answer (empty: a default sentence).
     pub final_reasoning: String,
+    /// The final answer's content.
     pub final_answer: String,
 }
 
@@ -163,6 +171,7 @@ pub struct Completion {
     pub token_ids: Option<Vec<u32>>,
     /// Log-probability of each sampled token (same length as the sampled ids), if known.
     pub logprobs: Option<Vec<f32>>,
+    /// Why the completion ended.
     pub finish: CompletionFinish,
     /// A policy that answers with a structured message instead of sampled text (`chat`):
     /// the rollout takes the turn from here and re-encodes the row with the codec.

@@ -19,6 +19,7 @@ pub const DEFAULT_FINAL_REASONING: &str =
 pub struct ReferencePolicy;
 
 impl ReferencePolicy {
+    /// The reference policy.
     pub fn new() -> Self {
         ReferencePolicy
     }
