@@ -2,7 +2,8 @@
 //!
 //! Owns the plain message types ([`Message`], [`Role`], [`ToolCall`]), the byte-exact encoder
 //! ([`encode_messages`]), the strict / lenient / streaming completion parser
-//! ([`parse_completion`], [`parse_lenient`], [`StreamParser`]), Python-compatible JSON
+//! ([`parse_completion`], [`parse_lenient`], [`StreamParser`] with the sections a stream can
+//! show so far, [`parse_best_effort`]), stop strings ([`StopStrings`]), Python-compatible JSON
 //! ([`python_json`]), the shipped V3.2 tokenizer ([`Tokenizer`]) and loss masks
 //! ([`tokenize_with_mask`]). Must not depend on candle, tokio or the environments.
 //!
@@ -58,6 +59,7 @@ mod lenient;
 pub mod message;
 mod mode;
 mod parse;
+mod stop;
 mod stream;
 mod tokenizer;
 pub mod tokens;
@@ -70,8 +72,9 @@ pub const DEFAULT_MODEL_NAME: &str = "deepseek-ai/DeepSeek-V3.2";
 pub use error::{Error, Result};
 pub use json::{python_json, python_json_str};
 pub use lenient::{Repair, RepairKind, parse_lenient};
-pub use message::{AssistantMessage, Message, Role, ToolCall};
+pub use message::{ArgumentsError, AssistantMessage, Message, Role, ToolCall, tool_arguments};
 pub use mode::ThinkingMode;
 pub use parse::{ParseError, parse_completion};
-pub use stream::{StreamParser, StreamStatus};
+pub use stop::StopStrings;
+pub use stream::{Sections, StreamParser, StreamStatus, parse_best_effort};
 pub use tokenizer::{TOKENIZER_SHA256, Tokenizer, mask_segments, tokenize_with_mask};

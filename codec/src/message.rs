@@ -61,6 +61,42 @@ impl ToolCall {
     pub fn new(name: impl Into<String>, arguments: impl Into<String>) -> Self {
         Self { id: None, name: name.into(), arguments: arguments.into() }
     }
+
+    /// The arguments as a JSON object, by [`tool_arguments`]'s rule.
+    pub fn arguments_object(&self) -> Result<serde_json::Map<String, Value>, ArgumentsError> {
+        tool_arguments(&self.arguments)
+    }
+}
+
+/// Why a tool call's `arguments` text is not an argument object.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ArgumentsError {
+    /// Not JSON at all (an empty string included).
+    #[error("arguments are not valid JSON: {0}")]
+    NotJson(String),
+    /// JSON, but its top level is not an object (the value is carried).
+    #[error("arguments are not a JSON object")]
+    NotObject(Value),
+}
+
+/// The one rule for tool-call arguments (spec `codec.md` §2: "`arguments` must be a JSON
+/// string whose top level is an object"; the reference refuses anything else): the text parses
+/// as JSON and its top level is an object. An empty string is not JSON and is refused; a
+/// reader of a wire format that sends no argument text for a call without arguments (some
+/// OpenAI-compatible streams) writes `{}` before asking.
+///
+/// ```
+/// use agentgen_codec::{ArgumentsError, tool_arguments};
+/// assert_eq!(tool_arguments(r#"{"a": 1}"#).map(|m| m.len()), Ok(1));
+/// assert!(matches!(tool_arguments("[1]"), Err(ArgumentsError::NotObject(_))));
+/// assert!(matches!(tool_arguments(""), Err(ArgumentsError::NotJson(_))));
+/// ```
+pub fn tool_arguments(text: &str) -> Result<serde_json::Map<String, Value>, ArgumentsError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(ArgumentsError::NotObject(other)),
+        Err(e) => Err(ArgumentsError::NotJson(e.to_string())),
+    }
 }
 
 #[derive(Serialize, Deserialize)]

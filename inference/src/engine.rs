@@ -12,11 +12,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
+use agentgen_codec::StopStrings;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use crate::device::DeviceKind;
-use crate::kv_cache::SeqCache;
-use crate::models::deepseek_v32::{Config, ForwardOptions, LogitsMode, Model, Segment};
+use crate::models::deepseek_v32::{Config, ForwardOptions, LogitsMode, Model, Segment, SeqCache};
 use crate::sampler::{Sampler, SamplingParams};
 use crate::{Error, Result};
 
@@ -227,7 +227,7 @@ struct Seq {
     cache: SeqCache,
     sampler: Sampler,
     params: SamplingParams,
-    stop: Vec<String>,
+    stop: StopStrings,
     stop_ids: Vec<u32>,
     cache_key: Option<String>,
     generated: Vec<u32>,
@@ -345,7 +345,7 @@ impl Worker {
             cache,
             sampler: Sampler::new(req.params.clone()),
             params: req.params,
-            stop: req.stop,
+            stop: StopStrings::new(req.stop),
             stop_ids: req.stop_token_ids,
             cache_key: req.cache_key,
             prompt: req.prompt_ids,
@@ -413,7 +413,7 @@ impl Worker {
             }
             let reason = if self.eos.contains(&tok) || s.stop_ids.contains(&tok) {
                 Some(FinishReason::Stop)
-            } else if hit_stop_string(self.opts.detokenizer.as_deref(), s) {
+            } else if hit_stop_string(self.opts.detokenizer.as_deref(), &s.stop, &s.generated) {
                 Some(FinishReason::StopString)
             } else if s.generated.len() >= s.params.max_tokens
                 // Every sequence stops at the model's context, whatever max_tokens says.
@@ -436,17 +436,17 @@ impl Worker {
     }
 }
 
-fn hit_stop_string(dt: Option<&dyn Detokenize>, s: &Seq) -> bool {
-    {
-        let Some(dt) = dt else { return false };
-        if s.stop.is_empty() {
-            return false;
-        }
-        let longest = s.stop.iter().map(String::len).max().unwrap_or(0);
-        let window = (longest + 4).min(s.generated.len());
-        let text = dt.decode(&s.generated[s.generated.len() - window..]);
-        s.stop.iter().any(|st| !st.is_empty() && text.contains(st.as_str()))
+/// Whether the text of the last tokens holds a stop string (the codec's matcher, as the
+/// server's): checked after every token, so a match always ends in the newest one.
+fn hit_stop_string(dt: Option<&dyn Detokenize>, stop: &StopStrings, generated: &[u32]) -> bool {
+    let Some(dt) = dt else { return false };
+    if stop.is_empty() {
+        return false;
     }
+    // Every token decodes to at least one byte: this window covers the longest stop string.
+    let window = (stop.longest() + 4).min(generated.len());
+    let text = dt.decode(&generated[generated.len() - window..]);
+    stop.find(&text, 0).is_some()
 }
 
 impl Worker {
@@ -483,5 +483,28 @@ impl Detokenize for agentgen_codec::Tokenizer {
 impl<T: Detokenize + ?Sized> Detokenize for &T {
     fn decode(&self, ids: &[u32]) -> String {
         (**self).decode(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One character per token: id `c` decodes to the character `c`.
+    struct Chars;
+    impl Detokenize for Chars {
+        fn decode(&self, ids: &[u32]) -> String {
+            ids.iter().filter_map(|&c| char::from_u32(c)).collect()
+        }
+    }
+
+    #[test]
+    fn stop_strings_match_in_the_newest_tokens() {
+        let ids = |s: &str| s.chars().map(u32::from).collect::<Vec<_>>();
+        let stop = StopStrings::new(["42", ""]);
+        assert!(hit_stop_string(Some(&Chars), &stop, &ids("the answer is 42")));
+        assert!(!hit_stop_string(Some(&Chars), &stop, &ids("the answer is 4")));
+        assert!(!hit_stop_string(None, &stop, &ids("42")), "no decoder, no stop strings");
+        assert!(!hit_stop_string(Some(&Chars), &StopStrings::new([""]), &ids("")));
     }
 }

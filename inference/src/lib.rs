@@ -3,7 +3,8 @@
 //! Owns the model ([`models::deepseek_v32`]: MLA + lightning indexer / DeepSeek Sparse
 //! Attention + DeepSeekMoE, computed in f32), checkpoint loading ([`loader`]: single or sharded
 //! safetensors, F32/BF16/F8_E4M3 with block scales, memory-mapped), per-sequence caches
-//! ([`kv_cache`]), sampling ([`sampler`]), the continuous-batching engine thread behind an
+//! ([`SeqCache`], in the model module: the cache holds the model's latent, rope and indexer
+//! keys), sampling ([`sampler`]), the continuous-batching engine thread behind an
 //! async handle ([`engine`]), random checkpoints ([`init`]), golden parity checks
 //! ([`golden`]) and the decode benchmark ([`bench`]). CPU by default; CUDA behind the `cuda`
 //! feature, chosen in [`device`] only.
@@ -11,13 +12,14 @@
 //! It must not depend on the pipeline, environments or datasets crates: it takes token ids
 //! and returns token ids.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod device;
 pub mod engine;
 mod error;
 pub mod golden;
 pub mod init;
-pub mod kv_cache;
 pub mod loader;
 pub mod models;
 pub mod sampler;
@@ -28,6 +30,7 @@ pub use engine::{
     TokenEvent,
 };
 pub use error::{Error, Result};
-pub use kv_cache::SeqCache;
-pub use models::deepseek_v32::{Config, ForwardOptions, LogitsMode, Model, Probe, Segment};
+pub use models::deepseek_v32::{
+    Config, ForwardOptions, LogitsMode, Model, Probe, Segment, SeqCache,
+};
 pub use sampler::SamplingParams;

@@ -20,7 +20,9 @@ use crate::{Error, Policy, Result};
 /// One package's calibration and where it was written.
 #[derive(Debug, Clone)]
 pub struct PackageCalibration {
+    /// The package calibrated.
     pub info: PackageInfo,
+    /// Its pass rates.
     pub calibration: Calibration,
     /// None when the run did not finish (nothing written).
     pub path: Option<PathBuf>,
@@ -28,7 +30,9 @@ pub struct PackageCalibration {
 
 /// What `calibrate` did.
 pub struct CalibrateReport {
+    /// The calibration run.
     pub run: RunReport,
+    /// One entry per package, in run order.
     pub packages: Vec<PackageCalibration>,
 }
 

@@ -15,11 +15,15 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use agentgen_codec::{EncodeOptions, Message, Role, ThinkingMode, ToolCall, encode_messages};
+use agentgen_codec::{
+    ArgumentsError, EncodeOptions, Message, Role, ThinkingMode, ToolCall, encode_messages,
+};
 use serde_json::{Map, Value, json};
 
 use crate::http::{Failure, HttpClient, HttpConfig, classify_reqwest};
-use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
+use crate::policy::{
+    Completion, CompletionFinish, Policy, PolicyFailure, PromptRequest, SamplingParams,
+};
 use crate::validate::{Rejection, codes, render_completion};
 use crate::{Error, Result};
 
@@ -89,6 +93,7 @@ pub struct ChatPolicy {
 }
 
 impl ChatPolicy {
+    /// The chat policy for `cfg` (checks the endpoint URL and headers; sends nothing).
     pub fn try_new(cfg: ChatConfig) -> Result<Self> {
         let client = HttpClient::try_new(cfg.http.clone())?;
         let url = client.url("chat/completions");
@@ -123,10 +128,12 @@ impl ChatPolicy {
         })
     }
 
+    /// The `chat/completions` URL requests go to.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The HTTP client (retries, budget, breaker, stats).
     pub fn client(&self) -> &HttpClient {
         &self.client
     }
@@ -373,7 +380,7 @@ struct RawCall {
 }
 
 fn malformed(message: String) -> Failure {
-    Failure { kind: "malformed", message, retryable: true, retry_after: None }
+    Failure { kind: PolicyFailure::Malformed, message, retryable: true, retry_after: None }
 }
 
 fn text_of(v: Option<&Value>) -> Option<&str> {
@@ -499,17 +506,19 @@ impl RawTurn {
         }
         let mut calls = Vec::with_capacity(self.calls.len());
         for (k, c) in self.calls.into_values().enumerate() {
+            // A stream that sent no argument text made a call without arguments; the rest is
+            // the codec's one rule for arguments.
             let text = if c.arguments.trim().is_empty() { "{}".to_owned() } else { c.arguments };
-            match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(_)) => {}
-                Ok(other) => {
+            match agentgen_codec::tool_arguments(&text) {
+                Ok(_) => {}
+                Err(ArgumentsError::NotObject(other)) => {
                     return reject(
                         "format_error",
                         codes::SCHEMA_ARGUMENTS_NOT_OBJECT,
                         format!("call {k} ({}): arguments are not an object: {other}", c.name),
                     );
                 }
-                Err(e) => {
+                Err(ArgumentsError::NotJson(e)) => {
                     let snippet: String = text.chars().take(120).collect();
                     return reject(
                         "format_error",
@@ -581,7 +590,7 @@ async fn read_sse(mut resp: reqwest::Response) -> std::result::Result<RawTurn, F
         }
         if done && !sse.saw_done && raw.finish_reason.is_none() {
             return Err(Failure {
-                kind: "transport",
+                kind: PolicyFailure::Transport,
                 message: "the stream ended before the response finished".into(),
                 retryable: true,
                 retry_after: None,

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
+use crate::policy::{
+    Completion, CompletionFinish, Policy, PolicyFailure, PromptRequest, SamplingParams,
+};
 use crate::{Error, Result};
 use agentgen_codec::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS};
 
@@ -32,11 +34,15 @@ pub struct HttpConfig {
     pub model: String,
     /// Bearer token (read by the CLI from `--api-key-env`).
     pub api_key: Option<String>,
+    /// Most time one request may take.
     pub request_timeout: Duration,
+    /// Most time connecting may take.
     pub connect_timeout: Duration,
     /// Retries per request after the first attempt.
     pub max_retries: u32,
+    /// First retry delay (doubling, full jitter).
     pub backoff_base: Duration,
+    /// Longest retry delay.
     pub backoff_max: Duration,
     /// Longest `Retry-After` honoured.
     pub retry_after_max: Duration,
@@ -82,42 +88,71 @@ impl Default for HttpConfig {
 /// Counters of everything that happened on the wire.
 #[derive(Debug, Default)]
 pub struct HttpStats {
+    /// Requests started.
     pub requests: AtomicU64,
+    /// Requests that succeeded.
     pub successes: AtomicU64,
+    /// Retries sent.
     pub retries: AtomicU64,
+    /// Attempts that timed out.
     pub timeouts: AtomicU64,
+    /// Attempts that could not connect.
     pub connect_errors: AtomicU64,
+    /// Attempts that failed in transport otherwise.
     pub transport_errors: AtomicU64,
+    /// 5xx answers.
     pub status_5xx: AtomicU64,
+    /// 429 answers.
     pub status_429: AtomicU64,
+    /// Other 4xx answers (auth included).
     pub status_4xx: AtomicU64,
+    /// Answers that were not what the API promises.
     pub malformed: AtomicU64,
+    /// Retries refused by the retry budget.
     pub budget_exhausted: AtomicU64,
+    /// Times the circuit breaker opened.
     pub circuit_opens: AtomicU64,
+    /// Requests that waited for the breaker to close.
     pub circuit_waits: AtomicU64,
+    /// Requests that failed for good.
     pub failed_requests: AtomicU64,
 }
 
 /// A plain copy of [`HttpStats`] for manifests and summaries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpStatsSnapshot {
+    /// Requests started.
     pub requests: u64,
+    /// Requests that succeeded.
     pub successes: u64,
+    /// Retries sent.
     pub retries: u64,
+    /// Attempts that timed out.
     pub timeouts: u64,
+    /// Attempts that could not connect.
     pub connect_errors: u64,
+    /// Attempts that failed in transport otherwise.
     pub transport_errors: u64,
+    /// 5xx answers.
     pub status_5xx: u64,
+    /// 429 answers.
     pub status_429: u64,
+    /// Other 4xx answers (auth included).
     pub status_4xx: u64,
+    /// Answers that were not what the API promises.
     pub malformed: u64,
+    /// Retries refused by the retry budget.
     pub budget_exhausted: u64,
+    /// Times the circuit breaker opened.
     pub circuit_opens: u64,
+    /// Requests that waited for the breaker to close.
     pub circuit_waits: u64,
+    /// Requests that failed for good.
     pub failed_requests: u64,
 }
 
 impl HttpStats {
+    /// The counters now.
     pub fn snapshot(&self) -> HttpStatsSnapshot {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         HttpStatsSnapshot {
@@ -146,11 +181,13 @@ fn inc(a: &AtomicU64) {
 /// One failed attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    /// Stable label: `timeout`, `connect`, `transport`, `http_5xx`, `http_429`, `http_4xx`,
-    /// `malformed`.
-    pub kind: &'static str,
+    /// What failed.
+    pub kind: PolicyFailure,
+    /// What failed, for a reader.
     pub message: String,
+    /// Whether another attempt may succeed.
     pub retryable: bool,
+    /// The server's `Retry-After` (capped).
     pub retry_after: Option<Duration>,
 }
 
@@ -171,6 +208,7 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
+    /// A budget of `initial` retries that earns `ratio` of a retry per success.
     pub fn new(initial: f64, ratio: f64) -> Self {
         RetryBudget { tokens: Mutex::new(initial), ratio, cap: initial.max(1.0) * 2.0 }
     }
@@ -207,6 +245,7 @@ struct BreakerState {
 }
 
 impl CircuitBreaker {
+    /// A breaker that opens after `threshold` failures in a row, for `cooldown`.
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
         CircuitBreaker {
             state: Mutex::new(BreakerState::default()),
@@ -231,6 +270,7 @@ impl CircuitBreaker {
         waited
     }
 
+    /// A request succeeded: the failure streak ends.
     pub fn record_success(&self) {
         if let Ok(mut st) = self.state.lock() {
             st.consecutive_failures = 0;
@@ -259,6 +299,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// At most `per_minute` request starts a minute.
     pub fn per_minute(per_minute: u32) -> Self {
         RateLimiter {
             interval: Duration::from_secs(60) / per_minute.max(1),
@@ -295,6 +336,7 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
+    /// A client for `cfg` (checks the URL and headers; sends nothing).
     pub fn try_new(cfg: HttpConfig) -> Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
@@ -325,10 +367,12 @@ impl HttpClient {
         })
     }
 
+    /// The settings.
     pub fn config(&self) -> &HttpConfig {
         &self.cfg
     }
 
+    /// The counters.
     pub fn stats(&self) -> &HttpStats {
         &self.stats
     }
@@ -376,12 +420,12 @@ impl HttpClient {
     fn count(&self, f: &Failure) {
         let s = &self.stats;
         inc(match f.kind {
-            "timeout" => &s.timeouts,
-            "connect" => &s.connect_errors,
-            "http_5xx" => &s.status_5xx,
-            "http_429" => &s.status_429,
-            "http_4xx" | "auth" => &s.status_4xx,
-            "malformed" => &s.malformed,
+            PolicyFailure::Timeout => &s.timeouts,
+            PolicyFailure::Connect => &s.connect_errors,
+            PolicyFailure::Http5xx => &s.status_5xx,
+            PolicyFailure::Http429 => &s.status_429,
+            PolicyFailure::Http4xx | PolicyFailure::Auth => &s.status_4xx,
+            PolicyFailure::Malformed => &s.malformed,
             _ => &s.transport_errors,
         });
     }
@@ -415,7 +459,12 @@ impl HttpClient {
                 }
                 Err(f) => {
                     self.count(&f);
-                    tracing::debug!(kind = f.kind, attempt, "http request failed: {}", f.message);
+                    tracing::debug!(
+                        kind = f.kind.label(),
+                        attempt,
+                        "http request failed: {}",
+                        f.message
+                    );
                     if self.breaker.record_failure() {
                         inc(&self.stats.circuit_opens);
                         tracing::warn!(
@@ -423,7 +472,7 @@ impl HttpClient {
                             f.kind
                         );
                     }
-                    let give_up = |kind: &'static str, message: String| {
+                    let give_up = |kind: PolicyFailure, message: String| {
                         inc(&self.stats.failed_requests);
                         Err(Error::Policy { kind, message })
                     };
@@ -436,7 +485,7 @@ impl HttpClient {
                     if !self.budget.withdraw() {
                         inc(&self.stats.budget_exhausted);
                         return give_up(
-                            "retry_budget",
+                            PolicyFailure::RetryBudget,
                             format!(
                                 "retry budget exhausted; last failure {}: {}",
                                 f.kind, f.message
@@ -489,11 +538,11 @@ async fn status_failure(resp: reqwest::Response, retry_after_max: Duration) -> F
     let snippet: String = text.chars().take(200).collect();
     let code = status.as_u16();
     let (kind, retryable) = match code {
-        429 => ("http_429", true),
-        408 => ("timeout", true),
-        401 | 403 => ("auth", false),
-        500..=599 => ("http_5xx", true),
-        _ => ("http_4xx", false),
+        429 => (PolicyFailure::Http429, true),
+        408 => (PolicyFailure::Timeout, true),
+        401 | 403 => (PolicyFailure::Auth, false),
+        500..=599 => (PolicyFailure::Http5xx, true),
+        _ => (PolicyFailure::Http4xx, false),
     };
     Failure { kind, message: format!("status {code}: {snippet}"), retryable, retry_after }
 }
@@ -506,16 +555,19 @@ pub struct HttpPolicy {
 }
 
 impl HttpPolicy {
+    /// The http policy for `cfg` (checks the URL and headers; sends nothing).
     pub fn try_new(cfg: HttpConfig) -> Result<Self> {
         let client = HttpClient::try_new(cfg)?;
         let url = client.url("completions");
         Ok(HttpPolicy { client, url })
     }
 
+    /// The HTTP counters.
     pub fn stats(&self) -> &HttpStats {
         self.client.stats()
     }
 
+    /// The `completions` URL requests go to.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -559,13 +611,13 @@ impl HttpPolicy {
 
 pub(crate) fn classify_reqwest(e: reqwest::Error) -> Failure {
     let (kind, retryable) = if e.is_timeout() {
-        ("timeout", true)
+        (PolicyFailure::Timeout, true)
     } else if e.is_connect() {
-        ("connect", true)
+        (PolicyFailure::Connect, true)
     } else if e.is_decode() {
-        ("malformed", true)
+        (PolicyFailure::Malformed, true)
     } else {
-        ("transport", true)
+        (PolicyFailure::Transport, true)
     };
     let mut message = e.to_string();
     let mut src = std::error::Error::source(&e);
@@ -600,7 +652,7 @@ struct WireLogprobs {
 /// Turn a `/v1/completions` response body into a [`Completion`].
 pub fn parse_response(bytes: &[u8]) -> std::result::Result<Completion, Failure> {
     let malformed = |message: String| Failure {
-        kind: "malformed",
+        kind: PolicyFailure::Malformed,
         message,
         retryable: true,
         retry_after: None,
@@ -709,7 +761,7 @@ mod tests {
         assert_eq!(parse_response(len).map(|c| c.finish), Ok(CompletionFinish::Length));
         for bad in [&b"{"[..], b"[]", br#"{"choices":[]}"#, br#"{"choices":[{"text":3}]}"#] {
             let f = parse_response(bad).err().map(|f| f.kind);
-            assert_eq!(f, Some("malformed"));
+            assert_eq!(f, Some(PolicyFailure::Malformed));
         }
         let stripped = "r</think>\n\n<\u{ff5c}DSML\u{ff5c}function_calls>\n<\u{ff5c}DSML\u{ff5c}invoke name=\"f\">\n";
         let body = json!({"choices": [{"text": stripped, "finish_reason": "stop"}]}).to_string();

@@ -12,6 +12,8 @@
 //! validators → the `datasets` writer. Model mistakes are data (a rejection code on a row in
 //! split `rejected`), never an `Err`; nothing is silently dropped.
 
+#![warn(missing_docs)]
+
 pub mod calibrate;
 pub mod chat;
 pub mod error;
@@ -29,7 +31,8 @@ pub use chat::{ChatConfig, ChatPolicy, ChatTurn};
 pub use error::{Error, Result};
 pub use http::{HttpClient, HttpConfig, HttpPolicy, HttpStats, HttpStatsSnapshot};
 pub use policy::{
-    Completion, CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan, SamplingParams,
+    Completion, CompletionFinish, PlannedTurn, Policy, PolicyFailure, PromptRequest, ReferencePlan,
+    SamplingParams,
 };
 pub use preflight::preflight;
 pub use reference::ReferencePolicy;

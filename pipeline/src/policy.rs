@@ -12,11 +12,88 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+/// Why a policy produced no turn. Each kind has a stable label (logs, error text) and a stable
+/// `policy.*` rejection code ([`PolicyFailure::code`]), the one the rollout writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyFailure {
+    /// The request timed out (or the server answered 408).
+    Timeout,
+    /// No connection to the endpoint.
+    Connect,
+    /// Another transport failure.
+    Transport,
+    /// The server answered 5xx.
+    Http5xx,
+    /// The server answered 429.
+    Http429,
+    /// The server answered another 4xx.
+    Http4xx,
+    /// The server refused the key (401 or 403).
+    Auth,
+    /// The response was not what the API promises.
+    Malformed,
+    /// Retries stopped: the retry budget is spent.
+    RetryBudget,
+    /// The local engine failed.
+    Engine,
+    /// The reference policy met a sample without a reference solution.
+    NoReference,
+    /// The reference policy was asked for a turn past its solution's last.
+    ReferenceExhausted,
+}
+
+impl PolicyFailure {
+    /// The stable label (`timeout`, `http_5xx`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            PolicyFailure::Timeout => "timeout",
+            PolicyFailure::Connect => "connect",
+            PolicyFailure::Transport => "transport",
+            PolicyFailure::Http5xx => "http_5xx",
+            PolicyFailure::Http429 => "http_429",
+            PolicyFailure::Http4xx => "http_4xx",
+            PolicyFailure::Auth => "auth",
+            PolicyFailure::Malformed => "malformed",
+            PolicyFailure::RetryBudget => "retry_budget",
+            PolicyFailure::Engine => "engine",
+            PolicyFailure::NoReference => "no_reference",
+            PolicyFailure::ReferenceExhausted => "reference_exhausted",
+        }
+    }
+
+    /// The rejection code of a rollout this failure ended: `policy.<label>`, except the
+    /// reference policy's own failures, which are `policy.error`.
+    pub fn code(self) -> &'static str {
+        match self {
+            PolicyFailure::Timeout => "policy.timeout",
+            PolicyFailure::Connect => "policy.connect",
+            PolicyFailure::Transport => "policy.transport",
+            PolicyFailure::Http5xx => "policy.http_5xx",
+            PolicyFailure::Http429 => "policy.http_429",
+            PolicyFailure::Http4xx => "policy.http_4xx",
+            PolicyFailure::Auth => "policy.auth",
+            PolicyFailure::Malformed => "policy.malformed",
+            PolicyFailure::RetryBudget => "policy.retry_budget",
+            PolicyFailure::Engine => "policy.engine",
+            PolicyFailure::NoReference | PolicyFailure::ReferenceExhausted => "policy.error",
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// Sampling parameters of a run (defaults are DeepSeek's recommended 1.0 / 0.95).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplingParams {
+    /// Sampling temperature (0 = greedy).
     pub temperature: f32,
+    /// Nucleus sampling mass.
     pub top_p: f32,
+    /// Keep only the `top_k` most likely tokens (`None`: all).
     pub top_k: Option<usize>,
     /// Most tokens one completion (one assistant turn) may sample.
     pub max_tokens: usize,
@@ -33,15 +110,20 @@ impl Default for SamplingParams {
 /// One turn of a scripted (reference) solution: reasoning, then parallel calls.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedTurn {
+    /// Reasoning before the calls (empty: none).
     pub reasoning: String,
+    /// The calls, run in parallel.
     pub calls: Vec<ToolCall>,
 }
 
 /// What the reference policy writes for one task: its tool-call turns, then a final answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferencePlan {
+    /// The tool-call turns, in order.
     pub turns: Vec<PlannedTurn>,
+    /// Reasoning of the final answer (empty: a default sentence).
     pub final_reasoning: String,
+    /// The final answer's content.
     pub final_answer: String,
 }
 
@@ -89,6 +171,7 @@ pub struct Completion {
     pub token_ids: Option<Vec<u32>>,
     /// Log-probability of each sampled token (same length as the sampled ids), if known.
     pub logprobs: Option<Vec<f32>>,
+    /// Why the completion ended.
     pub finish: CompletionFinish,
     /// A policy that answers with a structured message instead of sampled text (`chat`):
     /// the rollout takes the turn from here and re-encodes the row with the codec.
@@ -149,5 +232,32 @@ impl<P: Policy> Policy for Arc<P> {
     }
     fn usage(&self) -> Option<(u64, u64)> {
         (**self).usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PolicyFailure as F;
+
+    /// The codes rows carry: unchanged from the string mapping this enum replaced.
+    #[test]
+    fn codes_are_stable() {
+        let all = [
+            (F::Timeout, "timeout", "policy.timeout"),
+            (F::Connect, "connect", "policy.connect"),
+            (F::Transport, "transport", "policy.transport"),
+            (F::Http5xx, "http_5xx", "policy.http_5xx"),
+            (F::Http429, "http_429", "policy.http_429"),
+            (F::Http4xx, "http_4xx", "policy.http_4xx"),
+            (F::Auth, "auth", "policy.auth"),
+            (F::Malformed, "malformed", "policy.malformed"),
+            (F::RetryBudget, "retry_budget", "policy.retry_budget"),
+            (F::Engine, "engine", "policy.engine"),
+            (F::NoReference, "no_reference", "policy.error"),
+            (F::ReferenceExhausted, "reference_exhausted", "policy.error"),
+        ];
+        for (f, label, code) in all {
+            assert_eq!((f.label(), f.code(), f.to_string()), (label, code, label.to_owned()));
+        }
     }
 }

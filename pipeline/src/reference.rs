@@ -5,7 +5,9 @@
 
 use agentgen_codec::{EncodeOptions, Message, ThinkingMode, encode_messages};
 
-use crate::policy::{Completion, CompletionFinish, Policy, PromptRequest, SamplingParams};
+use crate::policy::{
+    Completion, CompletionFinish, Policy, PolicyFailure, PromptRequest, SamplingParams,
+};
 use crate::{Error, Result};
 
 /// Reasoning of the final turn when the plan gives none (thinking mode needs some).
@@ -17,6 +19,7 @@ pub const DEFAULT_FINAL_REASONING: &str =
 pub struct ReferencePolicy;
 
 impl ReferencePolicy {
+    /// The reference policy.
     pub fn new() -> Self {
         ReferencePolicy
     }
@@ -24,7 +27,7 @@ impl ReferencePolicy {
     /// The completion text of turn `turn` (what a perfect model would sample).
     pub fn render(prompt: &PromptRequest) -> Result<String> {
         let plan = prompt.reference.as_ref().ok_or(Error::Policy {
-            kind: "no_reference",
+            kind: PolicyFailure::NoReference,
             message: format!("sample {} carries no reference solution", prompt.sample_id),
         })?;
         let turn = prompt.turn as usize;
@@ -40,7 +43,7 @@ impl ReferencePolicy {
             Message::assistant(Some(reasoning), plan.final_answer.clone(), Vec::new())
         } else {
             return Err(Error::Policy {
-                kind: "reference_exhausted",
+                kind: PolicyFailure::ReferenceExhausted,
                 message: format!("the reference solution has no turn {turn}"),
             });
         };

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::{
     CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan, SamplingParams,
 };
-use crate::validate::{Rejection, SchemaCache, check_completion, codes, policy_code};
+use crate::validate::{Rejection, SchemaCache, check_completion, codes};
 use crate::{Error, Result};
 use agentgen_codec::tokens::{EOS, EOS_ID};
 
@@ -106,17 +106,23 @@ pub(crate) fn tokenize(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 /// Shared, read-only helpers of all rollouts of a run.
 #[derive(Debug)]
 pub struct RolloutContext {
+    /// The V3.2 tokenizer.
     pub tokenizer: &'static Tokenizer,
+    /// The run's thinking mode.
     pub mode: ThinkingMode,
     /// `--thinking-mode auto` (chat policy): each row is thinking when the endpoint returned
     /// reasoning, chat otherwise (`mode` is then `Thinking`).
     pub auto_mode: bool,
+    /// Per-rollout limits.
     pub limits: RolloutLimits,
+    /// Token ids of texts seen before (prompts repeat across rollouts).
     pub tokens: TokenCache,
+    /// Compiled tool schemas, per tool list.
     pub schemas: SchemaCache,
 }
 
 impl RolloutContext {
+    /// A context for `mode` within `limits` (loads the shared tokenizer).
     pub fn try_new(mode: ThinkingMode, limits: RolloutLimits) -> Result<Self> {
         let tokenizer = Tokenizer::shared()
             .map_err(|source| Error::Codec { context: "loading the tokenizer", source })?;
@@ -141,18 +147,26 @@ pub struct RolloutOutput {
     pub rows: Vec<TurnOutput>,
     /// True when every row's `logprobs` are the policy's.
     pub has_logprobs: bool,
+    /// Why the episode ended (`stop`, `max_turns`, `policy_error`, ...).
     pub finish_reason: String,
     /// Assistant messages over the episode.
     pub turns: u32,
+    /// Tool calls over the episode.
     pub tool_calls: u32,
     /// The episode's verdict (spec envpkg §7.1): passed iff every user turn passed, reward the
     /// minimum of the turns' rewards, checks of every turn.
     pub verdict: Verdict,
+    /// Why the episode is rejected, if it is.
     pub rejection: Option<Rejection>,
+    /// Warning codes (the episode is kept).
     pub warnings: Vec<String>,
+    /// Time spent waiting for the policy, in milliseconds.
     pub policy_ms: f64,
+    /// Time spent in the environment, in milliseconds.
     pub env_ms: f64,
+    /// Wall time of the episode, in milliseconds.
     pub total_ms: f64,
+    /// Tokens the policy sampled over the episode.
     pub completion_tokens: usize,
     /// The mode `text` is encoded in (differs from the run's only with `auto`).
     pub thinking_mode: ThinkingMode,
@@ -167,13 +181,17 @@ pub struct RolloutOutput {
 pub struct TurnOutput {
     /// `messages[..messages_len]` of the episode is this row's conversation.
     pub messages_len: usize,
+    /// The row's conversation encoded by the codec.
     pub text: String,
+    /// Token ids of `text`.
     pub token_ids: Vec<u32>,
+    /// 1 on this turn's sampled tokens, 0 elsewhere.
     pub loss_mask: Vec<u8>,
     /// Per token; `None` on prompt and forced tokens.
     pub logprobs: Vec<Option<f32>>,
     /// Assistant messages in this turn.
     pub turns: u32,
+    /// Tool calls in this turn.
     pub tool_calls: u32,
     /// This turn's verdict (a failing placeholder when the turn never reached verification).
     pub verdict: Verdict,
@@ -383,7 +401,7 @@ pub async fn rollout<P: Policy>(
                     Ok(Err(Error::Policy { kind, message })) => {
                         break TurnEnd::Stopped(
                             "policy_error".into(),
-                            Rejection::new(policy_code(kind), message),
+                            Rejection::new(kind.code(), message),
                         );
                     }
                     Ok(Err(e)) => return Err(e),

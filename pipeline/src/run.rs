@@ -43,7 +43,9 @@ use crate::{Error, Result};
 /// `--shard I/N` (0-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardSpec {
+    /// This shard (0-based).
     pub index: u32,
+    /// Number of shards.
     pub count: u32,
 }
 
@@ -124,9 +126,11 @@ impl ShardSpec {
 /// Everything a run needs (the CLI builds it from flags and `--config`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// The dataset folder.
     pub out: PathBuf,
     /// Global number of tasks (each shard takes its part).
     pub tasks: u64,
+    /// Seed of the task draw and of every sample.
     pub seed: u64,
     /// Empty = all available families (unless `envs` is given: then packages only).
     pub families: Vec<String>,
@@ -138,9 +142,13 @@ pub struct RunConfig {
     /// instead of a seeded draw over the families, and `tasks` is ignored (the list's length
     /// counts). Every entry must name an available family at its current version.
     pub task_list: Option<Vec<TaskRef>>,
+    /// Rollouts per task (the group of pass@k).
     pub samples_per_task: u32,
+    /// Rollouts in flight at once.
     pub concurrency: usize,
+    /// The part of the tasks this invocation runs.
     pub shard: ShardSpec,
+    /// Continue an interrupted run in `out` (same configuration).
     pub resume: bool,
     /// Replace an agentgen dataset already in `out` (never a foreign folder).
     pub overwrite: bool,
@@ -149,17 +157,23 @@ pub struct RunConfig {
     /// Stop the run when more than this fraction of its rollouts failed in the policy
     /// (`policy.*`: transport, HTTP, auth), checked from the [`POLICY_ERROR_MIN_ROLLOUTS`]th on.
     pub max_policy_error_rate: f64,
+    /// Thinking or chat rendering of every row.
     pub thinking_mode: ThinkingMode,
     /// `--thinking-mode auto` (chat policy): per row, thinking when the endpoint returned
     /// reasoning, chat otherwise; `thinking_mode` is then `Thinking`.
     #[serde(default)]
     pub thinking_auto: bool,
+    /// Sampling of every completion.
     pub sampling: SamplingParams,
+    /// Per-rollout limits.
     pub limits: RolloutLimits,
+    /// Drop rows whose text an earlier row already had (`dedup.exact`).
     pub dedup: bool,
     /// Keep tasks whose pass rate over the group lies in `[lo, hi]`.
     pub difficulty_band: Option<(f32, f32)>,
+    /// Rows per Parquet file.
     pub rows_per_file: usize,
+    /// Rows per Parquet row group.
     pub row_group_rows: usize,
     /// Show the progress bar.
     pub progress: bool,
@@ -167,6 +181,7 @@ pub struct RunConfig {
     pub command_line: String,
     /// Extra manifest facts from the CLI (git revision, checkpoint hash, ...).
     pub git_revision: Option<String>,
+    /// SHA-256 of the checkpoint's `config.json` (local policy).
     pub checkpoint_config_sha256: Option<String>,
     /// The object-store URL the run publishes to (`--out s3://...`); `out` is then its local
     /// staging folder. Named in messages instead of the staging folder.
@@ -217,19 +232,25 @@ pub const POLICY_ERROR_MIN_ROLLOUTS: u64 = 50;
 /// What a finished (or interrupted) run reports.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// The manifest written to the folder.
     pub manifest: Manifest,
+    /// Whether a signal stopped the run early.
     pub interrupted: bool,
+    /// Wall time of this invocation.
     pub elapsed: Duration,
     /// Rows written by this invocation.
     pub written: WriteSummary,
     /// Rows accepted / rejected by this invocation.
     pub accepted: u64,
+    /// Rows rejected by this invocation.
     pub rejected: u64,
     /// Tasks skipped because resume found all their samples finished.
     pub resumed_tasks: u64,
     /// Per-group pass rates: pass@1 (mean) and pass@k (any sample passed).
     pub pass_at_1: f64,
+    /// Share of groups where any sample passed.
     pub pass_at_k: f64,
+    /// Tokens in the rows written by this invocation.
     pub tokens: u64,
     /// Human-readable summary table.
     pub table: String,

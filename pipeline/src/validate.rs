@@ -26,15 +26,25 @@ use agentgen_codec::tokens::{CALLS_CLOSE, CALLS_OPEN, EOS, THINK_CLOSE};
 
 /// Every code the pipeline and `agentgen validate` emit. Stable: tools and manifests key on them.
 pub mod codes {
+    /// The completion ended before the message did.
     pub const FORMAT_INCOMPLETE: &str = "format.incomplete";
+    /// The completion is not the V3.2 format.
     pub const FORMAT_MALFORMED: &str = "format.malformed";
+    /// A tool-call block was opened and never closed.
     pub const FORMAT_UNCLOSED_CALL: &str = "format.unclosed_call";
+    /// Thinking mode, and no `</think>`.
     pub const FORMAT_MISSING_THINK_CLOSE: &str = "format.missing_think_close";
+    /// Neither EOS nor a tool-call block ends the message.
     pub const FORMAT_MISSING_EOS: &str = "format.missing_eos";
+    /// Parsing and re-encoding the message does not give it back.
     pub const FORMAT_ROUNDTRIP: &str = "format.roundtrip";
+    /// The codec refuses to encode the conversation.
     pub const FORMAT_ENCODE_ERROR: &str = "format.encode_error";
+    /// A stored row cannot be read as a conversation.
     pub const FORMAT_BAD_ROW: &str = "format.bad_row";
+    /// A call names no declared tool.
     pub const SCHEMA_UNKNOWN_TOOL: &str = "schema.unknown_tool";
+    /// A call's arguments are not a JSON object (codec rule).
     pub const SCHEMA_ARGUMENTS_NOT_OBJECT: &str = "schema.arguments_not_object";
     /// A chat endpoint returned tool-call `arguments` that are not JSON.
     pub const SCHEMA_ARGUMENTS_NOT_JSON: &str = "schema.arguments_not_json";
@@ -44,35 +54,56 @@ pub mod codes {
     pub const RESPONSE_REFUSAL: &str = "response.refusal";
     /// A chat endpoint stopped with `finish_reason: content_filter`.
     pub const RESPONSE_CONTENT_FILTER: &str = "response.content_filter";
+    /// A required argument is missing.
     pub const SCHEMA_MISSING_REQUIRED: &str = "schema.missing_required";
+    /// An argument has the wrong type.
     pub const SCHEMA_TYPE_MISMATCH: &str = "schema.type_mismatch";
+    /// An argument the schema does not declare.
     pub const SCHEMA_ADDITIONAL_PROPERTY: &str = "schema.additional_property";
+    /// An argument outside its enum or constant.
     pub const SCHEMA_ENUM: &str = "schema.enum";
+    /// The arguments fail the schema otherwise.
     pub const SCHEMA_INVALID: &str = "schema.invalid";
+    /// A declared tool's schema does not compile.
     pub const SCHEMA_BAD_TOOL_SPEC: &str = "schema.bad_tool_spec";
+    /// A tool call ended in an error observation.
     pub const EXEC_TOOL_ERROR: &str = "exec.tool_error";
     /// Warning: a passing trajectory that recovered from a tool error observation.
     pub const EXEC_TOOL_ERROR_RECOVERED: &str = "exec.tool_error_recovered";
     /// Environment failures that end an episode (spec envpkg §7.3).
     pub const ENV_TIMEOUT: &str = "env.timeout";
+    /// The environment crashed.
     pub const ENV_CRASH: &str = "env.crash";
+    /// The sandbox refused or killed the environment.
     pub const ENV_SANDBOX: &str = "env.sandbox";
+    /// The environment broke its protocol.
     pub const ENV_PROTOCOL: &str = "env.protocol";
+    /// The episode ran to the end and failed verification.
     pub const OUTCOME_FAILED: &str = "outcome.failed";
+    /// The episode hit the turn limit.
     pub const LENGTH_MAX_TURNS: &str = "length.max_turns";
+    /// The episode hit the token limit.
     pub const LENGTH_MAX_TOKENS: &str = "length.max_tokens";
+    /// The episode hit the wall-time limit.
     pub const LENGTH_TIMEOUT: &str = "length.timeout";
+    /// A completion hit `max_tokens`.
     pub const LENGTH_TRUNCATED: &str = "length.truncated";
+    /// An earlier row has the same text.
     pub const DEDUP_EXACT: &str = "dedup.exact";
+    /// The task's pass rate lies outside the difficulty band.
     pub const FILTER_DIFFICULTY_BAND: &str = "filter.difficulty_band";
+    /// The environment failed to build or run the task.
     pub const ENV_TASK_ERROR: &str = "env.task_error";
+    /// The sampled ids are not the tokenizer's ids of the text.
     pub const TOKENS_NONCANONICAL: &str = "tokens.noncanonical";
+    /// The sampled ids do not decode to the text.
     pub const TOKENS_MISMATCH: &str = "tokens.mismatch";
     /// A stored row's `text` is not its `messages` (+ `tools`) re-encoded.
     pub const FORMAT_TEXT_MISMATCH: &str = "format.text_mismatch";
     /// A stored row's per-token columns disagree (lengths, mask values) or a column value is
     /// not what its type allows.
     pub const FORMAT_BAD_COLUMNS: &str = "format.bad_columns";
+    /// Logprobs do not line up with the sampled tokens.
     pub const LOGPROBS_MISALIGNED: &str = "logprobs.misaligned";
 }
 
@@ -80,15 +111,18 @@ pub mod codes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
     code: &'static str,
+    /// What exactly was wrong.
     pub detail: String,
     /// Byte offset into the text the check looked at, when there is one.
     pub offset: Option<usize>,
 }
 
 impl Rejection {
+    /// A rejection with `code` and `detail`.
     pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
         Rejection { code, detail: detail.into(), offset: None }
     }
+    /// The same, pointing at byte `offset`.
     pub fn at(mut self, offset: usize) -> Self {
         self.offset = Some(offset);
         self
@@ -116,23 +150,6 @@ impl Rejection {
         };
         let detail = if code == codes::ENV_TASK_ERROR { f.to_string() } else { f.detail.clone() };
         Rejection::new(code, detail)
-    }
-}
-
-/// A policy failure kind (see [`crate::http::Failure`]) as a `policy.*` code.
-pub fn policy_code(kind: &str) -> &'static str {
-    match kind {
-        "timeout" => "policy.timeout",
-        "connect" => "policy.connect",
-        "transport" => "policy.transport",
-        "http_5xx" => "policy.http_5xx",
-        "http_429" => "policy.http_429",
-        "http_4xx" => "policy.http_4xx",
-        "auth" => "policy.auth",
-        "malformed" => "policy.malformed",
-        "retry_budget" => "policy.retry_budget",
-        "engine" => "policy.engine",
-        _ => "policy.error",
     }
 }
 
@@ -282,10 +299,12 @@ impl ToolSchemas {
         ToolSchemas { tools: map }
     }
 
+    /// Number of tools.
     pub fn len(&self) -> usize {
         self.tools.len()
     }
 
+    /// Whether no tool is declared.
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
     }
@@ -304,18 +323,13 @@ impl ToolSchemas {
                 format!("tool {:?} has an invalid schema: {e}", call.name),
             )
         })?;
-        let args: Value = match serde_json::from_str(&call.arguments) {
-            Ok(a @ Value::Object(_)) => a,
-            Ok(_) => {
-                return Err(Rejection::new(
-                    codes::SCHEMA_ARGUMENTS_NOT_OBJECT,
-                    format!("{}: arguments are not a JSON object", call.name),
-                ));
-            }
+        // The codec's one rule for arguments (an empty string is not an object).
+        let args = match call.arguments_object() {
+            Ok(m) => Value::Object(m),
             Err(e) => {
                 return Err(Rejection::new(
                     codes::SCHEMA_ARGUMENTS_NOT_OBJECT,
-                    format!("{}: arguments are not valid JSON: {e}", call.name),
+                    format!("{}: {e}", call.name),
                 ));
             }
         };
@@ -346,6 +360,7 @@ pub struct SchemaCache {
 impl SchemaCache {
     const CAPACITY: usize = 4096;
 
+    /// The schemas of `tools` (whose JSON text is `tools_json`), compiled once per tool list.
     pub fn get(&self, tools: &[Value], tools_json: &str) -> Arc<ToolSchemas> {
         let mut h = std::hash::DefaultHasher::new();
         tools_json.hash(&mut h);
@@ -376,6 +391,7 @@ pub struct Issue {
     /// Index of the message it concerns, if any.
     pub message: Option<usize>,
     #[serde(flatten)]
+    /// What is wrong.
     pub rejection: Rejection,
 }
 
@@ -394,10 +410,6 @@ fn calls_equal(a: &[ToolCall], b: &[ToolCall]) -> bool {
         })
 }
 
-/// Check a whole conversation the way `agentgen validate` does: it encodes (codec strictness),
-/// every assistant message survives the parse round trip (content, reasoning where rendered,
-/// tool calls with arguments compared as JSON values), and every tool call names a declared
-/// tool with arguments valid against its schema. Returns every issue found (empty = valid).
 /// The tools a conversation declares (on its system/developer messages), in order.
 fn declared_tools(messages: &[Message]) -> impl Iterator<Item = &Value> {
     messages
@@ -441,6 +453,10 @@ pub fn check_conversation_cached(
     check_conversation(messages, mode, Some(&schemas))
 }
 
+/// Check a whole conversation the way `agentgen validate` does: it encodes (codec strictness),
+/// every assistant message survives the parse round trip (content, reasoning where rendered,
+/// tool calls with arguments compared as JSON values), and every tool call names a declared
+/// tool with arguments valid against its schema. Returns every issue found (empty = valid).
 pub fn check_conversation(
     messages: &[Message],
     mode: ThinkingMode,

@@ -149,11 +149,29 @@ async fn permanent_failures_are_errors_not_panics() {
     let (url, _) = server(vec![Fault::Status400]).await;
     let p = HttpPolicy::try_new(cfg(url)).expect("policy");
     let e = p.complete(&prompt(), &SamplingParams::default()).await;
-    assert!(matches!(e, Err(agentgen_pipeline::Error::Policy { kind: "http_4xx", .. })), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Err(agentgen_pipeline::Error::Policy {
+                kind: agentgen_pipeline::PolicyFailure::Http4xx,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
     let (url, _) = server(vec![Fault::Status500]).await;
     let p = HttpPolicy::try_new(cfg(url)).expect("policy");
     let e = p.complete(&prompt(), &SamplingParams::default()).await;
-    assert!(matches!(e, Err(agentgen_pipeline::Error::Policy { kind: "http_5xx", .. })), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Err(agentgen_pipeline::Error::Policy {
+                kind: agentgen_pipeline::PolicyFailure::Http5xx,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
     assert_eq!(p.stats().snapshot().failed_requests, 1);
     assert_eq!(p.stats().snapshot().requests, 7);
 }

@@ -1,8 +1,9 @@
-//! Driving one choice: incremental detokenization, server-side stop strings, and the views
-//! the two endpoints take of the generated text (plain text; reasoning / content / tool calls).
+//! Driving one choice: incremental detokenization, stop strings (the codec's
+//! [`StopStrings`], matched on the decoded text) and the text `/v1/completions` returns. The
+//! chat view (reasoning / content / tool calls) is the codec's [`agentgen_codec::StreamParser`].
 
-use agentgen_codec::tokens::{CALLS_CLOSE, EOS, TC_START, THINK_CLOSE};
-use agentgen_codec::{AssistantMessage, ThinkingMode, Tokenizer, parse_completion, parse_lenient};
+use agentgen_codec::tokens::EOS;
+use agentgen_codec::{StopStrings, Tokenizer};
 use agentgen_inference::{FinishReason, TokenEvent};
 
 use crate::backend::Events;
@@ -75,7 +76,7 @@ pub enum Finish {
 pub struct ChoiceRun {
     rx: Option<Events>,
     detok: Detok,
-    stops: Vec<String>,
+    stops: StopStrings,
     /// Decoded text of every sampled token (special tokens kept; cut after a stop string).
     pub text: String,
     /// Sampled ids.
@@ -109,7 +110,7 @@ impl ChoiceRun {
         Self {
             rx: Some(rx),
             detok: Detok::new(tokenizer),
-            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            stops: StopStrings::new(stops),
             text: String::new(),
             ids: Vec::new(),
             logprobs: Vec::new(),
@@ -184,20 +185,7 @@ impl ChoiceRun {
 
     /// The earliest stop string in the text that overlaps the new bytes from `before`.
     fn find_stop(&self, before: usize) -> Option<(usize, usize)> {
-        let mut best: Option<(usize, usize)> = None;
-        for s in &self.stops {
-            let mut from = before.saturating_sub(s.len() - 1);
-            while !self.text.is_char_boundary(from) {
-                from -= 1;
-            }
-            if let Some(p) = self.text[from..].find(s.as_str()) {
-                let start = from + p;
-                if best.is_none_or(|(b, _)| start < b) {
-                    best = Some((start, start + s.len()));
-                }
-            }
-        }
-        best
+        self.stops.find(&self.text, before).map(|r| (r.start, r.end))
     }
 
     /// Bytes at the end of `text` that could be the start of a stop string (held back while
@@ -206,7 +194,7 @@ impl ChoiceRun {
         if self.finish.is_some() {
             return 0;
         }
-        self.stops.iter().map(|s| partial_suffix(text, s)).max().unwrap_or(0)
+        self.stops.holdback(text)
     }
 
     /// Number of tokens whose text starts before byte `len` (all of them when `len` is the
@@ -217,17 +205,6 @@ impl ChoiceRun {
         }
         self.offsets.iter().take_while(|&&o| o < len).count()
     }
-}
-
-/// Length of the longest proper prefix of `pat` that `text` ends with.
-pub fn partial_suffix(text: &str, pat: &str) -> usize {
-    let max = pat.len().saturating_sub(1).min(text.len());
-    (1..=max)
-        .rev()
-        .find(|&k| {
-            text.is_char_boundary(text.len() - k) && pat.starts_with(&text[text.len() - k..])
-        })
-        .unwrap_or(0)
 }
 
 /// The text `/v1/completions` returns for a finished or in-progress choice.
@@ -244,111 +221,9 @@ pub fn completion_text(run: &ChoiceRun, include_stop: bool, skip_special: bool) 
     t
 }
 
-/// Sections of a chat completion seen so far, for streaming deltas.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ChatSections<'a> {
-    /// Reasoning that can be shown now.
-    pub reasoning: &'a str,
-    /// Content that can be shown now.
-    pub content: &'a str,
-}
-
-/// Split streamed text into what is safe to show as reasoning and content now: nothing that
-/// could still turn into `</think>`, EOS, a tool-call block or a stop string is shown early.
-pub fn chat_sections<'a>(
-    text: &'a str,
-    mode: ThinkingMode,
-    stop_holdback: usize,
-) -> ChatSections<'a> {
-    let mut rest = text;
-    let mut out = ChatSections::default();
-    if mode == ThinkingMode::Thinking {
-        match text.find(THINK_CLOSE) {
-            Some(p) => {
-                out.reasoning = &text[..p];
-                rest = &text[p + THINK_CLOSE.len()..];
-            }
-            None => {
-                let hold = partial_suffix(text, THINK_CLOSE).max(stop_holdback);
-                out.reasoning = &text[..floor_boundary(text, text.len() - hold.min(text.len()))];
-                return out;
-            }
-        }
-    }
-    let end = [rest.find(EOS), rest.find(TC_START)].into_iter().flatten().min();
-    out.content = match end {
-        Some(p) => &rest[..p],
-        None => {
-            let hold = partial_suffix(rest, EOS)
-                .max(partial_suffix(rest, TC_START))
-                .max(stop_holdback)
-                .min(rest.len());
-            &rest[..floor_boundary(rest, rest.len() - hold)]
-        }
-    };
-    out
-}
-
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-/// The final assistant message of a chat choice: strict parse, then the lenient repairs, then
-/// a plain split (reasoning up to `</think>`, the rest as content) so a model that breaks the
-/// format still gets its text back. The bool says whether the strict parser accepted it.
-pub fn final_message(text: &str, mode: ThinkingMode) -> (AssistantMessage, bool) {
-    let mut owned;
-    let mut t = text;
-    if t.ends_with(CALLS_CLOSE) {
-        // Stopped at the block close (a stop string): EOS is the only valid continuation.
-        owned = t.to_owned();
-        owned.push_str(EOS);
-        t = &owned;
-    }
-    if let Ok(m) = parse_completion(t, mode) {
-        return (m, true);
-    }
-    if let Ok((m, _)) = parse_lenient(t, mode) {
-        return (m, false);
-    }
-    owned = t.strip_suffix(EOS).unwrap_or(t).to_owned();
-    let (reasoning, content) = match mode {
-        ThinkingMode::Thinking => match owned.find(THINK_CLOSE) {
-            Some(p) => (owned[..p].to_owned(), owned[p + THINK_CLOSE.len()..].to_owned()),
-            None => (owned.clone(), String::new()),
-        },
-        ThinkingMode::Chat => (String::new(), owned.clone()),
-    };
-    (AssistantMessage { content, reasoning_content: reasoning, tool_calls: Vec::new() }, false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partial_suffixes() {
-        assert_eq!(partial_suffix("abc</thi", THINK_CLOSE), 5);
-        assert_eq!(partial_suffix("abc", THINK_CLOSE), 0);
-        assert_eq!(partial_suffix("</think>", THINK_CLOSE), 0);
-        assert_eq!(partial_suffix("x\n", TC_START), 1);
-    }
-
-    #[test]
-    fn sections_hold_back_markers() {
-        let s = chat_sections("I think</th", ThinkingMode::Thinking, 0);
-        assert_eq!(s.reasoning, "I think");
-        let s = chat_sections("R</think>Hello\n", ThinkingMode::Thinking, 0);
-        assert_eq!((s.reasoning, s.content), ("R", "Hello"));
-        let s =
-            chat_sections("R</think>Hi\n\n<｜DSML｜function_calls>\n", ThinkingMode::Thinking, 0);
-        assert_eq!(s.content, "Hi");
-        let s = chat_sections("Hi<｜end▁of▁sentence｜>", ThinkingMode::Chat, 0);
-        assert_eq!(s.content, "Hi");
-    }
 
     #[test]
     fn detok_round_trips_multibyte_text() -> Result<(), agentgen_codec::Error> {
@@ -363,15 +238,5 @@ mod tests {
         out.push_str(&d.flush());
         assert_eq!(out, text);
         Ok(())
-    }
-
-    #[test]
-    fn final_message_falls_back() {
-        let (m, strict) = final_message("thought</think>answer", ThinkingMode::Thinking);
-        assert!(!strict);
-        assert_eq!((m.reasoning_content.as_str(), m.content.as_str()), ("thought", "answer"));
-        let (m, strict) = final_message("only thoughts", ThinkingMode::Thinking);
-        assert!(!strict);
-        assert_eq!(m.content, "");
     }
 }

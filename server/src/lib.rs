@@ -13,7 +13,9 @@
 //! `reasoning_content`, `content` and `tool_calls` with minted ids `call_<n>`.
 //!
 //! It must not be depended on by the engine or the codec, and holds no business logic of the
-//! pipeline. Stop strings are matched here, on the decoded text, for every backend.
+//! pipeline. Stop strings are matched here, on the decoded text, for every backend (with the
+//! codec's `StopStrings`, as the engine does); the chat stream is sectioned by the codec's
+//! `StreamParser`.
 
 #![deny(missing_docs)]
 

@@ -413,8 +413,10 @@ impl Policy for LocalPolicy {
             cache_key: Some(prompt.sample_id.clone()),
         };
         async move {
-            let engine_err =
-                |m: String| agentgen_pipeline::Error::Policy { kind: "engine", message: m };
+            let engine_err = |m: String| agentgen_pipeline::Error::Policy {
+                kind: agentgen_pipeline::PolicyFailure::Engine,
+                message: m,
+            };
             let c = self.handle.generate(req).await.map_err(|e| engine_err(e.to_string()))?;
             let text =
                 self.tokenizer.decode(&c.token_ids).map_err(|e| engine_err(e.to_string()))?;

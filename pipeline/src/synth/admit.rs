@@ -19,23 +19,33 @@ pub const MIN_SEEDS: usize = 3;
 /// What admission decided.
 #[derive(Debug, Clone)]
 pub enum Admission {
+    /// Admitted into `dir` under `name`, with the package hash.
     Admitted {
+        /// The package folder.
         dir: PathBuf,
+        /// The package name.
         name: String,
+        /// SHA-256 of the package.
         sha256: String,
     },
     /// `reason`: `check`, `seeds`, `hardcoded_answer`, `near_duplicate`.
     Refused {
+        /// Why (`check`, `seeds`, `hardcoded_answer`, `near_duplicate`).
         reason: &'static str,
+        /// What the check said, for the model.
         detail: String,
     },
 }
 
 /// What admission needs.
 pub struct AdmitContext<'a> {
+    /// The synthesis output folder.
     pub out: &'a Path,
+    /// The Python runtime the checks run in.
     pub rt: &'a PythonRuntime,
+    /// Names already taken (admitted packages, shipped families).
     pub reserved: &'a [String],
+    /// Generated seeds the check covers.
     pub seeds_k: u64,
 }
 

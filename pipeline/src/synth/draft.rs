@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 /// Largest file the model may write, and the whole draft (envpkg: 16 MiB per package).
 pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// Largest whole draft.
 pub const MAX_DRAFT_BYTES: u64 = 16 << 20;
 /// Longest read returned to the model.
 pub const MAX_READ_BYTES: usize = 64 << 10;
@@ -30,6 +31,7 @@ impl Draft {
         Ok(Draft { root: root.canonicalize()? })
     }
 
+    /// The draft folder.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -95,6 +97,7 @@ impl Draft {
         Ok(out)
     }
 
+    /// Write `content` to `rel` inside the draft; `Err` is the refusal text for the model.
     pub fn write(&self, rel: &str, content: &str) -> Result<Value, String> {
         let path = self.resolve(rel)?;
         if content.len() > MAX_FILE_BYTES {
@@ -121,6 +124,7 @@ impl Draft {
         Ok(json!({"written": rel, "bytes": content.len()}))
     }
 
+    /// Read `rel` inside the draft (at most [`MAX_READ_BYTES`]); `Err` is the refusal text.
     pub fn read(&self, rel: &str) -> Result<String, String> {
         let path = self.resolve(rel)?;
         if !path.is_file() {
@@ -159,6 +163,7 @@ impl Draft {
         out
     }
 
+    /// Every file with its size, as the model sees it.
     pub fn list(&self) -> Value {
         let files: Vec<Value> =
             self.list_raw().into_iter().map(|(p, b)| json!({"path": p, "bytes": b})).collect();

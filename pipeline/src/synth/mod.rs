@@ -45,27 +45,37 @@ use crate::{ChatPolicy, Error, Policy, PromptRequest, Result, SamplingParams};
 
 /// The synthesizer's system prompt (reviewed like code).
 pub const SYSTEM_PROMPT: &str = include_str!("../../../prompts/synth-system.md");
+/// Name of the report file in the output folder.
 pub const REPORT_FILE: &str = "synth-report.json";
+/// Work folder of unfinished slots.
 pub const WORK_DIR: &str = ".synth";
+/// Folder of the drafts that were refused.
 pub const REJECTED_DIR: &str = "rejected";
+/// Folder of the model transcripts.
 pub const TRANSCRIPTS_DIR: &str = "transcripts";
 
 /// Settings of a synthesis run.
 #[derive(Debug, Clone)]
 pub struct SynthConfig {
+    /// Categories to build packages for.
     pub categories: Vec<String>,
     /// Packages per category.
     pub n: u32,
+    /// The output folder.
     pub out: PathBuf,
+    /// Most model turns per package.
     pub max_rounds: u32,
     /// Prompt + completion tokens (from `usage`) per package.
     pub max_tokens_per_package: u64,
+    /// Most wall time per package, in minutes.
     pub max_minutes_per_package: f64,
     /// Packages built at once.
     pub concurrency: usize,
     /// Generated seeds `envs check` covers.
     pub seeds_k: u64,
+    /// Sampling of the synthesizer model.
     pub sampling: SamplingParams,
+    /// Show the progress bar.
     pub progress: bool,
 }
 
@@ -93,47 +103,68 @@ impl Default for SynthConfig {
 /// One package to build.
 #[derive(Debug, Clone)]
 pub struct Slot {
+    /// Slot id (`<category>-<index>`).
     pub id: String,
+    /// The slot's category.
     pub category: String,
+    /// Index of the slot within its category.
     pub index: u32,
 }
 
 /// How one slot ended (`DIR/.synth/<slot>/result.json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SlotResult {
+    /// Slot id.
     pub slot: String,
+    /// The slot's category.
     pub category: String,
+    /// Index of the slot within its category.
     pub index: u32,
     /// `admitted` or `rejected`.
     pub status: String,
     /// Rejected: `round_limit`, `token_limit`, `time_limit`, `policy_error`.
     pub reason: Option<String>,
+    /// What went wrong, for a reader.
     pub detail: Option<String>,
     /// Admitted: the package folder, its name and hash; rejected: the kept draft.
     pub path: Option<String>,
+    /// Admitted: the package name.
     pub name: Option<String>,
+    /// Admitted: the package SHA-256.
     pub sha256: Option<String>,
+    /// Model turns used.
     pub rounds: u32,
+    /// Prompt tokens used (from `usage`).
     pub prompt_tokens: u64,
+    /// Completion tokens used (from `usage`).
     pub completion_tokens: u64,
+    /// Tool calls made.
     pub tool_calls: u32,
+    /// Files the model wrote.
     pub files_written: u32,
+    /// `envs check` runs.
     pub checks: u32,
+    /// Check runs that admitted the draft.
     pub checks_admitted: u32,
+    /// Submissions.
     pub submits: u32,
     /// Refused tool calls (paths outside the draft, bad arguments, unknown tools).
     pub refused_calls: u32,
     /// Submissions refused, by reason (`check`, `seeds`, `hardcoded_answer`, `near_duplicate`).
     pub submit_refusals: BTreeMap<String, u32>,
+    /// Wall time, in seconds.
     pub seconds: f64,
 }
 
 /// What a run did: the report written to `DIR/synth-report.json`.
 pub struct SynthOutcome {
+    /// The JSON report.
     pub report: Value,
+    /// One result per slot.
     pub results: Vec<SlotResult>,
     /// A spent `--max-tokens-total` (unfinished slots are redone by the next run).
     pub stopped: Option<String>,
+    /// Whether a signal stopped the run early.
     pub interrupted: bool,
 }
 

@@ -10,13 +10,13 @@ use candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::{rope_i, rope_thd};
 use rayon::prelude::*;
 
+use super::cache::SeqCache;
 use super::kernels::{
     SparseShape, rope_halfsplit_prefix, select_topk_rows, sparse_attend, weighted_relu_rows,
     with_host,
 };
 use super::{Config, LayerTrace, Linear, cat_parts, par_rows};
 use crate::Result;
-use crate::kv_cache::SeqCache;
 use crate::loader::WeightSource;
 
 /// One sequence's slice of a batched forward.
@@ -96,6 +96,10 @@ struct KeyProj {
     ki: Tensor,
 }
 
+/// One layer's MLA attention with its lightning indexer. Shapes in comments use the spec's
+/// letters: `D` = `hidden_size`, `H` = `num_heads`, `dn` / `dr` / `dv` = `qk_nope_head_dim` /
+/// `qk_rope_head_dim` / `v_head_dim`, `C` = `kv_lora_rank`, `qr` = `q_lora_rank`, `Hi` / `Di` =
+/// `index_n_heads` / `index_head_dim`, `N` = rows.
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
     /// `[qr + Hi, D]`: `q_a_proj` and the indexer's `weights_proj` (pre-scaled by `wscale`),
@@ -114,14 +118,22 @@ pub(crate) struct Attention {
     o_proj: Linear,
     idx_norm_w: Tensor,
     idx_norm_b: Tensor,
-    h: usize,
-    dn: usize,
-    dr: usize,
-    dv: usize,
-    c: usize,
-    qr: usize,
-    hi: usize,
-    di: usize,
+    /// Attention heads (`num_attention_heads`, H).
+    num_heads: usize,
+    /// Per-head query/key width without RoPE (`qk_nope_head_dim`).
+    qk_nope_head_dim: usize,
+    /// Per-head query/key RoPE width, and the shared rope key's (`qk_rope_head_dim`).
+    qk_rope_head_dim: usize,
+    /// Per-head value width (`v_head_dim`).
+    v_head_dim: usize,
+    /// Width of the compressed KV latent `c_kv` (`kv_lora_rank`, C).
+    kv_lora_rank: usize,
+    /// Width of the compressed query `c_q` (`q_lora_rank`).
+    q_lora_rank: usize,
+    /// Lightning-indexer heads (`index_n_heads`, Hi).
+    index_n_heads: usize,
+    /// Lightning-indexer head width (`index_head_dim`, Di).
+    index_head_dim: usize,
     eps: f32,
     scale: f64,
     topk: usize,
@@ -129,49 +141,55 @@ pub(crate) struct Attention {
 
 impl Attention {
     pub(crate) fn load(w: &dyn WeightSource, p: &str, cfg: &Config, dev: &Device) -> Result<Self> {
-        let (d, h, c) = (cfg.hidden_size, cfg.num_attention_heads, cfg.kv_lora_rank);
-        let (dn, dr, dv, qr) =
+        let (d, num_heads, kv_lora_rank) =
+            (cfg.hidden_size, cfg.num_attention_heads, cfg.kv_lora_rank);
+        let (qk_nope_head_dim, qk_rope_head_dim, v_head_dim, q_lora_rank) =
             (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.q_lora_rank);
-        let (hi, di) = (cfg.index_n_heads, cfg.index_head_dim);
+        let (index_n_heads, index_head_dim) = (cfg.index_n_heads, cfg.index_head_dim);
         let g = |name: &str, shape: &[usize]| w.get(&format!("{p}.{name}"), shape, dev);
-        let kv_b = g("kv_b_proj.weight", &[h * (dn + dv), c])?.reshape((h, dn + dv, c))?;
+        let kv_b =
+            g("kv_b_proj.weight", &[num_heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank])?
+                .reshape((num_heads, qk_nope_head_dim + v_head_dim, kv_lora_rank))?;
         // `index_n_heads^-0.5 · index_head_dim^-0.5`, folded into the head weights (ReLU is
         // positively homogeneous, so the score scale can move outside it).
-        let wscale = (hi as f64).powf(-0.5) * (di as f64).powf(-0.5);
+        let wscale = (index_n_heads as f64).powf(-0.5) * (index_head_dim as f64).powf(-0.5);
         let fuse = |parts: &[&Tensor]| Linear::new(Tensor::cat(parts, 0)?);
-        let wproj = (g("indexer.weights_proj.weight", &[hi, d])? * wscale)?;
+        let wproj = (g("indexer.weights_proj.weight", &[index_n_heads, d])? * wscale)?;
         Ok(Self {
-            q_a_wproj: fuse(&[&g("q_a_proj.weight", &[qr, d])?, &wproj])?,
-            q_a_ln: g("q_a_layernorm.weight", &[qr])?,
+            q_a_wproj: fuse(&[&g("q_a_proj.weight", &[q_lora_rank, d])?, &wproj])?,
+            q_a_ln: g("q_a_layernorm.weight", &[q_lora_rank])?,
             q_b_wq_b: fuse(&[
-                &g("q_b_proj.weight", &[h * (dn + dr), qr])?,
-                &g("indexer.wq_b.weight", &[hi * di, qr])?,
+                &g(
+                    "q_b_proj.weight",
+                    &[num_heads * (qk_nope_head_dim + qk_rope_head_dim), q_lora_rank],
+                )?,
+                &g("indexer.wq_b.weight", &[index_n_heads * index_head_dim, q_lora_rank])?,
             ])?,
             kv_a_wk: fuse(&[
-                &g("kv_a_proj_with_mqa.weight", &[c + dr, d])?,
-                &g("indexer.wk.weight", &[di, d])?,
+                &g("kv_a_proj_with_mqa.weight", &[kv_lora_rank + qk_rope_head_dim, d])?,
+                &g("indexer.wk.weight", &[index_head_dim, d])?,
             ])?,
-            kv_a_ln: g("kv_a_layernorm.weight", &[c])?,
-            w_uk: kv_b.narrow(1, 0, dn)?.contiguous()?,
-            w_uv_t: kv_b.narrow(1, dn, dv)?.transpose(1, 2)?.contiguous()?,
-            o_proj: Linear::new(g("o_proj.weight", &[d, h * dv])?)?,
-            idx_norm_w: g("indexer.k_norm.weight", &[di])?,
-            idx_norm_b: g("indexer.k_norm.bias", &[di])?,
-            h,
-            dn,
-            dr,
-            dv,
-            c,
-            qr,
-            hi,
-            di,
+            kv_a_ln: g("kv_a_layernorm.weight", &[kv_lora_rank])?,
+            w_uk: kv_b.narrow(1, 0, qk_nope_head_dim)?.contiguous()?,
+            w_uv_t: kv_b.narrow(1, qk_nope_head_dim, v_head_dim)?.transpose(1, 2)?.contiguous()?,
+            o_proj: Linear::new(g("o_proj.weight", &[d, num_heads * v_head_dim])?)?,
+            idx_norm_w: g("indexer.k_norm.weight", &[index_head_dim])?,
+            idx_norm_b: g("indexer.k_norm.bias", &[index_head_dim])?,
+            num_heads,
+            qk_nope_head_dim,
+            qk_rope_head_dim,
+            v_head_dim,
+            kv_lora_rank,
+            q_lora_rank,
+            index_n_heads,
+            index_head_dim,
             eps: cfg.rms_norm_eps as f32,
             scale: cfg.softmax_scale(),
             topk: cfg.index_topk,
         })
     }
 
-    /// Rotates the first `dr` dims of the last axis of `x` (`[N, heads, W]`) with the half-split
+    /// Rotates the first `qk_rope_head_dim` dims of the last axis of `x` (`[N, heads, W]`) with the half-split
     /// (NeoX) layout, keeping the rest.
     fn rope_prefix_halfsplit(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let (rows, heads, w) = x.dims3()?;
@@ -179,7 +197,7 @@ impl Attention {
             with_host(cos, |c| {
                 with_host(sin, |s| {
                     let mut out = xs.to_vec();
-                    rope_halfsplit_prefix(&mut out, c, s, (heads, w, self.dr));
+                    rope_halfsplit_prefix(&mut out, c, s, (heads, w, self.qk_rope_head_dim));
                     out
                 })
             })
@@ -187,12 +205,16 @@ impl Attention {
         if let Some(out) = host.flatten().flatten() {
             return Ok(Tensor::from_vec(out, (rows, heads, w), x.device())?);
         }
-        let r = x.narrow(2, 0, self.dr)?.contiguous()?.unsqueeze(0)?;
+        let r = x.narrow(2, 0, self.qk_rope_head_dim)?.contiguous()?.unsqueeze(0)?;
         let r = rope_thd(&r, cos, sin)?.squeeze(0)?;
-        if w == self.dr {
+        if w == self.qk_rope_head_dim {
             Ok(r)
         } else {
-            Ok(Tensor::cat(&[&r, &x.narrow(2, self.dr, w - self.dr)?], 2)?.contiguous()?)
+            Ok(Tensor::cat(
+                &[&r, &x.narrow(2, self.qk_rope_head_dim, w - self.qk_rope_head_dim)?],
+                2,
+            )?
+            .contiguous()?)
         }
     }
 
@@ -208,10 +230,10 @@ impl Attention {
         (s0, off, len): (usize, usize, usize),
     ) -> Result<Vec<Vec<f32>>> {
         const BLOCK: usize = 32;
-        let (hi, di) = (self.hi, self.di);
+        let &Self { index_n_heads, index_head_dim, .. } = self;
         let t = ki_all.dim(0)?;
         // A prefill multiplies every block by the keys transposed: copy them `[Di, t]` once
-        // (one element per `hi · len` products) so gemm reads a row-major operand instead of
+        // (one element per `index_n_heads · len` products) so gemm reads a row-major operand instead of
         // packing a transposed view per block. A decode step (few queries) keeps the view.
         let kt = if len >= BLOCK { Some(ki_all.t()?.contiguous()?) } else { None }; // (Di, t)
         // Blocks are independent: score them concurrently (later blocks see more keys; the
@@ -219,21 +241,23 @@ impl Attention {
         let block = |b0: usize| -> Result<Vec<Vec<f32>>> {
             let bl = BLOCK.min(len - b0);
             let end = s0 + b0 + bl; // keys visible to the block's last query
-            let q = qi.narrow(0, off + b0, bl)?.reshape((bl * hi, di))?;
+            let q = qi.narrow(0, off + b0, bl)?.reshape((bl * index_n_heads, index_head_dim))?;
             let keys = match &kt {
                 Some(kt) => kt.narrow(1, 0, end)?,
                 None => ki_all.narrow(0, 0, end)?.t()?,
             };
-            let prods = q.matmul(&keys)?; // (bl·hi, end)
-            let w = wts.narrow(0, off + b0, bl)?.contiguous()?; // (bl, hi)
+            let prods = q.matmul(&keys)?; // (bl·index_n_heads, end)
+            let w = wts.narrow(0, off + b0, bl)?.contiguous()?; // (bl, index_n_heads)
             let host = with_host(&prods, |p| {
-                with_host(&w, |w| weighted_relu_rows(p, w, hi, end, t, |i| s0 + b0 + i + 1))
+                with_host(&w, |w| {
+                    weighted_relu_rows(p, w, index_n_heads, end, t, |i| s0 + b0 + i + 1)
+                })
             });
             if let Some(rows) = host.flatten() {
                 return Ok(rows);
             }
             // Any other device: the head-weighted sum as a batched product.
-            let s = prods.relu()?.reshape((bl, hi, end))?;
+            let s = prods.relu()?.reshape((bl, index_n_heads, end))?;
             let mut rows = w.unsqueeze(1)?.matmul(&s)?.squeeze(1)?.to_vec2::<f32>()?;
             for (i, row) in rows.iter_mut().enumerate() {
                 row.truncate(s0 + b0 + i + 1);
@@ -258,7 +282,7 @@ impl Attention {
         attn_time: &mut std::time::Duration,
     ) -> Result<Tensor> {
         let n = a.dim(0)?;
-        let h = self.h;
+        let num_heads = self.num_heads;
         let (cos, sin) = (&batch.cos, &batch.sin);
         // Projections are per token: run row blocks concurrently. The query side covers every
         // row, or each segment's last row only.
@@ -327,7 +351,7 @@ impl Attention {
         let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
         let parts = par_rows(nq, |s, l| {
             let o = o_lat.narrow(1, s, l)?.matmul(&self.w_uv_t)?; // [H, l, dv]
-            let o = o.transpose(0, 1)?.contiguous()?.reshape((l, h * self.dv))?;
+            let o = o.transpose(0, 1)?.contiguous()?.reshape((l, num_heads * self.v_head_dim))?;
             self.o_proj.forward(&o)
         })?;
         cat_parts(parts.iter(), 0)
@@ -348,7 +372,6 @@ impl Attention {
         trace: Option<&mut LayerTrace>,
     ) -> Result<Tensor> {
         let CallProj { q_abs, q_rope, qi, wts, ckv, krope, ki } = *side;
-        let (h, c) = (self.h, self.c);
         let (s0, off, len) = (seg.start, seg.offset, seg.len);
         // Queries: absolute position of the first, row in the query side, count.
         // Queries: absolute position of the first, row in the query side, count.
@@ -410,28 +433,48 @@ impl Attention {
                 self.masked_attend(q_abs, q_rope, &ckv_all, &kr_all, (qs, qo, ql), None)?
             }
         };
-        Ok(o.reshape((h, ql, c))?)
+        Ok(o.reshape((self.num_heads, ql, self.kv_lora_rank))?)
     }
 
     /// The query side of `a` (`[N, D]`, RoPE tables of its rows): absorbed and rope MLA queries,
     /// indexer queries and head weights.
     fn project_queries(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<QueryProj> {
         let n = a.dim(0)?;
-        let (h, dn, dr, hi, di) = (self.h, self.dn, self.dr, self.hi, self.di);
-        let (qr, nq) = (self.qr, h * (dn + dr));
-        let qa_w = self.q_a_wproj.forward(a)?; // [N, qr + Hi]
-        let cq = rms_norm(&qa_w.narrow(1, 0, qr)?.contiguous()?, &self.q_a_ln, self.eps)?;
-        let wts = qa_w.narrow(1, qr, hi)?.contiguous()?; // [N, Hi], scaled
-        let qb = self.q_b_wq_b.forward(&cq)?; // [N, H·(dn+dr) + Hi·Di]
-        let q = qb.narrow(1, 0, nq)?.contiguous()?.reshape((n, h, dn + dr))?;
-        let q_nope = q.narrow(2, 0, dn)?.transpose(0, 1)?.contiguous()?;
-        let q_rope = q.narrow(2, dn, dr)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?;
-        let q_rope = rope_i(&q_rope, cos, sin)?.squeeze(0)?; // [H, N, dr]
+        let &Self {
+            num_heads,
+            qk_nope_head_dim,
+            qk_rope_head_dim,
+            q_lora_rank,
+            index_n_heads,
+            index_head_dim,
+            ..
+        } = self;
+        let nq = num_heads * (qk_nope_head_dim + qk_rope_head_dim);
+        let qa_w = self.q_a_wproj.forward(a)?; // [N, q_lora_rank + Hi]
+        let cq = rms_norm(&qa_w.narrow(1, 0, q_lora_rank)?.contiguous()?, &self.q_a_ln, self.eps)?;
+        let wts = qa_w.narrow(1, q_lora_rank, index_n_heads)?.contiguous()?; // [N, Hi], scaled
+        let qb = self.q_b_wq_b.forward(&cq)?; // [N, H·(qk_nope_head_dim+qk_rope_head_dim) + Hi·Di]
+        let q = qb.narrow(1, 0, nq)?.contiguous()?.reshape((
+            n,
+            num_heads,
+            qk_nope_head_dim + qk_rope_head_dim,
+        ))?;
+        let q_nope = q.narrow(2, 0, qk_nope_head_dim)?.transpose(0, 1)?.contiguous()?;
+        let q_rope = q
+            .narrow(2, qk_nope_head_dim, qk_rope_head_dim)?
+            .transpose(0, 1)?
+            .contiguous()?
+            .unsqueeze(0)?;
+        let q_rope = rope_i(&q_rope, cos, sin)?.squeeze(0)?; // [H, N, qk_rope_head_dim]
         let q_abs = q_nope.matmul(&self.w_uk)?; // [H, N, C]
         // The Hadamard rotation is orthogonal and changes no `qI·kI` product in exact
         // arithmetic, so the exact (f32) form skips it (spec §7.1, §17; HF does the same): it
         // matters only before an fp8 quantization.
-        let qi = qb.narrow(1, nq, hi * di)?.contiguous()?.reshape((n, hi, di))?;
+        let qi = qb.narrow(1, nq, index_n_heads * index_head_dim)?.contiguous()?.reshape((
+            n,
+            index_n_heads,
+            index_head_dim,
+        ))?;
         let qi = self.rope_prefix_halfsplit(&qi, cos, sin)?; // [N, Hi, Di]
         Ok(QueryProj { q_abs, q_rope, qi, wts })
     }
@@ -439,18 +482,23 @@ impl Attention {
     /// The key side of `a`: the cached latent, rope key and indexer key of each row.
     fn project_keys(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<KeyProj> {
         let n = a.dim(0)?;
-        let (c, dr, di) = (self.c, self.dr, self.di);
-        let kv = self.kv_a_wk.forward(a)?; // [N, C + dr + Di]
-        let ckv = rms_norm(&kv.narrow(1, 0, c)?.contiguous()?, &self.kv_a_ln, self.eps)?;
-        let krope = kv.narrow(1, c, dr)?.contiguous()?.reshape((1, 1, n, dr))?;
-        let krope = rope_i(&krope, cos, sin)?.reshape((n, dr))?;
-        let ki = kv.narrow(1, c + dr, di)?.contiguous()?;
+        let &Self { kv_lora_rank, qk_rope_head_dim, index_head_dim, .. } = self;
+        let kv = self.kv_a_wk.forward(a)?; // [N, C + qk_rope_head_dim + Di]
+        let ckv = rms_norm(&kv.narrow(1, 0, kv_lora_rank)?.contiguous()?, &self.kv_a_ln, self.eps)?;
+        let krope = kv.narrow(1, kv_lora_rank, qk_rope_head_dim)?.contiguous()?.reshape((
+            1,
+            1,
+            n,
+            qk_rope_head_dim,
+        ))?;
+        let krope = rope_i(&krope, cos, sin)?.reshape((n, qk_rope_head_dim))?;
+        let ki = kv.narrow(1, kv_lora_rank + qk_rope_head_dim, index_head_dim)?.contiguous()?;
         let ki = layer_norm(&ki, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
         let ki = self.rope_prefix_halfsplit(&ki.unsqueeze(1)?, cos, sin)?.squeeze(1)?; // [N, Di]
         Ok(KeyProj { ckv, krope, ki })
     }
 
-    /// The segment's absorbed and rope queries as `[H·len, C]` and `[H·len, dr]`.
+    /// The segment's absorbed and rope queries as `[H·len, C]` and `[H·len, qk_rope_head_dim]`.
     fn segment_queries(
         &self,
         q_abs: &Tensor,
@@ -458,8 +506,14 @@ impl Attention {
         off: usize,
         len: usize,
     ) -> Result<(Tensor, Tensor)> {
-        let qa = q_abs.narrow(1, off, len)?.contiguous()?.reshape((self.h * len, self.c))?;
-        let qr = q_rope.narrow(1, off, len)?.contiguous()?.reshape((self.h * len, self.dr))?;
+        let qa = q_abs
+            .narrow(1, off, len)?
+            .contiguous()?
+            .reshape((self.num_heads * len, self.kv_lora_rank))?;
+        let qr = q_rope
+            .narrow(1, off, len)?
+            .contiguous()?
+            .reshape((self.num_heads * len, self.qk_rope_head_dim))?;
         Ok((qa, qr))
     }
 
@@ -475,11 +529,11 @@ impl Attention {
         sel: &[Vec<u32>],
     ) -> Result<Option<Tensor>> {
         let shape = SparseShape {
-            heads: self.h,
+            heads: self.num_heads,
             rows: q_abs.dim(1)?,
             offset: off,
-            latent: self.c,
-            rope: self.dr,
+            latent: self.kv_lora_rank,
+            rope: self.qk_rope_head_dim,
             scale: self.scale as f32,
         };
         let out = with_host(q_abs, |qa| {
@@ -491,7 +545,11 @@ impl Attention {
         });
         match out.flatten().flatten().flatten() {
             Some(o) => {
-                let o = Tensor::from_vec(o, (sel.len(), self.h, self.c), q_abs.device())?;
+                let o = Tensor::from_vec(
+                    o,
+                    (sel.len(), self.num_heads, self.kv_lora_rank),
+                    q_abs.device(),
+                )?;
                 Ok(Some(o.transpose(0, 1)?.contiguous()?))
             }
             None => Ok(None),
@@ -538,7 +596,9 @@ impl Attention {
         let s = match mask {
             Some(m) => {
                 let t = m.dim(1)?;
-                s.reshape((self.h, len, t))?.broadcast_add(m)?.reshape((self.h * len, t))?
+                s.reshape((self.num_heads, len, t))?
+                    .broadcast_add(m)?
+                    .reshape((self.num_heads * len, t))?
             }
             None => s,
         };

@@ -3,6 +3,7 @@
 //! dequantized once at load.
 
 mod attention;
+mod cache;
 mod config;
 mod kernels;
 mod moe;
@@ -17,10 +18,10 @@ use rayon::prelude::*;
 
 pub use attention::select_topk;
 use attention::{Attention, Batch, LastRows, SegInfo};
+pub use cache::SeqCache;
 pub use config::{Config, RopeScaling, TokenIds, yarn_mscale};
 pub use moe::{Route, RouterConfig, route};
 
-use crate::kv_cache::SeqCache;
 use crate::loader::{SafetensorsWeights, WeightSource};
 use crate::{Error, Result};
 

@@ -7,8 +7,8 @@
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 
+use super::Config;
 use crate::Result;
-use crate::models::deepseek_v32::Config;
 
 /// One layer's cache buffers (`capacity` rows each; rows `>= len` are garbage).
 #[derive(Debug, Clone)]
