@@ -244,6 +244,37 @@ pub fn answer_check(task: &TaskSpec, state: &State, key: &str) -> Option<Check> 
     Some(Check::new("answer", ok, detail))
 }
 
+/// Task seed `t` of a built-in family has difficulty `t % 5 + 1` and is task `t / 5` of that
+/// difficulty: `(difficulty, j)`.
+pub fn difficulty_slot(task_seed: u64) -> (u8, usize) {
+    ((task_seed % 5) as u8 + 1, (task_seed / 5) as usize)
+}
+
+/// Candidate task descriptions of one difficulty in the order task slots take them: each list
+/// shuffled, then merged round robin so every kind of task shows up early. Slot `j` takes
+/// element `j % len`, so the first `len` slots of a difficulty are distinct tasks as long as
+/// distinct descriptions make distinct tasks.
+pub fn interleave<T>(lists: Vec<Vec<T>>, r: &mut impl rand::Rng) -> Vec<T> {
+    use rand::seq::SliceRandom;
+    let mut its: Vec<std::vec::IntoIter<T>> = lists
+        .into_iter()
+        .map(|mut l| {
+            l.shuffle(r);
+            l.into_iter()
+        })
+        .collect();
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        for it in &mut its {
+            out.extend(it.next());
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
 /// A reference turn from reasoning text and calls.
 pub fn turn(reasoning: impl Into<String>, calls: Vec<ToolCall>) -> ReferenceTurn {
     ReferenceTurn { reasoning: reasoning.into(), calls }

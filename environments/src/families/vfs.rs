@@ -12,7 +12,10 @@ use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Map, Value, json};
 
-use super::common::{AnswerKind, Base, TaskParts, answer_check, seal, state_checks, turn};
+use super::common::{
+    AnswerKind, Base, TaskParts, answer_check, difficulty_slot, interleave, seal, state_checks,
+    turn,
+};
 use crate::error::Result;
 use crate::framework::{
     Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
@@ -21,7 +24,7 @@ use crate::limits::{self, codes as limit_codes};
 use crate::util::{arg_str, call, rng};
 
 const NAME: &str = "vfs";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The virtual-filesystem workspace family.
 pub struct Vfs;
@@ -60,6 +63,8 @@ struct Workspace {
     base: Base,
     project: String,
     files: Map<String, Value>,
+    /// Candidate tasks per difficulty, in slot order.
+    cands: [Vec<VTask>; 5],
 }
 
 impl Workspace {
@@ -146,7 +151,8 @@ impl Workspace {
             files.insert(format!("build/out_{i}.{ext}"), json!(format!("artifact {i}\n")));
         }
         files.insert("build/keep.txt".into(), json!("keep this file\n"));
-        Ok(Workspace { base, project, files })
+        let cands = candidates(&files, &mut r);
+        Ok(Workspace { base, project, files, cands })
     }
 }
 
@@ -363,165 +369,382 @@ impl Instance for Workspace {
     }
 }
 
+/// One task of the workspace, fully specified (distinct values are distinct tasks).
+#[derive(Clone, Debug)]
+enum VTask {
+    /// Move a file into another directory.
+    Move { src: String, dir: &'static str },
+    /// Set config keys (one at difficulty 1, two at difficulty 2).
+    Config(Vec<(&'static str, String)>),
+    /// Count something and submit the number.
+    Count(CountQ),
+    /// Rename a function everywhere.
+    Rename { func: String, new: String },
+    /// Delete build artefacts of some extensions, and one more chore.
+    Cleanup { exts: Vec<&'static str>, also: Also },
+    /// Move a module into a package and fix its imports.
+    Relocate { module: String, package: &'static str },
+}
+
+/// The second chore of a cleanup task.
+#[derive(Clone, Debug)]
+enum Also {
+    /// Set a config key.
+    Set(&'static str, String),
+    /// Move a file into a directory.
+    Move(String, &'static str),
+}
+
+/// A counting question.
+#[derive(Clone, Debug)]
+enum CountQ {
+    /// TODO markers under a directory (`None`: the whole workspace).
+    Todo(Option<&'static str>),
+    /// Functions defined in a file.
+    Defs(String),
+    /// Lines of a file.
+    Lines(String),
+    /// Files directly in a directory.
+    Files(&'static str),
+}
+
+const MOVE_DIRS: &[&str] = &["docs", "planning", "notes/archive", "archive", "old"];
+const PACKAGES: &[&str] =
+    &["legacy", "core", "lib", "internal", "compat", "shared", "common", "vendor", "old", "pkg"];
+const SUFFIXES: &[&str] =
+    &["_v2", "_impl", "_legacy", "_checked", "_safe", "_old", "_fast", "_sync"];
+
+/// The candidate tasks of each difficulty, in slot order (see [`interleave`]).
+fn candidates(files: &Map<String, Value>, r: &mut impl Rng) -> [Vec<VTask>; 5] {
+    let text = |p: &str| files.get(p).and_then(Value::as_str).unwrap_or_default();
+    let cfg = text("config/app.yaml");
+    let current = |key: &str| {
+        cfg.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_default().to_owned()
+    };
+    let values = |key: &'static str| -> Vec<(&'static str, String)> {
+        let all: Vec<String> = match key {
+            "timeout" => (1..=24).map(|i| (i * 5).to_string()).collect(),
+            "retries" => (0..=9).map(|i| i.to_string()).collect(),
+            _ => ["debug", "info", "warning", "error"].map(str::to_owned).to_vec(),
+        };
+        let cur = current(key);
+        all.into_iter().filter(|v| *v != cur).map(|v| (key, v)).collect()
+    };
+    let keys = ["timeout", "retries", "log_level"];
+    let single: Vec<(&'static str, String)> = keys.iter().flat_map(|&k| values(k)).collect();
+    let mut movable: Vec<String> =
+        ["notes/todo.txt", "README.md", "build/keep.txt"].iter().map(|s| (*s).to_owned()).collect();
+    movable.extend(files.keys().filter(|k| k.starts_with("tests/")).cloned());
+    let moves: Vec<VTask> = movable
+        .iter()
+        .flat_map(|src| {
+            MOVE_DIRS
+                .iter()
+                .filter(move |d| !src.starts_with(&format!("{d}/")))
+                .map(move |&dir| VTask::Move { src: src.clone(), dir })
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for (a, ka) in keys.iter().enumerate() {
+        for kb in &keys[a + 1..] {
+            for va in values(ka) {
+                for vb in values(kb) {
+                    pairs.push(VTask::Config(vec![va.clone(), vb]));
+                }
+            }
+        }
+    }
+    let modules: Vec<String> = files
+        .keys()
+        .filter_map(|k| k.strip_prefix("src/")?.strip_suffix(".py"))
+        .map(str::to_owned)
+        .collect();
+    let mut counts = vec![
+        VTask::Count(CountQ::Todo(None)),
+        VTask::Count(CountQ::Todo(Some("src"))),
+        VTask::Count(CountQ::Files("build")),
+        VTask::Count(CountQ::Files("src")),
+        VTask::Count(CountQ::Files("tests")),
+    ];
+    counts.extend(modules.iter().map(|m| VTask::Count(CountQ::Defs(format!("src/{m}.py")))));
+    counts.extend(
+        files
+            .keys()
+            .filter(|k| !k.starts_with("build/"))
+            .map(|k| VTask::Count(CountQ::Lines(k.clone()))),
+    );
+    let funcs: Vec<String> = modules
+        .iter()
+        .flat_map(|m| {
+            text(&format!("src/{m}.py"))
+                .lines()
+                .filter_map(|l| l.strip_prefix("def ")?.split_once('(').map(|(f, _)| f.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let renames: Vec<VTask> = funcs
+        .iter()
+        .flat_map(|f| {
+            SUFFIXES.iter().map(move |s| VTask::Rename { func: f.clone(), new: format!("{f}{s}") })
+        })
+        .collect();
+    let has_ext = |ext: &str| {
+        files.keys().any(|k| k.starts_with("build/") && k.ends_with(&format!(".{ext}")))
+    };
+    let ext_sets: Vec<Vec<&'static str>> = [vec!["log"], vec!["tmp"], vec!["log", "tmp"]]
+        .into_iter()
+        .filter(|e| e.iter().all(|x| has_ext(x)))
+        .collect();
+    let mut also: Vec<Also> = single.iter().map(|(k, v)| Also::Set(k, v.clone())).collect();
+    for m in &moves {
+        if let VTask::Move { src, dir } = m
+            && !src.starts_with("build/")
+        {
+            also.push(Also::Move(src.clone(), dir));
+        }
+    }
+    let cleanups: Vec<VTask> = ext_sets
+        .iter()
+        .flat_map(|exts| {
+            also.iter().map(move |a| VTask::Cleanup { exts: exts.clone(), also: a.clone() })
+        })
+        .collect();
+    let relocations: Vec<VTask> = modules
+        .iter()
+        .flat_map(|m| {
+            PACKAGES.iter().map(move |&package| VTask::Relocate { module: m.clone(), package })
+        })
+        .collect();
+    let configs: Vec<VTask> = single.into_iter().map(|kv| VTask::Config(vec![kv])).collect();
+    [
+        interleave(vec![moves, configs], r),
+        interleave(vec![pairs, counts], r),
+        interleave(vec![renames], r),
+        interleave(vec![cleanups], r),
+        interleave(vec![relocations], r),
+    ]
+}
+
 impl Workspace {
     fn generate(&self, task_seed: u64) -> Result<TaskSpec> {
         let mut r = rng(&[0xF5F5, self.base.instance_seed, task_seed]);
-        let difficulty = (task_seed % 5) as u8 + 1;
+        let (difficulty, j) = difficulty_slot(task_seed);
+        let list = &self.cands[difficulty as usize - 1];
+        let Some(task) = list.get(j % list.len().max(1)) else {
+            return Err(self.base.gen_error(format!("no task of difficulty {difficulty}")));
+        };
         let fs = &self.files;
         let text = |p: &str| fs.get(p).and_then(Value::as_str).unwrap_or_default().to_owned();
         let mut hidden = json!({});
         let mut turns = Vec::new();
-        let kinds: &[&str] = match difficulty {
-            1 => &["move_notes", "config"],
-            2 => &["config", "count_todo"],
-            3 => &["rename_fn"],
-            4 => &["cleanup", "rename_fn"],
-            _ => &["relocate"],
+        let shape = r.random_range(0..3usize);
+        let config_line = |key: &str| {
+            text("config/app.yaml")
+                .lines()
+                .find(|l| l.starts_with(&format!("{key}:")))
+                .unwrap_or_default()
+                .to_owned()
         };
-        let kind = *kinds.choose(&mut r).unwrap_or(&"config");
-        let user = match kind {
-            "move_notes" => {
-                let dst = format!(
-                    "{}/todo.txt",
-                    ["docs", "planning", "notes/archive"][r.random_range(0..3)]
-                );
+        let config_edit = |key: &str, value: &str| {
+            call(
+                "edit_file",
+                json!({"path": "config/app.yaml", "old": config_line(key), "new": format!("{key}: {value}")}),
+            )
+        };
+        let (kind, user) = match task {
+            VTask::Move { src, dir } => {
+                let name = src.rsplit('/').next().unwrap_or(src);
+                let dst = format!("{dir}/{name}");
                 turns.push(turn(
                     "Move the file.",
-                    vec![call(
-                        "move_file",
-                        json!({"source": "notes/todo.txt", "destination": dst}),
-                    )],
+                    vec![call("move_file", json!({"source": src, "destination": dst}))],
                 ));
-                format!("Move notes/todo.txt to {dst}.")
-            }
-            "config" => {
-                let cfg = text("config/app.yaml");
-                let key = *["timeout", "retries", "log_level"].choose(&mut r).unwrap_or(&"timeout");
-                let old_line = cfg
-                    .lines()
-                    .find(|l| l.starts_with(&format!("{key}:")))
-                    .unwrap_or_default()
-                    .to_owned();
-                let new_val = match key {
-                    "log_level" => ["debug", "warning", "error"][r.random_range(0..3)].to_owned(),
-                    _ => loop {
-                        let v = r.random_range(1..=120).to_string();
-                        if !old_line.ends_with(&format!(" {v}")) {
-                            break v;
-                        }
-                    },
+                let user = match shape {
+                    0 => format!("Move {src} to {dst}."),
+                    1 => format!(
+                        "Please relocate {src} into the {dir}/ directory (keep the file name {name})."
+                    ),
+                    _ => format!("{src} belongs in {dir}/: move it there as {dst}, nothing else."),
                 };
+                ("move", user)
+            }
+            VTask::Config(kvs) => {
+                let lines: Vec<String> =
+                    kvs.iter().map(|(k, _)| format!("`{}`", config_line(k))).collect();
                 turns.push(turn(
-                    "Read the config to see the current line.",
+                    "Read the config to see the current lines.",
                     vec![call("read_file", json!({"path": "config/app.yaml"}))],
                 ));
-                turns.push(turn(format!("Replace `{old_line}`."), vec![call("edit_file", json!({"path": "config/app.yaml", "old": old_line, "new": format!("{key}: {new_val}")}))]));
-                format!(
-                    "In config/app.yaml set {key} to {new_val}; leave everything else unchanged."
-                )
-            }
-            "count_todo" => {
-                let n: usize = fs
-                    .values()
-                    .map(|v| v.as_str().unwrap_or_default().matches("TODO").count())
-                    .sum();
                 turns.push(turn(
-                    "Grep the workspace for TODO markers.",
-                    vec![call("grep", json!({"pattern": "TODO", "under": null}))],
+                    format!("Replace {}.", lines.join(" and ")),
+                    kvs.iter().map(|(k, v)| config_edit(k, v)).collect(),
                 ));
+                let sets: Vec<String> = kvs.iter().map(|(k, v)| format!("{k} to {v}")).collect();
+                let sets = sets.join(" and ");
+                let user = match shape {
+                    0 => format!("In config/app.yaml set {sets}; leave everything else unchanged."),
+                    1 => format!(
+                        "Please change the app config (config/app.yaml): {sets}. Don't touch any other setting."
+                    ),
+                    _ => format!(
+                        "We need new settings in config/app.yaml: {sets}. Everything else stays as it is."
+                    ),
+                };
+                ("config", user)
+            }
+            VTask::Count(q) => {
+                let (n, look, question) = match q {
+                    CountQ::Todo(dir) => {
+                        let n: usize = fs
+                            .iter()
+                            .filter(|(k, _)| under(k, *dir))
+                            .map(|(_, v)| v.as_str().unwrap_or_default().matches("TODO").count())
+                            .sum();
+                        let scope = dir
+                            .map_or("in the whole workspace".to_owned(), |d| format!("under {d}/"));
+                        (
+                            n,
+                            call("grep", json!({"pattern": "TODO", "under": dir})),
+                            format!("How many TODO markers are there {scope}?"),
+                        )
+                    }
+                    CountQ::Defs(path) => (
+                        text(path).lines().filter(|l| l.starts_with("def ")).count(),
+                        call("read_file", json!({"path": path})),
+                        format!("How many functions are defined in {path}?"),
+                    ),
+                    CountQ::Lines(path) => (
+                        text(path).lines().count(),
+                        call("read_file", json!({"path": path})),
+                        format!("How many lines does {path} have?"),
+                    ),
+                    CountQ::Files(dir) => (
+                        fs.keys()
+                            .filter(|k| {
+                                k.strip_prefix(&format!("{dir}/")).is_some_and(|x| !x.contains('/'))
+                            })
+                            .count(),
+                        call("list_dir", json!({"path": dir})),
+                        format!("How many files are there directly in {dir}/?"),
+                    ),
+                };
+                turns.push(turn("Look it up.", vec![look]));
                 turns.push(turn(
-                    format!("{n} matches."),
+                    format!("The count is {n}."),
                     vec![call("submit_answer", json!({"answer": n.to_string()}))],
                 ));
                 hidden["answer"] = json!({"kind": AnswerKind::Integer.as_str(), "value": n});
-                "How many TODO markers are there in the whole workspace? Submit the number."
-                    .to_owned()
+                let user = match shape {
+                    0 => format!("{question} Submit the number."),
+                    1 => format!(
+                        "Quick question about the workspace. {question} Submit just the count."
+                    ),
+                    _ => format!("{question} Answer with submit_answer."),
+                };
+                ("count", user)
             }
-            "cleanup" => {
-                // Every instance has 2-5 build artefacts, each .log or .tmp: pick the seeded
-                // extension when it has files, else the other one (some instances have only one).
-                let first = if r.random_bool(0.5) { "log" } else { "tmp" };
-                let artefacts = |ext: &str| -> Vec<&String> {
-                    fs.keys()
-                        .filter(|k| k.starts_with("build/") && k.ends_with(&format!(".{ext}")))
-                        .collect()
-                };
-                let (ext, victims) = match artefacts(first) {
-                    v if !v.is_empty() => (first, v),
-                    _ => {
-                        let other = if first == "log" { "tmp" } else { "log" };
-                        (other, artefacts(other))
-                    }
-                };
-                if victims.is_empty() {
-                    return Err(self.base.gen_error("nothing to clean"));
-                }
-                let finder = if self.base.has("find_files") {
-                    call("find_files", json!({"pattern": format!("*.{ext}"), "under": "build"}))
-                } else {
-                    call("list_dir", json!({"path": "build"}))
-                };
-                turns.push(turn("Find the artefacts.", vec![finder]));
+            VTask::Rename { func, new } => {
+                let users: Vec<&String> = fs
+                    .iter()
+                    .filter(|(_, v)| v.as_str().is_some_and(|c| c.contains(func.as_str())))
+                    .map(|(k, _)| k)
+                    .collect();
                 turns.push(turn(
-                    "Delete them in parallel.",
-                    victims.iter().map(|v| call("delete_file", json!({"path": v}))).collect(),
+                    format!("Grep for {func} to find the definition and every use."),
+                    vec![call("grep", json!({"pattern": func, "under": null}))],
                 ));
-                format!("Delete every .{ext} file under build/ and nothing else.")
+                turns.push(turn(
+                    "Edit every file that mentions it, in parallel.",
+                    users
+                        .iter()
+                        .map(|p| call("edit_file", json!({"path": p, "old": func, "new": new})))
+                        .collect(),
+                ));
+                let user = match shape {
+                    0 => format!(
+                        "Rename the function {func} to {new} everywhere in the workspace (definition, imports, calls, tests)."
+                    ),
+                    1 => format!(
+                        "Please rename {func} to {new}: the definition and every import, call and test that uses it."
+                    ),
+                    _ => format!(
+                        "{func} should be called {new} from now on. Update the whole workspace."
+                    ),
+                };
+                ("rename_fn", user)
             }
-            _ => {
-                // rename_fn / relocate: pick a function that is imported somewhere.
-                let imports: Vec<(String, String)> = text("main.py")
-                    .lines()
-                    .filter_map(|l| {
-                        let rest = l.strip_prefix("from src.")?;
-                        let (m, f) = rest.split_once(" import ")?;
-                        Some((m.to_owned(), f.to_owned()))
+            VTask::Cleanup { exts, also } => {
+                let victims: Vec<&String> = fs
+                    .keys()
+                    .filter(|k| {
+                        k.starts_with("build/")
+                            && exts.iter().any(|e| k.ends_with(&format!(".{e}")))
                     })
                     .collect();
-                let Some((m, f)) = imports.choose(&mut r).cloned() else {
-                    return Err(self.base.gen_error("no imports"));
-                };
-                if kind == "rename_fn" {
-                    let new = format!("{f}_v2");
-                    let users: Vec<&String> = fs
-                        .iter()
-                        .filter(|(_, v)| v.as_str().is_some_and(|c| c.contains(&f)))
-                        .map(|(k, _)| k)
-                        .collect();
-                    turns.push(turn(
-                        format!("Grep for {f} to find the definition and every use."),
-                        vec![call("grep", json!({"pattern": f, "under": null}))],
-                    ));
-                    turns.push(turn(
-                        "Edit every file that mentions it, in parallel.",
-                        users
-                            .iter()
-                            .map(|p| call("edit_file", json!({"path": p, "old": f, "new": new})))
-                            .collect(),
-                    ));
-                    format!(
-                        "Rename the function {f} to {new} everywhere in the workspace (definition, imports, calls, tests)."
-                    )
+                let mut reads: Vec<_> = if self.base.has("find_files") {
+                    exts.iter()
+                        .map(|e| {
+                            call(
+                                "find_files",
+                                json!({"pattern": format!("*.{e}"), "under": "build"}),
+                            )
+                        })
+                        .collect()
                 } else {
-                    let dst = format!("src/legacy/{m}.py");
-                    let old_imp = format!("from src.{m} import");
-                    let new_imp = format!("from src.legacy.{m} import");
-                    let users: Vec<&String> = fs
-                        .iter()
-                        .filter(|(_, v)| v.as_str().is_some_and(|c| c.contains(&old_imp)))
-                        .map(|(k, _)| k)
-                        .collect();
-                    turns.push(turn(
-                        format!("Find the importers of src.{m}."),
-                        vec![call("grep", json!({"pattern": old_imp, "under": null}))],
-                    ));
-                    turns.push(turn(
-                        "Move the module.",
-                        vec![call(
-                            "move_file",
-                            json!({"source": format!("src/{m}.py"), "destination": dst}),
-                        )],
-                    ));
+                    vec![call("list_dir", json!({"path": "build"}))]
+                };
+                let mut writes: Vec<_> =
+                    victims.iter().map(|v| call("delete_file", json!({"path": v}))).collect();
+                let chore = match also {
+                    Also::Set(key, value) => {
+                        reads.push(call("read_file", json!({"path": "config/app.yaml"})));
+                        writes.push(config_edit(key, value));
+                        format!("set {key} to {value} in config/app.yaml")
+                    }
+                    Also::Move(src, dir) => {
+                        let name = src.rsplit('/').next().unwrap_or(src);
+                        let dst = format!("{dir}/{name}");
+                        writes.push(call("move_file", json!({"source": src, "destination": dst})));
+                        format!("move {src} to {dst}")
+                    }
+                };
+                turns.push(turn("Look up what to change, in parallel.", reads));
+                turns.push(turn("Make every change in parallel.", writes));
+                let what = exts.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(" and ");
+                let user = match shape {
+                    0 => format!(
+                        "Two chores: delete every {what} file under build/ (keep everything else there), and {chore}."
+                    ),
+                    1 => {
+                        format!("Clean up build/ by removing the {what} files only, then {chore}.")
+                    }
+                    _ => format!(
+                        "Please {chore} and delete all {what} files under build/; nothing else may change."
+                    ),
+                };
+                ("cleanup", user)
+            }
+            VTask::Relocate { module: m, package } => {
+                let dst = format!("src/{package}/{m}.py");
+                let old_imp = format!("from src.{m} import");
+                let new_imp = format!("from src.{package}.{m} import");
+                let users: Vec<&String> = fs
+                    .iter()
+                    .filter(|(_, v)| v.as_str().is_some_and(|c| c.contains(&old_imp)))
+                    .map(|(k, _)| k)
+                    .collect();
+                turns.push(turn(
+                    format!("Find the importers of src.{m}."),
+                    vec![call("grep", json!({"pattern": old_imp, "under": null}))],
+                ));
+                turns.push(turn(
+                    "Move the module.",
+                    vec![call(
+                        "move_file",
+                        json!({"source": format!("src/{m}.py"), "destination": dst}),
+                    )],
+                ));
+                if !users.is_empty() {
                     turns.push(turn(
                         "Fix the imports in parallel.",
                         users
@@ -534,10 +757,19 @@ impl Workspace {
                             })
                             .collect(),
                     ));
-                    format!(
-                        "Move the module src/{m}.py to {dst} and update every `from src.{m} import` to `from src.legacy.{m} import`."
-                    )
                 }
+                let user = match shape {
+                    0 => format!(
+                        "Move the module src/{m}.py to {dst} and update every `{old_imp}` to `{new_imp}`."
+                    ),
+                    1 => format!(
+                        "The {m} module moves into the {package} package: put src/{m}.py at {dst} and fix every import of it (`{new_imp}`)."
+                    ),
+                    _ => format!(
+                        "Please relocate src/{m}.py to {dst}. Any `{old_imp}` line must become `{new_imp}`."
+                    ),
+                };
+                ("relocate", user)
             }
         };
         hidden["kind"] = json!(kind);
