@@ -11,7 +11,7 @@ use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Value, json};
 
-use super::common::{Base, TaskParts, seal, state_checks, turn};
+use super::common::{Base, TaskParts, difficulty_slot, interleave, seal, state_checks, turn};
 use crate::error::Result;
 use crate::framework::{
     Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
@@ -19,7 +19,7 @@ use crate::framework::{
 use crate::util::{arg_str, call, money, rng};
 
 const NAME: &str = "retail";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The retail order-service family.
 pub struct Retail;
@@ -85,6 +85,8 @@ struct Shop {
     products: Vec<Product>,
     items: HashMap<String, (usize, usize)>,
     users: Vec<User>,
+    /// Candidate tasks per difficulty, in slot order.
+    cands: [Vec<RTask>; 5],
 }
 
 impl Shop {
@@ -170,7 +172,18 @@ impl Shop {
             .copied()
             .unwrap_or("Shop")
             .to_owned();
-        Ok(Shop { base, store, today_day, window, products, items, users })
+        let mut shop = Shop {
+            base,
+            store,
+            today_day,
+            window,
+            products,
+            items,
+            users,
+            cands: Default::default(),
+        };
+        shop.cands = shop.candidates(&mut r);
+        Ok(shop)
     }
 
     fn date(&self, day: i64) -> String {
@@ -425,90 +438,200 @@ impl Instance for Shop {
     }
 }
 
+/// One task of the shop, fully specified (distinct values are distinct tasks). `u` is a user,
+/// `o` an index into that user's orders, `item` an index into the order's items.
+#[derive(Clone, Debug)]
+enum RTask {
+    Cancel {
+        u: usize,
+        o: usize,
+        reason: usize,
+    },
+    Address {
+        u: usize,
+        o: usize,
+        city: usize,
+    },
+    /// Return some items (`gift`: refund to the gift card), and maybe cancel a pending order.
+    Return {
+        u: usize,
+        o: usize,
+        items: Vec<usize>,
+        gift: bool,
+        cancel: Option<(usize, usize)>,
+    },
+    /// Exchange one item for another variant, and maybe cancel a pending order too.
+    Exchange {
+        u: usize,
+        o: usize,
+        item: usize,
+        new_id: String,
+        cancel: Option<(usize, usize)>,
+    },
+    /// A return after the window (transfer), and maybe cancel a pending order too.
+    Expired {
+        u: usize,
+        o: usize,
+        item: usize,
+        cancel: Option<(usize, usize)>,
+    },
+}
+
+/// The reasons `cancel_pending_order` accepts (its schema's enum).
+const CANCEL_REASONS: &[&str] = &["no longer needed", "ordered by mistake"];
+const NEW_CITIES: &[&str] = &["Portland", "Chicago", "Miami", "Phoenix", "Atlanta", "Tucson"];
+
 impl Shop {
-    fn generate(&self, task_seed: u64) -> Result<TaskSpec> {
-        let mut r = rng(&[0x4E7A, self.base.instance_seed, task_seed]);
-        let difficulty = (task_seed % 5) as u8 + 1;
-        let user = &self.users[r.random_range(0..self.users.len())];
-        let in_window = |o: &&Value| {
+    /// The candidate tasks of each difficulty, in slot order.
+    fn candidates(&self, r: &mut impl Rng) -> [Vec<RTask>; 5] {
+        let in_window = |o: &Value| {
             o["status"] == "delivered"
                 && o["delivered_day"].as_i64().is_some_and(|d| self.today_day - d <= self.window)
         };
-        let expired = |o: &&Value| {
+        let expired = |o: &Value| {
             o["status"] == "delivered"
                 && o["delivered_day"].as_i64().is_some_and(|d| self.today_day - d > self.window)
         };
-        let pending: Vec<&Value> =
-            user.orders.iter().filter(|o| o["status"] == "pending").collect();
-        let returnable: Vec<&Value> = user.orders.iter().filter(in_window).collect();
-        let old: Vec<&Value> = user.orders.iter().filter(expired).collect();
-        let exchangeable: Vec<(&Value, &Value, String)> = returnable
+        let n_items = |o: &Value| o["items"].as_array().map_or(0, Vec::len);
+        let (mut cancels, mut addresses, mut returns, mut gifts) = (vec![], vec![], vec![], vec![]);
+        let (mut exchanges, mut expireds, mut pendings) = (vec![], vec![], vec![]);
+        for (u, user) in self.users.iter().enumerate() {
+            for (o, order) in user.orders.iter().enumerate() {
+                if order["status"] == "pending" {
+                    pendings.push((u, o));
+                    cancels.extend((0..CANCEL_REASONS.len()).map(|reason| RTask::Cancel {
+                        u,
+                        o,
+                        reason,
+                    }));
+                    addresses.extend((0..NEW_CITIES.len()).map(|city| RTask::Address {
+                        u,
+                        o,
+                        city,
+                    }));
+                }
+                if in_window(order) {
+                    for gift in [false, true] {
+                        returns.extend((0..n_items(order)).map(|i| (u, o, vec![i], gift)));
+                        if n_items(order) > 1 {
+                            gifts.push(RTask::Return {
+                                u,
+                                o,
+                                items: (0..n_items(order)).collect(),
+                                gift,
+                                cancel: None,
+                            });
+                        }
+                    }
+                    for (item, it) in order["items"].as_array().into_iter().flatten().enumerate() {
+                        let Some(&(pi, vi)) =
+                            it["item_id"].as_str().and_then(|id| self.items.get(id))
+                        else {
+                            continue;
+                        };
+                        for (j, v) in self.products[pi].variants.iter().enumerate() {
+                            if j != vi && v.available {
+                                exchanges.push((u, o, item, v.item_id.clone()));
+                            }
+                        }
+                    }
+                }
+                if expired(order) {
+                    expireds.extend((0..n_items(order)).map(|item| (u, o, item)));
+                }
+            }
+        }
+        let with_cancel = |u: usize| -> Vec<(usize, usize)> {
+            pendings
+                .iter()
+                .filter(|p| p.0 == u)
+                .flat_map(|&(_, o)| (0..CANCEL_REASONS.len()).map(move |reason| (o, reason)))
+                .collect()
+        };
+        let plain_returns = returns
             .iter()
-            .flat_map(|o| {
-                o["items"].as_array().into_iter().flatten().filter_map(move |it| {
-                    let (pi, vi) = *self.items.get(it["item_id"].as_str()?)?;
-                    let p = &self.products[pi];
-                    p.variants
-                        .iter()
-                        .enumerate()
-                        .find(|(j, v)| *j != vi && v.available)
-                        .map(|(_, v)| (*o, it, v.item_id.clone()))
+            .map(|(u, o, items, gift)| RTask::Return {
+                u: *u,
+                o: *o,
+                items: items.clone(),
+                gift: *gift,
+                cancel: None,
+            })
+            .collect();
+        let return_cancels = returns
+            .iter()
+            .flat_map(|(u, o, items, gift)| {
+                with_cancel(*u).into_iter().map(move |c| RTask::Return {
+                    u: *u,
+                    o: *o,
+                    items: items.clone(),
+                    gift: *gift,
+                    cancel: Some(c),
                 })
             })
             .collect();
-        let mut kinds = Vec::new();
-        match difficulty {
-            1 => {
-                if !pending.is_empty() {
-                    kinds.push("cancel");
-                }
-            }
-            2 => {
-                if !returnable.is_empty() {
-                    kinds.push("return");
-                }
-                if !pending.is_empty() {
-                    kinds.push("address");
-                }
-            }
-            3 => {
-                if !exchangeable.is_empty() {
-                    kinds.push("exchange");
-                }
-                if !old.is_empty() {
-                    kinds.push("expired");
-                }
-            }
-            4 => {
-                if !returnable.is_empty() {
-                    kinds.push("return_gift");
-                }
-                if !old.is_empty() && !pending.is_empty() {
-                    kinds.push("expired_cancel");
-                }
-            }
-            _ => {
-                if !exchangeable.is_empty() && !pending.is_empty() {
-                    kinds.push("exchange_cancel");
-                }
-                if !exchangeable.is_empty() {
-                    kinds.push("exchange");
-                }
-            }
-        }
-        if kinds.is_empty() {
-            kinds.extend(["cancel", "return", "exchange", "expired", "address"].iter().filter(
-                |k| match **k {
-                    "cancel" | "address" => !pending.is_empty(),
-                    "return" => !returnable.is_empty(),
-                    "exchange" => !exchangeable.is_empty(),
-                    _ => !old.is_empty(),
-                },
-            ));
-        }
-        let Some(&kind) = kinds.choose(&mut r) else {
-            return Err(self.base.gen_error("user has no actionable order"));
+        let plain_exchanges = exchanges
+            .iter()
+            .map(|(u, o, item, new_id)| RTask::Exchange {
+                u: *u,
+                o: *o,
+                item: *item,
+                new_id: new_id.clone(),
+                cancel: None,
+            })
+            .collect();
+        let plain_expired = expireds
+            .iter()
+            .map(|&(u, o, item)| RTask::Expired { u, o, item, cancel: None })
+            .collect();
+        let expired_cancels = expireds
+            .iter()
+            .flat_map(|&(u, o, item)| {
+                with_cancel(u).into_iter().map(move |c| RTask::Expired {
+                    u,
+                    o,
+                    item,
+                    cancel: Some(c),
+                })
+            })
+            .collect();
+        let exchange_cancels = exchanges
+            .iter()
+            .flat_map(|(u, o, item, new_id)| {
+                with_cancel(*u).into_iter().map(move |c| RTask::Exchange {
+                    u: *u,
+                    o: *o,
+                    item: *item,
+                    new_id: new_id.clone(),
+                    cancel: Some(c),
+                })
+            })
+            .collect();
+        [
+            interleave(vec![cancels, addresses], r),
+            interleave(vec![plain_returns, plain_expired], r),
+            interleave(vec![plain_exchanges, gifts], r),
+            interleave(vec![return_cancels, expired_cancels], r),
+            interleave(vec![exchange_cancels], r),
+        ]
+    }
+
+    fn generate(&self, task_seed: u64) -> Result<TaskSpec> {
+        let mut r = rng(&[0x4E7A, self.base.instance_seed, task_seed]);
+        let (difficulty, j) = difficulty_slot(task_seed);
+        // A difficulty without candidates in this instance borrows the next one's.
+        let Some(list) =
+            (0..5).map(|k| &self.cands[(difficulty as usize - 1 + k) % 5]).find(|l| !l.is_empty())
+        else {
+            return Err(self.base.gen_error("no user has an actionable order"));
         };
+        let task = &list[j % list.len()];
+        let (RTask::Cancel { u, .. }
+        | RTask::Address { u, .. }
+        | RTask::Return { u, .. }
+        | RTask::Exchange { u, .. }
+        | RTask::Expired { u, .. }) = *task;
+        let user = &self.users[u];
         let mut turns = vec![
             turn(
                 "Authenticate the user by email first.",
@@ -519,35 +642,32 @@ impl Shop {
                 vec![call("get_user_details", json!({"user_id": user.id}))],
             ),
         ];
+        let order_id =
+            |o: usize| user.orders[o]["order_id"].as_str().unwrap_or_default().to_owned();
         let mut asks = Vec::new();
-        let add_cancel =
-            |turns: &mut Vec<_>, asks: &mut Vec<String>, r: &mut rand_chacha::ChaCha8Rng| {
-                let o = pending.choose(r).copied().unwrap_or(&Value::Null);
-                let reason = *["no longer needed", "ordered by mistake"]
-                    .choose(r)
-                    .unwrap_or(&"no longer needed");
-                let oid = o["order_id"].as_str().unwrap_or_default().to_owned();
-                turns.push(turn(
-                    format!("Check that {oid} is still pending."),
-                    vec![call("get_order_details", json!({"order_id": oid}))],
-                ));
-                turns.push(turn(
-                    "It is pending; cancel it with the stated reason.",
-                    vec![call("cancel_pending_order", json!({"order_id": oid, "reason": reason}))],
-                ));
-                asks.push(format!("please cancel my order {oid}, it was {reason}"));
-                oid
-            };
-        match kind {
-            "cancel" => {
-                add_cancel(&mut turns, &mut asks, &mut r);
+        let add_cancel = |turns: &mut Vec<_>, asks: &mut Vec<String>, o: usize, reason: usize| {
+            let reason = CANCEL_REASONS[reason];
+            let oid = order_id(o);
+            turns.push(turn(
+                format!("Check that {oid} is still pending."),
+                vec![call("get_order_details", json!({"order_id": oid}))],
+            ));
+            turns.push(turn(
+                "It is pending; cancel it with the stated reason.",
+                vec![call("cancel_pending_order", json!({"order_id": oid, "reason": reason}))],
+            ));
+            asks.push(format!("please cancel my order {oid}, it was {reason}"));
+        };
+        let kind = match task {
+            RTask::Cancel { o, reason, .. } => {
+                add_cancel(&mut turns, &mut asks, *o, *reason);
+                "cancel"
             }
-            "address" => {
-                let o = pending.choose(&mut r).copied().unwrap_or(&Value::Null);
-                let oid = o["order_id"].as_str().unwrap_or_default();
+            RTask::Address { o, city, .. } => {
+                let oid = order_id(*o);
                 let (a, c, z) = (
                     format!("{} Harbor Road", r.random_range(10..999)),
-                    ["Portland", "Chicago", "Miami", "Phoenix"][r.random_range(0..4)],
+                    NEW_CITIES[*city],
                     format!("{:05}", r.random_range(10000..99999)),
                 );
                 turns.push(turn(
@@ -562,20 +682,18 @@ impl Shop {
                     )],
                 ));
                 asks.push(format!("please ship order {oid} to {a}, {c} {z} instead"));
+                "address"
             }
-            "return" | "return_gift" => {
-                let o = returnable.choose(&mut r).copied().unwrap_or(&Value::Null);
-                let oid = o["order_id"].as_str().unwrap_or_default();
-                let items: Vec<&Value> =
-                    o["items"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
-                let n = if kind == "return_gift" { items.len() } else { 1 };
-                let chosen: Vec<&Value> = items.iter().copied().take(n).collect();
+            RTask::Return { o, items, gift, cancel, .. } => {
+                let order = &user.orders[*o];
+                let oid = order_id(*o);
+                let chosen: Vec<&Value> = items.iter().map(|&i| &order["items"][i]).collect();
                 let names: Vec<String> = chosen
                     .iter()
                     .map(|i| format!("the {}", i["name"].as_str().unwrap_or_default()))
                     .collect();
                 let ids: Vec<&Value> = chosen.iter().map(|i| &i["item_id"]).collect();
-                let pm = if kind == "return_gift" { &user.gift } else { &user.card };
+                let pm = if *gift { &user.gift } else { &user.card };
                 turns.push(turn(
                     format!("Read {oid} to find the item ids and check the delivery date."),
                     vec![call("get_order_details", json!({"order_id": oid}))],
@@ -590,22 +708,26 @@ impl Shop {
                 asks.push(format!(
                     "I want to return {} from order {oid}{}",
                     names.join(" and "),
-                    if kind == "return_gift" { ", refund to my gift card please" } else { "" }
+                    if *gift { ", refund to my gift card please" } else { "" }
                 ));
+                if let Some((co, reason)) = cancel {
+                    add_cancel(&mut turns, &mut asks, *co, *reason);
+                    "return_cancel"
+                } else if *gift {
+                    "return_gift"
+                } else {
+                    "return"
+                }
             }
-            "exchange" | "exchange_cancel" => {
-                let (o, it, new_id) = exchangeable.choose(&mut r).cloned().unwrap_or((
-                    &Value::Null,
-                    &Value::Null,
-                    String::new(),
-                ));
-                let oid = o["order_id"].as_str().unwrap_or_default();
-                let (pi, _) = self.items.get(&new_id).copied().unwrap_or((0, 0));
+            RTask::Exchange { o, item, new_id, cancel, .. } => {
+                let oid = order_id(*o);
+                let it = &user.orders[*o]["items"][*item];
+                let (pi, _) = self.items.get(new_id).copied().unwrap_or((0, 0));
                 let p = &self.products[pi];
                 let nv = p
                     .variants
                     .iter()
-                    .find(|v| v.item_id == new_id)
+                    .find(|v| v.item_id == *new_id)
                     .map(|v| v.option)
                     .unwrap_or_default();
                 turns.push(turn(
@@ -617,35 +739,54 @@ impl Shop {
                 ));
                 turns.push(turn(format!("Variant {new_id} ({} {nv}) is available; exchange.", p.option_name), vec![call("exchange_delivered_order_items", json!({"order_id": oid, "item_ids": [it["item_id"]], "new_item_ids": [new_id], "payment_method_id": user.card}))]));
                 asks.push(format!("please exchange the {} in order {oid} for the {} {nv} variant, paying any difference with my credit card", p.name, p.option_name));
-                if kind == "exchange_cancel" {
-                    add_cancel(&mut turns, &mut asks, &mut r);
+                if let Some((co, reason)) = cancel {
+                    add_cancel(&mut turns, &mut asks, *co, *reason);
+                    "exchange_cancel"
+                } else {
+                    "exchange"
                 }
             }
-            _ => {
-                let o = old.choose(&mut r).copied().unwrap_or(&Value::Null);
-                let oid = o["order_id"].as_str().unwrap_or_default();
-                let item = o["items"][0]["name"].as_str().unwrap_or("item");
+            RTask::Expired { o, item, cancel, .. } => {
+                let oid = order_id(*o);
+                let name = user.orders[*o]["items"][*item]["name"].as_str().unwrap_or("item");
                 turns.push(turn(
                     format!("Read {oid} to check the delivery date."),
                     vec![call("get_order_details", json!({"order_id": oid}))],
                 ));
-                turns.push(turn(format!("Delivered more than {} days ago: no return allowed; transfer to a human.", self.window), vec![call("transfer_to_human_agents", json!({"order_id": oid, "reason": "return_window_expired", "summary": format!("customer wants to return the {item} of {oid} after the window")}))]));
-                asks.push(format!("I'd like to return the {item} from order {oid}"));
-                if kind == "expired_cancel" {
-                    add_cancel(&mut turns, &mut asks, &mut r);
+                turns.push(turn(format!("Delivered more than {} days ago: no return allowed; transfer to a human.", self.window), vec![call("transfer_to_human_agents", json!({"order_id": oid, "reason": "return_window_expired", "summary": format!("customer wants to return the {name} of {oid} after the window")}))]));
+                asks.push(format!("I'd like to return the {name} from order {oid}"));
+                if let Some((co, reason)) = cancel {
+                    add_cancel(&mut turns, &mut asks, *co, *reason);
+                    "expired_cancel"
+                } else {
+                    "expired"
                 }
             }
-        }
+        };
+        let first = user.name.split(' ').next().unwrap_or(&user.name);
+        let user_prompt = match r.random_range(0..4) {
+            0 => {
+                format!("Hi, I'm {} (email {}). {}.", user.name, user.email, asks.join("; also, "))
+            }
+            1 => format!(
+                "Hello! {} here, my email is {}. {}.",
+                user.name,
+                user.email,
+                asks.join(". Also, ")
+            ),
+            2 => format!("This is {first} ({}). {}. Thanks!", user.email, asks.join("; and ")),
+            _ => format!(
+                "Good day. My account email is {} and my name is {}. {}.",
+                user.email,
+                user.name,
+                asks.join("; besides that, ")
+            ),
+        };
         let initial = json!({"user_id": user.id, "authenticated": false, "orders": user.orders, "tickets": []});
         let parts = TaskParts {
             difficulty,
             system_prompt: self.policy(),
-            user_prompt: format!(
-                "Hi, I'm {} (email {}). {}.",
-                user.name,
-                user.email,
-                asks.join("; also, ")
-            ),
+            user_prompt,
             initial_state: initial,
             turns,
             final_answer: "All done as requested, within the store policy.".to_owned(),
