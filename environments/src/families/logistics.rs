@@ -8,7 +8,7 @@
 //! optimum found by exhaustive search at generation time (which is unique by construction).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
@@ -16,14 +16,14 @@ use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::families::common::{Base, TaskParts, turn};
+use crate::families::common::{Base, TaskParts, difficulty_slot, turn};
 use crate::framework::{
     Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
 use crate::util::{call, money, name_hash, rng};
 
 const NAME: &str = "logistics";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const INSTANCES: u64 = 1000;
 const TASKS: u64 = 200;
 
@@ -310,6 +310,10 @@ pub struct LogisticsInstance {
     base_dyn: Value,
     /// Candidate task kinds per difficulty (permuted).
     kinds: [Vec<(Kind, bool)>; 5],
+    /// Per difficulty, how many candidates were tried and which of them make a task (a unique
+    /// feasible optimum), grown on demand: slot `j` takes the `j`-th feasible candidate, so
+    /// distinct slots are distinct tasks.
+    feasible: [Mutex<(usize, Vec<usize>)>; 5],
     system_prompt: String,
 }
 
@@ -349,16 +353,17 @@ impl LogisticsInstance {
         let routes_in_use: BTreeSet<usize> = net.booked.iter().map(|b| b.1).collect();
         for &ri in &routes_in_use {
             kinds[2].push((Kind::Reroute { route: ri, extra: None }, false));
-            for &s in net.unbooked[net.routes[ri].lane].iter().take(3) {
+            for &s in &net.unbooked[net.routes[ri].lane] {
                 kinds[2].push((Kind::Reroute { route: ri, extra: Some(s) }, false));
             }
         }
-        // d4: pairs on one lane (capacity coupling); d5: triples on one lane with a banned
-        // carrier.
+        // d4: pairs on one lane (capacity coupling); d5: pairs and triples on one lane with a
+        // banned carrier.
         for ub in &net.unbooked {
             for i in 0..ub.len() {
                 for j in i + 1..ub.len() {
                     kinds[3].push((Kind::Book(vec![ub[i], ub[j]]), false));
+                    kinds[4].push((Kind::Book(vec![ub[i], ub[j]]), true));
                     for k in j + 1..ub.len() {
                         kinds[4].push((Kind::Book(vec![ub[i], ub[j], ub[k]]), true));
                     }
@@ -405,7 +410,14 @@ impl LogisticsInstance {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        Ok(LogisticsInstance { base, net, base_dyn, kinds, system_prompt })
+        Ok(LogisticsInstance {
+            base,
+            net,
+            base_dyn,
+            kinds,
+            feasible: Default::default(),
+            system_prompt,
+        })
     }
 
     /// Valid routes for shipment `s` under the task's rules and deadline, ignoring capacity.
@@ -479,10 +491,12 @@ impl LogisticsInstance {
         }
     }
 
+    /// The task of candidate `salt` (its index in the difficulty's list): a function of the
+    /// candidate alone, numbered `task_seed`.
     fn make(&self, task_seed: u64, kind: &Kind, ban: bool, salt: u64) -> Option<TaskSpec> {
         let net = &self.net;
         let mut dy = Dyn::from_state(&self.base_dyn);
-        let mut r = rng(&[name_hash(NAME), self.base.instance_seed, task_seed, salt]);
+        let mut r = rng(&[name_hash(NAME), self.base.instance_seed, salt]);
         let mut rules = Rules::default();
         let (targets, rerouted, suspended_route): (Vec<usize>, Vec<usize>, Option<usize>) =
             match kind {
@@ -503,17 +517,19 @@ impl LogisticsInstance {
         }
         if ban {
             // Ban a carrier of the unconstrained optimum (so the rule matters) for which the
-            // task stays feasible; rotate the choice by the task seed.
+            // task stays feasible; rotate the choice by the candidate.
             let (assign, ..) = self.optimise(&targets, &after_cancel, &rules)?;
             let mut used: Vec<usize> = assign.iter().map(|&ri| net.routes[ri].carrier).collect();
             used.sort();
             used.dedup();
-            let start = (task_seed as usize) % used.len().max(1);
+            let start = (salt as usize) % used.len().max(1);
             rules.banned_carrier =
                 (0..used.len()).map(|i| used[(start + i) % used.len()]).find(|&c| {
                     let trial = Rules { banned_carrier: Some(c) };
                     self.optimise(&targets, &after_cancel, &trial).is_some_and(|(_, b, s2)| s2 > b)
                 });
+            // Without a ban that matters this would be the unbanned task of a lower difficulty.
+            rules.banned_carrier?;
         }
         // Capacity coupling for multi-shipment lanes: the shared cheapest route fits only one.
         let same_lane = targets.len() > 1
@@ -702,19 +718,26 @@ impl LogisticsInstance {
 impl Instance for LogisticsInstance {
     fn task(&self, task_seed: u64) -> Result<TaskSpec> {
         Error::check_task_seed(NAME, task_seed, TASKS)?;
-        let d = (task_seed % 5) as usize;
-        let per = (TASKS / 5) as usize;
-        let j = (task_seed / 5) as usize;
+        let (d, j) = difficulty_slot(task_seed);
+        let d = d as usize - 1;
         let list = &self.kinds[d];
-        for k in super::sql::slot_order(j, per, list.len()) {
-            let (kind, ban) = &list[k];
-            if let Some(spec) = self.make(task_seed, kind, *ban, k as u64) {
-                return Ok(spec);
+        let k = {
+            let mut guard = self.feasible[d].lock().unwrap_or_else(|e| e.into_inner());
+            let (tried, ok) = &mut *guard;
+            while ok.len() <= j && *tried < list.len() {
+                let (kind, ban) = &list[*tried];
+                if self.make(task_seed, kind, *ban, *tried as u64).is_some() {
+                    ok.push(*tried);
+                }
+                *tried += 1;
             }
-        }
-        Err(self
-            .base
-            .gen_error(format!("task {task_seed}: no candidate with a unique feasible optimum")))
+            (!ok.is_empty()).then(|| ok[j % ok.len()])
+        };
+        let spec = k.and_then(|k| self.make(task_seed, &list[k].0, list[k].1, k as u64));
+        spec.ok_or_else(|| {
+            self.base
+                .gen_error(format!("task {task_seed}: no candidate with a unique feasible optimum"))
+        })
     }
 
     fn call(&self, state: &mut State, call: &ToolCall) -> ToolResult {
