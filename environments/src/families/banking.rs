@@ -13,15 +13,17 @@ use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Map, Value, json};
 
-use super::common::{AnswerKind, Base, TaskParts, answer_check, seal, state_checks, turn};
+use super::common::{
+    AnswerKind, Base, TaskParts, answer_check, difficulty_slot, seal, state_checks, turn,
+};
 use crate::error::Result;
 use crate::framework::{
     Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
-use crate::util::{arg_str, call, money, norm_text, rng};
+use crate::util::{arg_str, call, mix, money, norm_text, permute, rng};
 
 const NAME: &str = "banking";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The banking family.
 pub struct Banking;
@@ -682,6 +684,29 @@ impl Instance for Bank {
     }
 }
 
+/// Variants per (customer, kind) of a difficulty (see `Bank::generate`).
+const VARIANTS: usize = 8;
+/// Payment memos: the first [`VARIANTS`] for the variants of a kind, the rest for shortfall
+/// payments that stand in for a duplicate-charge task.
+const MEMOS: [&str; 2 * VARIANTS] = [
+    "rent",
+    "invoice",
+    "school fees",
+    "insurance premium",
+    "car loan",
+    "membership",
+    "tuition",
+    "deposit",
+    "utility bill",
+    "gym fees",
+    "daycare",
+    "loan repayment",
+    "phone bill",
+    "subscription",
+    "repairs",
+    "storage unit",
+];
+
 #[derive(Clone, Copy, Debug)]
 enum TaskKind {
     Transfer,
@@ -700,11 +725,8 @@ enum TaskKind {
 impl Bank {
     fn generate(&self, task_seed: u64) -> Result<TaskSpec> {
         let mut r = rng(&[0xBA4C, self.base.instance_seed, task_seed]);
-        let difficulty = (task_seed % 5) as u8 + 1;
-        let cust = &self.customers[r.random_range(0..self.customers.len())];
+        let (difficulty, j) = difficulty_slot(task_seed);
         let has = |t: &str| self.base.has(t);
-        let dup_account =
-            cust.accounts.iter().copied().find(|&a| duplicate_of(&self.accounts[a]).is_some());
         let kinds: Vec<TaskKind> = match difficulty {
             1 => [Some(TaskKind::Transfer), has("freeze_card").then_some(TaskKind::Freeze)]
                 .into_iter()
@@ -730,15 +752,30 @@ impl Bank {
                 .into_iter()
                 .flatten()
                 .collect(),
-            _ => [
-                Some(TaskKind::Shortfall),
-                (has("open_dispute") && dup_account.is_some()).then_some(TaskKind::Duplicate),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
+            _ => [Some(TaskKind::Shortfall), has("open_dispute").then_some(TaskKind::Duplicate)]
+                .into_iter()
+                .flatten()
+                .collect(),
         };
-        let kind = *kinds.choose(&mut r).unwrap_or(&TaskKind::Transfer);
+        // Slot j of the difficulty takes a distinct (customer, kind, variant) triple; the
+        // variant v < VARIANTS picks the memo, reason, debit, month or category, so distinct
+        // triples are distinct tasks.
+        let (n_cust, n_kinds) = (self.customers.len(), kinds.len().max(1));
+        let space = (n_cust * n_kinds * VARIANTS) as u64;
+        let key = mix(&[0xBA4C, self.base.instance_seed, u64::from(difficulty)]);
+        let x = permute(j as u64 % space, space, key) as usize;
+        let (ci, ki, v) = (x % n_cust, x / n_cust % n_kinds, x / n_cust / n_kinds);
+        let cust = &self.customers[ci];
+        let dup_account =
+            cust.accounts.iter().copied().find(|&a| duplicate_of(&self.accounts[a]).is_some());
+        let mut kind = kinds.get(ki).copied().unwrap_or(TaskKind::Transfer);
+        let mut memo_idx = v;
+        // A duplicate charge has only a few phrasings; the other variants (and customers
+        // without one) are shortfall payments with memos no plain shortfall task uses.
+        if matches!(kind, TaskKind::Duplicate) && (dup_account.is_none() || v >= 4) {
+            kind = TaskKind::Shortfall;
+            memo_idx = VARIANTS + v;
+        }
         let checking = self.accounts_of(cust, Kind::Checking);
         let savings = self.accounts_of(cust, Kind::Savings);
         let (Some(&chk), Some(&sav)) = (checking.first(), savings.first()) else {
@@ -751,17 +788,7 @@ impl Bank {
         );
         let mut turns = vec![lookup];
         let mut hidden = json!({"kind": format!("{kind:?}")});
-        let memo_words = [
-            "rent",
-            "invoice",
-            "school fees",
-            "insurance premium",
-            "car loan",
-            "membership",
-            "tuition",
-            "deposit",
-        ];
-        let memo = format!("{} {}", memo_words.choose(&mut r).unwrap_or(&"payment"), self.month);
+        let memo = format!("{} {}", MEMOS[memo_idx % MEMOS.len()], self.month);
         let (user, final_answer) = match kind {
             TaskKind::Transfer => {
                 let to_savings = r.random_bool(0.5);
@@ -789,17 +816,28 @@ impl Bank {
                 )
             }
             TaskKind::Freeze => {
-                let reason = *["lost", "stolen"].choose(&mut r).unwrap_or(&"lost");
+                let reason = ["lost", "stolen"][v % 2];
                 let a = &self.accounts[*checking.choose(&mut r).unwrap_or(&chk)];
                 turns.push(turn(
                     "Freeze the card on that account.",
                     vec![call("freeze_card", json!({"account_id": a.id, "reason": reason}))],
                 ));
+                let id = &a.id;
                 (
-                    format!(
-                        "{intro} I think my debit card for account {} was {reason}. Please freeze it right away.",
-                        a.id
-                    ),
+                    match v / 2 {
+                        0 => format!(
+                            "{intro} I think my debit card for account {id} was {reason}. Please freeze it right away."
+                        ),
+                        1 => format!(
+                            "{intro} My card on account {id} has been {reason}. Can you block it before anyone uses it?"
+                        ),
+                        2 => format!(
+                            "{intro} Urgent: the debit card linked to {id} was {reason} today. Freeze it, please."
+                        ),
+                        _ => format!(
+                            "{intro} Please put a freeze on the card of my account {id}; it was {reason}."
+                        ),
+                    },
                     format!("The card on {} is now frozen.", a.id),
                 )
             }
@@ -947,12 +985,10 @@ impl Bank {
                                 == 1
                     })
                     .collect();
-                let Some(t) = debits.choose(&mut r) else {
+                let Some(t) = debits.get(v / 3 % debits.len().max(1)) else {
                     return Err(self.base.gen_error("no disputable debit"));
                 };
-                let reason = *["unauthorized", "wrong_amount", "not_received"]
-                    .choose(&mut r)
-                    .unwrap_or(&"unauthorized");
+                let reason = ["unauthorized", "wrong_amount", "not_received"][v % 3];
                 let why = match reason {
                     "unauthorized" => "I never made it",
                     "wrong_amount" => "the amount is wrong",
@@ -1014,19 +1050,29 @@ impl Bank {
                         json!({"transaction_id": second.id, "reason": "duplicate"}),
                     )],
                 ));
+                let (by, on, id) = (&first.description, &first.date, &acc.id);
                 (
-                    format!(
-                        "{intro} I was charged twice by {} on {} on account {}. Please sort it out.",
-                        first.description, first.date, acc.id
-                    ),
+                    match v {
+                        0 => format!(
+                            "{intro} I was charged twice by {by} on {on} on account {id}. Please sort it out."
+                        ),
+                        1 => format!(
+                            "{intro} {by} billed my account {id} two times on {on}. Can you fix that?"
+                        ),
+                        2 => format!(
+                            "{intro} There's a double charge from {by} on {on} on {id}; one of them has to go."
+                        ),
+                        _ => format!(
+                            "{intro} On {on} the same {by} payment appears twice on account {id}. Please take care of it."
+                        ),
+                    },
                     format!("Disputed the duplicate {}.", second.id),
                 )
             }
             TaskKind::SpendQuestion | TaskKind::SpendAll => {
                 let all = matches!(kind, TaskKind::SpendAll);
                 let accs: Vec<usize> = if all { cust.accounts.clone() } else { vec![chk] };
-                let month =
-                    if r.random_bool(0.5) { self.month.clone() } else { self.prev_month.clone() };
+                let month = if v % 2 == 0 { self.month.clone() } else { self.prev_month.clone() };
                 let cats: Vec<&str> = CATEGORIES.iter().map(|c| c.0).collect();
                 let spent = |cat: &str| -> i64 {
                     accs.iter()
@@ -1035,8 +1081,11 @@ impl Bank {
                         .map(|t| -t.amount)
                         .sum()
                 };
-                let nonzero: Vec<&str> = cats.iter().copied().filter(|c| spent(c) > 0).collect();
-                let cat = *nonzero.choose(&mut r).or(cats.choose(&mut r)).unwrap_or(&"groceries");
+                // Categories with spending first; v / 2 < 4 <= 6 categories picks a distinct one.
+                let mut ordered: Vec<&str> =
+                    cats.iter().copied().filter(|c| spent(c) > 0).collect();
+                ordered.extend(cats.iter().copied().filter(|c| spent(c) == 0));
+                let cat = ordered[v / 2 % ordered.len()];
                 let total = spent(cat);
                 let reads = accs
                     .iter()
