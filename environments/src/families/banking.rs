@@ -686,9 +686,9 @@ impl Instance for Bank {
 
 /// Variants per (customer, kind) of a difficulty (see `Bank::generate`).
 const VARIANTS: usize = 8;
-/// Payment memos: the first [`VARIANTS`] for the variants of a kind, the rest for shortfall
-/// payments that stand in for a duplicate-charge task.
-const MEMOS: [&str; 2 * VARIANTS] = [
+/// Payment memos: one per variant of a kind, in memo groups ([`MEMO_GROUPS`]) so that kinds
+/// sharing the payment request's wording never share a memo.
+const MEMOS: [&str; VARIANTS] = [
     "rent",
     "invoice",
     "school fees",
@@ -697,15 +697,12 @@ const MEMOS: [&str; 2 * VARIANTS] = [
     "membership",
     "tuition",
     "deposit",
-    "utility bill",
-    "gym fees",
-    "daycare",
-    "loan repayment",
-    "phone bill",
-    "subscription",
-    "repairs",
-    "storage unit",
 ];
+/// The memo's first word by group: transfers and difficulty-2 payments (0), payments at
+/// difficulty 3 (1) and 4 (2), over-limit (3), insufficient-funds (4) and shortfall (5)
+/// payments, and the shortfall payments that stand in for a duplicate-charge task (6).
+const MEMO_GROUPS: [&str; 7] =
+    ["", "final ", "partial ", "advance ", "quarterly ", "overdue ", "extra "];
 
 #[derive(Clone, Copy, Debug)]
 enum TaskKind {
@@ -769,12 +766,19 @@ impl Bank {
         let dup_account =
             cust.accounts.iter().copied().find(|&a| duplicate_of(&self.accounts[a]).is_some());
         let mut kind = kinds.get(ki).copied().unwrap_or(TaskKind::Transfer);
-        let mut memo_idx = v;
+        let mut group = match kind {
+            TaskKind::Pay if difficulty == 3 => 1,
+            TaskKind::Pay if difficulty == 4 => 2,
+            TaskKind::OverLimit => 3,
+            TaskKind::Insufficient => 4,
+            TaskKind::Shortfall => 5,
+            _ => 0,
+        };
         // A duplicate charge has only a few phrasings; the other variants (and customers
         // without one) are shortfall payments with memos no plain shortfall task uses.
         if matches!(kind, TaskKind::Duplicate) && (dup_account.is_none() || v >= 4) {
             kind = TaskKind::Shortfall;
-            memo_idx = VARIANTS + v;
+            group = 6;
         }
         let checking = self.accounts_of(cust, Kind::Checking);
         let savings = self.accounts_of(cust, Kind::Savings);
@@ -788,7 +792,7 @@ impl Bank {
         );
         let mut turns = vec![lookup];
         let mut hidden = json!({"kind": format!("{kind:?}")});
-        let memo = format!("{} {}", MEMOS[memo_idx % MEMOS.len()], self.month);
+        let memo = format!("{}{} {}", MEMO_GROUPS[group], MEMOS[v % VARIANTS], self.month);
         let (user, final_answer) = match kind {
             TaskKind::Transfer => {
                 let to_savings = r.random_bool(0.5);

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::sql::answer;
 use crate::error::{Error, Result};
-use crate::families::common::{Base, TaskParts, turn};
+use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
 use crate::framework::{
     Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
@@ -28,7 +28,7 @@ use crate::sandbox::Sandbox;
 use crate::util::{call, name_hash, rng};
 
 const NAME: &str = "code";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const INSTANCES: u64 = 1000;
 const TASKS: u64 = 200;
 const MEMO_CAP: usize = 4096;
@@ -537,6 +537,8 @@ pub struct CodeInstance {
     data: Data,
     sandbox: &'static Sandbox,
     questions: [Vec<Q>; 5],
+    /// The candidates with a well-defined answer: slot `j` of a difficulty takes its `j`-th.
+    slots: Slots,
     system_prompt: String,
     memo: Mutex<HashMap<String, ToolResult>>,
 }
@@ -580,6 +582,7 @@ impl CodeInstance {
             data,
             sandbox,
             questions,
+            slots: Slots::default(),
             system_prompt,
             memo: Mutex::new(HashMap::new()),
         })
@@ -621,11 +624,11 @@ impl CodeInstance {
 impl Instance for CodeInstance {
     fn task(&self, task_seed: u64) -> Result<TaskSpec> {
         Error::check_task_seed(NAME, task_seed, TASKS)?;
-        let d = (task_seed % 5) as usize;
-        let per = (TASKS / 5) as usize;
-        let list = &self.questions[d];
-        let j = (task_seed / 5) as usize;
-        let found = super::sql::slot_order(j, per, list.len()).find_map(|k| {
+        let (d, j) = difficulty_slot(task_seed);
+        let list = &self.questions[d as usize - 1];
+        let k =
+            self.slots.pick(d, j, list.len(), |k| render(&self.data, &list[k]).expected.is_some());
+        let found = k.and_then(|k| {
             let rq = render(&self.data, &list[k]);
             rq.expected.clone().map(|e| (list[k].clone(), rq, e))
         });

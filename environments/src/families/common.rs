@@ -250,6 +250,36 @@ pub fn difficulty_slot(task_seed: u64) -> (u8, usize) {
     ((task_seed % 5) as u8 + 1, (task_seed / 5) as usize)
 }
 
+/// For families whose candidate tasks can turn out degenerate (no unique answer, an empty
+/// result): per difficulty, how many candidates were tried and which of them make a task, grown
+/// on demand and shared by the instance's task seeds.
+#[derive(Debug, Default)]
+pub struct Slots([std::sync::Mutex<(usize, Vec<usize>)>; 5]);
+
+impl Slots {
+    /// The candidate (an index below `len`) that slot `j` of difficulty `d` (1..=5) takes: the
+    /// `j`-th one for which `good` holds, in list order (cycling when there are fewer), so slots
+    /// below the number of good candidates take distinct candidates. `None` if none is good.
+    pub fn pick(
+        &self,
+        d: u8,
+        j: usize,
+        len: usize,
+        mut good: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let cell = &self.0[usize::from(d.clamp(1, 5)) - 1];
+        let mut guard = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tried, ok) = &mut *guard;
+        while ok.len() <= j && *tried < len {
+            if good(*tried) {
+                ok.push(*tried);
+            }
+            *tried += 1;
+        }
+        (!ok.is_empty()).then(|| ok[j % ok.len()])
+    }
+}
+
 /// Candidate task descriptions of one difficulty in the order task slots take them: each list
 /// shuffled, then merged round robin so every kind of task shows up early. Slot `j` takes
 /// element `j % len`, so the first `len` slots of a difficulty are distinct tasks as long as

@@ -8,7 +8,7 @@
 //! optimum found by exhaustive search at generation time (which is unique by construction).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::families::common::{Base, TaskParts, difficulty_slot, turn};
+use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
 use crate::framework::{
     Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
@@ -310,10 +310,9 @@ pub struct LogisticsInstance {
     base_dyn: Value,
     /// Candidate task kinds per difficulty (permuted).
     kinds: [Vec<(Kind, bool)>; 5],
-    /// Per difficulty, how many candidates were tried and which of them make a task (a unique
-    /// feasible optimum), grown on demand: slot `j` takes the `j`-th feasible candidate, so
-    /// distinct slots are distinct tasks.
-    feasible: [Mutex<(usize, Vec<usize>)>; 5],
+    /// The candidates that make a task (a unique feasible optimum): slot `j` of a difficulty
+    /// takes its `j`-th, so distinct slots are distinct tasks.
+    feasible: Slots,
     system_prompt: String,
 }
 
@@ -346,24 +345,33 @@ impl LogisticsInstance {
                     && seen.insert((a.min(b), a.max(b)))
                 {
                     kinds[1].push((Kind::Book(vec![a, b]), false));
+                    // d3 also: such a pair with a banned carrier.
+                    kinds[2].push((Kind::Book(vec![a, b]), true));
                 }
             }
         }
-        // d3: reroute the shipments of a suspended route, alone or with one more booking.
+        // d3: reroute the shipments of a suspended route, alone or with one more booking, with
+        // or without a banned carrier.
         let routes_in_use: BTreeSet<usize> = net.booked.iter().map(|b| b.1).collect();
         for &ri in &routes_in_use {
-            kinds[2].push((Kind::Reroute { route: ri, extra: None }, false));
-            for &s in &net.unbooked[net.routes[ri].lane] {
-                kinds[2].push((Kind::Reroute { route: ri, extra: Some(s) }, false));
+            for ban in [false, true] {
+                kinds[2].push((Kind::Reroute { route: ri, extra: None }, ban));
+                for &s in &net.unbooked[net.routes[ri].lane] {
+                    kinds[2].push((Kind::Reroute { route: ri, extra: Some(s) }, ban));
+                }
             }
         }
-        // d4: pairs on one lane (capacity coupling); d5: pairs and triples on one lane with a
-        // banned carrier.
-        for ub in &net.unbooked {
+        // d4: pairs on one lane (capacity coupling); d5: pairs and triples on one lane, and such
+        // a pair with a shipment of the next lane, with a banned carrier.
+        for (lane, ub) in net.unbooked.iter().enumerate() {
+            let next = &net.unbooked[(lane + 1) % net.unbooked.len()];
             for i in 0..ub.len() {
                 for j in i + 1..ub.len() {
                     kinds[3].push((Kind::Book(vec![ub[i], ub[j]]), false));
                     kinds[4].push((Kind::Book(vec![ub[i], ub[j]]), true));
+                    for &x in next.iter().take(2) {
+                        kinds[4].push((Kind::Book(vec![ub[i], ub[j], x]), true));
+                    }
                     for k in j + 1..ub.len() {
                         kinds[4].push((Kind::Book(vec![ub[i], ub[j], ub[k]]), true));
                     }
@@ -493,7 +501,14 @@ impl LogisticsInstance {
 
     /// The task of candidate `salt` (its index in the difficulty's list): a function of the
     /// candidate alone, numbered `task_seed`.
-    fn make(&self, task_seed: u64, kind: &Kind, ban: bool, salt: u64) -> Option<TaskSpec> {
+    fn make(
+        &self,
+        task_seed: u64,
+        difficulty: u8,
+        kind: &Kind,
+        ban: bool,
+        salt: u64,
+    ) -> Option<TaskSpec> {
         let net = &self.net;
         let mut dy = Dyn::from_state(&self.base_dyn);
         let mut r = rng(&[name_hash(NAME), self.base.instance_seed, salt]);
@@ -531,9 +546,10 @@ impl LogisticsInstance {
             // Without a ban that matters this would be the unbanned task of a lower difficulty.
             rules.banned_carrier?;
         }
-        // Capacity coupling for multi-shipment lanes: the shared cheapest route fits only one.
-        let same_lane = targets.len() > 1
-            && targets.iter().all(|&s| net.shipments[s].lane == net.shipments[targets[0]].lane);
+        // Capacity coupling where targets share a lane: the shared cheapest route fits only one.
+        let same_lane = targets.iter().enumerate().any(|(i, &a)| {
+            targets[i + 1..].iter().any(|&b| net.shipments[a].lane == net.shipments[b].lane)
+        });
         if same_lane {
             let (assign, ..) = self.optimise(&targets, &after_cancel, &rules)?;
             let mut counts: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -680,13 +696,6 @@ impl LogisticsInstance {
             "optimal_cost_cents": best,
             "reference_plan": plan,
         });
-        let difficulty = match kind {
-            Kind::Book(v) if v.len() == 1 => 1,
-            Kind::Book(_) if ban => 5,
-            Kind::Book(_) if same_lane => 4,
-            Kind::Book(_) => 2,
-            Kind::Reroute { .. } => 3,
-        };
         Some(self.base.finish(
             task_seed,
             TaskParts {
@@ -719,21 +728,11 @@ impl Instance for LogisticsInstance {
     fn task(&self, task_seed: u64) -> Result<TaskSpec> {
         Error::check_task_seed(NAME, task_seed, TASKS)?;
         let (d, j) = difficulty_slot(task_seed);
-        let d = d as usize - 1;
-        let list = &self.kinds[d];
-        let k = {
-            let mut guard = self.feasible[d].lock().unwrap_or_else(|e| e.into_inner());
-            let (tried, ok) = &mut *guard;
-            while ok.len() <= j && *tried < list.len() {
-                let (kind, ban) = &list[*tried];
-                if self.make(task_seed, kind, *ban, *tried as u64).is_some() {
-                    ok.push(*tried);
-                }
-                *tried += 1;
-            }
-            (!ok.is_empty()).then(|| ok[j % ok.len()])
-        };
-        let spec = k.and_then(|k| self.make(task_seed, &list[k].0, list[k].1, k as u64));
+        let list = &self.kinds[d as usize - 1];
+        let k = self.feasible.pick(d, j, list.len(), |k| {
+            self.make(task_seed, d, &list[k].0, list[k].1, k as u64).is_some()
+        });
+        let spec = k.and_then(|k| self.make(task_seed, d, &list[k].0, list[k].1, k as u64));
         spec.ok_or_else(|| {
             self.base
                 .gen_error(format!("task {task_seed}: no candidate with a unique feasible optimum"))

@@ -26,7 +26,7 @@ use rusqlite::{Connection, params_from_iter};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::families::common::{Base, TaskParts, turn};
+use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
 use crate::framework::{
     Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
@@ -34,7 +34,7 @@ use crate::limits::{self, codes as limit_codes};
 use crate::util::{call, rng};
 
 const NAME: &str = "sql";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const INSTANCES: u64 = 1000;
 const TASKS: u64 = 200;
 /// Progress-handler callbacks (every 1,000 VM steps) before a query is interrupted.
@@ -204,16 +204,6 @@ pub(crate) mod answer {
             assert!(!matches(&l, "C, A b"));
         }
     }
-}
-
-/// Candidate order for task slot `j` of a difficulty: `j, j + per, j + 2 per, ...` (disjoint
-/// across slots, so task seeds give distinct questions), then every other candidate as a last
-/// resort so generation never fails when a slot's own candidates are all degenerate.
-pub(crate) fn slot_order(j: usize, per: usize, len: usize) -> impl Iterator<Item = usize> {
-    let per = per.max(1);
-    let own = (j..len).step_by(per);
-    let rest = (0..len).filter(move |k| k % per != j % per || *k < j);
-    own.chain(rest)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -906,6 +896,8 @@ pub struct SqlInstance {
     db: Mutex<Db>,
     /// Per difficulty (index d-1): the permuted question candidates.
     questions: [Vec<Q>; 5],
+    /// The candidates with a non-degenerate answer: slot `j` of a difficulty takes its `j`-th.
+    slots: Slots,
     system_prompt: String,
 }
 
@@ -1032,7 +1024,14 @@ impl SqlInstance {
              When you know the answer, call submit_answer exactly once with the value only (no units); submissions are final.",
             title = dom.title
         );
-        Ok(SqlInstance { base, schema, db: Mutex::new(db), questions, system_prompt })
+        Ok(SqlInstance {
+            base,
+            schema,
+            db: Mutex::new(db),
+            questions,
+            slots: Slots::default(),
+            system_prompt,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Db> {
@@ -1399,17 +1398,17 @@ fn build_db(s: &Schema, r: &mut impl Rng) -> Result<Db> {
 impl Instance for SqlInstance {
     fn task(&self, task_seed: u64) -> Result<TaskSpec> {
         Error::check_task_seed(NAME, task_seed, TASKS)?;
-        let d = (task_seed % 5) as usize;
-        let j = (task_seed / 5) as usize;
-        let per = (TASKS / 5) as usize;
-        let list = &self.questions[d];
-        // Candidates j, j + per, j + 2 per, ...: disjoint across task seeds; skip degenerate ones.
+        let (d, j) = difficulty_slot(task_seed);
+        let list = &self.questions[d as usize - 1];
+        // The j-th non-degenerate candidate: distinct task seeds, distinct questions.
+        let k = self.slots.pick(d, j, list.len(), |k| {
+            matches!(self.expected(&render(&self.schema, &list[k])), Ok(Some(_)))
+        });
         let mut found = None;
-        for k in slot_order(j, per, list.len()) {
+        if let Some(k) = k {
             let q = render(&self.schema, &list[k]);
             if let Some(exp) = self.expected(&q)? {
                 found = Some((list[k].clone(), q, exp));
-                break;
             }
         }
         let Some((q, rq, expected)) = found else {
