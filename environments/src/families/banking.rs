@@ -13,9 +13,8 @@ use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Map, Value, json};
 
-use super::common::{
-    AnswerKind, Base, TaskParts, answer_check, difficulty_slot, seal, state_checks, turn,
-};
+use super::answer::{self, answer_check};
+use super::common::{Base, TaskParts, difficulty_slot, seal, state_checks, turn};
 use crate::error::Result;
 use crate::framework::{
     Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
@@ -1111,8 +1110,7 @@ impl Bank {
                     format!("Sum the {cat} debits: {}.", money(total)),
                     vec![call("submit_answer", json!({"answer": money(total)}))],
                 ));
-                hidden["answer"] =
-                    json!({"kind": AnswerKind::Money.as_str(), "value": money(total)});
+                hidden["answer"] = answer::money(total);
                 let scope = if all {
                     "across all my accounts".to_owned()
                 } else {

@@ -18,7 +18,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 
-use super::sql::answer;
+use super::answer;
 use crate::error::{Error, Result};
 use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
 use crate::framework::{

@@ -1,5 +1,6 @@
 //! Shared plumbing of the families: the instance base (tool subset, call parsing, TaskSpec
-//! assembly), sealing a task with its expected final state, and tolerant answer comparison.
+//! assembly), sealing a task with its expected final state, and how task seeds map to distinct
+//! candidate tasks ([`difficulty_slot`], [`interleave`], [`Slots`]). Answers: [`super::answer`].
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::framework::{
     Check, Instance, ReferenceSolution, ReferenceTurn, State, TaskSpec, ToolResult, task_id,
 };
 use crate::toolspec::{ToolSet, family_tools};
-use crate::util::{norm_text, parse_money, py_json};
+use crate::util::py_json;
 
 /// What every instance of a family carries: identity and its tool subset.
 pub struct Base {
@@ -150,100 +151,6 @@ fn clip(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
-/// How a submitted answer compares with the expected one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AnswerKind {
-    /// Money amount: `"$1,234.50"`, `1234.5`, `"1234.50"` are equal.
-    Money,
-    /// Integer count.
-    Integer,
-    /// Text: case, surrounding and repeated whitespace ignored.
-    Text,
-    /// A list of texts compared as a set (order, case, whitespace ignored).
-    TextSet,
-}
-
-impl AnswerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnswerKind::Money => "money",
-            AnswerKind::Integer => "integer",
-            AnswerKind::Text => "text",
-            AnswerKind::TextSet => "text_set",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "money" => AnswerKind::Money,
-            "integer" => AnswerKind::Integer,
-            "text" => AnswerKind::Text,
-            "text_set" => AnswerKind::TextSet,
-            _ => return None,
-        })
-    }
-}
-
-/// Tolerant comparison of a submitted answer value with the expected one.
-pub fn answer_matches(kind: AnswerKind, got: &Value, want: &Value) -> bool {
-    match kind {
-        AnswerKind::Money => {
-            matches!((parse_money(got), parse_money(want)), (Some(a), Some(b)) if a == b)
-        }
-        AnswerKind::Integer => {
-            let as_int = |v: &Value| match v {
-                Value::Number(n) => n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64),
-                Value::String(s) => s.trim().replace(',', "").parse::<i64>().ok(),
-                _ => None,
-            };
-            matches!((as_int(got), as_int(want)), (Some(a), Some(b)) if a == b)
-        }
-        AnswerKind::Text => match (got, want) {
-            (Value::String(a), Value::String(b)) => norm_text(a) == norm_text(b),
-            _ => false,
-        },
-        AnswerKind::TextSet => {
-            let set = |v: &Value| -> Option<Vec<String>> {
-                let items: Vec<String> = match v {
-                    Value::Array(a) => {
-                        a.iter().map(|x| x.as_str().map(norm_text)).collect::<Option<_>>()?
-                    }
-                    Value::String(s) => {
-                        s.split(',').map(norm_text).filter(|x| !x.is_empty()).collect()
-                    }
-                    _ => return None,
-                };
-                let mut items = items;
-                items.sort();
-                items.dedup();
-                Some(items)
-            };
-            matches!((set(got), set(want)), (Some(a), Some(b)) if a == b)
-        }
-    }
-}
-
-/// Check the `submitted` answer stored in the state (under `key`) against `hidden.answer`
-/// (`{"kind": .., "value": ..}`). Returns `None` when the task has no answer.
-pub fn answer_check(task: &TaskSpec, state: &State, key: &str) -> Option<Check> {
-    let spec = task.hidden.get("answer")?;
-    let kind = spec.get("kind").and_then(Value::as_str).and_then(AnswerKind::parse);
-    let want = spec.get("value").unwrap_or(&Value::Null);
-    let got = state.0.get(key).unwrap_or(&Value::Null);
-    let Some(kind) = kind else {
-        return Some(Check::new("answer", false, "task has an answer of unknown kind"));
-    };
-    if got.is_null() {
-        return Some(Check::new("answer", false, "no answer was submitted"));
-    }
-    let ok = answer_matches(kind, got, want);
-    let detail = if ok {
-        format!("{} matches", py_json(got))
-    } else {
-        format!("submitted {}, expected {} ({})", py_json(got), py_json(want), kind.as_str())
-    };
-    Some(Check::new("answer", ok, detail))
-}
-
 /// Task seed `t` of a built-in family has difficulty `t % 5 + 1` and is task `t / 5` of that
 /// difficulty: `(difficulty, j)`.
 pub fn difficulty_slot(task_seed: u64) -> (u8, usize) {
@@ -308,21 +215,4 @@ pub fn interleave<T>(lists: Vec<Vec<T>>, r: &mut impl rand::Rng) -> Vec<T> {
 /// A reference turn from reasoning text and calls.
 pub fn turn(reasoning: impl Into<String>, calls: Vec<ToolCall>) -> ReferenceTurn {
     ReferenceTurn { reasoning: reasoning.into(), calls }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_tolerate_formatting_only() {
-        assert!(answer_matches(AnswerKind::Money, &json!("$1,200.50"), &json!(1200.5)));
-        assert!(!answer_matches(AnswerKind::Money, &json!("1200.51"), &json!(1200.5)));
-        assert!(answer_matches(AnswerKind::Integer, &json!("12"), &json!(12)));
-        assert!(!answer_matches(AnswerKind::Integer, &json!(12.5), &json!(12)));
-        assert!(answer_matches(AnswerKind::Text, &json!("  Paris  Nord "), &json!("paris nord")));
-        assert!(!answer_matches(AnswerKind::Text, &json!("Paris"), &json!("Lyon")));
-        assert!(answer_matches(AnswerKind::TextSet, &json!(["b", "A"]), &json!("a, b")));
-        assert!(!answer_matches(AnswerKind::TextSet, &json!(["a"]), &json!(["a", "b"])));
-    }
 }

@@ -18,7 +18,7 @@ use tantivy::query::QueryParser;
 use tantivy::schema::{Field, STORED, Schema, TEXT, Value as _};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, doc};
 
-use super::sql::answer;
+use super::answer;
 use crate::error::{Error, Result};
 use crate::families::common::{Base, TaskParts, turn};
 use crate::framework::{

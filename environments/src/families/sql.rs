@@ -10,8 +10,7 @@
 //! admits only SELECT/READ/deterministic functions, one statement per call, a VM-step budget via
 //! the progress handler (deterministic; a wall-clock deadline only as a recorded backstop),
 //! `SQLITE_LIMIT_LENGTH`, a process-wide SQLite heap limit, temporary storage in memory and a
-//! row cap (codes in [`crate::limits`]). Also hosts [`answer`],
-//! the submitted-answer helpers shared by the answer-style families (sql, search, code).
+//! row cap (codes in [`crate::limits`]). Answers: [`super::answer`].
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,7 @@ use rusqlite::{Connection, params_from_iter};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::families::answer;
 use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
 use crate::framework::{
     Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
@@ -41,170 +41,6 @@ const TASKS: u64 = 200;
 const STEP_BUDGET: u32 = 4_000;
 /// Rows returned to the agent per query.
 const ROW_CAP: usize = 50;
-
-/// Submitted answers: storage in the state, tolerant comparison with the expected value.
-///
-/// The expected value lives in `hidden.answer` as `{"kind", "value", "decimals"}` with kind
-/// `int`, `number` (within half a unit of the last requested decimal), `percent` (same, a `%`
-/// sign allowed), `text` (case/whitespace/trailing period ignored) or `list` (ordered,
-/// comma/semicolon/newline separated, each item as `text`).
-pub(crate) mod answer {
-    use serde_json::{Map, Value, json};
-
-    use crate::framework::{Check, State, ToolResult};
-    use crate::util::{norm_text, py_json};
-
-    /// The initial state of an answer-style task.
-    pub fn initial_state() -> Value {
-        json!({ "submitted": null })
-    }
-
-    /// `submit_answer(answer)`: final, once.
-    pub fn submit(state: &mut State, args: &Map<String, Value>) -> ToolResult {
-        let Some(text) = args.get("answer").and_then(Value::as_str) else {
-            return ToolResult::error("missing required argument: answer");
-        };
-        if text.trim().is_empty() {
-            return ToolResult::error("answer must not be empty");
-        }
-        let Some(obj) = state.0.as_object_mut() else {
-            return ToolResult::error("internal: state is not an object");
-        };
-        if obj.get("submitted").is_some_and(|v| !v.is_null()) {
-            return ToolResult::error("an answer was already submitted; submissions are final");
-        }
-        obj.insert("submitted".into(), json!({ "answer": text }));
-        ToolResult::write(&json!({ "status": "submitted", "answer": text }))
-    }
-
-    /// The submitted answer text, if any.
-    pub fn submitted(state: &State) -> Option<&str> {
-        state.0.get("submitted")?.get("answer")?.as_str()
-    }
-
-    /// Parse a number written by a person or model: `"1,234.50"`, `"$12"`, `"12.5%"`, `" 7 "`.
-    pub fn parse_number(s: &str) -> Option<f64> {
-        let t: String = s
-            .trim()
-            .trim_end_matches('.')
-            .chars()
-            .filter(|c| !matches!(c, ',' | '$' | '%' | ' ' | '_' | '\u{a0}'))
-            .collect();
-        t.parse::<f64>().ok().filter(|f| f.is_finite())
-    }
-
-    fn norm_item(s: &str) -> String {
-        let t = s.trim().trim_end_matches('.').trim_matches(|c| c == '"' || c == '\'' || c == '`');
-        norm_text(t)
-    }
-
-    /// Expected-answer encoding for `hidden.answer`.
-    pub fn int(v: i64) -> Value {
-        json!({ "kind": "int", "value": v })
-    }
-    pub fn number(v: f64, decimals: u32) -> Value {
-        json!({ "kind": "number", "value": v, "decimals": decimals })
-    }
-    pub fn percent(v: f64, decimals: u32) -> Value {
-        json!({ "kind": "percent", "value": v, "decimals": decimals })
-    }
-    pub fn text(v: &str) -> Value {
-        json!({ "kind": "text", "value": v })
-    }
-    pub fn list(v: &[String]) -> Value {
-        json!({ "kind": "list", "value": v })
-    }
-
-    /// The canonical text of an expected answer (what a reference submits).
-    pub fn display(expected: &Value) -> String {
-        let kind = expected.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let v = expected.get("value").unwrap_or(&Value::Null);
-        let decimals = expected.get("decimals").and_then(Value::as_u64).unwrap_or(2) as usize;
-        match kind {
-            "int" => v.as_i64().map(|i| i.to_string()).unwrap_or_default(),
-            "number" | "percent" => format!("{:.*}", decimals, v.as_f64().unwrap_or(f64::NAN)),
-            "list" => v
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default(),
-            _ => v.as_str().unwrap_or_default().to_owned(),
-        }
-    }
-
-    /// Whether `got` is a harmless variant of `expected`.
-    pub fn matches(expected: &Value, got: &str) -> bool {
-        let kind = expected.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let v = expected.get("value").unwrap_or(&Value::Null);
-        match kind {
-            "int" => match (parse_number(got), v.as_i64()) {
-                (Some(g), Some(w)) => g.fract() == 0.0 && g == w as f64,
-                _ => false,
-            },
-            "number" | "percent" => {
-                if kind == "number" && got.contains('%') {
-                    return false;
-                }
-                let decimals = expected.get("decimals").and_then(Value::as_u64).unwrap_or(2);
-                let tol = 0.5 * 10f64.powi(-(decimals as i32)) * 1.001 + 1e-9;
-                match (parse_number(got), v.as_f64()) {
-                    (Some(g), Some(w)) => (g - w).abs() <= tol,
-                    _ => false,
-                }
-            }
-            "text" => v.as_str().is_some_and(|w| norm_item(got) == norm_item(w)),
-            "list" => {
-                let Some(want) = v.as_array() else { return false };
-                let want: Vec<String> =
-                    want.iter().filter_map(Value::as_str).map(norm_item).collect();
-                let got: Vec<String> =
-                    got.split([',', ';', '\n']).map(norm_item).filter(|s| !s.is_empty()).collect();
-                got == want
-            }
-            _ => false,
-        }
-    }
-
-    /// The verifier's checks for an answer-style task: something was submitted, and it
-    /// matches `expected`.
-    pub fn checks(state: &State, expected: &Value) -> Vec<Check> {
-        let Some(got) = submitted(state) else {
-            return vec![Check::new("answer_submitted", false, "no answer was submitted")];
-        };
-        let ok = matches(expected, got);
-        let detail = if ok {
-            format!("{got:?} matches")
-        } else {
-            format!("submitted {got:?}, expected {}", py_json(&json!(display(expected))))
-        };
-        vec![
-            Check::new("answer_submitted", true, "submitted"),
-            Check::new("answer_correct", ok, detail),
-        ]
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn tolerant_but_not_lax() {
-            assert!(matches(&int(42), " 42 "));
-            assert!(matches(&int(1234), "1,234"));
-            assert!(!matches(&int(42), "43"));
-            assert!(!matches(&int(42), "42.5"));
-            assert!(matches(&number(1234.567, 2), "1234.57"));
-            assert!(matches(&number(1234.567, 2), "$1,234.567"));
-            assert!(!matches(&number(1234.567, 2), "1234.58"));
-            assert!(!matches(&number(12.0, 2), "12%"));
-            assert!(matches(&percent(12.345, 2), "12.35%"));
-            assert!(matches(&text("Velmora"), "velmora."));
-            assert!(!matches(&text("Velmora"), "Velmoran"));
-            let l = list(&["A b".into(), "C".into()]);
-            assert!(matches(&l, "a B, c"));
-            assert!(!matches(&l, "C, A b"));
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Schema variants.

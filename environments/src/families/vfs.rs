@@ -12,10 +12,8 @@ use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Map, Value, json};
 
-use super::common::{
-    AnswerKind, Base, TaskParts, answer_check, difficulty_slot, interleave, seal, state_checks,
-    turn,
-};
+use super::answer::{self, answer_check};
+use super::common::{Base, TaskParts, difficulty_slot, interleave, seal, state_checks, turn};
 use crate::error::Result;
 use crate::framework::{
     Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
@@ -633,7 +631,7 @@ impl Workspace {
                     format!("The count is {n}."),
                     vec![call("submit_answer", json!({"answer": n.to_string()}))],
                 ));
-                hidden["answer"] = json!({"kind": AnswerKind::Integer.as_str(), "value": n});
+                hidden["answer"] = answer::int(n as i64);
                 let user = match shape {
                     0 => format!("{question} Submit the number."),
                     1 => format!(
