@@ -460,12 +460,14 @@ enum RTask {
         gift: bool,
         cancel: Option<(usize, usize)>,
     },
-    /// Exchange one item for another variant, and maybe cancel a pending order too.
+    /// Exchange one item for another variant (`gift`: pay the difference with the gift card),
+    /// and maybe cancel a pending order too.
     Exchange {
         u: usize,
         o: usize,
         item: usize,
         new_id: String,
+        gift: bool,
         cancel: Option<(usize, usize)>,
     },
     /// A return after the window (transfer), and maybe cancel a pending order too.
@@ -572,12 +574,15 @@ impl Shop {
             .collect();
         let plain_exchanges = exchanges
             .iter()
-            .map(|(u, o, item, new_id)| RTask::Exchange {
-                u: *u,
-                o: *o,
-                item: *item,
-                new_id: new_id.clone(),
-                cancel: None,
+            .flat_map(|(u, o, item, new_id)| {
+                [false, true].map(|gift| RTask::Exchange {
+                    u: *u,
+                    o: *o,
+                    item: *item,
+                    new_id: new_id.clone(),
+                    gift,
+                    cancel: None,
+                })
             })
             .collect();
         let plain_expired = expireds
@@ -603,6 +608,7 @@ impl Shop {
                     o: *o,
                     item: *item,
                     new_id: new_id.clone(),
+                    gift: false,
                     cancel: Some(c),
                 })
             })
@@ -719,7 +725,7 @@ impl Shop {
                     "return"
                 }
             }
-            RTask::Exchange { o, item, new_id, cancel, .. } => {
+            RTask::Exchange { o, item, new_id, gift, cancel, .. } => {
                 let oid = order_id(*o);
                 let it = &user.orders[*o]["items"][*item];
                 let (pi, _) = self.items.get(new_id).copied().unwrap_or((0, 0));
@@ -737,8 +743,9 @@ impl Shop {
                         call("get_product_details", json!({"product_id": p.id})),
                     ],
                 ));
-                turns.push(turn(format!("Variant {new_id} ({} {nv}) is available; exchange.", p.option_name), vec![call("exchange_delivered_order_items", json!({"order_id": oid, "item_ids": [it["item_id"]], "new_item_ids": [new_id], "payment_method_id": user.card}))]));
-                asks.push(format!("please exchange the {} in order {oid} for the {} {nv} variant, paying any difference with my credit card", p.name, p.option_name));
+                turns.push(turn(format!("Variant {new_id} ({} {nv}) is available; exchange.", p.option_name), vec![call("exchange_delivered_order_items", json!({"order_id": oid, "item_ids": [it["item_id"]], "new_item_ids": [new_id], "payment_method_id": if *gift { &user.gift } else { &user.card }}))]));
+                let pay = if *gift { "gift card" } else { "credit card" };
+                asks.push(format!("please exchange the {} in order {oid} for the {} {nv} variant, paying any difference with my {pay}", p.name, p.option_name));
                 if let Some((co, reason)) = cancel {
                     add_cancel(&mut turns, &mut asks, *co, *reason);
                     "exchange_cancel"
