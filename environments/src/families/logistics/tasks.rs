@@ -79,6 +79,12 @@ impl LogisticsInstance {
                 });
             }
         }
+        // Spare d1 candidates, after the shuffled ones (so only an instance with too few
+        // single shipments that have a unique optimum reaches them): one shipment with a banned
+        // carrier.
+        let spare: Vec<(Kind, bool)> =
+            all_unbooked.iter().map(|&s| (Kind::Book(vec![s]), true)).collect();
+        kinds[0].extend(spare);
         let mut allowed = vec!["list_shipments", "get_shipment", "find_routes", "get_carrier"];
         if r.random_bool(0.5) {
             allowed.push("quote_route");
