@@ -41,6 +41,8 @@ enum Command {
     Validate(commands::validate::Args),
     /// Summarise one or more dataset folders (and check shards are disjoint).
     Inspect(commands::inspect::Args),
+    /// Check a sharded dataset in an object store is whole and write its `_SUCCESS`.
+    Seal(commands::seal::Args),
     /// OpenAI-compatible HTTP server over the local engine.
     Serve(commands::serve::Args),
     /// A self-contained HTML report: statistics, charts and a trajectory viewer.
@@ -141,6 +143,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => commands::generate::run(a),
         Command::Validate(a) => commands::validate::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Seal(a) => commands::seal::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::Rollout(a) => commands::rollout::run(a),

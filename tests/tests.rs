@@ -12,6 +12,7 @@ mod model;
 mod opsafety;
 mod report;
 mod rollout;
+mod scaleout;
 mod serve;
 mod synth;
 mod util;

@@ -142,6 +142,15 @@ pub enum Error {
         /// Who holds it (`pid N on HOST`).
         holder: String,
     },
+    /// A finished part could not be published to where the run sends its parts (an object
+    /// store): the run stops, the part stays in the local staging folder.
+    #[error("publishing {path}: {message}")]
+    Publish {
+        /// The part or object concerned.
+        path: String,
+        /// What went wrong (the store's error, a lost lease, ...).
+        message: String,
+    },
     /// Writer options that cannot work (zero rows per file, shard index out of range).
     #[error("invalid writer options: {reason}")]
     InvalidOptions {

@@ -103,6 +103,6 @@ pub use schema::{
 };
 pub use stats::{DatasetStats, scan_dataset};
 pub use writer::{
-    DATA_DIR, DatasetWriter, TMP_SUFFIX, WriteSummary, WriterOptions, WrittenFile,
+    DATA_DIR, DatasetWriter, Publish, TMP_SUFFIX, WriteSummary, WriterOptions, WrittenFile,
     parse_part_file_name, part_file_name,
 };

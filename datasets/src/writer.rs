@@ -98,6 +98,19 @@ impl WriteSummary {
     }
 }
 
+/// Where finished parts go besides the local folder (an object store). The writer calls it
+/// right after a part is renamed and the journal (`manifest.json`) lists it, from the writer's
+/// own thread; an error stops the run like a write error.
+pub trait Publish: Send + Sync + std::fmt::Debug {
+    /// `file` (under `dir`) is finished; `journal` is the folder's manifest that now records it.
+    fn publish_part(
+        &self,
+        dir: &Path,
+        file: &WrittenFile,
+        journal: Option<&Manifest>,
+    ) -> Result<()>;
+}
+
 /// File name of a part: `{split}-{shard:05}-{part:05}.parquet`.
 pub fn part_file_name(split: Split, shard: u32, part: u32) -> String {
     format!("{split}-{shard:05}-{part:05}.parquet")
@@ -154,6 +167,8 @@ pub struct DatasetWriter {
     summary: WriteSummary,
     /// The dataset root and its manifest, rewritten each time a part is finished.
     journal: Option<(PathBuf, Manifest)>,
+    /// Called with every finished part (after the journal).
+    publisher: Option<std::sync::Arc<dyn Publish>>,
 }
 
 fn idx(split: Split) -> usize {
@@ -248,6 +263,7 @@ impl DatasetWriter {
             buffers: [Vec::new(), Vec::new()],
             summary: WriteSummary::default(),
             journal: None,
+            publisher: None,
         })
     }
 
@@ -256,6 +272,12 @@ impl DatasetWriter {
     /// manifest always lists exactly the parts a later `--resume` may trust.
     pub fn with_journal(mut self, dir: impl AsRef<Path>, manifest: Manifest) -> Self {
         self.journal = Some((dir.as_ref().to_owned(), manifest));
+        self
+    }
+
+    /// Hand every finished part to `publisher` (after the journal records it).
+    pub fn with_publisher(mut self, publisher: Option<std::sync::Arc<dyn Publish>>) -> Self {
+        self.publisher = publisher;
         self
     }
 
@@ -347,6 +369,10 @@ impl DatasetWriter {
         if let Some((dir, manifest)) = self.journal.as_mut() {
             manifest.files.push(written.clone());
             manifest.write(dir)?;
+        }
+        if let Some(p) = &self.publisher {
+            let root = self.data_dir.parent().unwrap_or(&self.data_dir);
+            p.publish_part(root, &written, self.journal.as_ref().map(|(_, m)| m))?;
         }
         self.summary.files.push(written);
         Ok(())

@@ -34,7 +34,9 @@ pub use policy::{
 pub use preflight::preflight;
 pub use reference::ReferencePolicy;
 pub use rollout::{RolloutContext, RolloutLimits, RolloutOutput, rollout};
-pub use run::{RowSink, RunConfig, RunReport, ShardSpec, run, run_with_sink, shutdown_signal};
+pub use run::{
+    RowSink, RunConfig, RunReport, SHARD_INDEX_VARS, ShardSpec, run, run_with_sink, shutdown_signal,
+};
 pub use validate::{
     Issue, Rejection, SchemaCache, ToolSchemas, check_completion, check_conversation,
     check_conversation_cached, codes,

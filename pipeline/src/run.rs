@@ -55,20 +55,66 @@ impl Default for ShardSpec {
 
 impl FromStr for ShardSpec {
     type Err = Error;
+    /// `I/N`, or `auto/N` with the index from the environment ([`ShardSpec::resolve`]).
     fn from_str(s: &str) -> Result<Self> {
-        let bad =
-            || Error::Config { message: format!("--shard wants I/N with 0 <= I < N, got {s:?}") };
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let index: u32 = i.trim().parse().map_err(|_| bad())?;
-        let count: u32 = n.trim().parse().map_err(|_| bad())?;
-        if count == 0 || index >= count {
-            return Err(bad());
-        }
-        Ok(ShardSpec { index, count })
+        ShardSpec::resolve(s, |k| std::env::var(k).ok())
     }
 }
 
+/// Where `--shard auto/N` finds its index: Kubernetes Indexed Jobs set the first, Slurm job
+/// arrays the second (offset by `SLURM_ARRAY_TASK_MIN` when the array does not start at 0).
+pub const SHARD_INDEX_VARS: [&str; 2] = ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID"];
+
 impl ShardSpec {
+    /// Parse `I/N` or `auto/N`, reading `auto`'s index through `env` (a job array's index
+    /// variable, [`SHARD_INDEX_VARS`]), so one container command serves every index.
+    pub fn resolve(s: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let bad = || Error::Config {
+            message: format!("--shard wants I/N or auto/N with 0 <= I < N, got {s:?}"),
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        let index: u32 = if i.trim() == "auto" {
+            let var = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+            let (name, value) = SHARD_INDEX_VARS
+                .iter()
+                .find_map(|k| var(k).map(|v| (*k, v)))
+                .ok_or_else(|| Error::Config {
+                    message: format!(
+                        "--shard auto/{count} needs the job array's index in the environment: \
+                         JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID \
+                         (Slurm array); neither is set"
+                    ),
+                })?;
+            let parsed = |k: &str, v: &str| {
+                v.parse::<u32>().map_err(|_| Error::Config {
+                    message: format!("--shard auto/{count}: {k}={v:?} is not a number"),
+                })
+            };
+            let raw = parsed(name, &value)?;
+            let min = match (name, var("SLURM_ARRAY_TASK_MIN")) {
+                ("SLURM_ARRAY_TASK_ID", Some(m)) => parsed("SLURM_ARRAY_TASK_MIN", &m)?,
+                _ => 0,
+            };
+            raw.checked_sub(min).ok_or_else(|| Error::Config {
+                message: format!(
+                    "--shard auto/{count}: {name}={raw} is below SLURM_ARRAY_TASK_MIN={min}"
+                ),
+            })?
+        } else {
+            i.trim().parse().map_err(|_| bad())?
+        };
+        if count == 0 || index >= count {
+            return Err(Error::Config {
+                message: format!(
+                    "--shard {s}: index {index} is not below the shard count {count} (the job \
+                     array has more indices than --shard names shards?)"
+                ),
+            });
+        }
+        Ok(ShardSpec { index, count })
+    }
+
     /// Whether global task `index` belongs to this shard.
     pub fn owns(&self, index: u64) -> bool {
         index % u64::from(self.count) == u64::from(self.index)
@@ -122,6 +168,13 @@ pub struct RunConfig {
     /// Extra manifest facts from the CLI (git revision, checkpoint hash, ...).
     pub git_revision: Option<String>,
     pub checkpoint_config_sha256: Option<String>,
+    /// The object-store URL the run publishes to (`--out s3://...`); `out` is then its local
+    /// staging folder. Named in messages instead of the staging folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_url: Option<String>,
+    /// Where finished parts go besides `out` (the object store of `store_url`).
+    #[serde(skip)]
+    pub publisher: Option<std::sync::Arc<dyn agentgen_datasets::Publish>>,
 }
 
 impl Default for RunConfig {
@@ -152,6 +205,8 @@ impl Default for RunConfig {
             command_line: String::new(),
             git_revision: None,
             checkpoint_config_sha256: None,
+            store_url: None,
+            publisher: None,
         }
     }
 }
@@ -305,7 +360,7 @@ fn take_folder(
     identity: &BTreeMap<String, serde_json::Value>,
 ) -> Result<(FolderLock, Vec<WrittenFile>)> {
     let dir = &cfg.out;
-    let shown = dir.display().to_string();
+    let shown = cfg.store_url.clone().unwrap_or_else(|| dir.display().to_string());
     if cfg.resume && cfg.overwrite {
         return Err(Error::Config {
             message: "--resume and --overwrite exclude each other".into(),
@@ -613,7 +668,8 @@ where
     };
     let mut writer = DatasetWriter::try_new(&cfg.out, writer_opts)
         .map_err(ds)?
-        .with_journal(&cfg.out, base.clone());
+        .with_journal(&cfg.out, base.clone())
+        .with_publisher(cfg.publisher.clone());
     let writer_stop = stop.clone();
     let writer_thread = std::thread::Builder::new()
         .name("agentgen-writer".into())
@@ -827,8 +883,11 @@ where
         let _ = t.await;
     }
     bar.finish_and_clear();
-    let written = writer_thread
-        .join()
+    // Joined off the runtime's workers: the writer may still be publishing its last parts
+    // through this runtime (an object store), which needs a free worker to make progress.
+    let written = tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .map_err(|e| Error::Join { message: format!("joining the writer: {e}") })?
         .map_err(|_| Error::Join { message: "writer thread panicked".into() })??;
 
     // Manifest + card, with counts recomputed from the finished files (correct across resumes).
@@ -1246,4 +1305,47 @@ fn turn_row_id(episode: &str, turn: u32) -> String {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShardSpec;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn shard_auto_takes_the_index_of_the_job_array() {
+        let k8s = ShardSpec::resolve("auto/8", env(&[("JOB_COMPLETION_INDEX", "5")]));
+        assert_eq!(k8s.ok(), Some(ShardSpec { index: 5, count: 8 }));
+        let slurm = ShardSpec::resolve(
+            "auto/4",
+            env(&[("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_MIN", "4")]),
+        );
+        assert_eq!(slurm.ok(), Some(ShardSpec { index: 3, count: 4 }));
+        // Kubernetes wins when both are set (a Slurm variable leaking into a pod is harmless).
+        let both = ShardSpec::resolve(
+            "auto/4",
+            env(&[("SLURM_ARRAY_TASK_ID", "1"), ("JOB_COMPLETION_INDEX", "2")]),
+        );
+        assert_eq!(both.ok(), Some(ShardSpec { index: 2, count: 4 }));
+        assert_eq!(
+            ShardSpec::resolve("2/4", env(&[])).ok(),
+            Some(ShardSpec { index: 2, count: 4 })
+        );
+    }
+
+    #[test]
+    fn shard_auto_refuses_a_missing_or_out_of_range_index_by_name() {
+        let missing = ShardSpec::resolve("auto/4", env(&[])).expect_err("no index");
+        assert!(missing.to_string().contains("JOB_COMPLETION_INDEX"), "{missing}");
+        let big = ShardSpec::resolve("auto/4", env(&[("JOB_COMPLETION_INDEX", "4")]))
+            .expect_err("index 4 of 4");
+        assert!(big.to_string().contains("index 4 is not below the shard count 4"), "{big}");
+        let nan = ShardSpec::resolve("auto/4", env(&[("SLURM_ARRAY_TASK_ID", "x")]))
+            .expect_err("not a number");
+        assert!(nan.to_string().contains("SLURM_ARRAY_TASK_ID=\"x\""), "{nan}");
+        assert!(ShardSpec::resolve("auto/0", env(&[("JOB_COMPLETION_INDEX", "0")])).is_err());
+    }
 }

@@ -21,7 +21,11 @@ use serde::Deserialize;
 /// into `./dataset`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Output folder.
+    /// Output folder, or an object store: `s3://BUCKET/PREFIX`, `gs://...`, `az://...`,
+    /// `file:///PATH` (credentials from the usual `AWS_*`/`GOOGLE_*`/`AZURE_*` variables). A
+    /// store run claims its shard with a lease, stages parts locally and puts each one
+    /// create-only; a retry of the same shard resumes from what the store holds. Finish with
+    /// `agentgen seal URL --shards N`.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Global number of tasks (each shard takes its part).
@@ -63,9 +67,19 @@ pub struct Args {
     /// each in-flight package episode holds one worker process].
     #[arg(long)]
     concurrency: Option<usize>,
-    /// This machine's part of a job array, `I/N` (0-based).
+    /// This machine's part of a job array, `I/N` (0-based), or `auto/N`: the index from
+    /// `JOB_COMPLETION_INDEX` (Kubernetes Indexed Job) or `SLURM_ARRAY_TASK_ID` (Slurm), so one
+    /// command serves every index.
     #[arg(long)]
     shard: Option<String>,
+    /// With a store `--out`: seconds a shard's lease lasts without renewal (renewed every
+    /// third of it); a retry of a dead holder's index takes over after this long.
+    #[arg(long, value_name = "SECS", default_value_t = agentgen_store::DEFAULT_LEASE_SECS)]
+    lease_secs: u64,
+    /// With a store `--out`: the local folder parts are written to before upload (new or
+    /// empty; needs room for this shard's parts) [default: a new temporary folder].
+    #[arg(long, value_name = "DIR")]
+    staging: Option<PathBuf>,
     /// Continue a killed or interrupted run in the same folder (same configuration only).
     #[arg(long)]
     resume: bool,
@@ -136,6 +150,8 @@ struct FileConfig {
     samples_per_task: Option<u32>,
     concurrency: Option<usize>,
     shard: Option<String>,
+    lease_secs: Option<u64>,
+    staging: Option<PathBuf>,
     temperature: Option<f32>,
     top_p: Option<f32>,
     max_tokens: Option<usize>,
@@ -257,6 +273,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rt.worker_threads(t.max(1));
     }
     let rt = rt.build().context("starting the tokio runtime")?;
+    // An object store `--out`: take the shard's lease before anything is written.
+    let out_text = cfg.out.to_string_lossy().into_owned();
+    let mut published = None;
+    if agentgen_store::is_url(&out_text) {
+        let lease_secs = if args.lease_secs == agentgen_store::DEFAULT_LEASE_SECS {
+            file.lease_secs.unwrap_or(args.lease_secs)
+        } else {
+            args.lease_secs
+        };
+        let staging = args.staging.clone().or_else(|| file.staging.clone());
+        match super::store::prepare(&rt, &out_text, &mut cfg, lease_secs, staging)? {
+            super::store::Prepared::Ready(p) => published = Some(p),
+            super::store::Prepared::Busy(line) => {
+                eprintln!("{line}");
+                return Ok(ExitCode::from(3));
+            }
+        }
+    }
     let shutdown = agentgen_pipeline::shutdown_signal();
     let report = match policy.as_str() {
         "reference" => {
@@ -276,6 +310,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let p = super::endpoint::chat_policy(&rt, http, api_model.as_deref(), flags)?;
                 let (report, stopped) = super::endpoint::run_chat(&rt, cfg, p, None)?;
                 if let Some(code) = stopped {
+                    if let Some(p) = published.take() {
+                        p.finish()?;
+                    }
                     rt.shutdown_timeout(Duration::from_secs(1));
                     eprintln!("{}", report.table.trim_end());
                     eprintln!("{}", super::written_to(&report));
@@ -295,6 +332,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         other => bail!("--policy must be reference, local, http or chat, got {other:?}"),
     };
+    if let Some(p) = published.take() {
+        p.finish()?;
+    }
     rt.shutdown_timeout(Duration::from_secs(1));
     eprintln!("{}", report.table.trim_end());
     eprintln!("{}", super::written_to(&report));

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 /// input.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Dataset folders (each holding data/*.parquet and manifest.json).
+    /// Dataset folders (each holding data/*.parquet and manifest.json), or object-store URLs
+    /// of sharded datasets (`s3://bucket/prefix`, ...: downloaded to a temporary folder).
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
     /// Also report exact duplicate trajectories (hash of normalised messages + tools) among
@@ -43,7 +44,10 @@ struct DirReport {
     manifest: Option<Manifest>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    // Store URLs (`s3://...`): downloaded, one folder per shard, for the command's length.
+    let (local, _fetched) = super::store::localize(std::mem::take(&mut args.dirs))?;
+    args.dirs = local;
     let mut problems: Vec<String> = Vec::new();
     let mut reports = Vec::new();
     let mut per_family: BTreeMap<String, SplitCounts> = BTreeMap::new();

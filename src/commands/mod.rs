@@ -11,12 +11,29 @@ pub mod inspect;
 pub mod model;
 pub mod report;
 pub mod rollout;
+pub mod seal;
 pub mod serve;
+pub mod store;
 pub mod synth;
 pub mod validate;
 
 /// The summary's last line: where the files went.
 pub(crate) fn written_to(report: &agentgen_pipeline::RunReport) -> String {
+    if let Some(url) = report.manifest.config.get("store_url").and_then(|v| v.as_str()) {
+        let m = &report.manifest;
+        return format!(
+            "shard {}/{} in {url}: {} part file(s) under {url}/data ({} train, {} rejected rows in \
+             this shard), {url}/_shards/{:05}/manifest.json; when every shard is done: agentgen \
+             seal {url} --shards {}",
+            m.shard_index,
+            m.shard_count,
+            m.files.len(),
+            m.counts.accepted,
+            m.counts.rejected,
+            m.shard_index,
+            m.shard_count
+        );
+    }
     let dir = &report.manifest.config["out"];
     let dir = dir.as_str().map_or_else(|| dir.to_string(), str::to_owned);
     let (train, rejected) = (report.manifest.counts.accepted, report.manifest.counts.rejected);

@@ -10,7 +10,7 @@ use agentgen_report::{DEFAULT_SAMPLES, SampleOptions, SplitFilter};
 /// network. Inputs: dataset folders (several shards), or any Parquet/JSONL `validate` reads.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Dataset folders, Parquet files or JSONL files.
+    /// Dataset folders, Parquet files, JSONL files, or object-store URLs of sharded datasets.
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
     /// The HTML file to write.
@@ -27,7 +27,10 @@ pub struct Args {
     pub seed: u64,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    // Store URLs (`s3://...`): downloaded, one folder per shard, for the command's length.
+    let (local, _fetched) = super::store::localize(std::mem::take(&mut args.dirs))?;
+    args.dirs = local;
     let Some(split) = SplitFilter::parse(&args.split) else {
         eprintln!("error: --split must be train, rejected or all, got {:?}", args.split);
         return Ok(ExitCode::from(2));

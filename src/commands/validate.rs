@@ -23,8 +23,8 @@ use serde::Serialize;
 /// and tool arguments against the tools given.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Parquet files or dataset folders, JSONL files (`{"messages", "tools"?}` per line), or
-    /// with `--completions` raw completion texts.
+    /// Parquet files or dataset folders, object-store URLs of sharded datasets, JSONL files
+    /// (`{"messages", "tools"?}` per line), or with `--completions` raw completion texts.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// Write a machine-readable report here.
@@ -70,7 +70,10 @@ struct Report {
     exit_code: u8,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    // Store URLs (`s3://...`): downloaded, one folder per shard, for the command's length.
+    let (local, _fetched) = super::store::localize(std::mem::take(&mut args.paths))?;
+    args.paths = local;
     let mode = match args.thinking_mode.as_str() {
         "thinking" => ThinkingMode::Thinking,
         "chat" => ThinkingMode::Chat,
