@@ -1,375 +1,11 @@
-//! `vfs`: a project workspace in a virtual filesystem (a JSON map path -> content in the
-//! state). Tasks: move/rename files, change config values, rename a function across the code
-//! base, clean up build artefacts, relocate a module and fix its imports, and count things
-//! (TODO markers). The verifier compares the final file tree with the reference's and checks
-//! submitted counts. File and workspace sizes are capped ([`crate::limits`]): a write or edit
-//! that would pass a cap is refused with a `limit.vfs_*` error observation.
+//! The vfs family's tasks: the candidate tasks of each difficulty ([`VTask`], [`candidates`]),
+//! one per task slot, and each task's prompt, reference solution and verifier data.
 
-use std::sync::Arc;
-
-use agentgen_codec::{Message, ToolCall};
-use rand::Rng;
-use rand::seq::{IndexedRandom, SliceRandom};
-use serde_json::{Map, Value, json};
-
-use super::answer::{self, answer_check};
-use super::common::{Base, TaskParts, difficulty_slot, interleave, seal, state_checks, turn};
-use crate::error::Result;
-use crate::framework::{
-    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
-};
-use crate::limits::{self, codes as limit_codes};
-use crate::util::{arg_str, call, rng};
-
-const NAME: &str = "vfs";
-const VERSION: u32 = 2;
-
-/// The virtual-filesystem workspace family.
-pub struct Vfs;
-
-impl Family for Vfs {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Ok(Arc::new(Workspace::build(instance_seed)?))
-    }
-}
-
-const MODULES: &[&str] = &[
-    "parser",
-    "storage",
-    "billing",
-    "auth",
-    "report",
-    "cache",
-    "network",
-    "scheduler",
-    "metrics",
-    "export",
-];
-const VERBS: &[&str] =
-    &["load", "save", "compute", "validate", "render", "fetch", "parse", "merge", "flush", "send"];
-const NOUNS: &[&str] = &[
-    "config", "invoice", "user", "record", "batch", "summary", "token", "entry", "report", "queue",
-];
-
-struct Workspace {
-    base: Base,
-    project: String,
-    files: Map<String, Value>,
-    /// Candidate tasks per difficulty, in slot order.
-    cands: [Vec<VTask>; 5],
-}
-
-impl Workspace {
-    fn build(seed: u64) -> Result<Self> {
-        let mut r = rng(&[0xF5F5, seed]);
-        let mut allowed = vec![
-            "list_dir",
-            "read_file",
-            "grep",
-            "edit_file",
-            "move_file",
-            "delete_file",
-            "submit_answer",
-        ];
-        for t in ["find_files", "write_file"] {
-            if r.random_bool(0.8) {
-                allowed.push(t);
-            }
-        }
-        allowed.shuffle(&mut r);
-        let base = Base::new(NAME, VERSION, seed, allowed)?;
-        let project = format!(
-            "{}-{}",
-            ["atlas", "quill", "ember", "orbit", "delta", "nova"].choose(&mut r).unwrap_or(&"app"),
-            r.random_range(1..99)
-        );
-        let mut mods: Vec<&str> = MODULES.to_vec();
-        mods.shuffle(&mut r);
-        let mods: Vec<&str> = mods[..r.random_range(4..=7)].to_vec();
-        let mut files = Map::new();
-        let mut funcs: Vec<(String, String)> = Vec::new();
-        for m in &mods {
-            let mut body = format!("\"\"\"The {m} module of {project}.\"\"\"\n\n");
-            for _ in 0..r.random_range(2..=4) {
-                let f = format!(
-                    "{}_{}",
-                    VERBS.choose(&mut r).unwrap_or(&"load"),
-                    NOUNS.choose(&mut r).unwrap_or(&"config")
-                );
-                if funcs.iter().any(|(_, g)| *g == f) {
-                    continue;
-                }
-                body.push_str(&format!("def {f}(data):\n"));
-                if r.random_bool(0.35) {
-                    body.push_str("    # TODO: handle empty input\n");
-                }
-                body.push_str(&format!("    return data  # {m}\n\n"));
-                funcs.push(((*m).to_owned(), f));
-            }
-            files.insert(format!("src/{m}.py"), json!(body));
-        }
-        // Callers: main.py and a few tests import functions from modules.
-        let mut main = String::from("\"\"\"Entry point.\"\"\"\n");
-        let mut callers: Vec<&(String, String)> = funcs.iter().collect();
-        callers.shuffle(&mut r);
-        for (m, f) in callers.iter().take(4) {
-            main.push_str(&format!("from src.{m} import {f}\n"));
-        }
-        main.push_str("\n\ndef main():\n    # TODO: parse command-line flags\n    pass\n");
-        files.insert("main.py".into(), json!(main));
-        for (m, f) in callers.iter().skip(1).take(3) {
-            files.insert(
-                format!("tests/test_{m}_{f}.py"),
-                json!(format!(
-                    "from src.{m} import {f}\n\n\ndef test_{f}():\n    assert {f}(1) == 1\n"
-                )),
-            );
-        }
-        let timeout = r.random_range(5..=60);
-        let retries = r.random_range(1..=5);
-        files.insert(
-            "config/app.yaml".into(),
-            json!(format!(
-                "name: {project}\ntimeout: {timeout}\nretries: {retries}\nlog_level: info\n"
-            )),
-        );
-        files.insert(
-            "README.md".into(),
-            json!(format!("# {project}\n\nRun `python main.py`.\n\nTODO: write usage docs\n")),
-        );
-        files.insert("notes/todo.txt".into(), json!("- refactor storage\n- add metrics\n"));
-        for i in 0..r.random_range(2..=5) {
-            let ext = if r.random_bool(0.5) { "log" } else { "tmp" };
-            files.insert(format!("build/out_{i}.{ext}"), json!(format!("artifact {i}\n")));
-        }
-        files.insert("build/keep.txt".into(), json!("keep this file\n"));
-        let cands = candidates(&files, &mut r);
-        Ok(Workspace { base, project, files, cands })
-    }
-}
-
-fn files(state: &State) -> Option<&Map<String, Value>> {
-    state.0.get("files")?.as_object()
-}
-
-/// Refuse a write that would make `path` hold `new_len` bytes, when the file or the whole
-/// workspace would pass its cap.
-fn check_size(fs: &Map<String, Value>, path: &str, new_len: usize) -> Option<ToolResult> {
-    if new_len > limits::VFS_FILE_MAX_BYTES {
-        return Some(limits::limit_error(
-            limit_codes::VFS_FILE_BYTES,
-            format!(
-                "{path} would be {new_len} bytes; files are limited to {} bytes",
-                limits::VFS_FILE_MAX_BYTES
-            ),
-        ));
-    }
-    let old_len = fs.get(path).and_then(Value::as_str).map_or(0, str::len);
-    let total: usize = fs.values().filter_map(Value::as_str).map(str::len).sum();
-    let total = total - old_len + new_len;
-    let files = fs.len() + usize::from(!fs.contains_key(path));
-    if total > limits::VFS_WORKSPACE_MAX_BYTES || files > limits::VFS_MAX_FILES {
-        return Some(limits::limit_error(
-            limit_codes::VFS_WORKSPACE_BYTES,
-            format!(
-                "the workspace would hold {total} bytes in {files} files; it is limited to {} bytes and {} files",
-                limits::VFS_WORKSPACE_MAX_BYTES,
-                limits::VFS_MAX_FILES
-            ),
-        ));
-    }
-    None
-}
-
-fn norm_path(p: &str) -> String {
-    let p = p.trim().trim_start_matches("./").trim_start_matches('/');
-    p.trim_end_matches('/').to_owned()
-}
-
-fn glob(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let mut rest = name;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(x) = rest.strip_prefix(part) else { return false };
-            rest = x;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
-
-fn under(path: &str, dir: Option<&str>) -> bool {
-    match dir.map(norm_path) {
-        None => true,
-        Some(d) if d.is_empty() || d == "." => true,
-        Some(d) => path.starts_with(&format!("{d}/")),
-    }
-}
-
-impl Instance for Workspace {
-    fn task(&self, task_seed: u64) -> Result<TaskSpec> {
-        let spec = self.generate(task_seed)?;
-        seal(self, &self.base, spec)
-    }
-
-    fn call(&self, state: &mut State, call: &ToolCall) -> ToolResult {
-        let (name, args) = match self.base.parse(call) {
-            Ok(x) => x,
-            Err(e) => return e,
-        };
-        let Some(fs) = files(state) else { return ToolResult::error("workspace is not mounted") };
-        let path = norm_path(arg_str(&args, "path").unwrap_or_default());
-        match name {
-            "list_dir" => {
-                let dir =
-                    if path.is_empty() || path == "." { String::new() } else { format!("{path}/") };
-                let mut entries: Vec<String> = fs
-                    .keys()
-                    .filter_map(|k| k.strip_prefix(&dir))
-                    .map(|rest| match rest.split_once('/') {
-                        Some((d, _)) => format!("{d}/"),
-                        None => rest.to_owned(),
-                    })
-                    .collect();
-                entries.dedup();
-                entries.sort();
-                entries.dedup();
-                if entries.is_empty() {
-                    return ToolResult::error(format!("no such directory {path:?}"));
-                }
-                ToolResult::read(
-                    &json!({"path": if path.is_empty() { "." } else { &path }, "entries": entries}),
-                )
-            }
-            "find_files" => {
-                let pat = arg_str(&args, "pattern").unwrap_or_default().trim();
-                let dir = arg_str(&args, "under");
-                let hits: Vec<&String> = fs
-                    .keys()
-                    .filter(|k| under(k, dir) && glob(pat, k.rsplit('/').next().unwrap_or(k)))
-                    .collect();
-                ToolResult::read(&json!({"matches": hits}))
-            }
-            "read_file" => match fs.get(&path).and_then(Value::as_str) {
-                None => ToolResult::error(format!("no such file {path:?}")),
-                Some(c) => {
-                    let numbered: Vec<String> =
-                        c.lines().enumerate().map(|(i, l)| format!("{:>4}| {l}", i + 1)).collect();
-                    ToolResult::read(&json!({"path": path, "content": numbered.join("\n")}))
-                }
-            },
-            "grep" => {
-                let pat = arg_str(&args, "pattern").unwrap_or_default();
-                if pat.is_empty() {
-                    return ToolResult::error("pattern must not be empty");
-                }
-                let dir = arg_str(&args, "under");
-                let mut hits = Vec::new();
-                for (k, v) in fs.iter().filter(|(k, _)| under(k, dir)) {
-                    for (i, l) in v.as_str().unwrap_or_default().lines().enumerate() {
-                        if l.contains(pat) {
-                            hits.push(json!({"path": k, "line": i + 1, "text": l}));
-                        }
-                    }
-                }
-                ToolResult::read(&json!({"matches": hits}))
-            }
-            "write_file" => {
-                if path.is_empty() {
-                    return ToolResult::error("path must not be empty");
-                }
-                let content = arg_str(&args, "content").unwrap_or_default().to_owned();
-                let n = content.len();
-                if let Some(refused) = check_size(fs, &path, n) {
-                    return refused;
-                }
-                state.0["files"][&path] = json!(content);
-                ToolResult::write(&json!({"path": path, "bytes": n}))
-            }
-            "edit_file" => {
-                let old = arg_str(&args, "old").unwrap_or_default();
-                let new = arg_str(&args, "new").unwrap_or_default();
-                let Some(c) = fs.get(&path).and_then(Value::as_str) else {
-                    return ToolResult::error(format!("no such file {path:?}"));
-                };
-                if old.is_empty() || !c.contains(old) {
-                    return ToolResult::error(format!("{old:?} does not occur in {path}"));
-                }
-                let n = c.matches(old).count();
-                // The size is known before building the string.
-                let new_len = (c.len() - n * old.len()).saturating_add(n.saturating_mul(new.len()));
-                if let Some(refused) = check_size(fs, &path, new_len) {
-                    return refused;
-                }
-                let updated = c.replace(old, new);
-                let changed = updated != c;
-                state.0["files"][&path] = json!(updated);
-                ToolResult {
-                    state_changed: changed,
-                    ..ToolResult::write(&json!({"path": path, "replacements": n}))
-                }
-            }
-            "move_file" => {
-                let src = norm_path(arg_str(&args, "source").unwrap_or_default());
-                let dst = norm_path(arg_str(&args, "destination").unwrap_or_default());
-                if dst.is_empty() || fs.contains_key(&dst) {
-                    return ToolResult::error(format!("destination {dst:?} is empty or exists"));
-                }
-                let Some(obj) = state.0["files"].as_object_mut() else {
-                    return ToolResult::error("workspace is not mounted");
-                };
-                let Some(c) = obj.remove(&src) else {
-                    return ToolResult::error(format!("no such file {src:?}"));
-                };
-                obj.insert(dst.clone(), c);
-                ToolResult::write(&json!({"moved": src, "to": dst}))
-            }
-            "delete_file" => {
-                let Some(obj) = state.0["files"].as_object_mut() else {
-                    return ToolResult::error("workspace is not mounted");
-                };
-                match obj.remove(&path) {
-                    None => ToolResult::error(format!("no such file {path:?}")),
-                    Some(_) => ToolResult::write(&json!({"deleted": path})),
-                }
-            }
-            "submit_answer" => {
-                state.0["answer"] = json!(arg_str(&args, "answer").unwrap_or_default());
-                ToolResult::write(&json!({"status": "answer recorded"}))
-            }
-            other => ToolResult::error(format!("tool {other:?} is not implemented")),
-        }
-    }
-
-    fn verify(&self, task: &TaskSpec, state: &State, _transcript: &[Message]) -> Verdict {
-        let has_answer = task.hidden.get("answer").is_some();
-        let mut checks = state_checks(task, state, if has_answer { &["answer"] } else { &[] });
-        if let Some(c) = answer_check(task, state, "answer") {
-            checks.push(c);
-        }
-        Verdict::from_checks(checks)
-    }
-}
+use super::*;
 
 /// One task of the workspace, fully specified (distinct values are distinct tasks).
 #[derive(Clone, Debug)]
-enum VTask {
+pub(super) enum VTask {
     /// Move a file into another directory.
     Move { src: String, dir: &'static str },
     /// Set config keys (one at difficulty 1, two at difficulty 2).
@@ -386,7 +22,7 @@ enum VTask {
 
 /// The second chore of a cleanup task.
 #[derive(Clone, Debug)]
-enum Also {
+pub(super) enum Also {
     /// Set a config key.
     Set(&'static str, String),
     /// Move a file into a directory.
@@ -395,7 +31,7 @@ enum Also {
 
 /// A counting question.
 #[derive(Clone, Debug)]
-enum CountQ {
+pub(super) enum CountQ {
     /// TODO markers under a directory (`None`: the whole workspace).
     Todo(Option<&'static str>),
     /// Functions defined in a file.
@@ -406,14 +42,16 @@ enum CountQ {
     Files(&'static str),
 }
 
-const MOVE_DIRS: &[&str] = &["docs", "planning", "notes/archive", "archive", "old"];
-const PACKAGES: &[&str] =
+pub(super) const MOVE_DIRS: &[&str] = &["docs", "planning", "notes/archive", "archive", "old"];
+
+pub(super) const PACKAGES: &[&str] =
     &["legacy", "core", "lib", "internal", "compat", "shared", "common", "vendor", "old", "pkg"];
-const SUFFIXES: &[&str] =
+
+pub(super) const SUFFIXES: &[&str] =
     &["_v2", "_impl", "_legacy", "_checked", "_safe", "_old", "_fast", "_sync"];
 
 /// The candidate tasks of each difficulty, in slot order (see [`interleave`]).
-fn candidates(files: &Map<String, Value>, r: &mut impl Rng) -> [Vec<VTask>; 5] {
+pub(super) fn candidates(files: &Map<String, Value>, r: &mut impl Rng) -> [Vec<VTask>; 5] {
     let text = |p: &str| files.get(p).and_then(Value::as_str).unwrap_or_default();
     let cfg = text("config/app.yaml");
     let current = |key: &str| {
@@ -524,7 +162,7 @@ fn candidates(files: &Map<String, Value>, r: &mut impl Rng) -> [Vec<VTask>; 5] {
 }
 
 impl Workspace {
-    fn generate(&self, task_seed: u64) -> Result<TaskSpec> {
+    pub(super) fn generate(&self, task_seed: u64) -> Result<TaskSpec> {
         let mut r = rng(&[0xF5F5, self.base.instance_seed, task_seed]);
         let (difficulty, j) = difficulty_slot(task_seed);
         let list = &self.cands[difficulty as usize - 1];
