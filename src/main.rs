@@ -59,9 +59,9 @@ enum Command {
 /// mimalloc returns freed memory to the OS 10 ms after it is freed. The engine frees and
 /// re-allocates the same multi-megabyte activation buffers every layer, so each one came back as
 /// fresh pages the kernel had to zero (~10 % of a 512-token prefill, 1.5x on its speed). A one
-/// second delay keeps them for reuse and still gives memory back between jobs. mimalloc reads the
-/// option lazily, at its first purge, so setting it first thing in `main` takes effect; an
-/// explicit `MIMALLOC_PURGE_DELAY` wins.
+/// second delay keeps them for reuse and still gives memory back between jobs. It is set through
+/// mimalloc's API (its environment is read before `main`); an explicit `MIMALLOC_PURGE_DELAY`
+/// wins.
 ///
 ///
 /// `validate` never purges: it decodes, checks and frees batches of a few MB in a steady cycle
@@ -76,9 +76,12 @@ fn tune_allocator() {
             // SAFETY: a plain setter of mimalloc's option table, linked in by the `mimalloc`
             // crate; the option index is that of mimalloc v2.1 and v3 (`mimalloc.h`).
             unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+        } else {
+            // Through the API: mimalloc v3 reads its environment when the process loads, so
+            // setting `MIMALLOC_PURGE_DELAY` here (as this did before) never took effect.
+            // SAFETY: as above.
+            unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
         }
-        // SAFETY: called first in `main`, before any other thread exists.
-        unsafe { std::env::set_var("MIMALLOC_PURGE_DELAY", "1000") };
     }
 }
 

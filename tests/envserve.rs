@@ -454,3 +454,325 @@ fn envs_serve_seed_waits_for_a_free_place() {
     let (status, _) = server.stop("-TERM");
     assert!(status.success());
 }
+
+/// A copy of fixture package `name` in `dir` (the runtime writes its admission cache next to
+/// it), or `None` when packages cannot be admitted here (no python3 or no sandbox).
+fn package_copy(dir: &Path, name: &str) -> Option<String> {
+    let pkg = dir.join(name);
+    copy_dir(&fixtures().join("envpkg").join(name), &pkg);
+    let pkg_s = pkg.to_string_lossy().into_owned();
+    let probe = run(&["envs", "check", &pkg_s], b"");
+    if probe.status.code() != Some(0) {
+        eprintln!("!!! package not admitted here: {}", String::from_utf8_lossy(&probe.stderr));
+        return None;
+    }
+    Some(pkg_s)
+}
+
+/// `envs sample` of one task, written to `dir/sample.json`.
+fn sample_task(dir: &Path, envs: &[&str], family: &str, instance: &str, task: &str) -> PathBuf {
+    let mut args = vec![
+        "envs",
+        "sample",
+        "--family",
+        family,
+        "--instance-seed",
+        instance,
+        "--task-seed",
+        task,
+    ];
+    args.extend_from_slice(envs);
+    let out = run(&args, b"");
+    assert!(out.status.success(), "sample: {}", String::from_utf8_lossy(&out.stderr));
+    let file = dir.join("sample.json");
+    std::fs::write(&file, &out.stdout).expect("write sample");
+    file
+}
+
+/// A multi-turn package task (bookshop task 4: two user turns): over NeMo Gym's routes the
+/// verify of turn 0 keeps the session and answers the next user message, the verify of turn 1
+/// ends the episode with the episode's reward; a failed turn 0 ends it at once with 0. Over
+/// OpenEnv's HTTP routes the `answer` step does the same.
+#[test]
+fn envs_serve_multi_turn_tasks_continue_after_each_verified_turn() {
+    if !python_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(pkg) = package_copy(dir.path(), "bookshop") else { return };
+    let envs = ["--envs", pkg.as_str()];
+    let sample_file = sample_task(dir.path(), &envs, "bookshop", "0", "4");
+    let sample: Value =
+        serde_json::from_str(&std::fs::read_to_string(&sample_file).expect("sample"))
+            .expect("json");
+    let followup = sample["followups"][0]["user"].as_str().expect("a second user turn").to_owned();
+    let server = Server::start(&["--envs", &pkg, "--workers", "2"]).expect("server");
+    let out = client(dir.path(), "multiturn", &server.base, &[&sample_file.to_string_lossy()]);
+    // Turn 0 passed: the episode continues with the second user message.
+    let v0 = &out["verify0"];
+    assert_eq!(v0[0], 200, "{out}");
+    let b0 = &v0[1];
+    assert_eq!((b0["turn"].as_u64(), b0["turns_total"].as_u64()), (Some(0), Some(2)), "{b0}");
+    assert_eq!(
+        (b0["done"].as_bool(), b0["turn_reward"].as_f64()),
+        (Some(false), Some(1.0)),
+        "{b0}"
+    );
+    assert_eq!(b0["next_user_message"], serde_json::json!({"role": "user", "content": followup}));
+    // Turn 1 ends it: the episode's reward, both turns' rewards, the session freed.
+    let b1 = &out["verify1"][1];
+    assert_eq!(out["verify1"][0], 200, "{out}");
+    assert_eq!((b1["turn"].as_u64(), b1["done"].as_bool()), (Some(1), Some(true)), "{b1}");
+    assert_eq!((b1["reward"].as_f64(), b1["passed"].as_bool()), (Some(1.0), Some(true)), "{b1}");
+    assert_eq!(b1["turn_rewards"], serde_json::json!([1.0, 1.0]), "{b1}");
+    assert!(b1.get("next_user_message").is_none(), "{b1}");
+    assert_eq!(out["after_end"], 404, "{out}");
+    // A failed first turn ends the episode with 0, and frees it.
+    let f = &out["fail0"][1];
+    assert_eq!((f["done"].as_bool(), f["reward"].as_f64()), (Some(true), Some(0.0)), "{f}");
+    assert_eq!(f["turns_total"], 2);
+    assert_eq!(out["after_fail"], 404, "{out}");
+    // OpenEnv over HTTP.
+    assert_eq!(out["reset"]["observation"]["turns_total"], 2, "{out}");
+    assert_eq!(out["state_turn0"]["turn"], 0, "{out}");
+    let a = out["answers"].as_array().expect("answers");
+    assert_eq!(a.len(), 2, "{out}");
+    assert_eq!(a[0][0], 200);
+    assert_eq!(
+        (a[0][1]["done"].as_bool(), a[0][1]["reward"].is_null()),
+        (Some(false), true),
+        "{out}"
+    );
+    assert_eq!(a[0][1]["observation"]["next_user_message"]["content"], followup.as_str());
+    assert_eq!(a[0][1]["observation"]["messages"][0]["content"], followup.as_str());
+    assert_eq!((a[1][1]["done"].as_bool(), a[1][1]["reward"].as_f64()), (Some(true), Some(1.0)));
+    assert_eq!(out["state_after"], 404, "an ended HTTP episode is freed: {out}");
+    // And over the WebSocket.
+    let w = out["ws_answers"].as_array().expect("ws answers");
+    assert_eq!(w.len(), 2, "{out}");
+    assert_eq!(
+        (w[0]["data"]["done"].as_bool(), w[0]["data"]["reward"].is_null()),
+        (Some(false), true),
+        "{out}"
+    );
+    assert_eq!(w[0]["data"]["observation"]["next_user_message"]["content"], followup.as_str());
+    assert_eq!(
+        (w[1]["data"]["done"].as_bool(), w[1]["data"]["reward"].as_f64()),
+        (Some(true), Some(1.0)),
+        "{out}"
+    );
+    assert_eq!(out["ws_state"]["data"]["turn"], 1, "{out}");
+    assert_eq!(out["ws_state"]["data"]["done"], true, "{out}");
+    let st = &out["stats"];
+    assert_eq!(
+        (st["active_sessions"].as_u64(), st["sessions_verified"].as_u64()),
+        (Some(0), Some(4)),
+        "{st}"
+    );
+    assert_eq!(st["turns_verified"], 7, "{st}");
+    assert_eq!(st["workers"]["bookshop"], serde_json::json!({"max": 2, "busy": 0}), "{st}");
+    let (status, err) = server.stop("-TERM");
+    assert!(status.success(), "{err}");
+}
+
+/// OpenEnv's HTTP routes (`POST /reset`, `POST /step`, `GET /state`) on a one-turn task give
+/// the reference reward 1 and the empty answer 0, with clear errors around them.
+#[test]
+fn envs_serve_openenv_http_reset_step_state() {
+    if !python_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, sample_file, sample) = export_and_sample(dir.path(), &["--families", "trip"], "trip");
+    let server = Server::start(&["--families", "trip"]).expect("server");
+    let out = client(dir.path(), "openenv_http", &server.base, &[&sample_file.to_string_lossy()]);
+    assert_eq!(out["step_no_session"][0], 400, "{out}");
+    assert_eq!(out["state_no_session"], 400, "{out}");
+    assert_eq!(out["reset_bad"], 422, "{out}");
+    let reset = &out["reset"];
+    assert_eq!(reset[0], 200, "{out}");
+    assert_eq!(reset[1]["done"], false);
+    assert_eq!(reset[1]["observation"]["task_id"], sample["id"]);
+    assert_eq!(reset[1]["observation"]["messages"][1]["content"], sample["user_prompt"]);
+    let n_tools = sample["tools"].as_array().map_or(0, Vec::len);
+    assert_eq!(out["list_tools"]["observation"]["tools"].as_array().map(Vec::len), Some(n_tools));
+    assert_eq!(out["bad_action"], 422, "{out}");
+    assert_eq!(out["no_action"], 422, "{out}");
+    for s in out["steps"].as_array().expect("steps") {
+        assert_eq!(s[0], 200, "{s}");
+        assert!(s[1]["observation"]["error"].is_null(), "reference call errored: {s}");
+        assert_eq!(s[1]["done"], false);
+    }
+    let st = &out["state"];
+    assert_eq!(st["episode_id"], "ep-7", "{out}");
+    assert_eq!(st["task_id"], sample["id"]);
+    // Tool calls are steps (list_tools and refused actions are not).
+    assert_eq!(st["step_count"], out["steps"].as_array().map_or(0, Vec::len), "{st}");
+    assert_eq!(out["other_state"], 400, "{out}");
+    assert_eq!(out["answer"][0], 200);
+    assert_eq!(
+        (out["answer"][1]["done"].as_bool(), out["answer"][1]["reward"].as_f64()),
+        (Some(true), Some(1.0)),
+        "{out}"
+    );
+    assert_eq!(out["after_done"], 404, "{out}");
+    assert_eq!(out["empty"]["reward"], 0.0, "{out}");
+    assert_eq!(out["stats"]["active_sessions"], 0, "{out}");
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
+}
+
+/// `--workers 2`: two package sessions hold the two workers; a third waits
+/// `--worker-wait-secs` and gets 503 `workers.busy` with `Retry-After`; once one session is
+/// verified its worker serves the next seed. No more than 2 worker sandboxes ever run.
+#[test]
+fn envs_serve_caps_live_workers_per_package() {
+    if !python_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(pkg) = package_copy(dir.path(), "bookshop") else { return };
+    let (rows, _, _) = export_and_sample(dir.path(), &["--envs", &pkg], "bookshop");
+    let server = Server::start(&["--envs", &pkg, "--workers", "2", "--worker-wait-secs", "0.5"])
+        .expect("server");
+    let out = client(dir.path(), "workers", &server.base, &[&rows.to_string_lossy(), "4"]);
+    assert_eq!(out["codes"], serde_json::json!([200, 200, 503, 503]), "{out}");
+    assert_eq!(out["busy"]["body"]["code"], "workers.busy", "{out}");
+    assert_eq!(out["busy"]["body"]["package"], "bookshop", "{out}");
+    assert_eq!(out["busy"]["retry_after"], "1", "{out}");
+    let full = &out["stats_full"];
+    assert_eq!(full["workers"]["bookshop"], serde_json::json!({"max": 2, "busy": 2}), "{full}");
+    assert_eq!(full["sessions_refused_workers"], 2, "{full}");
+    assert_eq!(full["active_sessions"], 2, "the refused seeds hold no place: {full}");
+    assert_eq!(
+        (out["verify_one"].as_u64(), out["seed_after"].as_u64()),
+        (Some(200), Some(200)),
+        "{out}"
+    );
+    assert_eq!(out["stats_after"]["workers"]["bookshop"]["busy"], 2, "{out}");
+    let workers = sandbox_processes(server.child.id());
+    let (status, err) = server.stop("-TERM");
+    assert!(status.success(), "{err}");
+    assert!(err.contains("shut down (2 open session(s) freed)"), "{err}");
+    assert!(workers <= 2, "{workers} worker sandboxes alive with --workers 2");
+}
+
+/// The worker sandboxes under process `pid`: its direct children (each worker is one child
+/// process of the server, whatever runs inside it).
+fn sandbox_processes(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .count()
+}
+
+/// A package offering a tool named like one of the server's routes (`reset`) is refused at
+/// start with a message naming the tool and the route; the same package without the clash is
+/// served.
+#[test]
+fn envs_serve_refuses_a_tool_shadowed_by_a_route() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(pkg) = package_copy(dir.path(), "thermostat") else { return };
+    for f in ["env.py", "tools.json"] {
+        let p = Path::new(&pkg).join(f);
+        let text = std::fs::read_to_string(&p).expect("read");
+        assert!(text.contains("set_away"), "{f}");
+        std::fs::write(&p, text.replace("set_away", "reset")).expect("write");
+    }
+    let out = Command::new(bin())
+        .args(["envs", "serve", "--port", "0", "--envs", &pkg])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a shadowed tool must be refused: {err}");
+    assert!(
+        err.contains("thermostat offers a tool named \"reset\"") && err.contains("(/reset)"),
+        "{err}"
+    );
+    assert!(!err.contains("listening on"), "{err}");
+}
+
+/// The README's NeMo Gym YAML parses and names the port and the dataset file of the README's
+/// own `envs serve` / `envs export` commands; its `verifiers` snippet's helpers, run as written
+/// against the real server (stand-in `verifiers` and `datasets` modules), seed, call tools
+/// and verify a task with reward 1 through the routes the server serves.
+#[test]
+fn envs_serve_readme_snippets_work_against_the_server() {
+    if !python_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rows, sample_file, _) = export_and_sample(dir.path(), &["--families", "trip"], "trip");
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let server = Server::start(&["--families", "trip"]).expect("server");
+    let work = dir.path().join("snippet");
+    let out = client(
+        dir.path(),
+        "readme",
+        &server.base,
+        &[
+            &readme.to_string_lossy(),
+            &rows.to_string_lossy(),
+            &sample_file.to_string_lossy(),
+            &work.to_string_lossy(),
+        ],
+    );
+    assert_eq!(out["snippet_url"], format!("http://127.0.0.1:{}", out["serve_port"]), "{out}");
+    if out["yaml"].is_object() {
+        let y = &out["yaml"];
+        assert_eq!(
+            (y["host"].as_str(), y["port"].as_u64()),
+            (Some("127.0.0.1"), out["serve_port"].as_u64()),
+            "{out}"
+        );
+        assert_eq!(y["agent_points_at_server"], true, "{out}");
+        assert_eq!(y["datasets"], serde_json::json!([out["export_out"]]), "{out}");
+    } else {
+        eprintln!("!!! YAML not parsed: {}", out["yaml"]);
+    }
+    assert_eq!(out["cookie"], "agentgen_session", "{out}");
+    assert_eq!(
+        out["verified"],
+        serde_json::json!({"reward": 1.0, "done": true, "turns_total": 1}),
+        "{out}"
+    );
+    assert_eq!(out["env_class"], "StatefulToolEnv");
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
+}
+
+/// `--max-sessions 1` and no seed wait: a seed sent right after the previous episode's last
+/// `/verify` (or its `/close_session`) always finds the place free (the ended episode gives it
+/// back before answering).
+#[test]
+fn envs_serve_an_ended_session_frees_its_place_before_answering() {
+    if !python_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rows, _, _) = export_and_sample(dir.path(), &["--families", "trip"], "trip");
+    let server = Server::start(&["--families", "trip", "--max-sessions", "1"]).expect("server");
+    let out = client(dir.path(), "reseed", &server.base, &[&rows.to_string_lossy(), "25"]);
+    assert_eq!(out["codes"], serde_json::json!({"200": 50}), "{out}");
+    assert_eq!(out["stats"]["sessions_refused_full"], 0, "{out}");
+    assert_eq!(out["stats"]["active_sessions"], 0, "{out}");
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
+    // A package episode takes longer to end (its worker ends the `Env`): where the place was
+    // given back after the answer, about one seed in five found it still taken.
+    let Some(pkg) = package_copy(dir.path(), "bookshop") else { return };
+    let (rows, _, _) = export_and_sample(dir.path(), &["--envs", &pkg], "bookshop");
+    let server = Server::start(&["--envs", &pkg, "--max-sessions", "1"]).expect("server");
+    let out = client(dir.path(), "reseed", &server.base, &[&rows.to_string_lossy(), "25"]);
+    assert_eq!(out["codes"], serde_json::json!({"200": 50}), "{out}");
+    let (status, _) = server.stop("-TERM");
+    assert!(status.success());
+}

@@ -225,6 +225,242 @@ def mode_queue(base, row_file):
     return out
 
 
+def turn_calls(reference):
+    calls = []
+    for step in reference["turns"]:
+        for c in step["calls"]:
+            c = c.get("function", c)
+            args = c["arguments"] if isinstance(c["arguments"], str) else json.dumps(c["arguments"])
+            calls.append((c["name"], args))
+    return calls
+
+
+def sample_row(sample):
+    """The NeMo Gym row of a sampled task (what `envs export` writes for it)."""
+    return {"task_id": sample["id"], "responses_create_params": {"input": [
+        {"role": "system", "content": sample["system_prompt"]},
+        {"role": "user", "content": sample["user_prompt"]}], "tools": []}}
+
+
+def nemo_turn(client, row, calls, answer):
+    """One user turn over NeMo Gym's routes: the calls, then /verify with their output."""
+    items = []
+    for i, (name, args) in enumerate(calls):
+        status, out = client.post("/" + name, None, raw=args.encode())
+        assert status == 200, (name, status, out)
+        items.append({"type": "function_call", "call_id": f"c{i}", "name": name, "arguments": args})
+        items.append({"type": "function_call_output", "call_id": f"c{i}", "output": out})
+    items.append({"type": "message", "role": "assistant",
+                  "content": [{"type": "output_text", "text": answer}]})
+    status, body = client.post("/verify", dict(row, response=response_object(items)))
+    return status, json.loads(body)
+
+
+def mode_multiturn(base, sample_file):
+    """A two-turn task over NeMo Gym's routes (reference turns: the episode continues after
+    turn 0 with the next user message, then ends with reward 1; a failed first turn ends it
+    with 0), and over OpenEnv's HTTP routes (reset / step / state)."""
+    sample = json.load(open(sample_file))
+    row = sample_row(sample)
+    turns = [sample["reference"]] + [f["reference"] for f in sample["followups"]]
+    out = {}
+    c = Client(base)
+    assert c.post("/seed_session", row)[0] == 200
+    name, value = c.cookie()
+    stale = Client(base, {"Cookie": f"{name}={value}"})
+    out["verify0"] = nemo_turn(c, row, turn_calls(turns[0]), turns[0]["final_answer"])
+    next_user = out["verify0"][1].get("next_user_message", {}).get("content")
+    if next_user is not None:
+        row = dict(row)
+        row["responses_create_params"] = dict(row["responses_create_params"], input=(
+            row["responses_create_params"]["input"] + [{"role": "user", "content": next_user}]))
+    out["verify1"] = nemo_turn(c, row, turn_calls(turns[1]), turns[1]["final_answer"])
+    out["after_end"] = stale.post("/" + turn_calls(turns[0])[0][0], {})[0]
+    # A failed first turn ends the episode at once.
+    c = Client(base)
+    row = sample_row(sample)
+    c.post("/seed_session", row)
+    name, value = c.cookie()
+    stale = Client(base, {"Cookie": f"{name}={value}"})
+    out["fail0"] = nemo_turn(c, row, [], "no idea")
+    out["after_fail"] = stale.post("/" + turn_calls(turns[0])[0][0], {})[0]
+    # OpenEnv over HTTP: reset, the reference calls of each turn, answer.
+    h = Client(base)
+    out["reset"] = json.loads(h.post("/reset", {"task_id": sample["id"]})[1])
+    answers = []
+    for t in turns:
+        for name, args in turn_calls(t):
+            s, body = h.post("/step", {"action": {"type": "call_tool", "tool_name": name,
+                                                  "arguments": json.loads(args)}})
+            assert s == 200, (s, body)
+        if not answers:
+            out["state_turn0"] = json.loads(h.get("/state")[1])
+        s, body = h.post("/step", {"action": {"type": "answer", "content": t["final_answer"]}})
+        answers.append([s, json.loads(body)])
+    out["answers"] = answers
+    out["state_after"] = h.get("/state")[0]
+    # The same over the WebSocket.
+    ws = WebSocket(base)
+    ws.send({"type": "reset", "data": {"task_id": sample["id"]}})
+    ws.recv()
+    ws_answers = []
+    for t in turns:
+        for name, args in turn_calls(t):
+            ws.send({"type": "step", "data": {"type": "call_tool", "tool_name": name,
+                                              "arguments": json.loads(args)}})
+            ws.recv()
+        ws.send({"type": "step", "data": {"type": "answer", "content": t["final_answer"]}})
+        ws_answers.append(ws.recv())
+    ws.send({"type": "state"})
+    out["ws_state"] = ws.recv()
+    ws.send({"type": "close"})
+    out["ws_answers"] = ws_answers
+    out["stats"] = mode_stats(base)
+    return out
+
+
+def mode_openenv_http(base, sample_file):
+    """OpenEnv's HTTP routes on a one-turn task, and their errors."""
+    sample = json.load(open(sample_file))
+    out = {}
+    h = Client(base)
+    out["step_no_session"] = h.post("/step", {"action": {"type": "list_tools"}})
+    out["state_no_session"] = h.get("/state")[0]
+    out["reset_bad"] = h.post("/reset", {"nothing": 1})[0]
+    s, body = h.post("/reset", {"task_id": sample["id"], "episode_id": "ep-7"})
+    out["reset"] = [s, json.loads(body)]
+    out["list_tools"] = json.loads(h.post("/step", {"action": {"type": "list_tools"}})[1])
+    out["bad_action"] = h.post("/step", {"action": {"type": "dance"}})[0]
+    out["no_action"] = h.post("/step", {"nothing": 1})[0]
+    steps = []
+    for name, args in reference_calls(sample):
+        s, body = h.post("/step", {"action": {"type": "call_tool", "tool_name": name,
+                                              "arguments": json.loads(args)}})
+        steps.append([s, json.loads(body)])
+    out["steps"] = steps
+    out["state"] = json.loads(h.get("/state")[1])
+    # Another client cannot see this one's episode.
+    out["other_state"] = Client(base).get("/state")[0]
+    s, body = h.post("/step", {"action": {"type": "answer",
+                                          "content": sample["reference"]["final_answer"]}})
+    out["answer"] = [s, json.loads(body)]
+    out["after_done"] = h.post("/step", {"action": {"type": "list_tools"}})[0]
+    # The empty probe on a second episode of the same client.
+    h.post("/reset", {"task_id": sample["id"]})
+    out["empty"] = json.loads(h.post("/step", {"action": {"type": "answer", "content": ""}})[1])
+    out["stats"] = mode_stats(base)
+    return out
+
+
+def mode_workers(base, row_file, n):
+    """n package sessions at once against a smaller --workers: the ones beyond wait, then get
+    503 workers.busy with Retry-After; verifying one lets the next seed in."""
+    row = json.loads(open(row_file).read().splitlines()[0])
+    clients = [Client(base) for _ in range(n)]
+    codes, busy = [], None
+    for c in clients:
+        req = urllib.request.Request(base.rstrip("/") + "/seed_session",
+                                     data=json.dumps(row).encode(), method="POST")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with c.opener.open(req, timeout=60) as r:
+                codes.append(r.status)
+        except urllib.error.HTTPError as e:
+            codes.append(e.code)
+            if busy is None:
+                busy = {"body": json.loads(e.read().decode()),
+                        "retry_after": e.headers.get("Retry-After")}
+    out = {"codes": codes, "busy": busy, "stats_full": mode_stats(base)}
+    first = clients[codes.index(200)]
+    out["verify_one"] = first.post("/verify", dict(row, response=response_object([])))[0]
+    out["seed_after"] = Client(base).post("/seed_session", row)[0]
+    out["stats_after"] = mode_stats(base)
+    return out
+
+
+def readme_block(text, after, lang):
+    """The first ```lang block after the line containing `after`."""
+    start = text.index(after)
+    open_ = text.index("```" + lang + "\n", start) + len(lang) + 4
+    return text[open_:text.index("```", open_)]
+
+
+def mode_readme(base, readme, rows_file, sample_file, workdir):
+    """The README's NeMo Gym YAML and `verifiers` snippet: the YAML parses and names the port
+    and the dataset file of the README's own commands; the snippet's helpers, run as written
+    (stand-in `verifiers` and `datasets` modules), play a task against the server."""
+    import importlib.util
+    import re
+    text = open(readme).read()
+    sh = readme_block(text, "## Environments for RL stacks", "sh")
+    out = {"serve_port": int(re.search(r"envs serve .*--port (\d+)", sh).group(1)),
+           "export_out": re.search(r"envs export .*--out (\S+)", sh).group(1)}
+    y = readme_block(text, "A NeMo Gym config", "yaml")
+    try:
+        import yaml
+    except ImportError:
+        out["yaml"] = "no PyYAML"
+    else:
+        cfg = yaml.safe_load(y)
+        (server_name, server), = [(k, v) for k, v in cfg.items() if "resources_servers" in v]
+        (agent_name, agent), = [(k, v) for k, v in cfg.items() if "responses_api_agents" in v]
+        res = list(server["resources_servers"].values())[0]
+        ag = list(agent["responses_api_agents"].values())[0]
+        out["yaml"] = {"host": res["host"], "port": res["port"],
+                       "agent_points_at_server": ag["resources_server"]["name"] == server_name,
+                       "datasets": [d["jsonl_fpath"] for d in ag["datasets"]]}
+    code = readme_block(text, "A `verifiers` environment", "python")
+    out["snippet_url"] = re.search(r'URL = "([^"]+)"', code).group(1)
+    code = code.replace(out["snippet_url"], base.rstrip("/"))
+    os.makedirs(workdir, exist_ok=True)
+    open(os.path.join(workdir, "verifiers.py"), "w").write(
+        "class StatefulToolEnv:\n    pass\n")
+    open(os.path.join(workdir, "datasets.py"), "w").write(
+        "import json\n"
+        "def load_dataset(kind, data_files):\n"
+        "    return {'train': [json.loads(l) for l in open(data_files) if l.strip()]}\n")
+    import shutil
+    shutil.copy(rows_file, os.path.join(workdir, out["export_out"]))
+    open(os.path.join(workdir, "snippet.py"), "w").write(code)
+    sys.path.insert(0, workdir)
+    os.chdir(workdir)
+    spec = importlib.util.spec_from_file_location("snippet", os.path.join(workdir, "snippet.py"))
+    snippet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snippet)
+    sample = json.load(open(sample_file))
+    row = [r for r in snippet.rows if r["task_id"] == sample["id"]][0]
+    cookie = snippet.seed(row)
+    output = []
+    for i, (name, args) in enumerate(reference_calls(sample)):
+        obs = snippet.call_tool(cookie, name, json.loads(args))
+        output.append({"type": "function_call", "call_id": f"c{i}", "name": name, "arguments": args})
+        output.append({"type": "function_call_output", "call_id": f"c{i}",
+                       "output": obs})
+    output.append({"type": "message", "role": "assistant",
+                   "content": [{"type": "output_text", "text": sample["reference"]["final_answer"]}]})
+    v = snippet.verify(cookie, row, output)
+    out["cookie"] = cookie.split("=")[0]
+    out["verified"] = {k: v.get(k) for k in ("reward", "done", "turns_total")}
+    out["env_class"] = snippet.AgentgenEnv.__mro__[1].__name__
+    return out
+
+
+def mode_reseed(base, row_file, n):
+    """With one place and no seed wait: seed right after the previous episode's last /verify
+    (or /close_session), n times each; every seed must find the place free."""
+    row = json.loads(open(row_file).read().splitlines()[0])
+    codes = {}
+    for i in range(2 * n):
+        c = Client(base)
+        s = c.post("/seed_session", row)[0]
+        codes[str(s)] = codes.get(str(s), 0) + 1
+        if i < n:
+            c.post("/verify", dict(row, response=response_object([])))
+        else:
+            c.post("/close_session", {})
+    return {"codes": codes, "stats": mode_stats(base)}
+
+
 def mode_stats(base):
     return json.loads(Client(base).get("/stats")[1])
 
@@ -336,6 +572,16 @@ def main():
         out = mode_auth(base, sys.argv[3], sys.argv[4])
     elif mode == "queue":
         out = mode_queue(base, sys.argv[3])
+    elif mode == "multiturn":
+        out = mode_multiturn(base, sys.argv[3])
+    elif mode == "openenv_http":
+        out = mode_openenv_http(base, sys.argv[3])
+    elif mode == "workers":
+        out = mode_workers(base, sys.argv[3], int(sys.argv[4]))
+    elif mode == "readme":
+        out = mode_readme(base, *sys.argv[3:7])
+    elif mode == "reseed":
+        out = mode_reseed(base, sys.argv[3], int(sys.argv[4]))
     elif mode == "stats":
         out = mode_stats(base)
     else:

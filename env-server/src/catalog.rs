@@ -29,6 +29,37 @@ impl Catalog {
         self.selection.families().iter().map(|f| f.name()).collect()
     }
 
+    /// Names of the served packages (their episodes hold a sandboxed worker each).
+    pub fn packages(&self) -> Vec<&'static str> {
+        self.selection
+            .families()
+            .iter()
+            .filter(|f| f.package().is_some())
+            .map(|f| f.name())
+            .collect()
+    }
+
+    /// Refuse a served family or package offering a tool named like one of `routes` (its
+    /// `POST /{tool}` would reach the route instead): `Err` names the family, the tool and the
+    /// route. A package's tools are its `tools.json` (every tool any of its tasks can offer);
+    /// a built-in family's are those of its first tasks. Blocking.
+    pub fn check_tool_names(&self, is_route: impl Fn(&str) -> bool) -> Result<()> {
+        for f in self.selection.families() {
+            let names: Vec<String> = match f.package() {
+                Some(p) => package_tools(std::path::Path::new(&p.path)),
+                None => (0..f.task_count().unwrap_or(1).min(4))
+                    .filter_map(|i| f.task_at(i))
+                    .filter_map(|r| self.task(&r.to_string()).ok())
+                    .flat_map(|(_, t)| tool_names(&t))
+                    .collect(),
+            };
+            if let Some(name) = names.iter().find(|n| is_route(n)) {
+                return Err(Error::Config { message: crate::shadowed_message(f.name(), name) });
+            }
+        }
+        Ok(())
+    }
+
     /// The task a task id names, if its family is served. Blocking (builds the instance; a
     /// generated package seed asks a worker): call it off the async threads.
     pub fn task(&self, id: &str) -> Result<(Arc<dyn Instance>, Arc<TaskSpec>)> {
@@ -83,6 +114,20 @@ pub fn responses_tool(tool: &Value) -> Value {
     })
 }
 
+/// The tool names of the package at `dir` (its `tools.json`: OpenAI function objects or flat
+/// ones); none when unreadable (the package was admitted, so it is readable).
+fn package_tools(dir: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("tools.json")).unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let list = v.get("tools").unwrap_or(&v);
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("function").unwrap_or(t).get("name").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The names of the tools a task offers.
 pub fn tool_names(task: &TaskSpec) -> Vec<String> {
     task.tools
@@ -97,8 +142,8 @@ pub fn tool_names(task: &TaskSpec) -> Vec<String> {
 /// server needs, carried at the top level the way NeMo Gym rows carry extra fields (the
 /// example rows of `resources_servers/example_session_state_mgmt/data/example.jsonl`):
 /// `task_id` (`family@version/instance/task`, what `/seed_session` reads), `env`,
-/// `difficulty`, and `turns_total` (a multi-turn package task is served by its first user
-/// turn only; see the README). Nothing hidden from the agent is in it.
+/// `difficulty`, and `turns_total` (a multi-turn task's later user messages come from
+/// `/verify` as each turn passes; see the README). Nothing hidden from the agent is in it.
 pub fn nemo_gym_row(task: &TaskSpec) -> Value {
     let tools: Vec<Value> = task.tools.iter().map(responses_tool).collect();
     let mut row = Map::new();

@@ -58,6 +58,22 @@ impl ApiError {
             )
         }
     }
+    /// 503 `workers.busy`: every worker of the package stayed taken for the whole wait.
+    pub fn workers_busy(package: &str, max: usize, waited: std::time::Duration) -> Self {
+        ApiError {
+            extra: Some(json!({"package": package, "workers": max})),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "workers.busy",
+                format!(
+                    "all {max} workers of package {package} stayed in use for {:.0} s \
+                     (--workers, --worker-wait-secs); verify or close finished sessions, or \
+                     retry later",
+                    waited.as_secs_f64()
+                ),
+            )
+        }
+    }
     /// 502 with the environment failure's code (`env.timeout`, `env.crash`, ...).
     pub fn env_failed(f: &EnvFailure) -> Self {
         ApiError {

@@ -3,9 +3,16 @@
 //!
 //! Owns the HTTP routes of NeMo Gym's resources-server contract ([`nemo`]: `GET /`,
 //! `POST /seed_session`, `POST /{tool}`, `POST /verify`, `POST /close_session`), OpenEnv's
-//! API ([`openenv`]: `GET /health`, `GET /metadata`, `GET /schema`, the `/ws` WebSocket), the
-//! session engine both share ([`engine`]: bounded episodes, cookie-keyed HTTP sessions, idle
-//! reaping) and the NeMo Gym dataset rows of tasks ([`catalog`], for `envs export`).
+//! API ([`openenv`]: `GET /health`, `GET /metadata`, `GET /schema`, the `/ws` WebSocket and
+//! the HTTP `POST /reset`, `POST /step`, `GET /state`), the session engine all share
+//! ([`engine`]: bounded episodes, bounded package workers, multi-turn episodes, cookie-keyed
+//! HTTP sessions, idle reaping) and the NeMo Gym dataset rows of tasks ([`catalog`], for
+//! `envs export`).
+//!
+//! Tools are served at `POST /{tool}`, so a tool named like one of the server's own routes
+//! ([`ROUTES`]) could not be called: a family or package offering one is refused at start
+//! ([`Catalog::check_tool_names`], with [`shadowed_message`]), and a task offering one is
+//! refused at seed.
 //!
 //! It must not touch what it serves: tasks, tool execution and verifiers are the
 //! environments crate's ([`agentgen_environments::Session`]), and the rules of an episode
@@ -34,6 +41,43 @@ pub use catalog::{Catalog, nemo_gym_row, responses_tool, row_task_id};
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 
+/// The first path segment of every route of the server besides `POST /{tool}`: a tool of
+/// one of these names would be shadowed by the route.
+pub const ROUTES: &[&str] = &[
+    "",
+    "stats",
+    "seed_session",
+    "close_session",
+    "verify",
+    "health",
+    "metadata",
+    "schema",
+    "ws",
+    "reset",
+    "step",
+    "state",
+];
+
+/// Whether a tool called `name` would be shadowed by one of the server's routes.
+pub fn is_route(name: &str) -> bool {
+    ROUTES.contains(&name)
+}
+
+/// Why a family's tool `tool` cannot be served.
+pub fn shadowed_message(family: &str, tool: &str) -> String {
+    format!(
+        "{family} offers a tool named {tool:?}, which is one of this server's own routes \
+         (/{tool}): POST /{tool} could never reach the tool. Rename the tool (the server's \
+         routes are {}), or serve {family} with `agentgen generate` instead",
+        ROUTES
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| format!("/{r}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// Settings of the routes.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -57,6 +101,9 @@ pub fn router(engine: Arc<Engine>, cfg: ServerConfig) -> Router {
         .route("/metadata", get(openenv::metadata))
         .route("/schema", get(openenv::schema))
         .route("/ws", get(openenv::ws))
+        .route("/reset", post(openenv::http_reset))
+        .route("/step", post(openenv::http_step))
+        .route("/state", get(openenv::http_state))
         .with_state((Arc::clone(&engine), cfg));
     Router::new()
         .route("/", get(nemo::liveness))

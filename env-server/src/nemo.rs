@@ -21,9 +21,15 @@
 //! unguessable cookie (a seed with a live cookie frees that session first); `/{tool}` runs one
 //! call and answers the observation text (200, tool errors included; a tool the task does
 //! not offer is 404 `{"error": "unknown tool: X"}`, as FastAPI answers an unknown route);
-//! `/verify` verifies the session's state with the response's final message, answers the
-//! request echoed plus `reward` and `reward_components` (check name → 0/1, no details: they can
-//! name hidden data) and frees the session; `/close_session` frees it without verifying.
+//! `/verify` verifies the session's current user turn with the response's final message and
+//! answers the request echoed plus `reward`, `reward_components` (check name → 0/1, no
+//! details: they can name hidden data), `turn`, `turns_total`, `turn_reward` and `done`. A
+//! passed turn that is not the task's last keeps the session (same cookie) and answers
+//! `done: false` with `next_user_message` (a Responses-API input message: append it to
+//! `responses_create_params.input` with the turn's output, call the tools, `/verify` again);
+//! the last turn or a failed one ends the episode (`reward` = the episode's: the minimum of
+//! the turns' rewards when every turn passed, else 0, as `generate` scores it) and frees the
+//! session. `/close_session` frees it without verifying.
 
 use std::sync::Arc;
 
@@ -36,7 +42,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use crate::catalog::row_task_id;
-use crate::engine::{CallOutcome, Engine, release, transcript};
+use crate::engine::{CallOutcome, Engine, release, release_now};
 use crate::http::{ApiError, body_bytes, clear_cookie, json_object, session_token, set_cookie};
 
 type St = State<Arc<Engine>>;
@@ -62,7 +68,7 @@ pub async fn seed_session(
     };
     // A seed on a live session replaces it (the old episode is freed, not leaked).
     if let Some(old) = session_token(&headers).and_then(|t| engine.remove(&t)) {
-        release(old);
+        release_now(old).await;
     }
     let episode = engine.start(id).await?;
     let token = engine.insert(episode);
@@ -77,7 +83,7 @@ pub async fn close_session(State(engine): St, headers: HeaderMap) -> Response {
     let closed = session_token(&headers).and_then(|t| engine.remove(&t));
     let was_open = closed.is_some();
     if let Some(slot) = closed {
-        release(slot);
+        release_now(slot).await;
     }
     let mut r = Json(json!({"closed": was_open})).into_response();
     r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
@@ -124,7 +130,7 @@ fn observation_response(status: StatusCode, content: String) -> Response {
     (status, [(header::CONTENT_TYPE, ct)], content).into_response()
 }
 
-/// `POST /verify` with the row plus the Responses-API `response`.
+/// `POST /verify` with the row plus the Responses-API `response` of the current user turn.
 pub async fn verify(
     State(engine): St,
     headers: HeaderMap,
@@ -149,52 +155,57 @@ pub async fn verify(
     };
     let row_id = row_task_id(&Value::Object(req.clone())).map(str::to_owned);
     let slot = engine.get(&token).ok_or_else(ApiError::unknown_session)?;
-    // The row must be the session's task (a verify of another task's row is refused).
-    let task_id = {
-        let s = Arc::clone(&slot);
-        tokio::task::spawn_blocking(move || s.with(|ep| ep.task().id.clone()))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .ok_or_else(|| ApiError::internal("the session's lock is poisoned"))?
-    };
-    if let Some(id) = &row_id
-        && *id != task_id
-    {
-        return Err(ApiError::bad_request(format!(
-            "the row is task {id} but this session plays task {task_id}"
-        )));
-    }
-    // From here the session is this request's: it leaves the table whatever the outcome.
-    let Some(slot) = engine.remove(&token) else {
-        return Err(ApiError::unknown_session());
-    };
-    let verdict = tokio::task::spawn_blocking(move || {
-        let r = slot.with(|ep| {
-            let (answer, messages) = transcript(ep.task(), &output);
-            ep.verify(&answer, &messages)
-        });
-        drop(slot);
-        r
+    let judged = tokio::task::spawn_blocking(move || {
+        slot.with(|ep| {
+            // The row must be the session's task (a verify of another task's row is refused
+            // and leaves the session as it was).
+            if let Some(id) = &row_id
+                && *id != ep.task().id
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the row is task {id} but this session plays task {}",
+                    ep.task().id
+                )));
+            }
+            Ok(ep.verify(&output))
+        })
     })
     .await
     .map_err(|e| ApiError::internal(format!("verify: {e}")))?
-    .ok_or_else(|| ApiError::internal("the session's lock is poisoned"))?;
-    engine.count_verified();
-    match verdict {
-        Ok(v) => {
-            let components: Map<String, Value> = v
+    .ok_or_else(|| ApiError::internal("the session's lock is poisoned"))??;
+    let done = judged.as_ref().is_ok_and(|o| o.done()) || judged.is_err();
+    if done && let Some(slot) = engine.remove(&token) {
+        release(slot);
+    }
+    match judged {
+        Ok(o) => {
+            engine.count_verified(o.done());
+            let components: Map<String, Value> = o
+                .verdict
                 .checks
                 .iter()
                 .map(|c| (c.name.clone(), json!(if c.passed { 1.0 } else { 0.0 })))
                 .collect();
-            req.insert("reward".into(), json!(f64::from(v.reward)));
+            req.insert("reward".into(), json!(f64::from(o.reward())));
             req.insert("reward_components".into(), Value::Object(components));
-            req.insert("passed".into(), json!(v.passed));
+            req.insert("passed".into(), json!(o.passed()));
+            req.insert("turn".into(), json!(o.turn));
+            req.insert("turns_total".into(), json!(o.turns_total));
+            req.insert("turn_reward".into(), json!(f64::from(o.verdict.reward)));
+            req.insert("done".into(), json!(o.done()));
+            if let Some(next) = &o.next_user {
+                req.insert("next_user_message".into(), json!({"role": "user", "content": next}));
+            } else {
+                let rewards: Vec<f64> = o.turn_rewards.iter().map(|r| f64::from(*r)).collect();
+                req.insert("turn_rewards".into(), json!(rewards));
+            }
         }
         Err(f) => {
+            engine.count_verified(true);
             // The environment failed, not the policy: reward 0, masked (NeMo Gym's
             // `mask_sample`), with the failure named.
             req.insert("reward".into(), json!(0.0));
+            req.insert("done".into(), json!(true));
             req.insert("mask_sample".into(), json!(true));
             req.insert("failure_kind".into(), json!(format!("agentgen:{}", f.code)));
             // Not the detail: a verifier's failure can quote hidden data.
@@ -205,6 +216,8 @@ pub async fn verify(
         }
     }
     let mut r = Json(Value::Object(req)).into_response();
-    r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    if done {
+        r.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    }
     Ok(r)
 }

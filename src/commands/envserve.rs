@@ -44,6 +44,15 @@ pub struct ServeArgs {
     /// 503 (0: at once). NeMo Gym's agents do not retry a 503: give them a wait.
     #[arg(long, value_name = "S", default_value_t = 0.0)]
     pub seed_wait_secs: f64,
+    /// Sandboxed Python workers alive at once per package (each package episode holds one
+    /// from seed to its end; idle ones are reused by the next episode). Default: two per core.
+    /// Episodes beyond wait for a worker (`--worker-wait-secs`).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// How long a package episode waits for a free worker before 503 `workers.busy` (with
+    /// `Retry-After`).
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    pub worker_wait_secs: f64,
     /// Largest request body / WebSocket message (413 beyond).
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -124,13 +133,30 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.host
         );
     }
-    // Idle package workers kept warm per package (an episode beyond them starts a fresh one).
-    let (registry, names) = registry(&args.families, &args.envs, args.max_sessions.min(32))?;
+    let worker_wait =
+        Duration::try_from_secs_f64(args.worker_wait_secs).ok().with_context(|| {
+            format!(
+                "--worker-wait-secs wants a number of seconds >= 0, got {}",
+                args.worker_wait_secs
+            )
+        })?;
+    anyhow::ensure!(args.workers != Some(0), "--workers must be at least 1");
+    let workers = args.workers.unwrap_or_else(agentgen_env_server::engine::default_workers);
+    // The pool keeps as many idle workers as may be alive, so every episode after the first
+    // few reuses one (a fresh `Env` per episode).
+    let (registry, names) = registry(&args.families, &args.envs, workers)?;
     let catalog = Catalog::new(registry, &names)?;
+    catalog.check_tool_names(agentgen_env_server::is_route)?;
     let served = catalog.names().join(", ");
     let engine = Arc::new(Engine::new(
         catalog,
-        EngineConfig { max_sessions: args.max_sessions, idle_timeout: idle, seed_wait },
+        EngineConfig {
+            max_sessions: args.max_sessions,
+            idle_timeout: idle,
+            seed_wait,
+            workers,
+            worker_wait,
+        },
     ));
     let limits = agentgen_server::ServeLimits {
         max_connections: args.max_connections.max(1),

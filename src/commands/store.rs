@@ -61,16 +61,28 @@ pub(crate) fn prepare(
     }
     let store = Store::open(url)?;
     let shard = cfg.shard.index;
-    let (lease, took_over) =
-        match rt.block_on(Lease::acquire(&store, shard, lease_secs, &holder()))? {
-            Acquired::Held { lease, took_over } => (lease, took_over),
-            Acquired::Busy { holder, expires_in_secs } => {
-                return Ok(Prepared::Busy(format!(
-                    "error: shard {shard} of {url} is held by {holder} (its lease expires in \
+    let acquired = rt.block_on(Lease::acquire(&store, shard, lease_secs, &holder()));
+    let acquired = acquired.with_context(|| {
+        let creds = ["AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE"];
+        if url.starts_with("s3") && !creds.iter().any(|v| std::env::var_os(v).is_some()) {
+            format!(
+                "{url}: cannot write the shard's lease; no AWS credentials in the environment \
+                 (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity; \
+                 AWS_ENDPOINT_URL for an S3-compatible server)"
+            )
+        } else {
+            format!("{url}: cannot write the shard's lease")
+        }
+    })?;
+    let (lease, took_over) = match acquired {
+        Acquired::Held { lease, took_over } => (lease, took_over),
+        Acquired::Busy { holder, expires_in_secs } => {
+            return Ok(Prepared::Busy(format!(
+                "error: shard {shard} of {url} is held by {holder} (its lease expires in \
                  {expires_in_secs}s unless renewed); nothing was written"
-                )));
-            }
-        };
+            )));
+        }
+    };
     let keep_alive = lease.keep_alive(rt.handle());
     let (staging, temp) = match staging {
         Some(dir) => {
