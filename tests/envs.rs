@@ -30,7 +30,7 @@ fn envs_sample_prints_a_task_with_hidden_data() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(v["id"], "trip@1/3/4");
+    assert_eq!(v["id"], "trip@2/3/4");
     assert!(v["tools"].as_array().is_some_and(|t| !t.is_empty()));
     assert!(v["reference"]["turns"].as_array().is_some_and(|t| !t.is_empty()));
     assert!(v.get("hidden_from_agent").is_some());

@@ -154,7 +154,7 @@ def mode_abuse(base, row_file, tool, n_idle):
     # A verify body of the wrong shape: 422, the session survives it.
     out["verify_bad_shape"] = b.post("/verify", {"responses_create_params": {}})[0]
     # A row naming another task than the session's.
-    other = dict(row, task_id="trip@1/0/1", response=response_object([]))
+    other = dict(row, task_id="trip@2/0/1", response=response_object([]))
     out["verify_other_task"] = b.post("/verify", other)[0]
     # Oversized bodies.
     big = b"{\"x\": \"" + b"a" * (3 << 20) + b"\"}"

@@ -178,9 +178,9 @@ mod tests {
     #[test]
     fn rows_carry_the_task_id_and_flat_tools_but_nothing_hidden() -> Result<()> {
         let catalog = Catalog::new(Registry::new(), &["trip".to_owned()])?;
-        let (_, task) = catalog.task("trip@1/0/0")?;
+        let (_, task) = catalog.task("trip@2/0/0")?;
         let row = nemo_gym_row(&task);
-        assert_eq!(row_task_id(&row), Some("trip@1/0/0"));
+        assert_eq!(row_task_id(&row), Some("trip@2/0/0"));
         let tools = row["responses_create_params"]["tools"].as_array().cloned().unwrap_or_default();
         assert_eq!(tools.len(), task.tools.len());
         assert!(tools.iter().all(|t| t["name"].is_string() && t.get("function").is_none()));

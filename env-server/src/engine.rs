@@ -690,7 +690,7 @@ mod tests {
     fn transcripts_group_calls_and_take_the_last_assistant_text() {
         let reg = Registry::new();
         let cache = agentgen_environments::InstanceCache::new(1);
-        let r: TaskRef = "trip@1/0/0".parse().unwrap_or_else(|_| unreachable!());
+        let r: TaskRef = "trip@2/0/0".parse().unwrap_or_else(|_| unreachable!());
         let Ok((_, task)) = reg.task(&cache, &r) else { return };
         let output = vec![
             json!({"type": "function_call", "name": "list_cities", "arguments": "{}", "call_id": "a"}),

@@ -1,5 +1,6 @@
 //! Shared plumbing of the families: the instance base (tool subset, call parsing, TaskSpec
-//! assembly), sealing a task with its expected final state, and tolerant answer comparison.
+//! assembly), sealing a task with its expected final state, and how task seeds map to distinct
+//! candidate tasks ([`difficulty_slot`], [`interleave`], [`Slots`]). Answers: [`super::answer`].
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::framework::{
     Check, Instance, ReferenceSolution, ReferenceTurn, State, TaskSpec, ToolResult, task_id,
 };
 use crate::toolspec::{ToolSet, family_tools};
-use crate::util::{norm_text, parse_money, py_json};
+use crate::util::py_json;
 
 /// What every instance of a family carries: identity and its tool subset.
 pub struct Base {
@@ -150,118 +151,68 @@ fn clip(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
-/// How a submitted answer compares with the expected one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AnswerKind {
-    /// Money amount: `"$1,234.50"`, `1234.5`, `"1234.50"` are equal.
-    Money,
-    /// Integer count.
-    Integer,
-    /// Text: case, surrounding and repeated whitespace ignored.
-    Text,
-    /// A list of texts compared as a set (order, case, whitespace ignored).
-    TextSet,
+/// Task seed `t` of a built-in family has difficulty `t % 5 + 1` and is task `t / 5` of that
+/// difficulty: `(difficulty, j)`.
+pub fn difficulty_slot(task_seed: u64) -> (u8, usize) {
+    ((task_seed % 5) as u8 + 1, (task_seed / 5) as usize)
 }
 
-impl AnswerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnswerKind::Money => "money",
-            AnswerKind::Integer => "integer",
-            AnswerKind::Text => "text",
-            AnswerKind::TextSet => "text_set",
+/// For families whose candidate tasks can turn out degenerate (no unique answer, an empty
+/// result): per difficulty, how many candidates were tried and which of them make a task, grown
+/// on demand and shared by the instance's task seeds.
+#[derive(Debug, Default)]
+pub struct Slots([std::sync::Mutex<(usize, Vec<usize>)>; 5]);
+
+impl Slots {
+    /// The candidate (an index below `len`) that slot `j` of difficulty `d` (1..=5) takes: the
+    /// `j`-th one for which `good` holds, in list order (cycling when there are fewer), so slots
+    /// below the number of good candidates take distinct candidates. `None` if none is good.
+    pub fn pick(
+        &self,
+        d: u8,
+        j: usize,
+        len: usize,
+        mut good: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let cell = &self.0[usize::from(d.clamp(1, 5)) - 1];
+        let mut guard = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tried, ok) = &mut *guard;
+        while ok.len() <= j && *tried < len {
+            if good(*tried) {
+                ok.push(*tried);
+            }
+            *tried += 1;
         }
+        (!ok.is_empty()).then(|| ok[j % ok.len()])
     }
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "money" => AnswerKind::Money,
-            "integer" => AnswerKind::Integer,
-            "text" => AnswerKind::Text,
-            "text_set" => AnswerKind::TextSet,
-            _ => return None,
+}
+
+/// Candidate task descriptions of one difficulty in the order task slots take them: each list
+/// shuffled, then merged round robin so every kind of task shows up early. Slot `j` takes
+/// element `j % len`, so the first `len` slots of a difficulty are distinct tasks as long as
+/// distinct descriptions make distinct tasks.
+pub fn interleave<T>(lists: Vec<Vec<T>>, r: &mut impl rand::Rng) -> Vec<T> {
+    use rand::seq::SliceRandom;
+    let mut its: Vec<std::vec::IntoIter<T>> = lists
+        .into_iter()
+        .map(|mut l| {
+            l.shuffle(r);
+            l.into_iter()
         })
-    }
-}
-
-/// Tolerant comparison of a submitted answer value with the expected one.
-pub fn answer_matches(kind: AnswerKind, got: &Value, want: &Value) -> bool {
-    match kind {
-        AnswerKind::Money => {
-            matches!((parse_money(got), parse_money(want)), (Some(a), Some(b)) if a == b)
+        .collect();
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        for it in &mut its {
+            out.extend(it.next());
         }
-        AnswerKind::Integer => {
-            let as_int = |v: &Value| match v {
-                Value::Number(n) => n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64),
-                Value::String(s) => s.trim().replace(',', "").parse::<i64>().ok(),
-                _ => None,
-            };
-            matches!((as_int(got), as_int(want)), (Some(a), Some(b)) if a == b)
-        }
-        AnswerKind::Text => match (got, want) {
-            (Value::String(a), Value::String(b)) => norm_text(a) == norm_text(b),
-            _ => false,
-        },
-        AnswerKind::TextSet => {
-            let set = |v: &Value| -> Option<Vec<String>> {
-                let items: Vec<String> = match v {
-                    Value::Array(a) => {
-                        a.iter().map(|x| x.as_str().map(norm_text)).collect::<Option<_>>()?
-                    }
-                    Value::String(s) => {
-                        s.split(',').map(norm_text).filter(|x| !x.is_empty()).collect()
-                    }
-                    _ => return None,
-                };
-                let mut items = items;
-                items.sort();
-                items.dedup();
-                Some(items)
-            };
-            matches!((set(got), set(want)), (Some(a), Some(b)) if a == b)
+        if out.len() == before {
+            return out;
         }
     }
-}
-
-/// Check the `submitted` answer stored in the state (under `key`) against `hidden.answer`
-/// (`{"kind": .., "value": ..}`). Returns `None` when the task has no answer.
-pub fn answer_check(task: &TaskSpec, state: &State, key: &str) -> Option<Check> {
-    let spec = task.hidden.get("answer")?;
-    let kind = spec.get("kind").and_then(Value::as_str).and_then(AnswerKind::parse);
-    let want = spec.get("value").unwrap_or(&Value::Null);
-    let got = state.0.get(key).unwrap_or(&Value::Null);
-    let Some(kind) = kind else {
-        return Some(Check::new("answer", false, "task has an answer of unknown kind"));
-    };
-    if got.is_null() {
-        return Some(Check::new("answer", false, "no answer was submitted"));
-    }
-    let ok = answer_matches(kind, got, want);
-    let detail = if ok {
-        format!("{} matches", py_json(got))
-    } else {
-        format!("submitted {}, expected {} ({})", py_json(got), py_json(want), kind.as_str())
-    };
-    Some(Check::new("answer", ok, detail))
 }
 
 /// A reference turn from reasoning text and calls.
 pub fn turn(reasoning: impl Into<String>, calls: Vec<ToolCall>) -> ReferenceTurn {
     ReferenceTurn { reasoning: reasoning.into(), calls }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_tolerate_formatting_only() {
-        assert!(answer_matches(AnswerKind::Money, &json!("$1,200.50"), &json!(1200.5)));
-        assert!(!answer_matches(AnswerKind::Money, &json!("1200.51"), &json!(1200.5)));
-        assert!(answer_matches(AnswerKind::Integer, &json!("12"), &json!(12)));
-        assert!(!answer_matches(AnswerKind::Integer, &json!(12.5), &json!(12)));
-        assert!(answer_matches(AnswerKind::Text, &json!("  Paris  Nord "), &json!("paris nord")));
-        assert!(!answer_matches(AnswerKind::Text, &json!("Paris"), &json!("Lyon")));
-        assert!(answer_matches(AnswerKind::TextSet, &json!(["b", "A"]), &json!("a, b")));
-        assert!(!answer_matches(AnswerKind::TextSet, &json!(["a"]), &json!(["a", "b"])));
-    }
 }

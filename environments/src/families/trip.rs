@@ -19,10 +19,10 @@ use crate::error::Result;
 use crate::framework::{
     Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
 };
-use crate::util::{arg_str, call, mix, money, rng};
+use crate::util::{arg_str, call, mix, money, permute, rng};
 
 const NAME: &str = "trip";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The trip-planning family.
 pub struct Trip;
@@ -450,8 +450,10 @@ impl TripInstance {
                 days.push(order[i]);
             }
         }
-        let month = r.random_range(4..=9);
-        let start = r.random_range(1..=25);
+        // Every task seed of an instance gets its own start date (8 months x 25 days = the 200
+        // task seeds), so distinct seeds are distinct trips.
+        let x = permute(task_seed % 200, 200, mix(&[0x7819, self.base.instance_seed])) as usize;
+        let (month, start) = (3 + x / 25, 1 + x % 25);
         let dates: Vec<String> =
             (0..n_days).map(|i| format!("2025-{month:02}-{:02}", start + i)).collect();
         let mut plan = Plan {
@@ -566,10 +568,14 @@ impl TripInstance {
         if plan.transport_in_budget {
             rules.push("Travel between different cities counts toward the budget at the price of the cheapest option.".to_owned());
         }
-        let user = format!(
-            "Please plan my trip.\n- {}\nSubmit the itinerary with submit_result.",
-            rules.join("\n- ")
-        );
+        let opener = [
+            "Please plan my trip.",
+            "I need an itinerary for a trip.",
+            "Help me put together a trip, please.",
+            "Could you organise my travel plans?",
+        ][r.random_range(0..4)];
+        let user =
+            format!("{opener}\n- {}\nSubmit the itinerary with submit_result.", rules.join("\n- "));
         let mut distinct: Vec<usize> = days.clone();
         distinct.dedup();
         let mut reads = Vec::new();
