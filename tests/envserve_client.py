@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -315,7 +316,7 @@ def mode_multiturn(base, sample_file):
     out["ws_state"] = ws.recv()
     ws.send({"type": "close"})
     out["ws_answers"] = ws_answers
-    out["stats"] = mode_stats(base)
+    out["stats"] = settled_stats(base)
     return out
 
 
@@ -463,6 +464,18 @@ def mode_reseed(base, row_file, n):
 
 def mode_stats(base):
     return json.loads(Client(base).get("/stats")[1])
+
+
+def settled_stats(base, tries=400):
+    """/stats once the server has processed a just-sent WebSocket close (it frees the session
+    after reading the close frame, not before this client's next request)."""
+    st = mode_stats(base)
+    for _ in range(tries):
+        if st.get("active_sessions") == 0:
+            break
+        time.sleep(0.05)
+        st = mode_stats(base)
+    return st
 
 
 # --- OpenEnv over a minimal RFC 6455 client ---------------------------------------------------
