@@ -49,7 +49,7 @@ impl FolderLock {
             }
             Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
         }
-        let me = format!("pid {} on {}", std::process::id(), hostname());
+        let me = this_process();
         file.set_len(0).map_err(|e| Error::io("write", &path, e))?;
         file.write_all(me.as_bytes()).map_err(|e| Error::io("write", &path, e))?;
         file.flush().map_err(|e| Error::io("write", &path, e))?;
@@ -79,6 +79,11 @@ fn open_nofollow(path: &Path) -> Result<File> {
 const NOFOLLOW: i32 = 0o400_000;
 #[cfg(all(unix, not(target_os = "linux")))]
 const NOFOLLOW: i32 = 0x0100;
+
+/// How a holder of a folder or a shard names itself to a second process: `pid N on HOST`.
+pub fn this_process() -> String {
+    format!("pid {} on {}", std::process::id(), hostname())
+}
 
 fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
@@ -229,6 +234,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex(&h.finalize()))
+}
+
+/// SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -85,7 +85,7 @@ pub use convert::{policy_token_source, rows_to_batch};
 pub use error::{Error, Result};
 pub use folder::{
     FolderLock, FolderState, LOCK_FILE, UNRECORDED_SUFFIX, classify, clear_dataset,
-    create_exclusive, reconcile_parts, sha256_file,
+    create_exclusive, reconcile_parts, sha256_file, sha256_hex, this_process,
 };
 pub use json::{trajectory_hash, trajectory_hash_hex};
 pub use manifest::{

@@ -33,17 +33,6 @@ pub(crate) enum Prepared {
     Busy(String),
 }
 
-/// The holder line a lease records (`pid N on HOST`).
-fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "an unknown host".into());
-    format!("pid {} on {host}", std::process::id())
-}
-
 /// Take `cfg.shard` of the dataset at `url` before anything is written: claim its lease, fetch
 /// what the store already holds of it into a staging folder, and point `cfg` there.
 pub(crate) fn prepare(
@@ -61,7 +50,8 @@ pub(crate) fn prepare(
     }
     let store = Store::open(url)?;
     let shard = cfg.shard.index;
-    let acquired = rt.block_on(Lease::acquire(&store, shard, lease_secs, &holder()));
+    let acquired =
+        rt.block_on(Lease::acquire(&store, shard, lease_secs, &agentgen_datasets::this_process()));
     let acquired = acquired.with_context(|| {
         let creds = ["AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE"];
         if url.starts_with("s3") && !creds.iter().any(|v| std::env::var_os(v).is_some()) {

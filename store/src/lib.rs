@@ -286,16 +286,6 @@ pub fn shard_object(shard: u32, name: &str) -> String {
     format!("{SHARDS_DIR}/{shard:05}/{name}")
 }
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(64);
-    for b in Sha256::digest(bytes) {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

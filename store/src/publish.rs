@@ -9,7 +9,9 @@ use std::sync::Arc;
 use agentgen_datasets::{MANIFEST_FILE, Manifest, Publish, WrittenFile};
 use object_store::{PutMode, PutPayload};
 
-use crate::{Error, Lease, Result, Store, sha256_hex, shard_object};
+use agentgen_datasets::sha256_hex;
+
+use crate::{Error, Lease, Result, Store, shard_object};
 
 /// Uploads one shard's parts and manifest as the writer finishes them (a
 /// [`agentgen_datasets::Publish`] for the pipeline's writer thread).
