@@ -150,3 +150,27 @@ fn local_engine_run_completes_and_records_rejections_with_codes() {
             .expect("manifest json");
     assert!(manifest.to_string().contains("local"), "the manifest names the policy");
 }
+
+/// The sampling flags are one vocabulary (`generate`, `rollout`, `calibrate`): out-of-range
+/// values are refused when the flags are parsed, exit 2, naming the flag and the rule; `--help`
+/// shows the defaults.
+#[test]
+fn sampling_flags_are_range_checked_the_same_everywhere() {
+    for (cmd, flag, value, rule) in [
+        ("generate", "--top-p", "7", "not above 0 and at most 1"),
+        ("rollout", "--temperature", "-1", "not within 0..=2"),
+        ("calibrate", "--max-tokens", "0", "at least 1"),
+        ("generate", "--temperature", "warm", "not a number"),
+    ] {
+        let o = run(&[cmd, flag, value], b"");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd} {flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains(rule), "{cmd} {flag} {value}: {err}");
+    }
+    for cmd in ["generate", "rollout", "calibrate"] {
+        let help = String::from_utf8_lossy(&run(&[cmd, "--help"], b"").stdout).into_owned();
+        for want in ["[default: 1]", "[default: 0.95]", "[default: 4096]"] {
+            assert!(help.contains(want), "{cmd} --help shows {want}");
+        }
+    }
+}

@@ -31,8 +31,9 @@ pub use chat::{ChatConfig, ChatPolicy, ChatTurn};
 pub use error::{Error, Result};
 pub use http::{HttpClient, HttpConfig, HttpPolicy, HttpStats, HttpStatsSnapshot};
 pub use policy::{
-    Completion, CompletionFinish, PlannedTurn, Policy, PolicyFailure, PromptRequest, ReferencePlan,
-    SamplingParams,
+    Completion, CompletionFinish, DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
+    PlannedTurn, Policy, PolicyFailure, PromptRequest, ReferencePlan, SamplingParams,
+    TEMPERATURE_RANGE,
 };
 pub use preflight::preflight;
 pub use reference::ReferencePolicy;

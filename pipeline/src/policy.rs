@@ -101,9 +101,41 @@ pub struct SamplingParams {
     pub seed: u64,
 }
 
+/// Default sampling temperature of every rollout command.
+pub const DEFAULT_TEMPERATURE: f32 = 1.0;
+/// Default nucleus mass of every rollout command.
+pub const DEFAULT_TOP_P: f32 = 0.95;
+/// Default most tokens per assistant turn of every rollout command.
+pub const DEFAULT_MAX_TOKENS: usize = 4096;
+/// The temperatures a policy accepts (the OpenAI API's range; 0 is greedy).
+pub const TEMPERATURE_RANGE: std::ops::RangeInclusive<f32> = 0.0..=2.0;
+
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { temperature: 1.0, top_p: 0.95, top_k: None, max_tokens: 4096, seed: 0 }
+        SamplingParams {
+            temperature: DEFAULT_TEMPERATURE,
+            top_p: DEFAULT_TOP_P,
+            top_k: None,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// The one rule for sampling values at the edge: temperature in [`TEMPERATURE_RANGE`],
+    /// top-p above 0 and at most 1, at least one token. The error names the value.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !TEMPERATURE_RANGE.contains(&self.temperature) {
+            return Err(format!("temperature {} is not within 0..=2", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p {} is not above 0 and at most 1", self.top_p));
+        }
+        if self.max_tokens == 0 {
+            return Err("max_tokens must be at least 1".into());
+        }
+        Ok(())
     }
 }
 

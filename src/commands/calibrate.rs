@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use agentgen_pipeline::calibrate::{CalibrateReport, calibrate, summary_json, summary_text};
-use agentgen_pipeline::{Policy, ReferencePolicy, RunConfig, SamplingParams};
+use agentgen_pipeline::{Policy, ReferencePolicy, RunConfig};
 use anyhow::Context;
 
 /// Measure how often a policy solves each task of envpkg packages (K rollouts per task) and
@@ -41,13 +41,8 @@ pub struct Args {
     /// Environment variable holding the server's API key.
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
-    /// Most tokens per assistant turn.
-    #[arg(long, default_value_t = 4096)]
-    pub max_tokens: usize,
+    #[command(flatten)]
+    pub sampling: super::sampling::SamplingArgs,
     /// Most assistant turns per rollout.
     #[arg(long, default_value_t = 32)]
     pub max_turns: u32,
@@ -99,13 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.max(1),
         thinking_mode: mode,
         thinking_auto: auto,
-        sampling: SamplingParams {
-            temperature: args.temperature,
-            top_p: args.top_p,
-            top_k: None,
-            max_tokens: args.max_tokens,
-            seed: args.seed,
-        },
+        sampling: args.sampling.params(&Default::default(), args.seed)?,
         progress: !args.quiet,
         overwrite: args.overwrite || temporary,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),

@@ -97,13 +97,8 @@ pub struct Args {
     /// No progress bar, warnings only.
     #[arg(long)]
     quiet: bool,
-    #[arg(long)]
-    temperature: Option<f32>,
-    #[arg(long)]
-    top_p: Option<f32>,
-    /// Most tokens per completion.
-    #[arg(long)]
-    max_tokens: Option<usize>,
+    #[command(flatten)]
+    sampling: super::sampling::SamplingArgs,
     /// thinking | chat | auto (chat policy only, its default: thinking when the endpoint
     /// returns reasoning, chat otherwise, per row).
     #[arg(long)]
@@ -245,13 +240,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.thinking_mode.as_deref().or(file.thinking_mode.as_deref()),
         &policy,
     )?;
-    cfg.sampling = SamplingParams {
-        temperature: args.temperature.or(file.temperature).unwrap_or(1.0),
-        top_p: args.top_p.or(file.top_p).unwrap_or(0.95),
-        top_k: None,
-        max_tokens: args.max_tokens.or(file.max_tokens).unwrap_or(4096),
-        seed: 0,
+    let file_sampling = super::sampling::SamplingArgs {
+        temperature: file.temperature,
+        top_p: file.top_p,
+        max_tokens: file.max_tokens,
     };
+    cfg.sampling = args.sampling.params(&file_sampling, 0)?;
     if let Some(t) = args.max_turns.or(file.max_turns) {
         cfg.limits.max_turns = t;
     }

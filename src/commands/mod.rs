@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod model;
 pub mod report;
 pub mod rollout;
+pub mod sampling;
 pub mod seal;
 pub mod serve;
 pub mod store;

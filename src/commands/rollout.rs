@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agentgen_datasets::SampleRow;
-use agentgen_pipeline::{Policy, ReferencePolicy, RowSink, RunConfig, SamplingParams};
+use agentgen_pipeline::{Policy, ReferencePolicy, RowSink, RunConfig};
 use anyhow::Context;
 
 /// Roll out groups of K samples per task and write rows with logprobs, rewards and
@@ -59,15 +59,8 @@ pub struct Args {
     /// Environment variable holding the server's API key.
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
-    /// Sampling temperature.
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f32,
-    /// Nucleus mass.
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
-    /// Most tokens per assistant turn.
-    #[arg(long, default_value_t = 4096)]
-    pub max_tokens: usize,
+    #[command(flatten)]
+    pub sampling: super::sampling::SamplingArgs,
     /// Most assistant turns per rollout.
     #[arg(long, default_value_t = 32)]
     pub max_turns: u32,
@@ -138,13 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency.max(1),
         thinking_mode: mode,
         thinking_auto: auto,
-        sampling: SamplingParams {
-            temperature: args.temperature,
-            top_p: args.top_p,
-            top_k: None,
-            max_tokens: args.max_tokens,
-            seed: args.seed,
-        },
+        sampling: args.sampling.params(&Default::default(), args.seed)?,
         progress: !args.quiet,
         resume: args.resume,
         // A temporary folder of an earlier process with the same pid is ours to replace.
