@@ -152,8 +152,8 @@ fn local_engine_run_completes_and_records_rejections_with_codes() {
 }
 
 /// The sampling flags are one vocabulary (`generate`, `rollout`, `calibrate`): out-of-range
-/// values are refused when the flags are parsed, exit 2, naming the flag and the rule; `--help`
-/// shows the defaults.
+/// values (and zero tasks or turns) are refused when the flags are parsed, exit 2, naming the
+/// flag and the rule; `--help` shows the defaults.
 #[test]
 fn sampling_flags_are_range_checked_the_same_everywhere() {
     for (cmd, flag, value, rule) in [
@@ -161,6 +161,9 @@ fn sampling_flags_are_range_checked_the_same_everywhere() {
         ("rollout", "--temperature", "-1", "not within 0..=2"),
         ("calibrate", "--max-tokens", "0", "at least 1"),
         ("generate", "--temperature", "warm", "not a number"),
+        ("generate", "--tasks", "0", "is not in 1.."),
+        ("rollout", "--max-turns", "0", "is not in 1.."),
+        ("calibrate", "--tasks", "0", "is not in 1.."),
     ] {
         let o = run(&[cmd, flag, value], b"");
         let err = String::from_utf8_lossy(&o.stderr);

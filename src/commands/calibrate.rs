@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     pub samples: u32,
     /// Generated packages: calibrate seeds 1..N (static tasks: all of them).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub tasks: u64,
     /// reference (every task passes: a smoke test), local, http or chat: the policy whose
     /// difficulty is measured (required: the band means "hard for this policy").
@@ -44,7 +44,7 @@ pub struct Args {
     #[command(flatten)]
     pub sampling: super::sampling::SamplingArgs,
     /// Most assistant turns per rollout.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: u32,
     /// thinking, chat, or auto (chat policy only, its default).
     #[arg(long)]

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Global number of tasks (each shard takes its part).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     tasks: Option<u64>,
     /// Run seed (task selection, sample ids, sampling seeds).
     #[arg(long)]
@@ -115,7 +115,7 @@ pub struct Args {
     #[arg(long)]
     difficulty_band: Option<String>,
     /// Most assistant turns per rollout.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_turns: Option<u32>,
     /// Rows per Parquet file before a new part starts.
     #[arg(long)]
@@ -205,6 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cfg = RunConfig::default();
     cfg.out = args.out.or(file.out).unwrap_or_else(|| PathBuf::from("dataset"));
     cfg.tasks = args.tasks.or(file.tasks).unwrap_or(1000);
+    anyhow::ensure!(cfg.tasks >= 1, "tasks must be at least 1, got {}", cfg.tasks);
     cfg.seed = args.seed.or(file.seed).unwrap_or(cfg.seed);
     cfg.families = args.families.or(file.families).unwrap_or_default();
     cfg.families.retain(|f| !f.trim().is_empty());
@@ -247,6 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     cfg.sampling = args.sampling.params(&file_sampling, 0)?;
     if let Some(t) = args.max_turns.or(file.max_turns) {
+        anyhow::ensure!(t >= 1, "max-turns must be at least 1, got {t}");
         cfg.limits.max_turns = t;
     }
     if let Some(r) = args.rows_per_file.or(file.rows_per_file) {

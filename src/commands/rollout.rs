@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Number of tasks (sampled deterministically from the seed over the families).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub tasks: u64,
     /// Task list instead of sampling: one id `family@version/instance_seed/task_seed` per line
     /// (as `agentgen envs sample` prints them; blank lines and `#` comments are skipped).
@@ -62,7 +62,7 @@ pub struct Args {
     #[command(flatten)]
     pub sampling: super::sampling::SamplingArgs,
     /// Most assistant turns per rollout.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: u32,
     /// thinking, chat, or auto (chat policy only, its default: thinking when the endpoint
     /// returns reasoning, chat otherwise, per row).
