@@ -205,7 +205,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cfg = RunConfig::default();
     cfg.out = args.out.or(file.out).unwrap_or_else(|| PathBuf::from("dataset"));
     cfg.tasks = args.tasks.or(file.tasks).unwrap_or(1000);
-    anyhow::ensure!(cfg.tasks >= 1, "tasks must be at least 1, got {}", cfg.tasks);
     cfg.seed = args.seed.or(file.seed).unwrap_or(cfg.seed);
     cfg.families = args.families.or(file.families).unwrap_or_default();
     cfg.families.retain(|f| !f.trim().is_empty());
@@ -259,6 +258,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (lo, hi) = b.split_once(',').context("--difficulty-band wants LO,HI")?;
         cfg.difficulty_band = Some((lo.trim().parse()?, hi.trim().parse()?));
     }
+    anyhow::ensure!(cfg.tasks >= 1, "tasks must be at least 1, got {}", cfg.tasks);
     cfg.command_line = std::env::args().collect::<Vec<_>>().join(" ");
     cfg.git_revision = option_env!("AGENTGEN_GIT_REVISION").map(str::to_owned);
     let threads = args.threads.or(file.threads);
