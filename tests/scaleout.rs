@@ -37,22 +37,31 @@ impl Drop for Moto {
 
 impl Moto {
     fn start() -> Option<Moto> {
-        let found = Command::new("moto_server")
-            .arg("--help")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !found.is_ok_and(|s| s.success()) {
-            let msg = "moto_server (pip install 'moto[server]') is not installed: the S3 scale-out test cannot run";
+        // `moto_server` on PATH, else the module (pip may put scripts off PATH).
+        let runs = |cmd: &mut Command| {
+            cmd.arg("--help")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let launcher: Vec<&str> = if runs(&mut Command::new("moto_server")) {
+            vec!["moto_server"]
+        } else if runs(Command::new("python3").args(["-m", "moto.server"])) {
+            vec!["python3", "-m", "moto.server"]
+        } else {
+            let msg = "moto's S3 server (pip install 'moto[server]') is not installed: the S3 \
+                       scale-out test cannot run";
             assert!(std::env::var_os("AGENTGEN_REQUIRE_MOTO").is_none(), "{msg}");
             eprintln!("\n\n***** NOTE: SKIPPED: {msg} *****\n");
             return None;
-        }
+        };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = Command::new("moto_server")
+        let child = Command::new(launcher[0])
+            .args(&launcher[1..])
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
