@@ -72,10 +72,12 @@ pub struct Args {
     /// command serves every index.
     #[arg(long)]
     shard: Option<String>,
-    /// With a store `--out`: seconds a shard's lease lasts without renewal (renewed every
-    /// third of it); a retry of a dead holder's index takes over after this long.
-    #[arg(long, value_name = "SECS", default_value_t = agentgen_store::DEFAULT_LEASE_SECS)]
-    lease_secs: u64,
+    #[arg(long, value_name = "SECS", help = format!(
+        "With a store `--out`: seconds a shard's lease lasts without renewal (renewed every \
+         third of it); a retry of a dead holder's index takes over after this long [default: {}]",
+        agentgen_store::DEFAULT_LEASE_SECS
+    ))]
+    lease_secs: Option<u64>,
     /// With a store `--out`: the local folder parts are written to before upload (new or
     /// empty; needs room for this shard's parts) [default: a new temporary folder].
     #[arg(long, value_name = "DIR")]
@@ -273,11 +275,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let out_text = cfg.out.to_string_lossy().into_owned();
     let mut published = None;
     if agentgen_store::is_url(&out_text) {
-        let lease_secs = if args.lease_secs == agentgen_store::DEFAULT_LEASE_SECS {
-            file.lease_secs.unwrap_or(args.lease_secs)
-        } else {
-            args.lease_secs
-        };
+        let lease_secs =
+            args.lease_secs.or(file.lease_secs).unwrap_or(agentgen_store::DEFAULT_LEASE_SECS);
         let staging = args.staging.clone().or_else(|| file.staging.clone());
         match super::store::prepare(&rt, &out_text, &mut cfg, lease_secs, staging)? {
             super::store::Prepared::Ready(p) => published = Some(p),

@@ -33,23 +33,29 @@ pub struct SamplingArgs {
     pub max_tokens: Option<usize>,
 }
 
-fn checked(p: SamplingParams) -> Result<SamplingParams, String> {
-    p.check().map(|()| p)
+/// Parse one flag's value and check it by the one rule, with the other values at their
+/// defaults.
+fn parsed<T: std::str::FromStr + Copy>(
+    s: &str,
+    what: &str,
+    set: impl FnOnce(&mut SamplingParams, T),
+) -> Result<T, String> {
+    let v: T = s.trim().parse().map_err(|_| format!("{s:?} is not {what}"))?;
+    let mut p = SamplingParams::default();
+    set(&mut p, v);
+    p.check().map(|()| v)
 }
 
 fn temperature(s: &str) -> Result<f32, String> {
-    let t: f32 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
-    checked(SamplingParams { temperature: t, ..SamplingParams::default() }).map(|_| t)
+    parsed(s, "a number", |p, v| p.temperature = v)
 }
 
 fn top_p(s: &str) -> Result<f32, String> {
-    let p: f32 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
-    checked(SamplingParams { top_p: p, ..SamplingParams::default() }).map(|_| p)
+    parsed(s, "a number", |p, v| p.top_p = v)
 }
 
 fn max_tokens(s: &str) -> Result<usize, String> {
-    let n: usize = s.trim().parse().map_err(|_| format!("{s:?} is not a whole number"))?;
-    checked(SamplingParams { max_tokens: n, ..SamplingParams::default() }).map(|_| n)
+    parsed(s, "a whole number", |p, v| p.max_tokens = v)
 }
 
 impl SamplingArgs {

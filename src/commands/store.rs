@@ -48,8 +48,30 @@ pub(crate) fn prepare(
              to a new prefix"
         );
     }
-    let store = Store::open(url)?;
     let shard = cfg.shard.index;
+    // The staging folder first: a bad --staging must not take (and leave) a lease.
+    let (staging, temp) = match staging {
+        Some(dir) => {
+            if dir.exists()
+                && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true)
+            {
+                anyhow::bail!("--staging {}: must be a new or empty folder", dir.display());
+            }
+            (dir, None)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix(&format!("agentgen-shard-{shard:05}-"))
+                .tempdir()
+                .context("creating a staging folder (set TMPDIR or --staging)")?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+    // A file:// output is created like a folder output (reading one never creates it).
+    if let Some(path) = url.strip_prefix("file://").filter(|p| p.starts_with('/')) {
+        std::fs::create_dir_all(path).with_context(|| format!("creating {path}"))?;
+    }
+    let store = Store::open(url)?;
     let acquired =
         rt.block_on(Lease::acquire(&store, shard, lease_secs, &agentgen_datasets::this_process()));
     let acquired = acquired.with_context(|| {
@@ -74,28 +96,9 @@ pub(crate) fn prepare(
         }
     };
     let keep_alive = lease.keep_alive(rt.handle());
-    let (staging, temp) = match staging {
-        Some(dir) => {
-            if dir.exists()
-                && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true)
-            {
-                keep_alive.abort();
-                let _ = rt.block_on(lease.release());
-                anyhow::bail!("--staging {}: must be a new or empty folder", dir.display());
-            }
-            (dir, None)
-        }
-        None => {
-            let t = tempfile::Builder::new()
-                .prefix(&format!("agentgen-shard-{shard:05}-"))
-                .tempdir()
-                .context("creating a staging folder (set TMPDIR or --staging)")?;
-            (t.path().to_owned(), Some(t))
-        }
-    };
     let publisher =
         Arc::new(ShardPublisher::new(store.clone(), Arc::clone(&lease), rt.handle().clone()));
-    let mut published = Published {
+    let published = Published {
         store,
         lease,
         publisher,
@@ -111,9 +114,7 @@ pub(crate) fn prepare(
     let found = match found {
         Ok(f) => f,
         Err(e) => {
-            published.done = true;
-            published.keep_alive.abort();
-            let _ = rt.block_on(published.lease.release());
+            published.abandon();
             return Err(e);
         }
     };
@@ -137,6 +138,16 @@ impl Published {
     pub(crate) fn finish(mut self) -> anyhow::Result<()> {
         self.done = true;
         self.close()
+    }
+
+    /// Release the lease without touching the shard's manifest (nothing of this run was
+    /// written yet).
+    fn abandon(mut self) {
+        self.done = true;
+        self.keep_alive.abort();
+        if let Err(e) = self.handle.block_on(self.lease.release()) {
+            eprintln!("warning: releasing the lease of shard {}: {e}", self.lease.shard());
+        }
     }
 
     fn close(&mut self) -> anyhow::Result<()> {

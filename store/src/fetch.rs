@@ -74,6 +74,15 @@ pub(crate) async fn download_part(store: &Store, file: &WrittenFile, dir: &Path)
     Ok(())
 }
 
+/// Every part `m` records into `dir`, checked, then `m` as `dir/manifest.json`.
+async fn download_recorded(store: &Store, m: &Manifest, dir: &Path) -> Result<()> {
+    for f in &m.files {
+        download_part(store, f, dir).await?;
+    }
+    m.write(dir)?;
+    Ok(())
+}
+
 /// For a shard this process now holds: bring its manifest and recorded parts from the store
 /// into the empty folder `staging` (so a `--resume` there redoes only what is missing), and
 /// delete the shard's parts no manifest records (uploads of a holder that died before it
@@ -88,10 +97,7 @@ pub async fn fetch_shard(store: &Store, shard: u32, staging: &Path) -> Result<Op
                 reason: format!("records shard {}, not {shard}", m.shard_index),
             });
         }
-        for f in &m.files {
-            download_part(store, f, staging).await?;
-        }
-        m.write(staging)?;
+        download_recorded(store, m, staging).await?;
     }
     let recorded: Vec<&str> =
         manifest.iter().flat_map(|m| m.files.iter().map(|f| f.path.as_str())).collect();
@@ -139,10 +145,7 @@ pub async fn fetch_dataset(store: &Store, dest: &Path) -> Result<Vec<PathBuf>> {
             path: dir.clone(),
             source: e,
         })?;
-        for f in &m.files {
-            download_part(store, f, &dir).await?;
-        }
-        m.write(&dir)?;
+        download_recorded(store, &m, &dir).await?;
         dirs.push(dir);
     }
     Ok(dirs)

@@ -139,11 +139,9 @@ impl Store {
                 if !path.is_absolute() {
                     return Err(bad("a file:// URL needs an absolute path (file:///...)".into()));
                 }
-                std::fs::create_dir_all(path).map_err(|e| Error::Io {
-                    op: "create",
-                    path: path.to_owned(),
-                    source: e,
-                })?;
+                if !path.is_dir() {
+                    return Err(bad(format!("{} is not a folder", path.display())));
+                }
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
                     .map_err(|e| Error::Store { op: "open", url: url.into(), source: e })?;
                 (Arc::new(fs), String::new(), true)
