@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::ops::{layer_norm, rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::{rope_i, rope_thd};
 use rayon::prelude::*;
@@ -15,6 +15,7 @@ use super::kernels::{
     SparseShape, rope_halfsplit_prefix, select_topk_rows, sparse_attend, weighted_relu_rows,
     with_host,
 };
+use super::sparse;
 use super::{Config, LayerTrace, Linear, cat_parts, par_rows};
 use crate::Result;
 use crate::loader::WeightSource;
@@ -36,6 +37,12 @@ pub(crate) struct Batch<'a> {
     pub cos: Tensor,
     pub sin: Tensor,
     pub dense: bool,
+    /// Whether the host kernels run (a CPU model not forced onto the tensor path); otherwise
+    /// every step of attention stays on the device (`sparse.rs`).
+    pub host: bool,
+    /// Synchronise the device around the timed attention part, so `attn_time` measures work,
+    /// not kernel launches (only when a probe asks for timings on a non-CPU device).
+    pub sync_timing: bool,
 }
 
 /// The rows of a call whose outputs are wanted when only each segment's last position
@@ -191,18 +198,26 @@ impl Attention {
 
     /// Rotates the first `qk_rope_head_dim` dims of the last axis of `x` (`[N, heads, W]`) with the half-split
     /// (NeoX) layout, keeping the rest.
-    fn rope_prefix_halfsplit(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    fn rope_prefix_halfsplit(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        host: bool,
+    ) -> Result<Tensor> {
         let (rows, heads, w) = x.dims3()?;
-        let host = with_host(x, |xs| {
-            with_host(cos, |c| {
-                with_host(sin, |s| {
-                    let mut out = xs.to_vec();
-                    rope_halfsplit_prefix(&mut out, c, s, (heads, w, self.qk_rope_head_dim));
-                    out
+        let host = host.then(|| {
+            with_host(x, |xs| {
+                with_host(cos, |c| {
+                    with_host(sin, |s| {
+                        let mut out = xs.to_vec();
+                        rope_halfsplit_prefix(&mut out, c, s, (heads, w, self.qk_rope_head_dim));
+                        out
+                    })
                 })
             })
         });
-        if let Some(out) = host.flatten().flatten() {
+        if let Some(out) = host.flatten().flatten().flatten() {
             return Ok(Tensor::from_vec(out, (rows, heads, w), x.device())?);
         }
         let r = x.narrow(2, 0, self.qk_rope_head_dim)?.contiguous()?.unsqueeze(0)?;
@@ -288,10 +303,10 @@ impl Attention {
         // row, or each segment's last row only.
         let parts = par_rows(n, |s, l| {
             let (a, cs, sn) = (a.narrow(0, s, l)?, cos.narrow(0, s, l)?, sin.narrow(0, s, l)?);
-            let keys = self.project_keys(&a, &cs, &sn)?;
+            let keys = self.project_keys(&a, &cs, &sn, batch.host)?;
             let queries = match last {
                 Some(_) => None,
-                None => Some(self.project_queries(&a, &cs, &sn)?),
+                None => Some(self.project_queries(&a, &cs, &sn, batch.host)?),
             };
             Ok((keys, queries))
         })?;
@@ -299,7 +314,9 @@ impl Attention {
         let krope = cat_parts(parts.iter().map(|p| &p.0.krope), 0)?;
         let ki = cat_parts(parts.iter().map(|p| &p.0.ki), 0)?;
         let QueryProj { q_abs, q_rope, qi, wts } = match last {
-            Some(l) => self.project_queries(&a.index_select(&l.idx, 0)?, &l.cos, &l.sin)?,
+            Some(l) => {
+                self.project_queries(&a.index_select(&l.idx, 0)?, &l.cos, &l.sin, batch.host)?
+            }
             None => {
                 let q: Vec<&QueryProj> = parts.iter().filter_map(|p| p.1.as_ref()).collect();
                 QueryProj {
@@ -312,6 +329,9 @@ impl Attention {
         };
         let nq = wts.dim(0)?;
 
+        if batch.sync_timing {
+            a.device().synchronize()?;
+        }
         let started = Instant::now();
         let side = CallProj {
             q_abs: &q_abs,
@@ -323,6 +343,9 @@ impl Attention {
             ki: &ki,
         };
         let mut outs = match trace {
+            tr if !batch.host => {
+                self.device_segments(&side, batch, caches, layer, last.is_some(), tr)?
+            }
             // Sequences are independent: a batch of them (decode steps of many requests) runs
             // concurrently. A recorded call has one segment.
             None if batch.segs.len() > 1 => batch
@@ -346,6 +369,9 @@ impl Attention {
                 vec![self.segment(&side, batch, seg, 0, cache, layer, last.is_some(), tr)?]
             }
         };
+        if batch.sync_timing {
+            a.device().synchronize()?;
+        }
         *attn_time += started.elapsed();
 
         let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
@@ -373,7 +399,6 @@ impl Attention {
     ) -> Result<Tensor> {
         let CallProj { q_abs, q_rope, qi, wts, ckv, krope, ki } = *side;
         let (s0, off, len) = (seg.start, seg.offset, seg.len);
-        // Queries: absolute position of the first, row in the query side, count.
         // Queries: absolute position of the first, row in the query side, count.
         let (qs, qo, ql) = if last_only { (s0 + len - 1, k, 1) } else { (s0, off, len) };
         cache.write(
@@ -436,9 +461,187 @@ impl Attention {
         Ok(o.reshape((self.num_heads, ql, self.kv_lora_rank))?)
     }
 
+    /// The tensor path (every non-CPU device, or a CPU model forced onto it): each segment's
+    /// cache write, indexer scores, top-k selection, gather and attention as tensor ops, with
+    /// no host round trip. Segments with one query (decode steps, last-row calls) attend in one
+    /// batched product over their selected keys, padded to the widest selection; the others
+    /// (prefill chunks, the `--dense` baseline, a recorded call) go in query blocks.
+    /// Returns each segment's attended latent `[H, queries, C]`.
+    fn device_segments(
+        &self,
+        side: &CallProj<'_>,
+        batch: &Batch<'_>,
+        caches: &[&SeqCache],
+        layer: usize,
+        last_only: bool,
+        mut trace: Option<&mut LayerTrace>,
+    ) -> Result<Vec<Tensor>> {
+        let CallProj { q_abs, q_rope, qi, wts, ckv, krope, ki } = *side;
+        let dev = q_abs.device();
+        let batched = |seg: &SegInfo| (last_only || seg.len == 1) && !batch.dense;
+        let batching = trace.is_none();
+        let kmax = batch
+            .segs
+            .iter()
+            .filter(|s| batching && batched(s))
+            .map(|s| (s.start + s.len).min(self.topk))
+            .max()
+            .unwrap_or(0);
+        let mut outs: Vec<Option<Tensor>> = vec![None; batch.segs.len()];
+        // (segment, query row, gathered c_kv [1, kmax, C], gathered k_rope [1, kmax, R], mask)
+        let mut rows = Vec::new();
+        for (k, (seg, cache)) in batch.segs.iter().zip(caches).enumerate() {
+            let (s0, off, len) = (seg.start, seg.offset, seg.len);
+            let (qs, qo, ql) = if last_only { (s0 + len - 1, k, 1) } else { (s0, off, len) };
+            cache.write(
+                layer,
+                s0,
+                &ckv.narrow(0, off, len)?,
+                &krope.narrow(0, off, len)?,
+                &ki.narrow(0, off, len)?,
+            )?;
+            let t = s0 + len;
+            let (ckv_all, kr_all, ki_all) = cache.view(layer, t)?;
+            let sparse = !batch.dense && t > self.topk;
+            if !(batching && batched(seg)) {
+                let views = (&ckv_all, &kr_all, &ki_all);
+                let o =
+                    self.device_segment(side, (qs, qo, ql), views, sparse, trace.as_deref_mut())?;
+                outs[k] = Some(o);
+                continue;
+            }
+            let (idx, mask) = if sparse {
+                let (q, w) = (qi.narrow(0, qo, 1)?, wts.narrow(0, qo, 1)?);
+                let (idx, vals) =
+                    sparse::topk(&sparse::index_scores(&q, &w, &ki_all, qs)?, self.topk)?;
+                (idx, sparse::selection_mask(&vals)?)
+            } else {
+                let idx = Tensor::arange(0u32, t as u32, dev)?.unsqueeze(0)?;
+                (idx, Tensor::zeros((1, t), DType::F32, dev)?)
+            };
+            let pad = kmax.saturating_sub(idx.dim(1)?);
+            let (idx, mask) = if pad > 0 {
+                let ninf = Tensor::full(f32::NEG_INFINITY, (1, pad), dev)?;
+                let zeros = Tensor::zeros((1, pad), DType::U32, dev)?;
+                (Tensor::cat(&[&idx, &zeros], 1)?, Tensor::cat(&[&mask, &ninf], 1)?)
+            } else {
+                (idx, mask)
+            };
+            let (kv, kr) =
+                (sparse::gather_rows(&ckv_all, &idx)?, sparse::gather_rows(&kr_all, &idx)?);
+            rows.push((k, qo as u32, kv, kr, mask));
+        }
+        if !rows.is_empty() {
+            let n = rows.len();
+            let q_idx = Tensor::from_vec(rows.iter().map(|r| r.1).collect::<Vec<_>>(), n, dev)?;
+            let qa = q_abs.index_select(&q_idx, 1)?.transpose(0, 1)?.contiguous()?; // [n, H, C]
+            let qr = q_rope.index_select(&q_idx, 1)?.transpose(0, 1)?.contiguous()?; // [n, H, R]
+            let kv = Tensor::cat(&rows.iter().map(|r| &r.2).collect::<Vec<_>>(), 0)?;
+            let kr = Tensor::cat(&rows.iter().map(|r| &r.3).collect::<Vec<_>>(), 0)?;
+            let mask = Tensor::cat(&rows.iter().map(|r| &r.4).collect::<Vec<_>>(), 0)?;
+            let o = sparse::attend_rows(&qa, &qr, &kv, &kr, &mask.unsqueeze(1)?, self.scale)?;
+            let o = o.transpose(0, 1)?; // [H, n, C]
+            for (j, r) in rows.iter().enumerate() {
+                outs[r.0] = Some(o.narrow(1, j, 1)?);
+            }
+        }
+        outs.into_iter()
+            .map(|o| {
+                o.ok_or_else(|| crate::Error::InvalidRequest("a segment was not attended".into()))
+            })
+            .collect()
+    }
+
+    /// One segment on the tensor path, in query blocks sized so that no intermediate exceeds
+    /// `sparse::block_rows`' budget: indexer scores and top-k selection when `sparse` (or when
+    /// recording), then attention over each query's selected rows, or causal attention over
+    /// every key the block sees. Returns `[H, ql, C]`.
+    fn device_segment(
+        &self,
+        side: &CallProj<'_>,
+        (qs, qo, ql): (usize, usize, usize),
+        (ckv_all, kr_all, ki_all): (&Tensor, &Tensor, &Tensor),
+        sparse: bool,
+        mut trace: Option<&mut LayerTrace>,
+    ) -> Result<Tensor> {
+        let CallProj { q_abs, q_rope, qi, wts, .. } = *side;
+        let t = ckv_all.dim(0)?;
+        let (h, hi) = (self.num_heads, self.index_n_heads);
+        let k = self.topk.min(t);
+        let per_row = if sparse {
+            (hi * t).max(k * (self.kv_lora_rank + self.qk_rope_head_dim)).max(h * k)
+        } else {
+            h.max(hi) * t
+        };
+        let block = sparse::block_rows(per_row);
+        let mut outs = Vec::with_capacity(ql.div_ceil(block));
+        for b0 in (0..ql).step_by(block) {
+            let bl = block.min(ql - b0);
+            let end = qs + b0 + bl; // keys the block's last query sees
+            let qa = q_abs.narrow(1, qo + b0, bl)?.transpose(0, 1)?.contiguous()?; // [bl, H, C]
+            let qr = q_rope.narrow(1, qo + b0, bl)?.transpose(0, 1)?.contiguous()?; // [bl, H, R]
+            let scores = if sparse || trace.is_some() {
+                let (q, w) = (qi.narrow(0, qo + b0, bl)?, wts.narrow(0, qo + b0, bl)?);
+                Some(sparse::index_scores(&q, &w, &ki_all.narrow(0, 0, end)?, qs + b0)?)
+            } else {
+                None
+            };
+            let picked = match (&scores, sparse) {
+                (Some(s), true) => Some(sparse::topk(s, self.topk)?),
+                _ => None,
+            };
+            if let (Some(tr), Some(s)) = (trace.as_deref_mut(), &scores) {
+                record_selection(tr, s, picked.as_ref(), (qs + b0, t, self.topk))?;
+            }
+            let o = match &picked {
+                Some((idx, vals)) => {
+                    let kv = sparse::gather_rows(ckv_all, idx)?;
+                    let kr = sparse::gather_rows(kr_all, idx)?;
+                    let mask = sparse::selection_mask(vals)?.unsqueeze(1)?;
+                    sparse::attend_rows(&qa, &qr, &kv, &kr, &mask, self.scale)?
+                }
+                None => {
+                    let (kv, kr) = (ckv_all.narrow(0, 0, end)?, kr_all.narrow(0, 0, end)?);
+                    self.attend_causal(&qa, &qr, &kv, &kr, qs + b0)?
+                }
+            };
+            outs.push(o);
+        }
+        Ok(cat_parts(outs.iter(), 0)?.transpose(0, 1)?.contiguous()?)
+    }
+
+    /// Causal softmax attention of a block of `B` queries (`qa` `[B, H, C]`, `qr` `[B, H, R]`,
+    /// the first at absolute position `first`) over the keys `kv` `[T, C]`, `kr` `[T, R]`:
+    /// `[B, H, C]`. The mask is built on the device.
+    fn attend_causal(
+        &self,
+        qa: &Tensor,
+        qr: &Tensor,
+        kv: &Tensor,
+        kr: &Tensor,
+        first: usize,
+    ) -> Result<Tensor> {
+        let (b, h, c) = qa.dims3()?;
+        let t = kv.dim(0)?;
+        let qa2 = qa.reshape((b * h, c))?;
+        let qr2 = qr.reshape((b * h, self.qk_rope_head_dim))?;
+        let s = (qa2.matmul(&kv.t()?)? + qr2.matmul(&kr.t()?)?)?;
+        let s = (s * self.scale)?.reshape((b, h, t))?;
+        let zeros = Tensor::zeros((b, t), DType::F32, qa.device())?;
+        let mask = sparse::causal_fill(&zeros, first)?.unsqueeze(1)?; // [B, 1, T]
+        let p = softmax_last_dim(&s.broadcast_add(&mask)?)?.reshape((b * h, t))?;
+        Ok(p.matmul(kv)?.reshape((b, h, c))?)
+    }
+
     /// The query side of `a` (`[N, D]`, RoPE tables of its rows): absorbed and rope MLA queries,
     /// indexer queries and head weights.
-    fn project_queries(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<QueryProj> {
+    fn project_queries(
+        &self,
+        a: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        host: bool,
+    ) -> Result<QueryProj> {
         let n = a.dim(0)?;
         let &Self {
             num_heads,
@@ -475,12 +678,12 @@ impl Attention {
             index_n_heads,
             index_head_dim,
         ))?;
-        let qi = self.rope_prefix_halfsplit(&qi, cos, sin)?; // [N, Hi, Di]
+        let qi = self.rope_prefix_halfsplit(&qi, cos, sin, host)?; // [N, Hi, Di]
         Ok(QueryProj { q_abs, q_rope, qi, wts })
     }
 
     /// The key side of `a`: the cached latent, rope key and indexer key of each row.
-    fn project_keys(&self, a: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<KeyProj> {
+    fn project_keys(&self, a: &Tensor, cos: &Tensor, sin: &Tensor, host: bool) -> Result<KeyProj> {
         let n = a.dim(0)?;
         let &Self { kv_lora_rank, qk_rope_head_dim, index_head_dim, .. } = self;
         let kv = self.kv_a_wk.forward(a)?; // [N, C + qk_rope_head_dim + Di]
@@ -494,7 +697,7 @@ impl Attention {
         let krope = rope_i(&krope, cos, sin)?.reshape((n, qk_rope_head_dim))?;
         let ki = kv.narrow(1, kv_lora_rank + qk_rope_head_dim, index_head_dim)?.contiguous()?;
         let ki = layer_norm(&ki, &self.idx_norm_w, &self.idx_norm_b, 1e-6)?;
-        let ki = self.rope_prefix_halfsplit(&ki.unsqueeze(1)?, cos, sin)?.squeeze(1)?; // [N, Di]
+        let ki = self.rope_prefix_halfsplit(&ki.unsqueeze(1)?, cos, sin, host)?.squeeze(1)?; // [N, Di]
         Ok(KeyProj { ckv, krope, ki })
     }
 
@@ -604,6 +807,39 @@ impl Attention {
         };
         Ok(softmax_last_dim(&s)?.matmul(kv)?)
     }
+}
+
+/// Records a block's indexer scores (`[rows, end]`, padded with −inf to `t`) and selections
+/// (ascending, real keys only, padded with −1 to `topk`) into a layer trace, the way the host
+/// path records them; without a selection (dense), every visible key is chosen.
+fn record_selection(
+    tr: &mut LayerTrace,
+    scores: &Tensor,
+    picked: Option<&(Tensor, Tensor)>,
+    (first, t, topk): (usize, usize, usize),
+) -> Result<()> {
+    let rows = scores.to_vec2::<f32>()?;
+    let picks = match picked {
+        Some((i, v)) => Some((i.to_vec2::<u32>()?, v.to_vec2::<f32>()?)),
+        None => None,
+    };
+    for (n, mut row) in rows.into_iter().enumerate() {
+        let mut chosen: Vec<i64> = match &picks {
+            Some((i, v)) => i[n]
+                .iter()
+                .zip(&v[n])
+                .filter(|(_, s)| s.is_finite())
+                .map(|(&j, _)| i64::from(j))
+                .collect(),
+            None => (0..(first + n + 1) as i64).collect(),
+        };
+        chosen.sort_unstable();
+        chosen.resize(chosen.len().max(topk), -1);
+        row.resize(t, f32::NEG_INFINITY);
+        tr.index_scores.push(row);
+        tr.topk.push(chosen);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! do wastefully on a CPU: the indexer's head-weighted ReLU sum (a reduction over the head
 //! axis) and sparse attention over each query's own selected keys (a dense masked product
 //! would touch every causal key). They read candle's CPU buffers in place and run on rayon;
-//! tensors on any other device take the tensor path in `attention.rs`, which computes the same
+//! tensors on any other device take the tensor path in `sparse.rs`, which computes the same
 //! values. Every sum runs in a fixed order that does not depend on how many queries share a
 //! call, so results are the same whatever the batch composition.
 
@@ -12,22 +12,11 @@ use rayon::prelude::*;
 /// Runs `f` on the f32 contents of `t` when it is a contiguous f32 tensor on the CPU (no
 /// copy); `None` for any other device, dtype or layout.
 pub(crate) fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    #[cfg(test)]
-    if TENSOR_PATH_ONLY.with(std::cell::Cell::get) {
-        return None;
-    }
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else { return None };
     let (start, end) = layout.contiguous_offsets()?;
     let data = cpu.as_slice::<f32>().ok()?;
     Some(f(data.get(start..end)?))
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Makes [`with_host`] refuse every tensor on this thread, so a test can run the tensor
-    /// path (the one other devices take) on the CPU and compare it with the host kernels.
-    pub(crate) static TENSOR_PATH_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Defines `$name`, which runs the `#[inline(always)]` function `$body` compiled for AVX2 + FMA

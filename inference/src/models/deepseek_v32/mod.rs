@@ -8,6 +8,7 @@ mod config;
 mod kernels;
 mod moe;
 mod rope;
+mod sparse;
 
 use std::path::Path;
 use std::time::Duration;
@@ -173,6 +174,8 @@ pub struct Model {
     /// of gathering a transposed view (5x slower at the real vocabulary).
     lm_head: Linear,
     inv_freq: Vec<f32>,
+    /// Run attention on the tensor path even on the CPU (see [`Model::set_tensor_path`]).
+    tensor_path: bool,
 }
 
 impl Model {
@@ -212,7 +215,16 @@ impl Model {
         };
         let lm_head = Linear::new_transposed(lm_head)?; // (hidden, vocab)
         let inv_freq = cfg.inv_freq();
-        Ok(Self { cfg, device: device.clone(), embed, layers, norm, lm_head, inv_freq })
+        Ok(Self {
+            cfg,
+            device: device.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+            tensor_path: false,
+        })
     }
 
     /// The configuration.
@@ -223,6 +235,19 @@ impl Model {
     /// The device.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Makes a CPU model run attention (indexer scores, causal mask, top-k selection, gather,
+    /// attention) and the MoE combine on the tensor path every other device takes, instead of
+    /// the host kernels: for tests and `bench` rows that check that path on a machine without
+    /// a GPU. Off by default; no effect on other devices, which always take the tensor path.
+    pub fn set_tensor_path(&mut self, on: bool) {
+        self.tensor_path = on;
+    }
+
+    /// Whether attention runs on the host kernels (a CPU model not forced onto the tensor path).
+    fn host_kernels(&self) -> bool {
+        self.device.is_cpu() && !self.tensor_path
     }
 
     /// A fresh, empty cache for one sequence.
@@ -288,7 +313,9 @@ impl Model {
         } else {
             None
         };
-        let batch = Batch { segs: &infos, cos, sin, dense: opts.dense };
+        let host = self.host_kernels();
+        let sync_timing = probe.is_some() && !self.device.is_cpu();
+        let batch = Batch { segs: &infos, cos, sin, dense: opts.dense, host, sync_timing };
         let id_t = Tensor::from_vec(ids, n, &self.device)?;
         let mut x = self.embed.index_select(&id_t, 0)?;
         let caches: Vec<&SeqCache> = segments.iter().map(|s| &*s.cache).collect();
@@ -314,7 +341,7 @@ impl Model {
                 // product, and the experts run concurrently.
                 (Mlp::Moe(moe), t) => {
                     let f = rms_norm(&x, &layer.post_ln, eps)?;
-                    (&x + moe.forward(&f, t.map(|t| &mut t.routes))?)?
+                    (&x + moe.forward(&f, t.map(|t| &mut t.routes), host)?)?
                 }
                 (Mlp::Dense(ffn), Some(_)) => {
                     (&x + ffn.forward(&rms_norm(&x, &layer.post_ln, eps)?)?)?
@@ -355,7 +382,6 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use super::kernels::TENSOR_PATH_ONLY;
     use super::*;
 
     /// Prefill (all logits, with traces) then three decode steps; returns logits and top-k sets.
@@ -400,13 +426,13 @@ mod tests {
 
     #[test]
     fn host_kernels_equal_the_tensor_path() {
-        let model = Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap();
+        let mut model =
+            Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap();
         // 150 tokens: several query blocks, sparse selection from position 8 on.
         let prompt: Vec<u32> = (0..150u32).map(|i| (i * 131 + 7) % 510 + 2).collect();
         let (host, host_topk) = run(&model, &prompt);
-        TENSOR_PATH_ONLY.with(|f| f.set(true));
+        model.set_tensor_path(true);
         let (tensor, tensor_topk) = run(&model, &prompt);
-        TENSOR_PATH_ONLY.with(|f| f.set(false));
         assert_eq!(host_topk, tensor_topk);
         assert_eq!(host.len(), 153);
         let diff = host
@@ -417,5 +443,54 @@ mod tests {
             .fold(0f32, f32::max);
         // Summation orders differ (measured 1.4e-4); the goldens' logit tolerance is 1e-3.
         assert!(diff < 1e-3, "host kernels and tensor path differ by {diff}");
+    }
+
+    /// Decode steps of several sequences of different lengths in one call (one of them dense,
+    /// t <= top-k; the others sparse) on the tensor path, where they attend in one batched
+    /// product, against the host kernels.
+    #[test]
+    fn batched_decode_on_the_tensor_path_equals_the_host_kernels() {
+        let mut model =
+            Model::load(&agentgen_testdata::path("model/tiny-f32"), &Device::Cpu).unwrap();
+        let prompts: Vec<Vec<u32>> = [5usize, 40, 150]
+            .iter()
+            .map(|&n| (0..n as u32).map(|i| (i * 97 + n as u32) % 510 + 2).collect())
+            .collect();
+        let mut steps = |tensor: bool| -> Vec<Vec<f32>> {
+            model.set_tensor_path(tensor);
+            let mut caches: Vec<SeqCache> = prompts.iter().map(|_| model.new_cache()).collect();
+            let mut segs: Vec<Segment<'_>> = caches
+                .iter_mut()
+                .zip(&prompts)
+                .map(|(cache, p)| Segment { cache, tokens: p })
+                .collect();
+            let mut out: Vec<Vec<f32>> = model
+                .forward(&mut segs, ForwardOptions::default(), None)
+                .unwrap()
+                .to_vec2()
+                .unwrap();
+            for step in 0..3u32 {
+                let toks: Vec<[u32; 1]> =
+                    (0..3u32).map(|s| [(step * 31 + s * 7) % 510 + 2]).collect();
+                let mut segs: Vec<Segment<'_>> = caches
+                    .iter_mut()
+                    .zip(&toks)
+                    .map(|(cache, t)| Segment { cache, tokens: t })
+                    .collect();
+                let logits = model.forward(&mut segs, ForwardOptions::default(), None).unwrap();
+                out.extend(logits.to_vec2::<f32>().unwrap());
+            }
+            out
+        };
+        let host = steps(false);
+        let tensor = steps(true);
+        assert_eq!(host.len(), 12);
+        let diff = host
+            .iter()
+            .flatten()
+            .zip(tensor.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-3, "batched decode: host kernels and tensor path differ by {diff}");
     }
 }

@@ -156,8 +156,14 @@ impl Moe {
         })
     }
 
-    /// `[N, D] -> [N, D]`; `routes` receives each token's decision when given.
-    pub fn forward(&self, x: &Tensor, routes: Option<&mut Vec<Route>>) -> Result<Tensor> {
+    /// `[N, D] -> [N, D]`; `routes` receives each token's decision when given. `host`: the
+    /// routed outputs may be added on the host (a CPU model not forced onto the tensor path).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        routes: Option<&mut Vec<Route>>,
+        host: bool,
+    ) -> Result<Tensor> {
         let logits = self.gate.forward(x)?.to_vec2::<f32>()?;
         let decided: Vec<Route> =
             logits.par_iter().map(|l| route(l, &self.bias, &self.rc)).collect();
@@ -193,7 +199,7 @@ impl Moe {
         );
         let (mut out, outputs) = (shared?, outputs?);
         let d = x.dim(1)?;
-        let mut host = with_host(&out, <[f32]>::to_vec);
+        let mut host = if host { with_host(&out, <[f32]>::to_vec) } else { None };
         for (tokens, idx, wts, ys) in outputs {
             let added = match host.as_mut() {
                 Some(acc) => with_host(&ys, |ys| {

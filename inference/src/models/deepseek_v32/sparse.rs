@@ -1,0 +1,183 @@
+//! The device-resident half of DeepSeek Sparse Attention (spec §7–§8), written with candle
+//! tensor ops only, so that a CUDA device keeps every step of a layer's attention on the device:
+//! the lightning indexer's scores, the causal mask, the top-k selection, the gather of the
+//! selected latent rows and the attention over them. No value comes back to the host inside a
+//! layer. The CPU takes the host kernels in `kernels.rs` instead (same values up to summation
+//! order); `Model::set_tensor_path` forces this path on the CPU so tests and `bench prefill`
+//! can compare the two.
+//!
+//! Top-k: candle's CUDA `arg_sort_last_dim` is a one-block bitonic sort whose padded row must
+//! fit in shared memory, so it cannot sort rows wider than 8,192 columns. [`topk`] therefore
+//! selects in rounds: each row is cut into chunks of at most [`SORT_WIDTH`] columns, each chunk
+//! keeps its own `k` best (every member of the row's top-k is among its chunk's top-k), and the
+//! survivors are selected again until one chunk remains. A 128K-token row with `k = 2048` takes
+//! three rounds (16 chunks → 32,768 candidates → 4 chunks → 8,192 → 1 chunk → 2,048).
+
+use candle_core::{DType, Tensor};
+use candle_nn::ops::softmax_last_dim;
+
+use crate::{Error, Result};
+
+/// Widest row one sort handles (candle's CUDA bitonic arg-sort: `ncols_pad · 4` bytes of shared
+/// memory, one block per row).
+pub(crate) const SORT_WIDTH: usize = 8192;
+
+/// Elements one query block may materialise per intermediate (scores, gathered rows): 2^26
+/// f32 = 256 MiB. Blocks bound device memory at long contexts whatever the prompt length.
+const BLOCK_ELEMS: usize = 1 << 26;
+
+/// Query rows per block when each row materialises `per_row` elements (at least one row).
+pub(crate) fn block_rows(per_row: usize) -> usize {
+    (BLOCK_ELEMS / per_row.max(1)).clamp(1, 4096)
+}
+
+/// Replaces the entries of `s` (`[rows, t]`) past each row's causal end with −inf: row `i` is
+/// the query at absolute position `first + i` and sees keys `0..=first + i`.
+pub(crate) fn causal_fill(s: &Tensor, first: usize) -> Result<Tensor> {
+    let (rows, t) = s.dims2()?;
+    let dev = s.device();
+    let keys = Tensor::arange(0u32, t as u32, dev)?.unsqueeze(0)?; // [1, t]
+    let pos = Tensor::arange(first as u32, (first + rows) as u32, dev)?.unsqueeze(1)?; // [rows, 1]
+    let future = keys.broadcast_gt(&pos)?; // [rows, t]
+    let ninf = Tensor::full(f32::NEG_INFINITY, (rows, t), dev)?;
+    Ok(future.where_cond(&ninf, s)?)
+}
+
+/// Lightning-indexer scores `I(s, t) = Σ_h w[s,h] · ReLU(q_I[s,h] · k_I[t])` of `rows` queries
+/// (`qi`: `[rows, Hi, Di]`, `wts`: `[rows, Hi]`, scale folded in) against keys `ki` (`[t, Di]`),
+/// the first query at absolute position `first`: `[rows, t]`, −inf past each causal end.
+pub(crate) fn index_scores(qi: &Tensor, wts: &Tensor, ki: &Tensor, first: usize) -> Result<Tensor> {
+    let (rows, heads, width) = qi.dims3()?;
+    let t = ki.dim(0)?;
+    let prods = qi.reshape((rows * heads, width))?.matmul(&ki.t()?)?; // [rows·Hi, t]
+    let relu = prods.relu()?.reshape((rows, heads, t))?;
+    let s = wts.unsqueeze(1)?.matmul(&relu)?.squeeze(1)?; // [rows, t]
+    causal_fill(&s, first)
+}
+
+/// The `k` largest entries of each row of `scores` (`[rows, n]`, f32): their column indices
+/// (`[rows, min(k, n)]`, u32, in descending score order) and their scores. Rows wider than
+/// `width` are selected in rounds (see the module doc); `k` must be at most `width / 2` then.
+pub(crate) fn topk_with_width(scores: &Tensor, k: usize, width: usize) -> Result<(Tensor, Tensor)> {
+    let (rows, mut n) = scores.dims2()?;
+    let k = k.min(n);
+    let dev = scores.device();
+    let mut vals = scores.contiguous()?;
+    let mut idx =
+        Tensor::arange(0u32, n as u32, dev)?.unsqueeze(0)?.broadcast_as((rows, n))?.contiguous()?;
+    while n > width {
+        if 2 * k > width {
+            return Err(Error::InvalidRequest(format!(
+                "index_topk {k} is too large for the device selection (at most {})",
+                width / 2
+            )));
+        }
+        let chunks = n.div_ceil(width);
+        let pad = chunks * width - n;
+        if pad > 0 {
+            let fill = Tensor::full(f32::NEG_INFINITY, (rows, pad), dev)?;
+            vals = Tensor::cat(&[&vals, &fill], 1)?;
+            idx = Tensor::cat(&[&idx, &Tensor::zeros((rows, pad), DType::U32, dev)?], 1)?;
+        }
+        let v = vals.reshape((rows * chunks, width))?;
+        let order = v.arg_sort_last_dim(false)?.narrow(1, 0, k)?.contiguous()?;
+        vals = v.gather(&order, 1)?.reshape((rows, chunks * k))?;
+        idx =
+            idx.reshape((rows * chunks, width))?.gather(&order, 1)?.reshape((rows, chunks * k))?;
+        n = chunks * k;
+    }
+    let order = vals.arg_sort_last_dim(false)?.narrow(1, 0, k)?.contiguous()?;
+    Ok((idx.gather(&order, 1)?, vals.gather(&order, 1)?))
+}
+
+/// [`topk_with_width`] at the device sort's width.
+pub(crate) fn topk(scores: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
+    topk_with_width(scores, k, SORT_WIDTH)
+}
+
+/// Additive attention mask of selected keys from their scores: 0 for a real key, −inf for a
+/// pick that is not one (a −inf score: a future or padding position, chosen only when a query
+/// sees fewer than `k` keys).
+pub(crate) fn selection_mask(vals: &Tensor) -> Result<Tensor> {
+    // log(1) = 0, log(0) = −inf.
+    Ok(vals.ge(f32::MIN)?.to_dtype(DType::F32)?.log()?)
+}
+
+/// Absorbed-form softmax attention of `B` query rows, each over its own `K` keys:
+/// `qa` `[B, H, C]`, `qr` `[B, H, R]`, `kv` `[B, K, C]`, `kr` `[B, K, R]`, `mask` `[B, 1, K]`
+/// (additive, 0 or −inf). Returns the attended latent `[B, H, C]`.
+pub(crate) fn attend_rows(
+    qa: &Tensor,
+    qr: &Tensor,
+    kv: &Tensor,
+    kr: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    let s = (qa.matmul(&kv.transpose(1, 2)?)? + qr.matmul(&kr.transpose(1, 2)?)?)?;
+    let s = (s * scale)?.broadcast_add(mask)?;
+    Ok(softmax_last_dim(&s)?.matmul(kv)?)
+}
+
+/// Gathers rows `idx` (`[B, K]`, u32) of a cache buffer `buf` (`[T, W]`): `[B, K, W]`.
+pub(crate) fn gather_rows(buf: &Tensor, idx: &Tensor) -> Result<Tensor> {
+    let (b, k) = idx.dims2()?;
+    let w = buf.dim(1)?;
+    Ok(buf.index_select(&idx.flatten_all()?, 0)?.reshape((b, k, w))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::models::deepseek_v32::select_topk;
+
+    fn scores(rows: usize, n: usize) -> Vec<f32> {
+        (0..rows * n).map(|i| ((i as f32) * 0.618_034).sin() * 100.0 + (i % 7) as f32).collect()
+    }
+
+    #[test]
+    fn selection_in_rounds_equals_the_host_selection() -> Result<()> {
+        let dev = Device::Cpu;
+        // Widths that need 0, 1 and 2 extra rounds, with and without padding.
+        for (rows, n, k, width) in
+            [(3, 50, 5, 64), (3, 100, 4, 16), (2, 1000, 6, 16), (2, 7, 2, 4), (1, 5, 9, 64)]
+        {
+            let v = scores(rows, n);
+            let t = Tensor::from_vec(v.clone(), (rows, n), &dev)?;
+            let (idx, vals) = topk_with_width(&t, k, width)?;
+            let (idx, vals) = (idx.to_vec2::<u32>()?, vals.to_vec2::<f32>()?);
+            for r in 0..rows {
+                let row = &v[r * n..(r + 1) * n];
+                let mut got = idx[r].clone();
+                got.sort_unstable();
+                assert_eq!(got, select_topk(row, n, k), "rows {rows} n {n} k {k} width {width}");
+                for (&i, &s) in idx[r].iter().zip(&vals[r]) {
+                    assert_eq!(row[i as usize], s);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn selection_refuses_a_top_k_wider_than_half_a_sort() -> Result<()> {
+        let t = Tensor::from_vec(scores(1, 40), (1, 40), &Device::Cpu)?;
+        assert!(topk_with_width(&t, 9, 16).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn causal_fill_and_selection_mask_hide_future_keys() -> Result<()> {
+        let dev = Device::Cpu;
+        let s = Tensor::ones((3, 5), DType::F32, &dev)?;
+        let f = causal_fill(&s, 1)?.to_vec2::<f32>()?;
+        let ninf = f32::NEG_INFINITY;
+        assert_eq!(f[0], vec![1.0, 1.0, ninf, ninf, ninf]);
+        assert_eq!(f[2], vec![1.0, 1.0, 1.0, 1.0, ninf]);
+        let m = selection_mask(&Tensor::new(&[[3.0f32, ninf, -7.0]], &dev)?)?.to_vec2::<f32>()?;
+        assert_eq!(m[0], vec![0.0, ninf, 0.0]);
+        Ok(())
+    }
+}
