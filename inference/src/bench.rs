@@ -1,5 +1,6 @@
-//! Decode-step benchmark: caches filled synthetically to a given context, then one-token
-//! decode steps with sparse attention (DSA) and with the indexer selection disabled (dense).
+//! Engine benchmarks: decode steps at a given context (caches filled synthetically), prefill
+//! of a long prompt, and tokens/s of one sequence, each with sparse attention (DSA) and with the
+//! indexer selection disabled (dense). Device work is synchronised before a clock is read.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,7 @@ fn measure(
             ForwardOptions { dense, logits: LogitsMode::Last },
             Some(&mut probe),
         )?;
+        model.device().synchronize()?; // a GPU step is asynchronous: time its work
         if i >= 2 {
             total.push(t0.elapsed());
             attn.push(probe.attn_time);
@@ -77,6 +79,72 @@ pub fn decode(
     Ok(rows)
 }
 
+/// One row of `bench prefill` (milliseconds, medians over the measured repetitions).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PrefillRow {
+    /// Prompt tokens prefilled in one forward call.
+    pub context: usize,
+    /// Whole prefill call, sparse.
+    pub sparse_ms: f64,
+    /// Whole prefill call, dense (`None` when not measured).
+    pub dense_ms: Option<f64>,
+    /// Attention + indexer part (summed over layers), sparse.
+    pub sparse_attn_ms: f64,
+    /// Attention + indexer part, dense.
+    pub dense_attn_ms: Option<f64>,
+}
+
+fn measure_prefill(model: &Model, context: usize, reps: usize, dense: bool) -> Result<(f64, f64)> {
+    let prompt = prompt_ids(model, context);
+    let mut total = Vec::with_capacity(reps);
+    let mut attn = Vec::with_capacity(reps);
+    for i in 0..reps + 1 {
+        let mut cache = model.new_cache();
+        let mut probe = Probe::default();
+        let t0 = Instant::now();
+        model.forward(
+            &mut [Segment { cache: &mut cache, tokens: &prompt }],
+            ForwardOptions { dense, logits: LogitsMode::Last },
+            Some(&mut probe),
+        )?;
+        model.device().synchronize()?;
+        if i >= 1 {
+            total.push(t0.elapsed());
+            attn.push(probe.attn_time);
+        }
+    }
+    Ok((median(total), median(attn)))
+}
+
+/// Prefill of a `context`-token prompt in one forward call, per context (one warm-up, then
+/// the median of `reps`); `with_dense` adds the dense baseline (causal attention over every
+/// key, the indexer's selection disabled).
+pub fn prefill(
+    model: &Model,
+    contexts: &[usize],
+    reps: usize,
+    with_dense: bool,
+) -> Result<Vec<PrefillRow>> {
+    let mut rows = Vec::new();
+    for &context in contexts {
+        let (sparse_ms, sparse_attn_ms) = measure_prefill(model, context, reps, false)?;
+        let (dense_ms, dense_attn_ms) = if with_dense {
+            let (a, b) = measure_prefill(model, context, reps, true)?;
+            (Some(a), Some(b))
+        } else {
+            (None, None)
+        };
+        rows.push(PrefillRow { context, sparse_ms, dense_ms, sparse_attn_ms, dense_attn_ms });
+    }
+    Ok(rows)
+}
+
+/// Deterministic prompt ids spread over the vocabulary.
+fn prompt_ids(model: &Model, len: usize) -> Vec<u32> {
+    let vocab = model.config().vocab_size as u32;
+    (0..len as u32).map(|i| (i.wrapping_mul(7) + 3) % vocab).collect()
+}
+
 /// One row of `bench tokens`: prefill and greedy-decode throughput of a single sequence.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokensRow {
@@ -99,8 +167,7 @@ pub fn tokens(
     new_tokens: usize,
     reps: usize,
 ) -> Result<TokensRow> {
-    let vocab = model.config().vocab_size as u32;
-    let prompt: Vec<u32> = (0..prompt_tokens as u32).map(|i| (i * 7 + 3) % vocab).collect();
+    let prompt = prompt_ids(model, prompt_tokens);
     let mut best_prefill = f64::INFINITY;
     let mut best_decode = f64::INFINITY;
     for _ in 0..reps.max(1) + 1 {

@@ -22,6 +22,10 @@ pub struct Source {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// On the CPU, run attention on the tensor path a GPU takes (device-side indexer scores,
+    /// top-k selection in rounds, gather, attention) instead of the host kernels.
+    #[arg(long)]
+    tensor_path: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -42,6 +46,25 @@ pub enum Command {
         /// Measured steps per context (median reported; 2 warm-up steps extra).
         #[arg(long, default_value_t = 9)]
         steps: usize,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prefill time of one prompt per length (one forward call, median of --reps after a
+    /// warm-up), with sparse attention and, with --dense, the masked dense baseline. Columns:
+    /// the whole call, and its attention + indexer part summed over layers.
+    Prefill {
+        #[command(flatten)]
+        source: Source,
+        /// Prompt lengths, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "2048,8192")]
+        contexts: Vec<usize>,
+        /// Also measure the dense baseline.
+        #[arg(long)]
+        dense: bool,
+        /// Measured repetitions (median reported; one warm-up extra).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
         /// Print one JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -68,9 +91,9 @@ pub enum Command {
 }
 
 fn load(source: Source) -> anyhow::Result<Model> {
-    let Source { model, preset, vocab, device } = source;
+    let Source { model, preset, vocab, device, tensor_path } = source;
     let dev = DeviceKind::parse(&device)?.open()?;
-    Ok(match (model, preset) {
+    let mut m = match (model, preset) {
         (Some(dir), _) => {
             Model::load(&dir, &dev).with_context(|| format!("loading {}", dir.display()))?
         }
@@ -80,7 +103,9 @@ fn load(source: Source) -> anyhow::Result<Model> {
             Model::from_weights(cfg, &w, &dev)?
         }
         (None, None) => bail!("give --model DIR or --preset tiny|small|medium"),
-    })
+    };
+    m.set_tensor_path(tensor_path);
+    Ok(m)
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -88,6 +113,23 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Decode { source, contexts, dense, steps, json } => {
             let m = load(source)?;
             decode(&m, &contexts, dense, steps, json)
+        }
+        Command::Prefill { source, contexts, dense, reps, json } => {
+            let m = load(source)?;
+            if contexts.is_empty() || contexts.contains(&0) {
+                bail!("--contexts needs positive lengths");
+            }
+            let rows = bench::prefill(&m, &contexts, reps.max(1), dense)?;
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let r: Vec<_> = rows
+                .iter()
+                .map(|r| (r.context, r.sparse_ms, r.dense_ms, r.sparse_attn_ms, r.dense_attn_ms))
+                .collect();
+            print_table(m.config().index_topk, &r);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Tokens { source, prompt_tokens, new_tokens, reps, json } => {
             let m = load(source)?;
@@ -135,21 +177,33 @@ fn decode(
         println!("{}", serde_json::to_string(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let r: Vec<_> = rows
+        .iter()
+        .map(|r| (r.context, r.sparse_ms, r.dense_ms, r.sparse_attn_ms, r.dense_attn_ms))
+        .collect();
+    print_table(m.config().index_topk, &r);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The decode/prefill table: (context, sparse ms, dense ms, sparse attention ms, dense
+/// attention ms) per row.
+type TableRow = (usize, f64, Option<f64>, f64, Option<f64>);
+
+fn print_table(index_topk: usize, rows: &[TableRow]) {
     let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
-    println!("index_topk = {}", m.config().index_topk);
+    println!("index_topk = {index_topk}");
     println!(
         "{:>9} {:>11} {:>11} {:>15} {:>15}",
         "context", "sparse_ms", "dense_ms", "sparse_attn_ms", "dense_attn_ms"
     );
-    for r in &rows {
+    for &(context, sparse, dense, sparse_attn, dense_attn) in rows {
         println!(
             "{:>9} {:>11.3} {:>11} {:>15.3} {:>15}",
-            r.context,
-            r.sparse_ms,
-            fmt(r.dense_ms),
-            r.sparse_attn_ms,
-            fmt(r.dense_attn_ms)
+            context,
+            sparse,
+            fmt(dense),
+            sparse_attn,
+            fmt(dense_attn)
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -301,7 +301,7 @@ impl Attention {
         let (cos, sin) = (&batch.cos, &batch.sin);
         // Projections are per token: run row blocks concurrently. The query side covers every
         // row, or each segment's last row only.
-        let parts = par_rows(n, |s, l| {
+        let parts = par_rows(batch.host, n, |s, l| {
             let (a, cs, sn) = (a.narrow(0, s, l)?, cos.narrow(0, s, l)?, sin.narrow(0, s, l)?);
             let keys = self.project_keys(&a, &cs, &sn, batch.host)?;
             let queries = match last {
@@ -375,7 +375,7 @@ impl Attention {
         *attn_time += started.elapsed();
 
         let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
-        let parts = par_rows(nq, |s, l| {
+        let parts = par_rows(batch.host, nq, |s, l| {
             let o = o_lat.narrow(1, s, l)?.matmul(&self.w_uv_t)?; // [H, l, dv]
             let o = o.transpose(0, 1)?.contiguous()?.reshape((l, num_heads * self.v_head_dim))?;
             self.o_proj.forward(&o)

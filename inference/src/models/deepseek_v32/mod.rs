@@ -68,12 +68,14 @@ impl Linear {
 /// `f(start, len)` on the blocks concurrently; the results come back in row order. Per-token
 /// work (projections, MLPs) this way keeps every core busy with one large product each, which
 /// beats letting each small product split itself. A row's result does not depend on the split.
+/// With `parallel` false (a GPU: its kernels queue on one stream) one block covers every row.
 pub(crate) fn par_rows<T: Send>(
+    parallel: bool,
     n: usize,
     f: impl Fn(usize, usize) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     const MIN_ROWS: usize = 32;
-    let parts = rayon::current_num_threads().min(n / MIN_ROWS).max(1);
+    let parts = if parallel { rayon::current_num_threads().min(n / MIN_ROWS).max(1) } else { 1 };
     if parts == 1 {
         return Ok(vec![f(0, n)?]);
     }
@@ -347,7 +349,7 @@ impl Model {
                     (&x + ffn.forward(&rms_norm(&x, &layer.post_ln, eps)?)?)?
                 }
                 (Mlp::Dense(ffn), None) => {
-                    let parts = par_rows(x.dim(0)?, |s, l| {
+                    let parts = par_rows(host, x.dim(0)?, |s, l| {
                         let xs = x.narrow(0, s, l)?;
                         let f = rms_norm(&xs, &layer.post_ln, eps)?;
                         Ok((&xs + ffn.forward(&f)?)?)
