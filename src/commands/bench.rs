@@ -20,8 +20,8 @@ pub struct Source {
     #[arg(long)]
     vocab: Option<usize>,
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, value_name = "DEVICE", value_parser = crate::commands::policy::device, default_value = "cpu")]
+    device: DeviceKind,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -69,7 +69,7 @@ pub enum Command {
 
 fn load(source: Source) -> anyhow::Result<Model> {
     let Source { model, preset, vocab, device } = source;
-    let dev = DeviceKind::parse(&device)?.open()?;
+    let dev = device.open()?;
     Ok(match (model, preset) {
         (Some(dir), _) => {
             Model::load(&dir, &dev).with_context(|| format!("loading {}", dir.display()))?

@@ -1,12 +1,11 @@
-//! Wiring of the endpoint policies (`http`, `chat`) shared by `generate` and `rollout`: the
+//! Wiring of the endpoint policies (`http`, `chat`) shared by the rollout commands: the
 //! chat policy's flags, the `/v1/models` preflight before any rollout (a failure exits 3,
 //! through `pipeline::Error::Preflight`), and the stop on a spent `--max-tokens-total` (exit 3).
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgen_pipeline::{ChatConfig, ChatPolicy, HttpConfig, HttpPolicy, RunConfig, RunReport};
+use agentgen_pipeline::{ChatConfig, ChatPolicy, HttpConfig, HttpPolicy, RunReport};
 use anyhow::Context;
 
 /// Flags of the endpoint policies beyond `--endpoint`, `--api-model` and `--api-key-env`.
@@ -42,25 +41,6 @@ pub struct EndpointFlags {
     /// completion tokens; rerun with `--resume` to continue.
     #[arg(long, value_name = "N")]
     pub max_tokens_total: Option<u64>,
-}
-
-/// `--thinking-mode` as the run takes it: `auto` (the chat policy's default) is thinking with
-/// per-row detection.
-pub fn thinking_mode(
-    given: Option<&str>,
-    policy: &str,
-) -> anyhow::Result<(agentgen_codec::ThinkingMode, bool)> {
-    use agentgen_codec::ThinkingMode;
-    match (given, policy) {
-        (None | Some("auto"), "chat") => Ok((ThinkingMode::Thinking, true)),
-        (Some("auto"), _) => anyhow::bail!("--thinking-mode auto needs --policy chat"),
-        (None, _) => Ok((ThinkingMode::Thinking, false)),
-        (Some(m), _) => {
-            let mode =
-                m.parse::<ThinkingMode>().map_err(|e| anyhow::anyhow!("--thinking-mode: {e}"))?;
-            Ok((mode, false))
-        }
-    }
 }
 
 /// The transport settings of `--policy http|chat` (the key read from `--api-key-env`).
@@ -169,31 +149,12 @@ pub fn chat_policy(
     Ok(Arc::new(ChatPolicy::try_new(cfg)?))
 }
 
-/// Run with the chat policy until done, SIGINT, or a spent `--max-tokens-total`. Returns the
-/// report and, when the budget stopped the run, the exit code 3 (a line on stderr says so).
-pub fn run_chat(
-    rt: &tokio::runtime::Runtime,
-    cfg: RunConfig,
-    policy: Arc<ChatPolicy>,
-    sink: Option<agentgen_pipeline::RowSink>,
-) -> anyhow::Result<(RunReport, Option<ExitCode>)> {
-    let spent = policy.budget_spent_signal();
-    let shutdown = async move {
-        tokio::select! {
-            () = agentgen_pipeline::shutdown_signal() => {}
-            _ = spent => {}
-        }
-    };
-    let report =
-        rt.block_on(agentgen_pipeline::run_with_sink(cfg, Arc::clone(&policy), shutdown, sink))?;
-    let code = policy.budget_spent().then(|| {
-        let usage = report.manifest.usage.unwrap_or_default();
-        eprintln!(
-            "stopped: --max-tokens-total is spent ({} tokens used); finished rows are written, \
-             rerun with --resume and a larger budget to continue",
-            usage.total_tokens
-        );
-        ExitCode::from(3)
-    });
-    Ok((report, code))
+/// The line a spent `--max-tokens-total` prints: the run stopped cleanly (exit 3).
+pub fn budget_spent_line(report: &RunReport) -> String {
+    let usage = report.manifest.usage.unwrap_or_default();
+    format!(
+        "stopped: --max-tokens-total is spent ({} tokens used); finished rows are written, \
+         rerun with --resume and a larger budget to continue",
+        usage.total_tokens
+    )
 }

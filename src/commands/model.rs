@@ -26,8 +26,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         goldens: PathBuf,
         /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[arg(long, value_name = "DEVICE", value_parser = crate::commands::policy::device, default_value = "cpu")]
+        device: DeviceKind,
     },
     /// Write a random-weight checkpoint in the HF layout (config.json + model.safetensors).
     Init {
@@ -84,15 +84,15 @@ pub enum Command {
         #[arg(long)]
         stop: Vec<String>,
         /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[arg(long, value_name = "DEVICE", value_parser = crate::commands::policy::device, default_value = "cpu")]
+        device: DeviceKind,
     },
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Golden { model, goldens, device } => {
-            let dev = DeviceKind::parse(&device)?.open()?;
+            let dev = device.open()?;
             let m = Model::load(&model, &dev)
                 .with_context(|| format!("loading {}", model.display()))?;
             let checks = golden::run_checks(&m, &goldens)?;
@@ -144,7 +144,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let tokenizer = agentgen_codec::Tokenizer::shared().ok();
             let opts = EngineOptions {
-                device: DeviceKind::parse(&device)?,
+                device,
                 detokenizer: tokenizer
                     .map(|t| Arc::new(t) as Arc<dyn agentgen_inference::Detokenize>),
                 ..EngineOptions::default()
