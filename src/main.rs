@@ -169,22 +169,33 @@ fn main() -> ExitCode {
 /// a parser refuses (`--tasks -1`, `--top-p 7`) is one line on stderr, exit 2; other clap
 /// errors (and `--help`) print as clap prints them.
 fn parse_cli() -> Cli {
+    use clap::error::ErrorKind;
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cmd = Cli::command();
-    let matches = cmd.clone().try_get_matches_from(&argv).unwrap_or_else(|e| clap_exit(e, None));
-    let (argv, file) = match commands::config::splice(&cmd, &matches, argv) {
+    let matches = match cmd.clone().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        // A required flag may be in the `--config` file: look for the file without requiring.
+        Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => {
+            let relaxed = cmd.clone().mut_subcommands(|s| s.mut_args(|a| a.required(false)));
+            relaxed.try_get_matches_from(&argv).unwrap_or_else(|_| clap_exit(e, None))
+        }
+        Err(e) => clap_exit(e, None),
+    };
+    let (spliced, file) = match commands::config::splice(&cmd, &matches, argv.clone()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::exit(2);
         }
     };
-    let matches = cmd.try_get_matches_from(&argv).unwrap_or_else(|e| {
-        // The command line alone parsed, so the error is in a value from the file.
-        let context = file.map(|f| format!("--config {}: ", f.display()));
-        clap_exit(e, context.as_deref())
-    });
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e, None))
+    match cmd.clone().try_get_matches_from(&spliced) {
+        Ok(m) => Cli::from_arg_matches(&m).unwrap_or_else(|e| clap_exit(e, None)),
+        Err(e) => match (file, cmd.try_get_matches_from(&argv)) {
+            // The command line alone parses, so the error is in a value from the file.
+            (Some(f), Ok(_)) => clap_exit(e, Some(&format!("--config {}: ", f.display()))),
+            _ => clap_exit(e, None),
+        },
+    }
 }
 
 /// Print a clap error and exit: a refused value as one line, the rest as clap renders it.
