@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use agentgen_codec::Tokenizer;
 use agentgen_pipeline::{
-    Completion, CompletionFinish, Policy, PromptRequest, RunConfig, RunReport, SamplingParams,
-    ShardSpec,
+    Completion, CompletionFinish, Policy, PromptRequest, RunConfig, SamplingParams, ShardSpec,
 };
 use anyhow::Context;
 
@@ -122,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let driven = args.policy.drive(&rt, cfg, Run)?;
+    let driven = args.policy.drive(&rt, cfg, super::policy::PipelineRun { sink: None })?;
     let report = driven.output;
     if driven.budget_spent {
         eprintln!("{}", super::endpoint::budget_spent_line(&report));
@@ -145,23 +144,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `generate`'s use of the policy: one pipeline run.
-struct Run;
-
-impl super::policy::Drive for Run {
-    type Output = RunReport;
-
-    fn drive<P: Policy>(
-        self,
-        rt: &tokio::runtime::Runtime,
-        cfg: RunConfig,
-        policy: P,
-        shutdown: super::policy::Shutdown,
-    ) -> anyhow::Result<RunReport> {
-        Ok(rt.block_on(agentgen_pipeline::run(cfg, policy, shutdown))?)
-    }
 }
 
 /// Load the checkpoint in `dir` into an engine on its own thread and wrap it as a policy; also

@@ -141,6 +141,25 @@ pub trait Drive {
     ) -> anyhow::Result<Self::Output>;
 }
 
+/// `generate` and `rollout`: one pipeline run, each row also handed to `sink` as it is written.
+pub struct PipelineRun {
+    pub sink: Option<agentgen_pipeline::RowSink>,
+}
+
+impl Drive for PipelineRun {
+    type Output = agentgen_pipeline::RunReport;
+
+    fn drive<P: Policy>(
+        self,
+        rt: &tokio::runtime::Runtime,
+        cfg: RunConfig,
+        policy: P,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self::Output> {
+        Ok(rt.block_on(agentgen_pipeline::run_with_sink(cfg, policy, shutdown, self.sink))?)
+    }
+}
+
 /// A finished drive: the command's output, and whether the chat policy's
 /// `--max-tokens-total` was spent (the run then stopped cleanly; exit 3).
 pub struct Driven<T> {

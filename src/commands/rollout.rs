@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agentgen_datasets::SampleRow;
-use agentgen_pipeline::{Policy, RowSink, RunConfig};
+use agentgen_pipeline::{RowSink, RunConfig};
 use anyhow::Context;
 
 /// Roll out groups of K samples per task and write rows with logprobs, rewards and
@@ -99,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => Some(jsonl_sink(path)?),
         None => None,
     };
-    let driven = args.policy.drive(&rt, cfg, Run { sink })?;
+    let driven = args.policy.drive(&rt, cfg, super::policy::PipelineRun { sink })?;
     let report = driven.output;
     if driven.budget_spent {
         eprintln!("{}", super::endpoint::budget_spent_line(&report));
@@ -117,25 +117,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(3));
     }
     Ok(if report.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
-}
-
-/// `rollout`'s use of the policy: one pipeline run, its rows also streamed to the sink.
-struct Run {
-    sink: Option<RowSink>,
-}
-
-impl super::policy::Drive for Run {
-    type Output = agentgen_pipeline::RunReport;
-
-    fn drive<P: Policy>(
-        self,
-        rt: &tokio::runtime::Runtime,
-        cfg: RunConfig,
-        policy: P,
-        shutdown: super::policy::Shutdown,
-    ) -> anyhow::Result<Self::Output> {
-        Ok(rt.block_on(agentgen_pipeline::run_with_sink(cfg, policy, shutdown, self.sink))?)
-    }
 }
 
 /// Streams every row (both splits, `split` added) as one JSON line to `path` (`-` = stdout)
