@@ -184,3 +184,22 @@ fn rollout_jsonl_streams_rows_before_the_run_ends() {
     assert!(child.wait().expect("wait").success());
     assert!(out.join("README.md").is_file());
 }
+
+/// `--device` is parsed by `inference::DeviceKind::parse` wherever it appears: the same
+/// one-line refusal, exit 2.
+#[test]
+fn device_is_one_parser_in_every_engine_command() {
+    for cmd in [
+        &["serve", "--model", "/nonexistent"][..],
+        &["model", "generate", "--model", "/nonexistent"],
+        &["bench", "decode", "--preset", "tiny"],
+        &["rollout", "--policy", "local"],
+        &["generate", "--policy", "local"],
+    ] {
+        let o = run(&[cmd, &["--device", "cuda:x"]].concat(), b"");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains("--device <DEVICE>") && err.contains("unknown device `cuda:x`"));
+    }
+}
