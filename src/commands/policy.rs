@@ -73,9 +73,7 @@ impl EndpointArgs {
 /// `mut_arg("policy", ..)` (shown in `--help`), or makes it required.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {
-    /// reference (no model), local (the candle engine on `--model DIR`), http (raw prompts to
-    /// an OpenAI-compatible `/v1/completions`, e.g. `agentgen serve`) or chat (messages and
-    /// tools to any `/v1/chat/completions`).
+    /// Who answers the prompts.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub policy: Option<PolicyKind>,
     /// Checkpoint folder for `--policy local`.
