@@ -48,6 +48,9 @@ fn negative_and_zero_counts_are_one_line_range_errors() {
         ("rollout", "--samples-per-task", "-2"),
         ("calibrate", "--samples", "0"),
         ("generate", "--max-turns", "-1"),
+        ("rollout", "--max-requests-per-minute", "0"),
+        ("generate", "--max-tokens-total", "0"),
+        ("synth", "--max-requests-per-minute", "-4"),
     ] {
         let o = run(&[cmd, flag, value], b"");
         let err = stderr(&o);
@@ -56,6 +59,9 @@ fn negative_and_zero_counts_are_one_line_range_errors() {
         assert!(err.contains(flag) && err.contains("is not in 1.."), "{cmd} {flag} {value}: {err}");
         assert!(!err.contains("unexpected argument"), "{err}");
     }
+    let o = run(&["generate", "--request-timeout", "0"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a positive number of seconds"), "{}", stderr(&o));
     let o = run(&["rollout", "--max-policy-error-rate", "2"], b"");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not within 0..=1"), "{}", stderr(&o));

@@ -20,7 +20,7 @@ pub struct EndpointFlags {
     #[arg(long)]
     pub no_stream: bool,
     /// Chat policy: `tool_choice` sent with the tools (auto, required or none).
-    #[arg(long, value_name = "auto|required|none")]
+    #[arg(long, value_name = "auto|required|none", value_parser = ["auto", "required", "none"])]
     pub tool_choice: Option<String>,
     /// Chat policy: `parallel_tool_calls` sent with the tools.
     #[arg(long, value_name = "true|false")]
@@ -31,16 +31,25 @@ pub struct EndpointFlags {
     /// Extra request header `K: V` (repeatable).
     #[arg(long = "header", value_name = "K: V")]
     pub headers: Vec<String>,
-    /// Seconds one request may take (streams included) before it is retried.
-    #[arg(long, value_name = "SECS")]
+    /// Seconds one request may take (streams included) before it is retried [default: 600].
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = positive_secs)]
     pub request_timeout: Option<f64>,
-    /// Most requests started per minute (all rollouts together).
-    #[arg(long, value_name = "N")]
+    /// Most requests started per minute (all rollouts together) [default: unpaced].
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = super::runargs::count::<u32>)]
     pub max_requests_per_minute: Option<u32>,
     /// Chat policy: stop cleanly (exit 3) once the endpoint's `usage` adds up to N prompt +
     /// completion tokens; rerun with `--resume` to continue.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = super::runargs::count::<u64>)]
     pub max_tokens_total: Option<u64>,
+}
+
+/// `--request-timeout`: a positive number of seconds.
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        Ok(t) => Err(format!("{t} is not a positive number of seconds")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
 }
 
 /// The transport settings of `--policy http|chat` (the key read from `--api-key-env`).
@@ -64,12 +73,7 @@ pub fn http_config(
         max_requests_per_minute: flags.max_requests_per_minute,
         ..HttpConfig::default()
     };
-    anyhow::ensure!(
-        flags.max_requests_per_minute != Some(0),
-        "--max-requests-per-minute must be positive"
-    );
     if let Some(t) = flags.request_timeout {
-        anyhow::ensure!(t.is_finite() && t > 0.0, "--request-timeout must be positive");
         cfg.request_timeout = Duration::from_secs_f64(t);
         cfg.connect_timeout = cfg.connect_timeout.min(cfg.request_timeout);
     }
@@ -129,13 +133,7 @@ pub fn chat_policy(
         ),
         None => None,
     };
-    if let Some(tc) = &flags.tool_choice {
-        anyhow::ensure!(
-            matches!(tc.as_str(), "auto" | "required" | "none"),
-            "--tool-choice must be auto, required or none, got {tc:?}"
-        );
-    }
-    anyhow::ensure!(flags.max_tokens_total != Some(0), "--max-tokens-total must be positive");
+    // The values' ranges were checked when the flags were parsed (`EndpointFlags`).
     settle_model(rt, &mut http, api_model, None)?;
     let cfg = ChatConfig {
         http,
