@@ -100,3 +100,64 @@ fn file_flags(cmd: &clap::Command, given: &ArgMatches, path: &Path) -> anyhow::R
     }
     Ok(flags)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Arg, ArgAction, Command};
+
+    use super::*;
+
+    fn cli() -> Command {
+        let sub = Command::new("go")
+            .arg(Arg::new("top_p").long("top-p"))
+            .arg(Arg::new("families").long("families").value_delimiter(','))
+            .arg(Arg::new("headers").long("header").action(ArgAction::Append))
+            .arg(Arg::new("quiet").long("quiet").action(ArgAction::SetTrue))
+            .arg(Arg::new("config").long("config").value_parser(clap::value_parser!(PathBuf)));
+        Command::new("x").subcommand(sub)
+    }
+
+    /// The flags a config file's text becomes, with `line` given on the command line.
+    fn flags(text: &str, line: &[&str]) -> anyhow::Result<Vec<String>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text)?;
+        let mut argv = vec!["x", "go", "--config", path.to_str().unwrap_or_default()];
+        argv.extend_from_slice(line);
+        let argv: Vec<OsString> = argv.into_iter().map(OsString::from).collect();
+        let cmd = cli();
+        let matches = cmd.clone().try_get_matches_from(&argv)?;
+        let (out, file) = splice(&cmd, &matches, argv.clone())?;
+        assert_eq!(file.as_deref(), Some(path.as_path()));
+        let mut got: Vec<String> =
+            out[2..out.len() - argv.len() + 2].iter().map(|a| a.to_string_lossy().into()).collect();
+        got.sort();
+        Ok(got)
+    }
+
+    #[test]
+    fn keys_become_flags() -> anyhow::Result<()> {
+        let got = flags(
+            "top_p = 0.5\nfamilies = [\"a\", \"b\"]\nheader = [\"K: V\", \"L: W\"]\nquiet = true\n",
+            &[],
+        )?;
+        assert_eq!(
+            got,
+            ["--families=a,b", "--header=K: V", "--header=L: W", "--quiet", "--top-p=0.5"]
+        );
+        assert_eq!(flags("quiet = false\ntop-p = 1\n", &[])?, ["--top-p=1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_command_line_wins_and_bad_keys_are_refused() -> anyhow::Result<()> {
+        assert_eq!(flags("top_p = 0.5\nquiet = true\n", &["--top-p", "0.9"])?, ["--quiet"]);
+        let err = |text: &str| flags(text, &[]).expect_err("refused").to_string();
+        assert!(err("nope = 1\n").contains("unknown key `nope`"));
+        assert!(err("config = \"x\"\n").contains("unknown key `config`"));
+        assert!(err("top_p = 1\ntop-p = 2\n").contains("are the same flag --top-p"));
+        assert!(err("quiet = 1\n").contains("is a switch"));
+        assert!(err("top_p = [1, 2]\n").contains("takes one value"));
+        Ok(())
+    }
+}
