@@ -59,6 +59,10 @@ fn negative_and_zero_counts_are_one_line_range_errors() {
         assert!(err.contains(flag) && err.contains("is not in 1.."), "{cmd} {flag} {value}: {err}");
         assert!(!err.contains("unexpected argument"), "{err}");
     }
+    // `model generate` samples by the same rule.
+    let o = run(&["model", "generate", "--model", "/nonexistent", "--top-p", "7"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not above 0 and at most 1"), "{}", stderr(&o));
     let o = run(&["generate", "--request-timeout", "0"], b"");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a positive number of seconds"), "{}", stderr(&o));

@@ -63,13 +63,16 @@ pub enum Command {
         #[arg(long)]
         ids: Option<String>,
         /// Maximum new tokens.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, value_name = "N", default_value_t = 64, allow_hyphen_values = true,
+            value_parser = crate::commands::sampling::max_tokens)]
         max_tokens: usize,
-        /// Temperature (0 = greedy).
-        #[arg(long, default_value_t = 1.0)]
+        /// Temperature, 0 (greedy) to 2.
+        #[arg(long, value_name = "T", default_value_t = 1.0, allow_hyphen_values = true,
+            value_parser = crate::commands::sampling::temperature)]
         temperature: f32,
-        /// Nucleus mass.
-        #[arg(long, default_value_t = 0.95)]
+        /// Nucleus sampling mass, above 0 and at most 1.
+        #[arg(long, value_name = "P", default_value_t = 0.95, allow_hyphen_values = true,
+            value_parser = crate::commands::sampling::top_p)]
         top_p: f32,
         /// Keep only the k most likely tokens.
         #[arg(long)]
