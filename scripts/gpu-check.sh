@@ -37,6 +37,10 @@ log() { echo "[gpu-check $(date +%T)] $*" >&2; }
 
 # --- the binary ------------------------------------------------------------------------------
 BIN=${BIN:-}
+# A binary carried to a GPU machine gzipped (a release cuda build is ~40 MB, ~11 MB gzipped).
+if [ -z "$BIN" ] && [ ! -x target/gpu/agentgen ] && [ -f target/gpu/agentgen.gz ]; then
+  gzip -dc target/gpu/agentgen.gz >target/gpu/agentgen && chmod +x target/gpu/agentgen
+fi
 if [ -z "$BIN" ]; then
   for b in target/gpu/agentgen "${WORK:-/tmp/agentgen-cuda}/target/release/agentgen"; do
     [ -x "$b" ] && BIN=$b && break
@@ -155,7 +159,7 @@ step tokens 90 "$BIN" bench tokens --preset $PRESET --vocab $VOCAB --device "$DE
   --prompt-tokens $TOKENS --new-tokens 64 --reps 2 --json
 
 # serve under load: a random checkpoint of the preset, the real vocabulary (prompts are text).
-CKPT=$OUT_DIR/ckpt-$PRESET
+CKPT=${TMPDIR:-/tmp}/gpu-check-ckpt-$PRESET   # not under $OUT_DIR: hundreds of MB
 rm -rf "$CKPT"
 step init 90 "$BIN" model init --preset $PRESET --out "$CKPT" --dtype bf16
 PORT=$((20000 + RANDOM % 20000))
@@ -171,6 +175,7 @@ done
 step serve_load 120 python3 bench/serve_load.py --url "http://127.0.0.1:$PORT" \
   --clients $CLIENTS --duration $LOAD_SECS --json
 kill -TERM $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null
+rm -rf "$CKPT"
 
 # --- summary -----------------------------------------------------------------------------------
 python3 - "$OUT_DIR" "$DEVICE" "$PRESET" <<'EOF' | tee "$OUT_DIR/summary.json"

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 
 mod commands;
 
@@ -14,7 +14,7 @@ mod commands;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Manufacture verifiable agentic tool-use training data in the DeepSeek-V3.2 format.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(name = "agentgen", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
     pin_thread_count();
     tune_allocator();
     quiet_on_closed_stdout();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let result = match cli.command {
         Command::Codec(c) => commands::codec::run(c),
         Command::Model(c) => commands::model::run(c),
@@ -163,6 +163,52 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The command line, with a `--config FILE`'s flags spliced in (`commands::config`). A value
+/// a parser refuses (`--tasks -1`, `--top-p 7`) is one line on stderr, exit 2; other clap
+/// errors (and `--help`) print as clap prints them.
+fn parse_cli() -> Cli {
+    use clap::error::ErrorKind;
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = Cli::command();
+    let matches = match cmd.clone().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        // A required flag may be in the `--config` file: look for the file without requiring.
+        Err(e) if e.kind() == ErrorKind::MissingRequiredArgument => {
+            let relaxed = cmd.clone().mut_subcommands(|s| s.mut_args(|a| a.required(false)));
+            relaxed.try_get_matches_from(&argv).unwrap_or_else(|_| clap_exit(e, None))
+        }
+        Err(e) => clap_exit(e, None),
+    };
+    let (spliced, file) = match commands::config::splice(&cmd, &matches, argv.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    match cmd.clone().try_get_matches_from(&spliced) {
+        Ok(m) => Cli::from_arg_matches(&m).unwrap_or_else(|e| clap_exit(e, None)),
+        Err(e) => match (file, cmd.try_get_matches_from(&argv)) {
+            // The command line alone parses, so the error is in a value from the file.
+            (Some(f), Ok(_)) => clap_exit(e, Some(&format!("--config {}: ", f.display()))),
+            _ => clap_exit(e, None),
+        },
+    }
+}
+
+/// Print a clap error and exit: a refused value as one line, the rest as clap renders it.
+fn clap_exit(err: clap::Error, context: Option<&str>) -> ! {
+    use clap::error::ErrorKind;
+    if err.kind() == ErrorKind::ValueValidation || context.is_some() {
+        let text = err.render().to_string();
+        let line = text.lines().next().unwrap_or_default();
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        eprintln!("error: {}{line}", context.unwrap_or_default());
+        std::process::exit(2);
+    }
+    err.exit()
 }
 
 /// The exit code an error means: the pipeline's own (3 for a busy folder or a run stopped by

@@ -17,3 +17,4 @@ mod serve;
 mod synth;
 mod util;
 mod validate;
+mod vocabulary;

@@ -259,12 +259,21 @@ impl ToolSet {
                 ));
             }
         };
-        let text = if call.arguments.trim().is_empty() { "{}" } else { call.arguments.as_str() };
-        let args: Value = serde_json::from_str(text)
-            .map_err(|e| format!("arguments of {} are not valid JSON: {e}", call.name))?;
+        // The codec's one rule for arguments, as the validators apply it: JSON whose top level
+        // is an object; an empty string is not JSON (it was read as `{}` here before).
+        let args = call.arguments_object().map_err(|e| match e {
+            agentgen_codec::ArgumentsError::NotJson(e) => {
+                format!("arguments of {} are not valid JSON: {e}", call.name)
+            }
+            agentgen_codec::ArgumentsError::NotObject(_) => {
+                format!("arguments of {} must be a JSON object", call.name)
+            }
+        })?;
+        let args = Value::Object(args);
         spec.validate_args(&args)?;
         match args {
             Value::Object(m) => Ok(m),
+            // Built as an object two lines up.
             _ => Err(format!("arguments of {} must be a JSON object", call.name)),
         }
     }
@@ -350,6 +359,11 @@ mod tests {
         let e = set.parse_call(&ToolCall::new("t", r#"{"n": "3"}"#), &["t"]).unwrap_err();
         assert!(e.contains("/n"), "{e}");
         assert!(set.parse_call(&ToolCall::new("t", "{"), &["t"]).is_err());
+        // The codec's rule: empty arguments are not JSON (not read as `{}`), a list not an object.
+        let e = set.parse_call(&ToolCall::new("t", ""), &["t"]).unwrap_err();
+        assert!(e.contains("not valid JSON"), "{e}");
+        let e = set.parse_call(&ToolCall::new("t", "[1]"), &["t"]).unwrap_err();
+        assert!(e.contains("must be a JSON object"), "{e}");
         assert!(set.parse_call(&ToolCall::new("t", r#"{"n": 1, "m": 2}"#), &["t"]).is_err());
         assert!(set.parse_call(&ToolCall::new("u", "{}"), &["t"]).is_err());
         assert!(set.parse_call(&ToolCall::new("t", r#"{"n": 1}"#), &[]).is_err());

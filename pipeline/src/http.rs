@@ -62,10 +62,14 @@ pub struct HttpConfig {
     pub max_requests_per_minute: Option<u32>,
 }
 
+/// The endpoint the `http` and `chat` policies talk to unless told otherwise: `agentgen serve`'s
+/// default address.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8000";
+
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            endpoint: "http://127.0.0.1:8000".into(),
+            endpoint: DEFAULT_ENDPOINT.into(),
             model: agentgen_codec::DEFAULT_MODEL_NAME.into(),
             api_key: None,
             request_timeout: Duration::from_secs(600),

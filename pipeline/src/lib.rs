@@ -29,7 +29,9 @@ pub mod validate;
 
 pub use chat::{ChatConfig, ChatPolicy, ChatTurn};
 pub use error::{Error, Result};
-pub use http::{HttpClient, HttpConfig, HttpPolicy, HttpStats, HttpStatsSnapshot};
+pub use http::{
+    DEFAULT_ENDPOINT, HttpClient, HttpConfig, HttpPolicy, HttpStats, HttpStatsSnapshot,
+};
 pub use policy::{
     Completion, CompletionFinish, DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P,
     PlannedTurn, Policy, PolicyFailure, PromptRequest, ReferencePlan, SamplingParams,
@@ -37,9 +39,10 @@ pub use policy::{
 };
 pub use preflight::preflight;
 pub use reference::ReferencePolicy;
-pub use rollout::{RolloutContext, RolloutLimits, RolloutOutput, rollout};
+pub use rollout::{DEFAULT_MAX_TURNS, RolloutContext, RolloutLimits, RolloutOutput, rollout};
 pub use run::{
-    RowSink, RunConfig, RunReport, SHARD_INDEX_VARS, ShardSpec, run, run_with_sink, shutdown_signal,
+    DEFAULT_CONCURRENCY, DEFAULT_FLUSH_SECS, DEFAULT_MAX_POLICY_ERROR_RATE, DEFAULT_SEED, RowSink,
+    RunConfig, RunReport, SHARD_INDEX_VARS, ShardSpec, run, run_with_sink, shutdown_signal,
 };
 pub use validate::{
     Issue, Rejection, SchemaCache, ToolSchemas, check_completion, check_conversation,

@@ -57,10 +57,13 @@ fn default_observation_max_bytes() -> usize {
     limits::OBSERVATION_MAX_BYTES
 }
 
+/// Default most assistant turns per rollout of every rollout command.
+pub const DEFAULT_MAX_TURNS: u32 = 32;
+
 impl Default for RolloutLimits {
     fn default() -> Self {
         RolloutLimits {
-            max_turns: 32,
+            max_turns: DEFAULT_MAX_TURNS,
             max_total_tokens: 65_536,
             max_wall: Duration::from_secs(1800),
             max_calls_per_turn: limits::MAX_CALLS_PER_TURN,

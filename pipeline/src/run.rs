@@ -192,22 +192,32 @@ pub struct RunConfig {
     pub publisher: Option<std::sync::Arc<dyn agentgen_datasets::Publish>>,
 }
 
+/// Default run seed of every rollout command (task selection, sample ids, sampling seeds).
+pub const DEFAULT_SEED: u64 = 20251201;
+/// Default rollouts in flight of every rollout command (the CLI lowers it to two per core for
+/// package runs with the CPU-bound reference policy).
+pub const DEFAULT_CONCURRENCY: usize = 64;
+/// Default seconds open Parquet parts may hold rows before they are closed.
+pub const DEFAULT_FLUSH_SECS: u64 = 60;
+/// Default fraction of rollouts failing in the policy beyond which a run stops.
+pub const DEFAULT_MAX_POLICY_ERROR_RATE: f64 = 0.5;
+
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             out: PathBuf::from("dataset"),
             tasks: 1000,
-            seed: 20251201,
+            seed: DEFAULT_SEED,
             families: Vec::new(),
             envs: Vec::new(),
             task_list: None,
             samples_per_task: 1,
-            concurrency: 64,
+            concurrency: DEFAULT_CONCURRENCY,
             shard: ShardSpec::default(),
             resume: false,
             overwrite: false,
-            flush_secs: 60,
-            max_policy_error_rate: 0.5,
+            flush_secs: DEFAULT_FLUSH_SECS,
+            max_policy_error_rate: DEFAULT_MAX_POLICY_ERROR_RATE,
             thinking_mode: ThinkingMode::Thinking,
             thinking_auto: false,
             sampling: SamplingParams::default(),

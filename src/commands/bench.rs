@@ -20,8 +20,8 @@ pub struct Source {
     #[arg(long)]
     vocab: Option<usize>,
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, value_name = "DEVICE", value_parser = crate::commands::policy::device, default_value = "cpu")]
+    device: DeviceKind,
     /// On the CPU, run attention on the tensor path a GPU takes (device-side indexer scores,
     /// top-k selection in rounds, gather, attention) instead of the host kernels.
     #[arg(long)]
@@ -92,7 +92,7 @@ pub enum Command {
 
 fn load(source: Source) -> anyhow::Result<Model> {
     let Source { model, preset, vocab, device, tensor_path } = source;
-    let dev = DeviceKind::parse(&device)?.open()?;
+    let dev = device.open()?;
     let mut m = match (model, preset) {
         (Some(dir), _) => {
             Model::load(&dir, &dev).with_context(|| format!("loading {}", dir.display()))?

@@ -1,12 +1,11 @@
-//! Wiring of the endpoint policies (`http`, `chat`) shared by `generate` and `rollout`: the
+//! Wiring of the endpoint policies (`http`, `chat`) shared by the rollout commands: the
 //! chat policy's flags, the `/v1/models` preflight before any rollout (a failure exits 3,
 //! through `pipeline::Error::Preflight`), and the stop on a spent `--max-tokens-total` (exit 3).
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgen_pipeline::{ChatConfig, ChatPolicy, HttpConfig, HttpPolicy, RunConfig, RunReport};
+use agentgen_pipeline::{ChatConfig, ChatPolicy, HttpConfig, HttpPolicy, RunReport};
 use anyhow::Context;
 
 /// Flags of the endpoint policies beyond `--endpoint`, `--api-model` and `--api-key-env`.
@@ -21,7 +20,7 @@ pub struct EndpointFlags {
     #[arg(long)]
     pub no_stream: bool,
     /// Chat policy: `tool_choice` sent with the tools (auto, required or none).
-    #[arg(long, value_name = "auto|required|none")]
+    #[arg(long, value_name = "auto|required|none", value_parser = ["auto", "required", "none"])]
     pub tool_choice: Option<String>,
     /// Chat policy: `parallel_tool_calls` sent with the tools.
     #[arg(long, value_name = "true|false")]
@@ -32,34 +31,24 @@ pub struct EndpointFlags {
     /// Extra request header `K: V` (repeatable).
     #[arg(long = "header", value_name = "K: V")]
     pub headers: Vec<String>,
-    /// Seconds one request may take (streams included) before it is retried.
-    #[arg(long, value_name = "SECS")]
+    /// Seconds one request may take (streams included) before it is retried [default: 600].
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true, value_parser = positive_secs)]
     pub request_timeout: Option<f64>,
-    /// Most requests started per minute (all rollouts together).
-    #[arg(long, value_name = "N")]
+    /// Most requests started per minute (all rollouts together) [default: unpaced].
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = super::runargs::count::<u32>)]
     pub max_requests_per_minute: Option<u32>,
     /// Chat policy: stop cleanly (exit 3) once the endpoint's `usage` adds up to N prompt +
     /// completion tokens; rerun with `--resume` to continue.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = super::runargs::count::<u64>)]
     pub max_tokens_total: Option<u64>,
 }
 
-/// `--thinking-mode` as the run takes it: `auto` (the chat policy's default) is thinking with
-/// per-row detection.
-pub fn thinking_mode(
-    given: Option<&str>,
-    policy: &str,
-) -> anyhow::Result<(agentgen_codec::ThinkingMode, bool)> {
-    use agentgen_codec::ThinkingMode;
-    match (given, policy) {
-        (None | Some("auto"), "chat") => Ok((ThinkingMode::Thinking, true)),
-        (Some("auto"), _) => anyhow::bail!("--thinking-mode auto needs --policy chat"),
-        (None, _) => Ok((ThinkingMode::Thinking, false)),
-        (Some(m), _) => {
-            let mode =
-                m.parse::<ThinkingMode>().map_err(|e| anyhow::anyhow!("--thinking-mode: {e}"))?;
-            Ok((mode, false))
-        }
+/// `--request-timeout`: a positive number of seconds.
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        Ok(t) => Err(format!("{t} is not a positive number of seconds")),
+        Err(_) => Err(format!("{s:?} is not a number")),
     }
 }
 
@@ -84,12 +73,7 @@ pub fn http_config(
         max_requests_per_minute: flags.max_requests_per_minute,
         ..HttpConfig::default()
     };
-    anyhow::ensure!(
-        flags.max_requests_per_minute != Some(0),
-        "--max-requests-per-minute must be positive"
-    );
     if let Some(t) = flags.request_timeout {
-        anyhow::ensure!(t.is_finite() && t > 0.0, "--request-timeout must be positive");
         cfg.request_timeout = Duration::from_secs_f64(t);
         cfg.connect_timeout = cfg.connect_timeout.min(cfg.request_timeout);
     }
@@ -149,13 +133,7 @@ pub fn chat_policy(
         ),
         None => None,
     };
-    if let Some(tc) = &flags.tool_choice {
-        anyhow::ensure!(
-            matches!(tc.as_str(), "auto" | "required" | "none"),
-            "--tool-choice must be auto, required or none, got {tc:?}"
-        );
-    }
-    anyhow::ensure!(flags.max_tokens_total != Some(0), "--max-tokens-total must be positive");
+    // The values' ranges were checked when the flags were parsed (`EndpointFlags`).
     settle_model(rt, &mut http, api_model, None)?;
     let cfg = ChatConfig {
         http,
@@ -169,31 +147,12 @@ pub fn chat_policy(
     Ok(Arc::new(ChatPolicy::try_new(cfg)?))
 }
 
-/// Run with the chat policy until done, SIGINT, or a spent `--max-tokens-total`. Returns the
-/// report and, when the budget stopped the run, the exit code 3 (a line on stderr says so).
-pub fn run_chat(
-    rt: &tokio::runtime::Runtime,
-    cfg: RunConfig,
-    policy: Arc<ChatPolicy>,
-    sink: Option<agentgen_pipeline::RowSink>,
-) -> anyhow::Result<(RunReport, Option<ExitCode>)> {
-    let spent = policy.budget_spent_signal();
-    let shutdown = async move {
-        tokio::select! {
-            () = agentgen_pipeline::shutdown_signal() => {}
-            _ = spent => {}
-        }
-    };
-    let report =
-        rt.block_on(agentgen_pipeline::run_with_sink(cfg, Arc::clone(&policy), shutdown, sink))?;
-    let code = policy.budget_spent().then(|| {
-        let usage = report.manifest.usage.unwrap_or_default();
-        eprintln!(
-            "stopped: --max-tokens-total is spent ({} tokens used); finished rows are written, \
-             rerun with --resume and a larger budget to continue",
-            usage.total_tokens
-        );
-        ExitCode::from(3)
-    });
-    Ok((report, code))
+/// The line a spent `--max-tokens-total` prints: the run stopped cleanly (exit 3).
+pub fn budget_spent_line(report: &RunReport) -> String {
+    let usage = report.manifest.usage.unwrap_or_default();
+    format!(
+        "stopped: --max-tokens-total is spent ({} tokens used); finished rows are written, \
+         rerun with --resume and a larger budget to continue",
+        usage.total_tokens
+    )
 }

@@ -82,8 +82,9 @@ pub enum Command {
         #[arg(long, default_value = "python3")]
         python: String,
         /// Only these families (repeatable or comma-separated); default all available.
-        #[arg(long, value_delimiter = ',')]
-        family: Vec<String>,
+        /// (`--family` is a hidden alias, as this flag was once named.)
+        #[arg(long, alias = "family", value_name = "NAMES", value_delimiter = ',')]
+        families: Vec<String>,
         /// Number of tasks.
         #[arg(long, default_value_t = 1000)]
         tasks: u64,
@@ -173,9 +174,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let file = json.filter(|p| p.as_os_str() != "-");
             check_packages(&registry, &paths, file.as_deref(), partial, seeds, &python)
         }
-        Command::Check { family, tasks, seed, quiet, json, allow_weak_sandbox: weak, .. } => {
+        Command::Check { families, tasks, seed, quiet, json, allow_weak_sandbox: weak, .. } => {
             allow_weak_sandbox(weak);
-            let names: Vec<&str> = family.iter().map(String::as_str).collect();
+            let names: Vec<&str> = families.iter().map(String::as_str).collect();
             let selection = registry.select(&names)?;
             let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(tasks) };
             bar.set_style(

@@ -3,14 +3,17 @@
 pub mod bench;
 pub mod calibrate;
 pub mod codec;
+pub mod config;
 pub mod endpoint;
 pub mod envs;
 pub mod envserve;
 pub mod generate;
 pub mod inspect;
 pub mod model;
+pub mod policy;
 pub mod report;
 pub mod rollout;
+pub mod runargs;
 pub mod sampling;
 pub mod seal;
 pub mod serve;

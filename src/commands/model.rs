@@ -26,8 +26,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         goldens: PathBuf,
         /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[arg(long, value_name = "DEVICE", value_parser = crate::commands::policy::device, default_value = "cpu")]
+        device: DeviceKind,
     },
     /// Write a random-weight checkpoint in the HF layout (config.json + model.safetensors).
     Init {
@@ -63,13 +63,16 @@ pub enum Command {
         #[arg(long)]
         ids: Option<String>,
         /// Maximum new tokens.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, value_name = "N", default_value_t = 64, allow_hyphen_values = true,
+            value_parser = crate::commands::sampling::max_tokens)]
         max_tokens: usize,
-        /// Temperature (0 = greedy).
-        #[arg(long, default_value_t = 1.0)]
+        /// Temperature, 0 (greedy) to 2.
+        #[arg(long, value_name = "T", default_value_t = 1.0, allow_hyphen_values = true,
+            value_parser = crate::commands::sampling::temperature)]
         temperature: f32,
-        /// Nucleus mass.
-        #[arg(long, default_value_t = 0.95)]
+        /// Nucleus sampling mass, above 0 and at most 1.
+        #[arg(long, value_name = "P", default_value_t = 0.95, allow_hyphen_values = true,
+            value_parser = crate::commands::sampling::top_p)]
         top_p: f32,
         /// Keep only the k most likely tokens.
         #[arg(long)]
@@ -84,15 +87,15 @@ pub enum Command {
         #[arg(long)]
         stop: Vec<String>,
         /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[arg(long, value_name = "DEVICE", value_parser = crate::commands::policy::device, default_value = "cpu")]
+        device: DeviceKind,
     },
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Golden { model, goldens, device } => {
-            let dev = DeviceKind::parse(&device)?.open()?;
+            let dev = device.open()?;
             let m = Model::load(&model, &dev)
                 .with_context(|| format!("loading {}", model.display()))?;
             let checks = golden::run_checks(&m, &goldens)?;
@@ -144,7 +147,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let tokenizer = agentgen_codec::Tokenizer::shared().ok();
             let opts = EngineOptions {
-                device: DeviceKind::parse(&device)?,
+                device,
                 detokenizer: tokenizer
                     .map(|t| Arc::new(t) as Arc<dyn agentgen_inference::Detokenize>),
                 ..EngineOptions::default()

@@ -1,6 +1,7 @@
 //! The sampling flags every rollout command shares (`generate`, `rollout`, `calibrate`): one
 //! set of names, help texts, defaults (`agentgen_pipeline::DEFAULT_*`) and one range rule
-//! (`SamplingParams::check`), applied when the flags are parsed and to `--config` values.
+//! (`SamplingParams::check`), applied when the flags (and `--config` values, which become
+//! flags) are parsed.
 
 use agentgen_pipeline::{DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, SamplingParams};
 
@@ -46,28 +47,32 @@ fn parsed<T: std::str::FromStr + Copy>(
     p.check().map(|()| v)
 }
 
-fn temperature(s: &str) -> Result<f32, String> {
+pub(crate) fn temperature(s: &str) -> Result<f32, String> {
     parsed(s, "a number", |p, v| p.temperature = v)
 }
 
-fn top_p(s: &str) -> Result<f32, String> {
+pub(crate) fn top_p(s: &str) -> Result<f32, String> {
     parsed(s, "a number", |p, v| p.top_p = v)
 }
 
-fn max_tokens(s: &str) -> Result<usize, String> {
+pub(crate) fn max_tokens(s: &str) -> Result<usize, String> {
     parsed(s, "a whole number", |p, v| p.max_tokens = v)
 }
 
 impl SamplingArgs {
-    /// The flags over `file` (a `--config` file's values) over the defaults, with `seed`;
-    /// the result is checked by the one rule (a config value out of range is an error naming it).
-    pub fn params(&self, file: &SamplingArgs, seed: u64) -> anyhow::Result<SamplingParams> {
+    /// The flags over the defaults, with `seed`.
+    pub fn params(&self, seed: u64) -> anyhow::Result<SamplingParams> {
+        self.params_over(SamplingParams { seed, ..SamplingParams::default() })
+    }
+
+    /// The flags over `defaults` (a command whose defaults differ, e.g. `synth`), checked by
+    /// the one rule.
+    pub fn params_over(&self, defaults: SamplingParams) -> anyhow::Result<SamplingParams> {
         let p = SamplingParams {
-            temperature: self.temperature.or(file.temperature).unwrap_or(DEFAULT_TEMPERATURE),
-            top_p: self.top_p.or(file.top_p).unwrap_or(DEFAULT_TOP_P),
-            top_k: None,
-            max_tokens: self.max_tokens.or(file.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
-            seed,
+            temperature: self.temperature.unwrap_or(defaults.temperature),
+            top_p: self.top_p.unwrap_or(defaults.top_p),
+            max_tokens: self.max_tokens.unwrap_or(defaults.max_tokens),
+            ..defaults
         };
         p.check().map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
         Ok(p)

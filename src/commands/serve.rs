@@ -38,8 +38,8 @@ pub struct Args {
     #[arg(long = "served-model-name", value_name = "NAME")]
     pub served_model_name: Vec<String>,
     /// Device: cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, value_name = "DEVICE", value_parser = crate::commands::policy::device, default_value = "cpu")]
+    pub device: DeviceKind,
     /// Most sequences the engine batches per step.
     #[arg(long, default_value_t = 32)]
     pub max_batch: usize,
@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         args.served_model_name.clone()
     };
-    let device = DeviceKind::parse(&args.device)?;
+    let device = args.device;
     let opts =
         EngineOptions { device, max_batch: args.max_batch.max(1), ..EngineOptions::default() };
     let handle = Engine::load(&args.model, opts)

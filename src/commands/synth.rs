@@ -8,6 +8,11 @@ use agentgen_pipeline::SamplingParams;
 use agentgen_pipeline::synth::{SynthConfig, run_synth};
 use anyhow::Context;
 
+/// `synth`'s sampling defaults: a cooler temperature and room for whole files per response.
+const SYNTH_TEMPERATURE: f32 = 0.7;
+const SYNTH_TOP_P: f32 = 0.95;
+const SYNTH_MAX_TOKENS: usize = 16384;
+
 /// Build envpkg packages with a model: per package, a tool-use agent writes a draft (data,
 /// tools, tasks with solutions and verifiers), runs `envs check` on it and submits; admitted
 /// packages land in `DIR/<name>-<short hash>/`, rejected drafts in `DIR/rejected/`, the
@@ -15,6 +20,7 @@ use anyhow::Context;
 /// Exit 0: every package slot finished and at least one package was admitted; 1: none was;
 /// 3: `--max-tokens-total` spent (rerun to continue; finished slots are kept).
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("endpoint", |a| a.help("Chat endpoint (base URL, with or without `/v1`)")))]
 pub struct Args {
     /// A task category (e.g. "pet clinic front desk"); repeatable.
     #[arg(long, value_name = "TEXT", required_unless_present = "categories")]
@@ -28,24 +34,20 @@ pub struct Args {
     /// Output folder (created; rerun on the same folder to resume).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Chat endpoint (base URL, with or without `/v1`).
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
-    pub endpoint: String,
-    /// `model` field sent to the server (default: the server's only model).
-    #[arg(long)]
-    pub api_model: Option<String>,
-    /// Environment variable holding the server's API key.
-    #[arg(long, value_name = "VAR")]
-    pub api_key_env: Option<String>,
     #[command(flatten)]
-    pub endpoint_flags: super::endpoint::EndpointFlags,
-    #[arg(long, default_value_t = 0.7)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
-    /// Most tokens per model response.
-    #[arg(long, default_value_t = 16384)]
-    pub max_tokens: usize,
+    pub endpoint: super::policy::EndpointArgs,
+    #[arg(long, value_name = "T", allow_hyphen_values = true,
+        value_parser = super::sampling::temperature,
+        help = format!("Sampling temperature, 0 (greedy) to 2 [default: {SYNTH_TEMPERATURE}]"))]
+    pub temperature: Option<f32>,
+    #[arg(long, value_name = "P", allow_hyphen_values = true,
+        value_parser = super::sampling::top_p,
+        help = format!("Nucleus sampling mass, above 0 and at most 1 [default: {SYNTH_TOP_P}]"))]
+    pub top_p: Option<f32>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+        value_parser = super::sampling::max_tokens,
+        help = format!("Most tokens per model response [default: {SYNTH_MAX_TOKENS}]"))]
+    pub max_tokens: Option<usize>,
     /// Most model responses per package.
     #[arg(long, default_value_t = 40)]
     pub max_rounds: u32,
@@ -62,7 +64,7 @@ pub struct Args {
     #[arg(long, default_value_t = 16)]
     pub seeds: u64,
     /// Sampling seed.
-    #[arg(long, default_value_t = 20251201)]
+    #[arg(long, value_name = "SEED", default_value_t = agentgen_pipeline::DEFAULT_SEED)]
     pub seed: u64,
     /// No progress bar.
     #[arg(long)]
@@ -100,14 +102,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let flags = &args.endpoint_flags;
-    let http = super::endpoint::http_config(
-        args.endpoint.clone(),
-        args.api_key_env.as_deref(),
-        flags,
-        args.seed,
-    )?;
-    let policy = super::endpoint::chat_policy(&rt, http, args.api_model.as_deref(), flags)?;
+    let sampling = SamplingParams {
+        temperature: args.temperature.unwrap_or(SYNTH_TEMPERATURE),
+        top_p: args.top_p.unwrap_or(SYNTH_TOP_P),
+        top_k: None,
+        max_tokens: args.max_tokens.unwrap_or(SYNTH_MAX_TOKENS),
+        seed: args.seed,
+    };
+    sampling.check().map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
+    let endpoint = &args.endpoint;
+    let http = endpoint.http_config(args.seed)?;
+    let api_model = endpoint.api_model.as_deref();
+    let policy = super::endpoint::chat_policy(&rt, http, api_model, &endpoint.flags)?;
     let cfg = SynthConfig {
         categories,
         n: args.n,
@@ -117,13 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_minutes_per_package: args.max_minutes_per_package,
         concurrency: args.concurrency.max(1),
         seeds_k: args.seeds.max(1),
-        sampling: SamplingParams {
-            temperature: args.temperature,
-            top_p: args.top_p,
-            top_k: None,
-            max_tokens: args.max_tokens,
-            seed: args.seed,
-        },
+        sampling,
         progress: !args.quiet,
     };
     // A spent `--max-tokens-total` stops each slot at its next request (exit 3 below).
