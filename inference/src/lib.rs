@@ -6,7 +6,8 @@
 //! ([`SeqCache`], in the model module: the cache holds the model's latent, rope and indexer
 //! keys), sampling ([`sampler`]), the continuous-batching engine thread behind an
 //! async handle ([`engine`]), random checkpoints ([`init`]), golden parity checks
-//! ([`golden`]) and the decode benchmark ([`bench`]). CPU by default; CUDA behind the `cuda`
+//! ([`golden`]) and the engine benchmarks ([`mod@bench`]: decode, prefill, tokens/s). CPU by
+//! default; CUDA behind the `cuda`
 //! feature, chosen in [`device`] only.
 //!
 //! It must not depend on the pipeline, environments or datasets crates: it takes token ids
