@@ -43,6 +43,10 @@ pub(crate) struct Batch<'a> {
     /// Synchronise the device around the timed attention part, so `attn_time` measures work,
     /// not kernel launches (only when a probe asks for timings on a non-CPU device).
     pub sync_timing: bool,
+    /// `0, 1, …` (u32) on the model's device, as long as the call's longest sequence: the
+    /// tensor path slices every index range it needs from it instead of copying one from the
+    /// host inside a layer (`None` on the host kernels).
+    pub positions: Option<Tensor>,
 }
 
 /// The rows of a call whose outputs are wanted when only each segment's last position
@@ -478,6 +482,9 @@ impl Attention {
     ) -> Result<Vec<Tensor>> {
         let CallProj { q_abs, q_rope, qi, wts, ckv, krope, ki } = *side;
         let dev = q_abs.device();
+        let positions = batch.positions.as_ref().ok_or_else(|| {
+            crate::Error::InvalidRequest("the tensor path needs a position table".into())
+        })?;
         let batched = |seg: &SegInfo| (last_only || seg.len == 1) && !batch.dense;
         let batching = trace.is_none();
         let kmax = batch
@@ -505,18 +512,23 @@ impl Attention {
             let sparse = !batch.dense && t > self.topk;
             if !(batching && batched(seg)) {
                 let views = (&ckv_all, &kr_all, &ki_all);
-                let o =
-                    self.device_segment(side, (qs, qo, ql), views, sparse, trace.as_deref_mut())?;
+                let o = self.device_segment(
+                    side,
+                    (qs, qo, ql),
+                    views,
+                    (sparse, positions),
+                    trace.as_deref_mut(),
+                )?;
                 outs[k] = Some(o);
                 continue;
             }
             let (idx, mask) = if sparse {
                 let (q, w) = (qi.narrow(0, qo, 1)?, wts.narrow(0, qo, 1)?);
-                let (idx, vals) =
-                    sparse::topk(&sparse::index_scores(&q, &w, &ki_all, qs)?, self.topk)?;
+                let scores = sparse::index_scores(&q, &w, &ki_all, qs, positions)?;
+                let (idx, vals) = sparse::topk(&scores, self.topk, positions)?;
                 (idx, sparse::selection_mask(&vals)?)
             } else {
-                let idx = Tensor::arange(0u32, t as u32, dev)?.unsqueeze(0)?;
+                let idx = sparse::iota(positions, 0, t)?.unsqueeze(0)?;
                 (idx, Tensor::zeros((1, t), DType::F32, dev)?)
             };
             let pad = kmax.saturating_sub(idx.dim(1)?);
@@ -533,7 +545,14 @@ impl Attention {
         }
         if !rows.is_empty() {
             let n = rows.len();
-            let q_idx = Tensor::from_vec(rows.iter().map(|r| r.1).collect::<Vec<_>>(), n, dev)?;
+            let first = rows[0].1 as usize;
+            // Query rows are usually consecutive (a pure decode step, a last-row call): a view
+            // of the position table then, a copy from the host only for a mixed call.
+            let q_idx = if rows.iter().enumerate().all(|(j, r)| r.1 as usize == first + j) {
+                sparse::iota(positions, first, n)?
+            } else {
+                Tensor::from_vec(rows.iter().map(|r| r.1).collect::<Vec<_>>(), n, dev)?
+            };
             let qa = q_abs.index_select(&q_idx, 1)?.transpose(0, 1)?.contiguous()?; // [n, H, C]
             let qr = q_rope.index_select(&q_idx, 1)?.transpose(0, 1)?.contiguous()?; // [n, H, R]
             let kv = Tensor::cat(&rows.iter().map(|r| &r.2).collect::<Vec<_>>(), 0)?;
@@ -561,7 +580,7 @@ impl Attention {
         side: &CallProj<'_>,
         (qs, qo, ql): (usize, usize, usize),
         (ckv_all, kr_all, ki_all): (&Tensor, &Tensor, &Tensor),
-        sparse: bool,
+        (sparse, positions): (bool, &Tensor),
         mut trace: Option<&mut LayerTrace>,
     ) -> Result<Tensor> {
         let CallProj { q_abs, q_rope, qi, wts, .. } = *side;
@@ -582,12 +601,12 @@ impl Attention {
             let qr = q_rope.narrow(1, qo + b0, bl)?.transpose(0, 1)?.contiguous()?; // [bl, H, R]
             let scores = if sparse || trace.is_some() {
                 let (q, w) = (qi.narrow(0, qo + b0, bl)?, wts.narrow(0, qo + b0, bl)?);
-                Some(sparse::index_scores(&q, &w, &ki_all.narrow(0, 0, end)?, qs + b0)?)
+                Some(sparse::index_scores(&q, &w, &ki_all.narrow(0, 0, end)?, qs + b0, positions)?)
             } else {
                 None
             };
             let picked = match (&scores, sparse) {
-                (Some(s), true) => Some(sparse::topk(s, self.topk)?),
+                (Some(s), true) => Some(sparse::topk(s, self.topk, positions)?),
                 _ => None,
             };
             if let (Some(tr), Some(s)) = (trace.as_deref_mut(), &scores) {
@@ -602,7 +621,7 @@ impl Attention {
                 }
                 None => {
                     let (kv, kr) = (ckv_all.narrow(0, 0, end)?, kr_all.narrow(0, 0, end)?);
-                    self.attend_causal(&qa, &qr, &kv, &kr, qs + b0)?
+                    self.attend_causal(&qa, &qr, &kv, &kr, qs + b0, positions)?
                 }
             };
             outs.push(o);
@@ -620,6 +639,7 @@ impl Attention {
         kv: &Tensor,
         kr: &Tensor,
         first: usize,
+        positions: &Tensor,
     ) -> Result<Tensor> {
         let (b, h, c) = qa.dims3()?;
         let t = kv.dim(0)?;
@@ -628,7 +648,7 @@ impl Attention {
         let s = (qa2.matmul(&kv.t()?)? + qr2.matmul(&kr.t()?)?)?;
         let s = (s * self.scale)?.reshape((b, h, t))?;
         let zeros = Tensor::zeros((b, t), DType::F32, qa.device())?;
-        let mask = sparse::causal_fill(&zeros, first)?.unsqueeze(1)?; // [B, 1, T]
+        let mask = sparse::causal_fill(&zeros, first, positions)?.unsqueeze(1)?; // [B, 1, T]
         let p = softmax_last_dim(&s.broadcast_add(&mask)?)?.reshape((b * h, t))?;
         Ok(p.matmul(kv)?.reshape((b, h, c))?)
     }

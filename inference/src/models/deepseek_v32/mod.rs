@@ -317,7 +317,16 @@ impl Model {
         };
         let host = self.host_kernels();
         let sync_timing = probe.is_some() && !self.device.is_cpu();
-        let batch = Batch { segs: &infos, cos, sin, dense: opts.dense, host, sync_timing };
+        // The tensor path's position table: one copy from the host per call.
+        let positions = match host {
+            true => None,
+            false => {
+                let longest = infos.iter().map(|s| s.start + s.len).max().unwrap_or(0);
+                Some(Tensor::arange(0u32, longest.max(infos.len()) as u32, &self.device)?)
+            }
+        };
+        let batch =
+            Batch { segs: &infos, cos, sin, dense: opts.dense, host, sync_timing, positions };
         let id_t = Tensor::from_vec(ids, n, &self.device)?;
         let mut x = self.embed.index_select(&id_t, 0)?;
         let caches: Vec<&SeqCache> = segments.iter().map(|s| &*s.cache).collect();

@@ -175,6 +175,18 @@ impl Moe {
                 per_expert[e].1.push(wt);
             }
         }
+        // Every expert's token list and weights in one copy to the device (a copy from pageable
+        // host memory waits for the whole stream, so one per layer, not one per expert).
+        let mut starts = Vec::with_capacity(per_expert.len());
+        let (mut all_tokens, mut all_wts) = (Vec::new(), Vec::new());
+        for (tokens, wts) in &per_expert {
+            starts.push(all_tokens.len());
+            all_tokens.extend_from_slice(tokens);
+            all_wts.extend_from_slice(wts);
+        }
+        let total = all_tokens.len();
+        let all_idx = Tensor::from_vec(all_tokens, total, x.device())?;
+        let all_w = Tensor::from_vec(all_wts, (total, 1), x.device())?;
         // The experts (and the shared one) are independent: run them concurrently (their
         // products are small, so one at a time leaves cores idle), then add the routed outputs
         // to the shared one in expert order.
@@ -189,10 +201,9 @@ impl Moe {
                     .enumerate()
                     .filter(|(_, (tokens, _))| !tokens.is_empty())
                     .map(|(e, (tokens, wts))| {
-                        let n = tokens.len();
-                        let idx = Tensor::from_slice(&tokens, n, x.device())?;
+                        let idx = all_idx.narrow(0, starts[e], tokens.len())?;
                         let ys = self.experts[e].forward(&x.index_select(&idx, 0)?)?;
-                        Ok((tokens, idx, wts, ys))
+                        Ok((e, tokens, idx, wts, ys))
                     })
                     .collect::<Result<Vec<_>>>()
             },
@@ -200,7 +211,7 @@ impl Moe {
         let (mut out, outputs) = (shared?, outputs?);
         let d = x.dim(1)?;
         let mut host = if host { with_host(&out, <[f32]>::to_vec) } else { None };
-        for (tokens, idx, wts, ys) in outputs {
+        for (e, tokens, idx, wts, ys) in outputs {
             let added = match host.as_mut() {
                 Some(acc) => with_host(&ys, |ys| {
                     for ((&t, &w), y) in tokens.iter().zip(&wts).zip(ys.chunks_exact(d)) {
@@ -216,7 +227,7 @@ impl Moe {
                 if let Some(acc) = host.take() {
                     out = Tensor::from_vec(acc, out.shape(), out.device())?;
                 }
-                let w = Tensor::from_vec(wts, (tokens.len(), 1), x.device())?;
+                let w = all_w.narrow(0, starts[e], tokens.len())?;
                 out = out.index_add(&idx, &ys.broadcast_mul(&w)?, 0)?;
             }
         }

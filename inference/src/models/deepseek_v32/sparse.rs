@@ -31,13 +31,27 @@ pub(crate) fn block_rows(per_row: usize) -> usize {
     (BLOCK_ELEMS / per_row.max(1)).clamp(1, 4096)
 }
 
+/// `start, start + 1, …, start + n − 1` (u32), a view of `positions`, the call's position
+/// table on the device (built once per forward call: a host-to-device copy from pageable
+/// memory waits for the whole stream, so none happens inside a layer).
+pub(crate) fn iota(positions: &Tensor, start: usize, n: usize) -> Result<Tensor> {
+    let have = positions.dim(0)?;
+    if start + n > have {
+        return Err(Error::InvalidRequest(format!(
+            "position table of {have} entries, {} needed",
+            start + n
+        )));
+    }
+    Ok(positions.narrow(0, start, n)?)
+}
+
 /// Replaces the entries of `s` (`[rows, t]`) past each row's causal end with −inf: row `i` is
 /// the query at absolute position `first + i` and sees keys `0..=first + i`.
-pub(crate) fn causal_fill(s: &Tensor, first: usize) -> Result<Tensor> {
+pub(crate) fn causal_fill(s: &Tensor, first: usize, positions: &Tensor) -> Result<Tensor> {
     let (rows, t) = s.dims2()?;
     let dev = s.device();
-    let keys = Tensor::arange(0u32, t as u32, dev)?.unsqueeze(0)?; // [1, t]
-    let pos = Tensor::arange(first as u32, (first + rows) as u32, dev)?.unsqueeze(1)?; // [rows, 1]
+    let keys = iota(positions, 0, t)?.unsqueeze(0)?; // [1, t]
+    let pos = iota(positions, first, rows)?.unsqueeze(1)?; // [rows, 1]
     let future = keys.broadcast_gt(&pos)?; // [rows, t]
     let ninf = Tensor::full(f32::NEG_INFINITY, (rows, t), dev)?;
     Ok(future.where_cond(&ninf, s)?)
@@ -46,25 +60,35 @@ pub(crate) fn causal_fill(s: &Tensor, first: usize) -> Result<Tensor> {
 /// Lightning-indexer scores `I(s, t) = Σ_h w[s,h] · ReLU(q_I[s,h] · k_I[t])` of `rows` queries
 /// (`qi`: `[rows, Hi, Di]`, `wts`: `[rows, Hi]`, scale folded in) against keys `ki` (`[t, Di]`),
 /// the first query at absolute position `first`: `[rows, t]`, −inf past each causal end.
-pub(crate) fn index_scores(qi: &Tensor, wts: &Tensor, ki: &Tensor, first: usize) -> Result<Tensor> {
+pub(crate) fn index_scores(
+    qi: &Tensor,
+    wts: &Tensor,
+    ki: &Tensor,
+    first: usize,
+    positions: &Tensor,
+) -> Result<Tensor> {
     let (rows, heads, width) = qi.dims3()?;
     let t = ki.dim(0)?;
     let prods = qi.reshape((rows * heads, width))?.matmul(&ki.t()?)?; // [rows·Hi, t]
     let relu = prods.relu()?.reshape((rows, heads, t))?;
     let s = wts.unsqueeze(1)?.matmul(&relu)?.squeeze(1)?; // [rows, t]
-    causal_fill(&s, first)
+    causal_fill(&s, first, positions)
 }
 
 /// The `k` largest entries of each row of `scores` (`[rows, n]`, f32): their column indices
 /// (`[rows, min(k, n)]`, u32, in descending score order) and their scores. Rows wider than
 /// `width` are selected in rounds (see the module doc); `k` must be at most `width / 2` then.
-pub(crate) fn topk_with_width(scores: &Tensor, k: usize, width: usize) -> Result<(Tensor, Tensor)> {
+pub(crate) fn topk_with_width(
+    scores: &Tensor,
+    k: usize,
+    width: usize,
+    positions: &Tensor,
+) -> Result<(Tensor, Tensor)> {
     let (rows, mut n) = scores.dims2()?;
     let k = k.min(n);
     let dev = scores.device();
     let mut vals = scores.contiguous()?;
-    let mut idx =
-        Tensor::arange(0u32, n as u32, dev)?.unsqueeze(0)?.broadcast_as((rows, n))?.contiguous()?;
+    let mut idx = iota(positions, 0, n)?.unsqueeze(0)?.broadcast_as((rows, n))?.contiguous()?;
     while n > width {
         if 2 * k > width {
             return Err(Error::InvalidRequest(format!(
@@ -91,16 +115,18 @@ pub(crate) fn topk_with_width(scores: &Tensor, k: usize, width: usize) -> Result
 }
 
 /// [`topk_with_width`] at the device sort's width.
-pub(crate) fn topk(scores: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
-    topk_with_width(scores, k, SORT_WIDTH)
+pub(crate) fn topk(scores: &Tensor, k: usize, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+    topk_with_width(scores, k, SORT_WIDTH, positions)
 }
 
 /// Additive attention mask of selected keys from their scores: 0 for a real key, −inf for a
 /// pick that is not one (a −inf score: a future or padding position, chosen only when a query
 /// sees fewer than `k` keys).
 pub(crate) fn selection_mask(vals: &Tensor) -> Result<Tensor> {
+    // Compared with a filled tensor, not a scalar (a scalar would be copied from the host).
+    let lowest = Tensor::full(f32::MIN, vals.shape(), vals.device())?;
     // log(1) = 0, log(0) = −inf.
-    Ok(vals.ge(f32::MIN)?.to_dtype(DType::F32)?.log()?)
+    Ok(vals.ge(&lowest)?.to_dtype(DType::F32)?.log()?)
 }
 
 /// Absorbed-form softmax attention of `B` query rows, each over its own `K` keys:
@@ -146,7 +172,8 @@ mod tests {
         {
             let v = scores(rows, n);
             let t = Tensor::from_vec(v.clone(), (rows, n), &dev)?;
-            let (idx, vals) = topk_with_width(&t, k, width)?;
+            let pos = Tensor::arange(0u32, n as u32, &dev)?;
+            let (idx, vals) = topk_with_width(&t, k, width, &pos)?;
             let (idx, vals) = (idx.to_vec2::<u32>()?, vals.to_vec2::<f32>()?);
             for r in 0..rows {
                 let row = &v[r * n..(r + 1) * n];
@@ -164,7 +191,8 @@ mod tests {
     #[test]
     fn selection_refuses_a_top_k_wider_than_half_a_sort() -> Result<()> {
         let t = Tensor::from_vec(scores(1, 40), (1, 40), &Device::Cpu)?;
-        assert!(topk_with_width(&t, 9, 16).is_err());
+        let pos = Tensor::arange(0u32, 40, &Device::Cpu)?;
+        assert!(topk_with_width(&t, 9, 16, &pos).is_err());
         Ok(())
     }
 
@@ -172,7 +200,8 @@ mod tests {
     fn causal_fill_and_selection_mask_hide_future_keys() -> Result<()> {
         let dev = Device::Cpu;
         let s = Tensor::ones((3, 5), DType::F32, &dev)?;
-        let f = causal_fill(&s, 1)?.to_vec2::<f32>()?;
+        let pos = Tensor::arange(0u32, 8, &dev)?;
+        let f = causal_fill(&s, 1, &pos)?.to_vec2::<f32>()?;
         let ninf = f32::NEG_INFINITY;
         assert_eq!(f[0], vec![1.0, 1.0, ninf, ninf, ninf]);
         assert_eq!(f[2], vec![1.0, 1.0, 1.0, 1.0, ninf]);
