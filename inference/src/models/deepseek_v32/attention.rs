@@ -592,7 +592,7 @@ impl Attention {
         } else {
             h.max(hi) * t
         };
-        let block = sparse::block_rows(per_row);
+        let block = sparse::block_rows(per_row, ckv_all.device());
         let mut outs = Vec::with_capacity(ql.div_ceil(block));
         for b0 in (0..ql).step_by(block) {
             let bl = block.min(ql - b0);
