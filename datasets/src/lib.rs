@@ -81,7 +81,7 @@ mod stats;
 mod writer;
 
 pub use card::{CARD_FILE, render_dataset_card, write_dataset_card};
-pub use convert::{policy_token_source, rows_to_batch};
+pub use convert::{RowView, policy_token_source, rows_to_batch};
 pub use error::{Error, Result};
 pub use folder::{
     FolderLock, FolderState, LOCK_FILE, UNRECORDED_SUFFIX, classify, clear_dataset,
@@ -93,8 +93,8 @@ pub use manifest::{
 };
 pub use pages::MAX_PAGE_BYTES;
 pub use reader::{
-    ConversationReader, FileInfo, FinishedRows, MAX_BATCH_BYTES, PartFile, RowReader, file_info,
-    finished_rows, finished_sample_ids, list_parts, list_temp_files, read_columns,
+    ConversationReader, FileInfo, FinishedRows, MAX_BATCH_BYTES, PartFile, RowReader, ScanFile,
+    file_info, finished_rows, finished_sample_ids, list_parts, list_temp_files, read_columns,
     read_present_columns, read_rows, read_rows_at, read_string_column,
 };
 pub use row::{SampleRow, Split, Verdict};

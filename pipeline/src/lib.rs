@@ -3,7 +3,7 @@
 //! Owns the [`Policy`] trait and the policies that need no engine ([`ReferencePolicy`],
 //! [`HttpPolicy`], [`ChatPolicy`]) with their shared [`HttpClient`] and endpoint
 //! [`preflight`], the thinking-with-tools [`rollout`] loop, the staged validators with stable
-//! rejection codes ([`validate`]), and the tokio orchestration of a whole run ([`run()`]):
+//! rejection codes ([`validate`]) and `agentgen validate` over files ([`validate_files`]), and the tokio orchestration of a whole run ([`run()`]):
 //! bounded channels, a semaphore on in-flight rollouts, deterministic ids, `--resume`,
 //! `--shard I/N`, SIGINT-safe shutdown, progress and the run summary. It must not name a
 //! concrete model engine: the CLI adapts the candle engine to [`Policy`].
@@ -26,6 +26,7 @@ pub mod rollout;
 pub mod run;
 pub mod synth;
 pub mod validate;
+pub mod validate_files;
 
 pub use chat::{ChatConfig, ChatPolicy, ChatTurn};
 pub use error::{Error, Result};

@@ -486,9 +486,13 @@ pub fn check_conversation(
 /// row's thinking mode, the conversation checks of [`check_conversation`], and with `tok` the
 /// token check: `token_ids` decode to `text` (a mismatch is invalid) and are the tokenizer's
 /// ids of it (`tokens.noncanonical` otherwise, reported but not invalid).
+///
+/// `tools` is the row's tool list parsed (`schemas` compiled from it): it is lent to the first
+/// message for the re-encode and handed back unchanged, so a caller can keep one parsed copy
+/// per tool list instead of cloning it for every row.
 pub fn check_row(
-    row: agentgen_datasets::SampleRow,
-    tools: &[Value],
+    row: agentgen_datasets::RowView<'_>,
+    tools: &mut Vec<Value>,
     schemas: &ToolSchemas,
     tok: Option<&agentgen_codec::Tokenizer>,
 ) -> Vec<Rejection> {
@@ -497,15 +501,16 @@ pub fn check_row(
     let n = row.token_ids.len();
     if row.loss_mask.len() != n {
         out.push(bad(format!("loss_mask has {} values, token_ids {n}", row.loss_mask.len())));
-    } else if let Some(i) = row.loss_mask.iter().position(|&m| m > 1) {
-        out.push(bad(format!("loss_mask[{i}] is {}, not 0 or 1", row.loss_mask[i])));
+    } else if let Some(i) = row.loss_mask.iter().position(|&m| m as u8 > 1) {
+        // Reported as the unsigned byte, as rows read back by `read_rows` hold it.
+        out.push(bad(format!("loss_mask[{i}] is {}, not 0 or 1", row.loss_mask[i] as u8)));
     }
-    if let Some(lp) = &row.logprobs
-        && lp.len() != n
+    if let Some(lp) = row.logprobs_len
+        && lp != n
     {
-        out.push(bad(format!("logprobs has {} values, token_ids {n}", lp.len())));
+        out.push(bad(format!("logprobs has {lp} values, token_ids {n}")));
     }
-    let mode = match row.thinking_mode.as_str() {
+    let mode = match row.thinking_mode {
         "thinking" => ThinkingMode::Thinking,
         "chat" => ThinkingMode::Chat,
         other => {
@@ -514,10 +519,12 @@ pub fn check_row(
         }
     };
     let mut messages = row.messages;
+    let mut lent = false;
     if !tools.is_empty() {
         match messages.first_mut() {
             Some(m) if matches!(m.role, Role::System | Role::Developer) => {
-                m.tools = Some(tools.to_vec());
+                m.tools = Some(std::mem::take(tools));
+                lent = true;
             }
             _ => out.push(bad("tools given but the first message is not system/developer".into())),
         }
@@ -528,10 +535,14 @@ pub fn check_row(
         add_bos: true,
         context: Vec::new(),
     };
-    match encode_messages(&messages, &opts) {
+    let encoded = encode_messages(&messages, &opts);
+    if lent && let Some(m) = messages.first_mut() {
+        *tools = m.tools.take().unwrap_or_default();
+    }
+    match encoded {
         Ok(full) if full == row.text => {}
         Ok(full) => {
-            let at = first_difference(&row.text, &full);
+            let at = first_difference(row.text, &full);
             out.push(
                 Rejection::new(
                     codes::FORMAT_TEXT_MISMATCH,
@@ -556,7 +567,9 @@ pub fn check_row(
         r
     }));
     if let Some(tok) = tok {
-        match tok.decode(&row.token_ids) {
+        // Ids are stored as int32 bit for bit (see the writer).
+        let ids: Vec<u32> = row.token_ids.iter().map(|&t| t as u32).collect();
+        match tok.decode(&ids) {
             Ok(t) if t == row.text => {}
             Ok(_) => {
                 out.push(Rejection::new(codes::TOKENS_MISMATCH, "token_ids do not decode to text"))
@@ -566,7 +579,7 @@ pub fn check_row(
                 format!("token_ids do not decode: {e}"),
             )),
         }
-        if tok.encode(&row.text).is_ok_and(|ids| ids != row.token_ids) {
+        if tok.encode(row.text).is_ok_and(|encoded| encoded != ids) {
             out.push(Rejection::new(
                 codes::TOKENS_NONCANONICAL,
                 "token_ids are not the tokenizer's ids of text",
