@@ -294,9 +294,8 @@ thread_local! {
 /// row's check borrows it instead of cloning the list (a deep copy of every schema) per row.
 fn with_tools<R>(entry: &ToolsEntry, f: impl FnOnce(&mut Vec<Value>) -> R) -> R {
     const KEPT: usize = 256;
-    let mut tools = LENT_TOOLS
-        .with_borrow_mut(|m| m.remove(&entry.id))
-        .unwrap_or_else(|| entry.list.clone());
+    let mut tools =
+        LENT_TOOLS.with_borrow_mut(|m| m.remove(&entry.id)).unwrap_or_else(|| entry.list.clone());
     let out = f(&mut tools);
     // Only a list handed back whole is kept for the next row.
     if tools.len() == entry.list.len() {
