@@ -3,10 +3,11 @@
 //! Owns the [`Policy`] trait and the policies that need no engine ([`ReferencePolicy`],
 //! [`HttpPolicy`], [`ChatPolicy`]) with their shared [`HttpClient`] and endpoint
 //! [`preflight`], the thinking-with-tools [`rollout`] loop, the staged validators with stable
-//! rejection codes ([`validate`]) and `agentgen validate` over files ([`validate_files`]), and the tokio orchestration of a whole run ([`run()`]):
-//! bounded channels, a semaphore on in-flight rollouts, deterministic ids, `--resume`,
-//! `--shard I/N`, SIGINT-safe shutdown, progress and the run summary. It must not name a
-//! concrete model engine: the CLI adapts the candle engine to [`Policy`].
+//! rejection codes ([`validate`]) and `agentgen validate` over whole files
+//! ([`validate_files`]), and the tokio orchestration of a whole run ([`run()`]): bounded
+//! channels, a semaphore on in-flight rollouts, deterministic ids, `--resume`, `--shard I/N`,
+//! SIGINT-safe shutdown, progress and the run summary. It must not name a concrete model
+//! engine: the CLI adapts the candle engine to [`Policy`].
 //!
 //! Data moves one way: environments → policy (prompt text in, completion out) → codec parse →
 //! validators → the `datasets` writer. Model mistakes are data (a rejection code on a row in
