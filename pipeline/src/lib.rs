@@ -44,6 +44,6 @@ pub use run::{
     RowSink, RunConfig, RunReport, SHARD_INDEX_VARS, ShardSpec, run, run_with_sink, shutdown_signal,
 };
 pub use validate::{
-    Issue, Rejection, SchemaCache, ToolSchemas, check_completion, check_conversation,
-    check_conversation_cached, codes,
+    Issue, Rejection, SchemaCache, ToolSchemas, ValidatorCache, check_completion,
+    check_conversation, check_conversation_cached, codes,
 };

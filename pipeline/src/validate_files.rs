@@ -23,8 +23,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::validate::{
-    Rejection, SchemaCache, ToolSchemas, check_completion, check_conversation_cached, check_row,
-    codes,
+    Rejection, SchemaCache, ToolSchemas, ValidatorCache, check_completion,
+    check_conversation_cached, check_row, codes,
 };
 
 /// What to check and how.
@@ -231,11 +231,12 @@ fn record(
 // ---------------------------------------------------------------------------------------------
 // Files of our schema
 
-/// One tool list of a file: parsed, its schemas compiled, and a process-unique id under which
-/// each thread keeps a parsed copy to lend to rows ([`with_tools`]).
+/// One tool list of a file, its schemas compiled, with a process-unique id under which each
+/// thread keeps a parsed copy to lend to rows ([`with_tools`]).
 struct ToolsEntry {
     id: u64,
-    list: Vec<Value>,
+    /// Tools in the list.
+    len: usize,
     schemas: ToolSchemas,
 }
 
@@ -245,6 +246,11 @@ type ToolsResult = Result<Arc<ToolsEntry>, String>;
 #[derive(Default)]
 struct ToolsCache {
     map: Mutex<HashMap<String, ToolsResult>>,
+    validators: ValidatorCache,
+}
+
+fn parse_tools(text: &str) -> Result<Vec<Value>, String> {
+    serde_json::from_str::<Vec<Value>>(text).map_err(|e| format!("tools is not a JSON list: {e}"))
 }
 
 impl ToolsCache {
@@ -257,12 +263,11 @@ impl ToolsCache {
             return t.clone();
         }
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        let entry = serde_json::from_str::<Vec<Value>>(text)
-            .map_err(|e| format!("tools is not a JSON list: {e}"))
-            .map(|list| {
-                let schemas = ToolSchemas::from_tools(&list);
-                Arc::new(ToolsEntry { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), list, schemas })
-            });
+        let entry = parse_tools(text).map(|list| {
+            let schemas = ToolSchemas::from_tools_cached(&list, &self.validators);
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            Arc::new(ToolsEntry { id, len: list.len(), schemas })
+        });
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= Self::CAPACITY {
                 map.clear();
@@ -290,15 +295,22 @@ thread_local! {
     static LENT_TOOLS: RefCell<HashMap<u64, Vec<Value>>> = RefCell::new(HashMap::new());
 }
 
-/// Run `f` with a parsed copy of `entry`'s tool list that this thread keeps between rows, so a
-/// row's check borrows it instead of cloning the list (a deep copy of every schema) per row.
-fn with_tools<R>(entry: &ToolsEntry, f: impl FnOnce(&mut Vec<Value>) -> R) -> R {
+/// Run `f` with a parsed copy of `entry`'s tool list (whose text is `text`) that this thread
+/// keeps between rows, so a row's check borrows it instead of parsing or deep-copying the list
+/// (every schema in it) per row.
+fn with_tools<R>(
+    entry: &ToolsEntry,
+    text: &str,
+    f: impl FnOnce(&mut Vec<Value>) -> R,
+) -> Result<R, String> {
     const KEPT: usize = 256;
-    let mut tools =
-        LENT_TOOLS.with_borrow_mut(|m| m.remove(&entry.id)).unwrap_or_else(|| entry.list.clone());
+    let mut tools = match LENT_TOOLS.with_borrow_mut(|m| m.remove(&entry.id)) {
+        Some(t) => t,
+        None => parse_tools(text)?,
+    };
     let out = f(&mut tools);
     // Only a list handed back whole is kept for the next row.
-    if tools.len() == entry.list.len() {
+    if tools.len() == entry.len {
         LENT_TOOLS.with_borrow_mut(|m| {
             if m.len() >= KEPT {
                 m.clear();
@@ -306,7 +318,7 @@ fn with_tools<R>(entry: &ToolsEntry, f: impl FnOnce(&mut Vec<Value>) -> R) -> R 
             m.insert(entry.id, tools);
         });
     }
-    out
+    Ok(out)
 }
 
 /// What one row group gave: rows checked (in order) until the end or the first read error.
@@ -365,11 +377,15 @@ fn check_group(
             || {
                 rows.into_par_iter()
                     .zip(tools.par_iter())
-                    .map(|(row, tools)| match tools {
-                        Ok(entry) => {
-                            with_tools(entry, |list| check_row(row, list, &entry.schemas, tok))
-                        }
-                        Err(e) => vec![Rejection::new(codes::FORMAT_BAD_COLUMNS, e.clone())],
+                    .map(|(row, tools)| {
+                        let checked = tools.as_ref().map_err(Clone::clone).and_then(|entry| {
+                            let text = row.tools;
+                            with_tools(entry, text, |list| {
+                                check_row(row, list, &entry.schemas, tok)
+                            })
+                        });
+                        checked
+                            .unwrap_or_else(|e| vec![Rejection::new(codes::FORMAT_BAD_COLUMNS, e)])
                     })
                     .collect::<Vec<_>>()
             },
