@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use agentgen_codec::{
     AssistantMessage, EncodeOptions, Message, ParseError, Role, ThinkingMode, ToolCall,
-    encode_messages, parse_completion,
+    encode_messages, encode_mismatch, parse_completion,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -584,14 +584,18 @@ pub fn check_row(
         add_bos: true,
         context: Vec::new(),
     };
-    let encoded = encode_messages(&messages, &opts);
+    let compared = encode_mismatch(&messages, &opts, row.text);
     if lent && let Some(m) = messages.first_mut() {
         *tools = m.tools.take().unwrap_or_default();
     }
-    match encoded {
-        Ok(full) if full == row.text => {}
-        Ok(full) => {
-            let at = first_difference(row.text, &full);
+    match compared {
+        Ok(None) => {}
+        Ok(Some(common)) => {
+            // The first difference, at a char boundary of `text`.
+            let mut at = common.min(row.text.len());
+            while !row.text.is_char_boundary(at) {
+                at -= 1;
+            }
             out.push(
                 Rejection::new(
                     codes::FORMAT_TEXT_MISMATCH,
