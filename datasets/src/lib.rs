@@ -71,6 +71,7 @@ mod card;
 mod convert;
 mod error;
 mod folder;
+mod inspect;
 mod json;
 mod manifest;
 mod pages;
@@ -87,6 +88,7 @@ pub use folder::{
     FolderLock, FolderState, LOCK_FILE, UNRECORDED_SUFFIX, classify, clear_dataset,
     create_exclusive, reconcile_parts, sha256_file, sha256_hex, this_process,
 };
+pub use inspect::{Duplicates, FolderSummary, Inspection, TokenCounts, inspect};
 pub use json::{trajectory_hash, trajectory_hash_hex};
 pub use manifest::{
     ApiUsage, Counts, MANIFEST_FILE, Manifest, PackageRecord, SplitCounts, TokenTotals,
