@@ -4,10 +4,11 @@
 //! here.
 //!
 //! A file of our schema is read whole: every column of every row group is decoded (typed) and
-//! every row checked by [`check_row`]. Row groups are decoded on several threads, each batch's
-//! rows are checked on all cores while the group's next batch decodes, and the results are
-//! put back in row order, so the report does not depend on the number of threads. Memory stays
-//! flat in file size: a few batches are in flight, whatever the file holds.
+//! every row checked by [`check_row`]. Row groups are decoded on several threads (a few at
+//! once), each batch's rows are checked on all cores while the group's next batch decodes, and
+//! the results are put back in row order, so the report does not depend on the number of
+//! threads. Memory stays flat in file size: a few batches are in flight, whatever the file
+//! holds.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -399,8 +400,14 @@ fn check_group(
     out
 }
 
-/// A file of our schema: every row group on the pool (results in row order); a read error
-/// ends the file there, with the rows before it counted.
+/// Row groups decoded at once at most (each holds a batch and its decoder's buffers), whatever
+/// the number of cores: memory stays bounded on a large machine, and the checks of each
+/// batch still run on every core.
+const GROUPS_IN_FLIGHT: usize = 4;
+
+/// A file of our schema: its row groups decoded by up to [`GROUPS_IN_FLIGHT`] workers (worker
+/// `w` takes groups `w`, `w + W`, ...), results put back in row order; a read error ends the
+/// file there, with the rows before it counted.
 fn check_dataset_rows(
     scan: &ScanFile,
     check_tokens: bool,
@@ -409,22 +416,34 @@ fn check_dataset_rows(
 ) -> Result<(), String> {
     let tok = if check_tokens { Some(Tokenizer::shared().map_err(|e| chain(&e))?) } else { None };
     let cache = ToolsCache::default();
+    let groups = scan.num_row_groups();
+    let workers = rayon::current_num_threads().clamp(1, GROUPS_IN_FLIGHT).min(groups.max(1));
     // Groups after a failed one are not read (their results would be dropped).
     let failed = AtomicUsize::new(usize::MAX);
-    let outcomes: Vec<GroupOutcome> = (0..scan.num_row_groups())
+    let mut outcomes: Vec<(usize, GroupOutcome)> = (0..workers)
         .into_par_iter()
-        .map(|g| {
-            if g > failed.load(Ordering::Relaxed) {
-                return GroupOutcome::default();
+        .map(|w| {
+            let mut done = Vec::new();
+            for g in (w..groups).step_by(workers) {
+                if g > failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let o = check_group(scan, g, tok, &cache);
+                let stop = o.error.is_some();
+                if stop {
+                    failed.fetch_min(g, Ordering::Relaxed);
+                }
+                done.push((g, o));
+                if stop {
+                    break;
+                }
             }
-            let o = check_group(scan, g, tok, &cache);
-            if o.error.is_some() {
-                failed.fetch_min(g, Ordering::Relaxed);
-            }
-            o
+            done
         })
+        .flatten()
         .collect();
-    for o in outcomes {
+    outcomes.sort_by_key(|(g, _)| *g);
+    for (_, o) in outcomes {
         fr.rows += o.report.rows;
         fr.invalid_rows += o.report.invalid_rows;
         issues.extend(o.issues);
