@@ -472,117 +472,79 @@ impl<'a> BatchView<'a> {
     /// Decode every row of the batch.
     pub(crate) fn rows(&self) -> Result<Vec<SampleRow>> {
         let n = self.batch.num_rows();
-        let Columns {
-            sample_id,
-            task_id,
-            group_id,
-            run_id,
-            family,
-            instance_seed,
-            task_seed,
-            sample_index,
-            difficulty,
-            thinking_mode,
-            tools,
-            messages,
-            text,
-            token_ids,
-            token_values,
-            loss_mask,
-            mask_values,
-            logprobs,
-            lp_values,
-            reward,
-            advantage,
-            passed,
-            checks,
-            rejection_code,
-            rejection_detail,
-            turns,
-            tool_calls,
-            finish_reason,
-            policy,
-            model,
-            sampling,
-            warnings,
-            warning_values,
-            timings_ms,
-            token_source,
-            episode_id,
-            turn_index,
-            turns_total,
-            env_package,
-            env_package_sha256,
-            env_python,
-        } = self.columns()?;
+        let c = self.columns()?;
         let mut out = Vec::with_capacity(n);
-        for (i, messages) in messages.into_iter().enumerate().take(n) {
+        for (i, messages) in c.messages.into_iter().enumerate().take(n) {
             let range = |l: &ListArray| {
                 let o = l.value_offsets();
                 (o[i] as usize)..(o[i + 1] as usize)
             };
-            let verdict = match Self::opt_str(rejection_code, i) {
+            let verdict = match Self::opt_str(c.rejection_code, i) {
                 None => Verdict::Accepted,
                 Some(code) => Verdict::Rejected {
                     code,
-                    detail: Self::opt_str(rejection_detail, i).unwrap_or_default(),
+                    detail: Self::opt_str(c.rejection_detail, i).unwrap_or_default(),
                 },
             };
-            let logprobs = logprobs.is_valid(i).then(|| {
-                range(logprobs).map(|j| lp_values.is_valid(j).then(|| lp_values.value(j))).collect()
+            let logprobs = c.logprobs.is_valid(i).then(|| {
+                range(c.logprobs)
+                    .map(|j| c.lp_values.is_valid(j).then(|| c.lp_values.value(j)))
+                    .collect()
             });
             out.push(SampleRow {
-                sample_id: self.req_str(sample_id, i, col::SAMPLE_ID)?,
-                task_id: self.req_str(task_id, i, col::TASK_ID)?,
-                group_id: self.req_str(group_id, i, col::GROUP_ID)?,
-                run_id: self.req_str(run_id, i, col::RUN_ID)?,
-                family: self.req_str(family, i, col::FAMILY)?,
-                instance_seed: instance_seed.value(i),
-                task_seed: task_seed.value(i),
-                sample_index: sample_index.value(i),
-                difficulty: difficulty.value(i),
-                thinking_mode: self.req_str(thinking_mode, i, col::THINKING_MODE)?,
-                tools: match tools.value(i) {
+                sample_id: self.req_str(c.sample_id, i, col::SAMPLE_ID)?,
+                task_id: self.req_str(c.task_id, i, col::TASK_ID)?,
+                group_id: self.req_str(c.group_id, i, col::GROUP_ID)?,
+                run_id: self.req_str(c.run_id, i, col::RUN_ID)?,
+                family: self.req_str(c.family, i, col::FAMILY)?,
+                instance_seed: c.instance_seed.value(i),
+                task_seed: c.task_seed.value(i),
+                sample_index: c.sample_index.value(i),
+                difficulty: c.difficulty.value(i),
+                thinking_mode: self.req_str(c.thinking_mode, i, col::THINKING_MODE)?,
+                tools: match c.tools.value(i) {
                     Some(t) => t.to_owned(),
                     None => return Err(self.invalid(i, col::TOOLS, NULL_IN_NON_NULL)),
                 },
                 messages,
-                text: self.req_str(text, i, col::TEXT)?,
-                token_ids: token_values.values()[range(token_ids)]
+                text: self.req_str(c.text, i, col::TEXT)?,
+                token_ids: c.token_values.values()[range(c.token_ids)]
                     .iter()
                     .map(|&t| t as u32)
                     .collect(),
-                loss_mask: mask_values.values()[range(loss_mask)]
+                loss_mask: c.mask_values.values()[range(c.loss_mask)]
                     .iter()
                     .map(|&m| m as u8)
                     .collect(),
                 logprobs,
-                reward: reward.value(i),
-                advantage: advantage.is_valid(i).then(|| advantage.value(i)),
-                passed: passed.value(i),
-                checks: self.req_str(checks, i, col::CHECKS)?,
+                reward: c.reward.value(i),
+                advantage: c.advantage.is_valid(i).then(|| c.advantage.value(i)),
+                passed: c.passed.value(i),
+                checks: self.req_str(c.checks, i, col::CHECKS)?,
                 verdict,
-                turns: turns.value(i),
-                tool_calls: tool_calls.value(i),
-                finish_reason: self.req_str(finish_reason, i, col::FINISH_REASON)?,
-                policy: self.req_str(policy, i, col::POLICY)?,
-                model: Self::opt_str(model, i),
-                sampling: self.req_str(sampling, i, col::SAMPLING)?,
-                warnings: range(warnings).map(|j| warning_values.value(j).to_owned()).collect(),
-                timings_ms: self.req_str(timings_ms, i, col::TIMINGS_MS)?,
-                token_source: match token_source {
+                turns: c.turns.value(i),
+                tool_calls: c.tool_calls.value(i),
+                finish_reason: self.req_str(c.finish_reason, i, col::FINISH_REASON)?,
+                policy: self.req_str(c.policy, i, col::POLICY)?,
+                model: Self::opt_str(c.model, i),
+                sampling: self.req_str(c.sampling, i, col::SAMPLING)?,
+                warnings: range(c.warnings).map(|j| c.warning_values.value(j).to_owned()).collect(),
+                timings_ms: self.req_str(c.timings_ms, i, col::TIMINGS_MS)?,
+                token_source: match c.token_source {
                     Some(a) => self.req_str(a, i, col::TOKEN_SOURCE)?,
-                    None => policy_token_source(&self.req_str(policy, i, col::POLICY)?).to_owned(),
+                    None => {
+                        policy_token_source(&self.req_str(c.policy, i, col::POLICY)?).to_owned()
+                    }
                 },
-                episode_id: match episode_id {
+                episode_id: match c.episode_id {
                     Some(a) => self.req_str(a, i, col::EPISODE_ID)?,
-                    None => self.req_str(sample_id, i, col::SAMPLE_ID)?,
+                    None => self.req_str(c.sample_id, i, col::SAMPLE_ID)?,
                 },
-                turn_index: turn_index.map_or(0, |a| a.value(i)),
-                turns_total: turns_total.map_or(1, |a| a.value(i)),
-                env_package: env_package.and_then(|a| Self::opt_str(a, i)),
-                env_package_sha256: env_package_sha256.and_then(|a| Self::opt_str(a, i)),
-                env_python: env_python.and_then(|a| Self::opt_str(a, i)),
+                turn_index: c.turn_index.map_or(0, |a| a.value(i)),
+                turns_total: c.turns_total.map_or(1, |a| a.value(i)),
+                env_package: c.env_package.and_then(|a| Self::opt_str(a, i)),
+                env_package_sha256: c.env_package_sha256.and_then(|a| Self::opt_str(a, i)),
+                env_python: c.env_python.and_then(|a| Self::opt_str(a, i)),
             });
         }
         Ok(out)
