@@ -103,7 +103,30 @@ fn exit_codes_on_crafted_files() {
 /// (some rows with several), plus one row whose tool arguments are re-serialised compactly (it
 /// encodes to the same text, but the parse gives the arguments back in another spelling).
 fn tampered_dataset(dir: &std::path::Path) -> std::path::PathBuf {
-    use agentgen_datasets::{DatasetWriter, WriterOptions, list_parts, read_rows};
+    write_rows(
+        tampered_rows(dir),
+        &dir.join("tampered"),
+        agentgen_datasets::WriterOptions::default(),
+    )
+}
+
+/// `rows` written as a dataset at `out` with `opts`.
+fn write_rows(
+    rows: Vec<agentgen_datasets::SampleRow>,
+    out: &std::path::Path,
+    opts: agentgen_datasets::WriterOptions,
+) -> std::path::PathBuf {
+    let mut w = agentgen_datasets::DatasetWriter::try_new(out, opts).expect("writer");
+    for r in rows {
+        w.write(r).expect("write");
+    }
+    w.finish().expect("finish");
+    out.to_path_buf()
+}
+
+/// The rows of [`tampered_dataset`].
+fn tampered_rows(dir: &std::path::Path) -> Vec<agentgen_datasets::SampleRow> {
+    use agentgen_datasets::{list_parts, read_rows};
     let src = dir.join("src");
     let o = run(
         &["generate", "--tasks", "300", "--families", "trip,calendar", "--quiet", "--out"]
@@ -141,13 +164,7 @@ fn tampered_dataset(dir: &std::path::Path) -> std::path::PathBuf {
     let last = rows[250].messages.len() - 1;
     rows[250].messages[last].reasoning_content = None;
     rows[250].messages[last].tool_calls.clear();
-    let out = dir.join("tampered");
-    let mut w = DatasetWriter::try_new(&out, WriterOptions::default()).expect("writer");
-    for r in rows {
-        w.write(r).expect("write");
-    }
-    w.finish().expect("finish");
-    out
+    rows
 }
 
 /// What `validate` printed and wrote on the tampered dataset, run with `bin`, paths replaced
@@ -177,6 +194,32 @@ fn validate_report_on_tampered_rows_is_unchanged() {
         let (base_code, base_report) = tampered_report(std::path::Path::new(&base), dir.path());
         assert_eq!((code, &report), (base_code, &base_report));
     }
+    assert_eq!(code, Some(1), "{report}");
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/validate_tampered_report.txt");
+    let expected = std::fs::read_to_string(golden).expect("golden report");
+    assert_eq!(report, expected, "\n--- actual ---\n{report}");
+}
+
+/// Row groups are decoded on several threads and their rows checked in parallel: the report
+/// is the same, in the same order, when the same rows come in many small row groups (37 rows
+/// each, so groups and batches end at other rows than in one group) as in one.
+#[test]
+fn validate_report_does_not_depend_on_row_groups() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rows = tampered_rows(dir.path());
+    let small = dir.path().join("small");
+    let opts = agentgen_datasets::WriterOptions {
+        row_group_rows: 37,
+        ..agentgen_datasets::WriterOptions::default()
+    };
+    write_rows(rows, &small.join("tampered"), opts);
+    let groups = agentgen_datasets::list_parts(&small.join("tampered"))
+        .expect("parts")
+        .iter()
+        .map(|p| agentgen_datasets::file_info(&p.path).expect("info").row_groups)
+        .max();
+    assert!(groups.is_some_and(|g| g > 5), "many row groups: {groups:?}");
+    let (code, report) = tampered_report(&crate::util::bin(), &small);
     assert_eq!(code, Some(1), "{report}");
     let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/validate_tampered_report.txt");
     let expected = std::fs::read_to_string(golden).expect("golden report");

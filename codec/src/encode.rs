@@ -53,6 +53,55 @@ pub fn encode_messages(messages: &[Message], opts: &EncodeOptions) -> Result<Str
     Ok(out)
 }
 
+/// Where the text [`encode_messages`] renders first differs from `expected`: `None` when they
+/// are equal, else the length in bytes of their common prefix. The text is compared piece by
+/// piece as it is rendered, never built (a checker of stored rows compares every row's text
+/// this way). Errors are those of [`encode_messages`].
+///
+/// ```
+/// use agentgen_codec::{encode_mismatch, EncodeOptions, Message};
+/// let m = [Message::user("hi")];
+/// let opts = EncodeOptions::default();
+/// let text = "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think>";
+/// assert_eq!(encode_mismatch(&m, &opts, text)?, None);
+/// assert_eq!(encode_mismatch(&m, &opts, "<｜begin▁of▁sentence｜><｜User｜>ho")?, Some(42));
+/// # Ok::<(), agentgen_codec::Error>(())
+/// ```
+pub fn encode_mismatch(
+    messages: &[Message],
+    opts: &EncodeOptions,
+    expected: &str,
+) -> Result<Option<usize>> {
+    let mut cmp = Compare { expected: expected.as_bytes(), pos: 0, differs: false };
+    encode_into(messages, opts, &mut cmp)?;
+    Ok((cmp.differs || cmp.pos < cmp.expected.len()).then_some(cmp.pos))
+}
+
+/// A [`Sink`] that compares what is emitted with an expected text: `pos` is the length of the
+/// common prefix so far, and stays put once they differ.
+struct Compare<'a> {
+    expected: &'a [u8],
+    pos: usize,
+    differs: bool,
+}
+
+impl Sink for Compare<'_> {
+    #[inline]
+    fn emit(&mut self, text: &str, _trainable: bool) {
+        if self.differs {
+            return;
+        }
+        let rest = &self.expected[self.pos..];
+        let text = text.as_bytes();
+        if rest.len() >= text.len() && &rest[..text.len()] == text {
+            self.pos += text.len();
+        } else {
+            self.pos += text.iter().zip(rest).take_while(|(a, b)| a == b).count();
+            self.differs = true;
+        }
+    }
+}
+
 fn estimate_len(messages: &[Message]) -> usize {
     messages
         .iter()
@@ -411,5 +460,37 @@ pub fn messages_from_json(list: &[Value]) -> Result<Vec<Message>> {
 impl Message {
     fn deserialize_value(v: &Value) -> std::result::Result<Message, serde_json::Error> {
         serde::Deserialize::deserialize(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `encode_mismatch` gives the common prefix length of the rendered text and the expected
+    /// one, in every case `encode_messages` + a byte comparison would.
+    #[test]
+    fn encode_mismatch_is_the_common_prefix() -> Result<()> {
+        let call = crate::ToolCall::new("f", r#"{"a": 1}"#);
+        let msgs = vec![
+            Message::system("sys"),
+            Message::user("héllo"),
+            Message::assistant(Some("why".into()), "", vec![call]),
+            Message::tool("{}", None),
+            Message::assistant(Some("done".into()), "ok", vec![]),
+        ];
+        let opts = EncodeOptions::default();
+        let full = encode_messages(&msgs, &opts)?;
+        let common = |a: &str| a.bytes().zip(full.bytes()).take_while(|(x, y)| x == y).count();
+        assert_eq!(encode_mismatch(&msgs, &opts, &full)?, None);
+        let longer = format!("{full}x");
+        assert_eq!(encode_mismatch(&msgs, &opts, &longer)?, Some(full.len()));
+        let cut = full.char_indices().rev().nth(2).map_or(0, |(i, _)| i);
+        let shorter = &full[..cut];
+        assert_eq!(encode_mismatch(&msgs, &opts, shorter)?, Some(shorter.len()));
+        let changed = full.replacen("héllo", "hello", 1);
+        assert_eq!(encode_mismatch(&msgs, &opts, &changed)?, Some(common(&changed)));
+        assert_eq!(encode_mismatch(&msgs, &opts, "")?, Some(0));
+        Ok(())
     }
 }

@@ -64,7 +64,9 @@ mod stream;
 mod tokenizer;
 pub mod tokens;
 
-pub use encode::{Conversation, EncodeOptions, encode_messages, messages_from_json};
+pub use encode::{
+    Conversation, EncodeOptions, encode_messages, encode_mismatch, messages_from_json,
+};
 
 /// The model name `agentgen serve` answers to and `rollout`/`generate` ask for when none is
 /// given, so the two agree out of the box.

@@ -264,11 +264,37 @@ pub(crate) struct BatchView<'a> {
     batch: &'a RecordBatch,
     /// Row index of the batch's first row within the file.
     base: usize,
+    /// Whether `tools` may come as a dictionary of utf8 (read so by [`crate::ScanFile`], whose
+    /// file stores it as utf8).
+    dict_tools: bool,
 }
+
+const NULL_IN_NON_NULL: &str = "null in a non-null column";
 
 impl<'a> BatchView<'a> {
     pub(crate) fn new(path: &'a Path, batch: &'a RecordBatch, base: usize) -> Self {
-        BatchView { path, batch, base }
+        BatchView { path, batch, base, dict_tools: false }
+    }
+
+    /// A view whose `tools` column may be a dictionary of utf8 (see [`crate::ScanFile`]).
+    pub(crate) fn with_dict_tools(mut self, dict_tools: bool) -> Self {
+        self.dict_tools = dict_tools;
+        self
+    }
+
+    /// A utf8 column, or (for `tools` in a view that allows it) a dictionary of utf8.
+    fn strs(&self, name: &str) -> Result<Strs<'a>> {
+        let a = self.column(name)?;
+        if let Some(s) = a.as_string_opt::<i32>() {
+            return Ok(Strs::Plain(s));
+        }
+        if self.dict_tools
+            && let Some(d) = a.as_dictionary_opt::<Int32Type>()
+            && let Some(values) = d.values().as_string_opt::<i32>()
+        {
+            return Ok(Strs::Dict { keys: d.keys(), values });
+        }
+        Err(self.type_err(name, a.data_type(), "utf8"))
     }
 
     fn column(&self, name: &str) -> Result<&'a ArrayRef> {
@@ -317,7 +343,7 @@ impl<'a> BatchView<'a> {
 
     fn req_str(&self, a: &'a GenericStringArray<i32>, i: usize, name: &str) -> Result<String> {
         if a.is_null(i) {
-            return Err(self.invalid(i, name, "null in a non-null column"));
+            return Err(self.invalid(i, name, NULL_IN_NON_NULL));
         }
         Ok(a.value(i).to_owned())
     }
@@ -326,9 +352,9 @@ impl<'a> BatchView<'a> {
         a.is_valid(i).then(|| a.value(i).to_owned())
     }
 
-    /// Decode every row of the batch.
-    pub(crate) fn rows(&self) -> Result<Vec<SampleRow>> {
-        let n = self.batch.num_rows();
+    /// Every column of the batch, typed (a missing column or a wrong type is an error, in
+    /// schema order), and the messages of every row decoded.
+    fn columns(&self) -> Result<Columns<'a>> {
         let sample_id = self.utf8(col::SAMPLE_ID)?;
         let task_id = self.utf8(col::TASK_ID)?;
         let group_id = self.utf8(col::GROUP_ID)?;
@@ -339,7 +365,7 @@ impl<'a> BatchView<'a> {
         let sample_index = self.prim::<UInt32Type>(col::SAMPLE_INDEX, "uint32")?;
         let difficulty = self.prim::<UInt8Type>(col::DIFFICULTY, "uint8")?;
         let thinking_mode = self.utf8(col::THINKING_MODE)?;
-        let tools = self.utf8(col::TOOLS)?;
+        let tools = self.strs(col::TOOLS)?;
         let messages = self.messages()?;
         let text = self.utf8(col::TEXT)?;
         let token_ids = self.list(col::TOKEN_IDS, "list<int32>")?;
@@ -398,71 +424,127 @@ impl<'a> BatchView<'a> {
         let env_package_sha256 = opt_utf8(col::ENV_PACKAGE_SHA256)?;
         let env_python = opt_utf8(col::ENV_PYTHON)?;
 
+        Ok(Columns {
+            sample_id,
+            task_id,
+            group_id,
+            run_id,
+            family,
+            instance_seed,
+            task_seed,
+            sample_index,
+            difficulty,
+            thinking_mode,
+            tools,
+            messages,
+            text,
+            token_ids,
+            token_values,
+            loss_mask,
+            mask_values,
+            logprobs,
+            lp_values,
+            reward,
+            advantage,
+            passed,
+            checks,
+            rejection_code,
+            rejection_detail,
+            turns,
+            tool_calls,
+            finish_reason,
+            policy,
+            model,
+            sampling,
+            warnings,
+            warning_values,
+            timings_ms,
+            token_source,
+            episode_id,
+            turn_index,
+            turns_total,
+            env_package,
+            env_package_sha256,
+            env_python,
+        })
+    }
+
+    /// Decode every row of the batch.
+    pub(crate) fn rows(&self) -> Result<Vec<SampleRow>> {
+        let n = self.batch.num_rows();
+        let c = self.columns()?;
         let mut out = Vec::with_capacity(n);
-        for (i, messages) in messages.into_iter().enumerate().take(n) {
+        for (i, messages) in c.messages.into_iter().enumerate().take(n) {
             let range = |l: &ListArray| {
                 let o = l.value_offsets();
                 (o[i] as usize)..(o[i + 1] as usize)
             };
-            let verdict = match Self::opt_str(rejection_code, i) {
+            let verdict = match Self::opt_str(c.rejection_code, i) {
                 None => Verdict::Accepted,
                 Some(code) => Verdict::Rejected {
                     code,
-                    detail: Self::opt_str(rejection_detail, i).unwrap_or_default(),
+                    detail: Self::opt_str(c.rejection_detail, i).unwrap_or_default(),
                 },
             };
-            let logprobs = logprobs.is_valid(i).then(|| {
-                range(logprobs).map(|j| lp_values.is_valid(j).then(|| lp_values.value(j))).collect()
+            let logprobs = c.logprobs.is_valid(i).then(|| {
+                range(c.logprobs)
+                    .map(|j| c.lp_values.is_valid(j).then(|| c.lp_values.value(j)))
+                    .collect()
             });
             out.push(SampleRow {
-                sample_id: self.req_str(sample_id, i, col::SAMPLE_ID)?,
-                task_id: self.req_str(task_id, i, col::TASK_ID)?,
-                group_id: self.req_str(group_id, i, col::GROUP_ID)?,
-                run_id: self.req_str(run_id, i, col::RUN_ID)?,
-                family: self.req_str(family, i, col::FAMILY)?,
-                instance_seed: instance_seed.value(i),
-                task_seed: task_seed.value(i),
-                sample_index: sample_index.value(i),
-                difficulty: difficulty.value(i),
-                thinking_mode: self.req_str(thinking_mode, i, col::THINKING_MODE)?,
-                tools: self.req_str(tools, i, col::TOOLS)?,
+                sample_id: self.req_str(c.sample_id, i, col::SAMPLE_ID)?,
+                task_id: self.req_str(c.task_id, i, col::TASK_ID)?,
+                group_id: self.req_str(c.group_id, i, col::GROUP_ID)?,
+                run_id: self.req_str(c.run_id, i, col::RUN_ID)?,
+                family: self.req_str(c.family, i, col::FAMILY)?,
+                instance_seed: c.instance_seed.value(i),
+                task_seed: c.task_seed.value(i),
+                sample_index: c.sample_index.value(i),
+                difficulty: c.difficulty.value(i),
+                thinking_mode: self.req_str(c.thinking_mode, i, col::THINKING_MODE)?,
+                tools: match c.tools.value(i) {
+                    Some(t) => t.to_owned(),
+                    None => return Err(self.invalid(i, col::TOOLS, NULL_IN_NON_NULL)),
+                },
                 messages,
-                text: self.req_str(text, i, col::TEXT)?,
-                token_ids: token_values.values()[range(token_ids)]
+                text: self.req_str(c.text, i, col::TEXT)?,
+                token_ids: c.token_values.values()[range(c.token_ids)]
                     .iter()
                     .map(|&t| t as u32)
                     .collect(),
-                loss_mask: mask_values.values()[range(loss_mask)]
+                loss_mask: c.mask_values.values()[range(c.loss_mask)]
                     .iter()
                     .map(|&m| m as u8)
                     .collect(),
                 logprobs,
-                reward: reward.value(i),
-                advantage: advantage.is_valid(i).then(|| advantage.value(i)),
-                passed: passed.value(i),
-                checks: self.req_str(checks, i, col::CHECKS)?,
+                reward: c.reward.value(i),
+                advantage: c.advantage.is_valid(i).then(|| c.advantage.value(i)),
+                passed: c.passed.value(i),
+                checks: self.req_str(c.checks, i, col::CHECKS)?,
                 verdict,
-                turns: turns.value(i),
-                tool_calls: tool_calls.value(i),
-                finish_reason: self.req_str(finish_reason, i, col::FINISH_REASON)?,
-                policy: self.req_str(policy, i, col::POLICY)?,
-                model: Self::opt_str(model, i),
-                sampling: self.req_str(sampling, i, col::SAMPLING)?,
-                warnings: range(warnings).map(|j| warning_values.value(j).to_owned()).collect(),
-                timings_ms: self.req_str(timings_ms, i, col::TIMINGS_MS)?,
-                token_source: match token_source {
+                turns: c.turns.value(i),
+                tool_calls: c.tool_calls.value(i),
+                finish_reason: self.req_str(c.finish_reason, i, col::FINISH_REASON)?,
+                policy: self.req_str(c.policy, i, col::POLICY)?,
+                model: Self::opt_str(c.model, i),
+                sampling: self.req_str(c.sampling, i, col::SAMPLING)?,
+                warnings: range(c.warnings).map(|j| c.warning_values.value(j).to_owned()).collect(),
+                timings_ms: self.req_str(c.timings_ms, i, col::TIMINGS_MS)?,
+                token_source: match c.token_source {
                     Some(a) => self.req_str(a, i, col::TOKEN_SOURCE)?,
-                    None => policy_token_source(&self.req_str(policy, i, col::POLICY)?).to_owned(),
+                    None => {
+                        policy_token_source(&self.req_str(c.policy, i, col::POLICY)?).to_owned()
+                    }
                 },
-                episode_id: match episode_id {
+                episode_id: match c.episode_id {
                     Some(a) => self.req_str(a, i, col::EPISODE_ID)?,
-                    None => self.req_str(sample_id, i, col::SAMPLE_ID)?,
+                    None => self.req_str(c.sample_id, i, col::SAMPLE_ID)?,
                 },
-                turn_index: turn_index.map_or(0, |a| a.value(i)),
-                turns_total: turns_total.map_or(1, |a| a.value(i)),
-                env_package: env_package.and_then(|a| Self::opt_str(a, i)),
-                env_package_sha256: env_package_sha256.and_then(|a| Self::opt_str(a, i)),
-                env_python: env_python.and_then(|a| Self::opt_str(a, i)),
+                turn_index: c.turn_index.map_or(0, |a| a.value(i)),
+                turns_total: c.turns_total.map_or(1, |a| a.value(i)),
+                env_package: c.env_package.and_then(|a| Self::opt_str(a, i)),
+                env_package_sha256: c.env_package_sha256.and_then(|a| Self::opt_str(a, i)),
+                env_python: c.env_python.and_then(|a| Self::opt_str(a, i)),
             });
         }
         Ok(out)
@@ -521,6 +603,165 @@ impl<'a> BatchView<'a> {
                 messages.push(m);
             }
             out.push(messages);
+        }
+        Ok(out)
+    }
+}
+
+/// A utf8 column, or a dictionary of utf8 read from one (see [`crate::ScanFile`]).
+#[derive(Clone, Copy)]
+enum Strs<'a> {
+    Plain(&'a GenericStringArray<i32>),
+    Dict { keys: &'a Int32Array, values: &'a GenericStringArray<i32> },
+}
+
+impl<'a> Strs<'a> {
+    /// The value of row `i`, `None` when null.
+    fn value(&self, i: usize) -> Option<&'a str> {
+        match *self {
+            Strs::Plain(a) => a.is_valid(i).then(|| a.value(i)),
+            Strs::Dict { keys, values } => {
+                let k = usize::try_from(keys.is_valid(i).then(|| keys.value(i))?).ok()?;
+                (k < values.len() && values.is_valid(k)).then(|| values.value(k))
+            }
+        }
+    }
+
+    /// The dictionary key of row `i` (rows with one key hold the same value).
+    fn key(&self, i: usize) -> Option<usize> {
+        match *self {
+            Strs::Plain(_) => None,
+            Strs::Dict { keys, .. } => usize::try_from(keys.value(i)).ok(),
+        }
+    }
+
+    /// Whether some row may be null (exact for plain columns).
+    fn may_have_nulls(&self) -> bool {
+        match *self {
+            Strs::Plain(a) => a.null_count() > 0,
+            Strs::Dict { .. } => true,
+        }
+    }
+}
+
+/// Every column of one batch of our schema, typed, with the messages decoded.
+struct Columns<'a> {
+    sample_id: &'a GenericStringArray<i32>,
+    task_id: &'a GenericStringArray<i32>,
+    group_id: &'a GenericStringArray<i32>,
+    run_id: &'a GenericStringArray<i32>,
+    family: &'a GenericStringArray<i32>,
+    instance_seed: &'a UInt64Array,
+    task_seed: &'a UInt64Array,
+    sample_index: &'a UInt32Array,
+    difficulty: &'a UInt8Array,
+    thinking_mode: &'a GenericStringArray<i32>,
+    tools: Strs<'a>,
+    messages: Vec<Vec<Message>>,
+    text: &'a GenericStringArray<i32>,
+    token_ids: &'a ListArray,
+    token_values: &'a Int32Array,
+    loss_mask: &'a ListArray,
+    mask_values: &'a Int8Array,
+    logprobs: &'a ListArray,
+    lp_values: &'a Float32Array,
+    reward: &'a Float32Array,
+    advantage: &'a Float32Array,
+    passed: &'a BooleanArray,
+    checks: &'a GenericStringArray<i32>,
+    rejection_code: &'a GenericStringArray<i32>,
+    rejection_detail: &'a GenericStringArray<i32>,
+    turns: &'a UInt32Array,
+    tool_calls: &'a UInt32Array,
+    finish_reason: &'a GenericStringArray<i32>,
+    policy: &'a GenericStringArray<i32>,
+    model: &'a GenericStringArray<i32>,
+    sampling: &'a GenericStringArray<i32>,
+    warnings: &'a ListArray,
+    warning_values: &'a GenericStringArray<i32>,
+    timings_ms: &'a GenericStringArray<i32>,
+    token_source: Option<&'a GenericStringArray<i32>>,
+    episode_id: Option<&'a GenericStringArray<i32>>,
+    turn_index: Option<&'a Int32Array>,
+    turns_total: Option<&'a Int32Array>,
+    env_package: Option<&'a GenericStringArray<i32>>,
+    env_package_sha256: Option<&'a GenericStringArray<i32>>,
+    env_python: Option<&'a GenericStringArray<i32>>,
+}
+
+/// One row of our schema as a check reads it: `text` and the per-token columns borrowed from
+/// the decoded batch (nothing copied), the messages decoded. The other columns were decoded
+/// and type-checked with the batch; a null where the schema forbids one fails the batch, as
+/// it does for [`crate::read_rows`].
+#[derive(Debug)]
+pub struct RowView<'a> {
+    /// `thinking_mode`.
+    pub thinking_mode: &'a str,
+    /// `tools`: JSON text of the tool list.
+    pub tools: &'a str,
+    /// The key of `tools` in its batch's dictionary when the column was read as one: rows of
+    /// one batch with the same key hold the same text.
+    pub tools_key: Option<usize>,
+    /// The conversation (without the tool list, which is `tools`).
+    pub messages: Vec<Message>,
+    /// `text`.
+    pub text: &'a str,
+    /// `token_ids`, as stored (int32).
+    pub token_ids: &'a [i32],
+    /// `loss_mask`, as stored (int8).
+    pub loss_mask: &'a [i8],
+    /// How many values `logprobs` holds, `None` when the row has none (null).
+    pub logprobs_len: Option<usize>,
+}
+
+impl<'a> BatchView<'a> {
+    /// The rows of the batch as [`RowView`]s: the same errors as [`rows`](Self::rows) (the
+    /// first one, in the same order), without copying what a check only reads.
+    pub(crate) fn views(&self) -> Result<Vec<RowView<'a>>> {
+        let n = self.batch.num_rows();
+        let c = self.columns()?;
+        // Nulls in non-null columns: the first row first, its columns in the order `rows`
+        // reads them (`token_source` and `episode_id` fall back to columns read before).
+        let mut required = vec![
+            (col::SAMPLE_ID, Strs::Plain(c.sample_id)),
+            (col::TASK_ID, Strs::Plain(c.task_id)),
+            (col::GROUP_ID, Strs::Plain(c.group_id)),
+            (col::RUN_ID, Strs::Plain(c.run_id)),
+            (col::FAMILY, Strs::Plain(c.family)),
+            (col::THINKING_MODE, Strs::Plain(c.thinking_mode)),
+            (col::TOOLS, c.tools),
+            (col::TEXT, Strs::Plain(c.text)),
+            (col::CHECKS, Strs::Plain(c.checks)),
+            (col::FINISH_REASON, Strs::Plain(c.finish_reason)),
+            (col::POLICY, Strs::Plain(c.policy)),
+            (col::SAMPLING, Strs::Plain(c.sampling)),
+            (col::TIMINGS_MS, Strs::Plain(c.timings_ms)),
+        ];
+        required.extend(c.token_source.map(|a| (col::TOKEN_SOURCE, Strs::Plain(a))));
+        required.extend(c.episode_id.map(|a| (col::EPISODE_ID, Strs::Plain(a))));
+        if required.iter().any(|(_, a)| a.may_have_nulls()) {
+            for i in 0..n {
+                if let Some((name, _)) = required.iter().find(|(_, a)| a.value(i).is_none()) {
+                    return Err(self.invalid(i, name, NULL_IN_NON_NULL));
+                }
+            }
+        }
+        let range = |l: &ListArray, i: usize| {
+            let o = l.value_offsets();
+            (o[i] as usize)..(o[i + 1] as usize)
+        };
+        let mut out = Vec::with_capacity(n);
+        for (i, messages) in c.messages.into_iter().enumerate().take(n) {
+            out.push(RowView {
+                thinking_mode: c.thinking_mode.value(i),
+                tools: c.tools.value(i).unwrap_or_default(),
+                tools_key: c.tools.key(i),
+                messages,
+                text: c.text.value(i),
+                token_ids: &c.token_values.values()[range(c.token_ids, i)],
+                loss_mask: &c.mask_values.values()[range(c.loss_mask, i)],
+                logprobs_len: c.logprobs.is_valid(i).then(|| range(c.logprobs, i).len()),
+            });
         }
         Ok(out)
     }

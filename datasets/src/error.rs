@@ -157,6 +157,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A path given as a dataset folder is not a folder.
+    #[error("{} is not a folder", path.display())]
+    NotAFolder {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A step of a larger job failed: `what` names the step, the cause is the source.
+    #[error("{what}")]
+    Step {
+        /// The step (`listing DIR`, `reading manifest.json`, ...).
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -183,5 +198,9 @@ impl Error {
     }
     pub(crate) fn arrow(path: impl Into<PathBuf>, source: arrow::error::ArrowError) -> Self {
         Error::Arrow { path: path.into(), source }
+    }
+    /// This error as the cause of the step `what`.
+    pub(crate) fn in_step(self, what: impl Into<String>) -> Self {
+        Error::Step { what: what.into(), source: Box::new(self) }
     }
 }

@@ -71,6 +71,7 @@ mod card;
 mod convert;
 mod error;
 mod folder;
+mod inspect;
 mod json;
 mod manifest;
 mod pages;
@@ -81,20 +82,21 @@ mod stats;
 mod writer;
 
 pub use card::{CARD_FILE, render_dataset_card, write_dataset_card};
-pub use convert::{policy_token_source, rows_to_batch};
+pub use convert::{RowView, policy_token_source, rows_to_batch};
 pub use error::{Error, Result};
 pub use folder::{
     FolderLock, FolderState, LOCK_FILE, UNRECORDED_SUFFIX, classify, clear_dataset,
     create_exclusive, reconcile_parts, sha256_file, sha256_hex, this_process,
 };
+pub use inspect::{Duplicates, FolderSummary, Inspection, TokenCounts, inspect};
 pub use json::{trajectory_hash, trajectory_hash_hex};
 pub use manifest::{
     ApiUsage, Counts, MANIFEST_FILE, Manifest, PackageRecord, SplitCounts, TokenTotals,
 };
 pub use pages::MAX_PAGE_BYTES;
 pub use reader::{
-    ConversationReader, FileInfo, FinishedRows, MAX_BATCH_BYTES, PartFile, RowReader, file_info,
-    finished_rows, finished_sample_ids, list_parts, list_temp_files, read_columns,
+    ConversationReader, FileInfo, FinishedRows, MAX_BATCH_BYTES, PartFile, RowReader, ScanFile,
+    file_info, finished_rows, finished_sample_ids, list_parts, list_temp_files, read_columns,
     read_present_columns, read_rows, read_rows_at, read_string_column,
 };
 pub use row::{SampleRow, Split, Verdict};

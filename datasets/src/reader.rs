@@ -15,9 +15,10 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection,
 };
+use parquet::file::metadata::ParquetMetaData;
 use serde_json::Value;
 
-use crate::convert::BatchView;
+use crate::convert::{BatchView, RowView};
 use crate::json::{array_value, normalise_messages};
 use crate::pages::check_page_sizes;
 use crate::schema::{READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, col};
@@ -36,9 +37,15 @@ pub const MAX_BATCH_BYTES: u64 = 256 << 20;
 /// read as Arrow dictionaries (keys + the page's values, never expanded), so [`Batches`] can
 /// measure what a batch would expand to before expanding it.
 fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let (file, meta) = load_metadata(path)?;
+    Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta))
+}
+
+/// The open file and its reader metadata, with the read hints of [`open_builder`].
+fn load_metadata(path: &Path) -> Result<(File, ArrowReaderMetadata)> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     // Guarded: a malformed footer must become an error, never a panic.
-    let build = || -> parquet::errors::Result<ParquetRecordBatchReaderBuilder<File>> {
+    let build = || -> parquet::errors::Result<(File, ArrowReaderMetadata)> {
         let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())?;
         let mut dict_roots = HashSet::new();
         for rg in meta.metadata().row_groups() {
@@ -53,7 +60,7 @@ fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
         let file =
             file.try_clone().map_err(|e| parquet::errors::ParquetError::External(e.into()))?;
         if dict_roots.is_empty() {
-            return Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta));
+            return Ok((file, meta));
         }
         let hinted: Vec<Field> = meta
             .schema()
@@ -74,7 +81,7 @@ fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
             Arc::clone(meta.metadata()),
             ArrowReaderOptions::new().with_schema(schema),
         )?;
-        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta))
+        Ok((file, meta))
     };
     match catch_unwind(AssertUnwindSafe(build)) {
         Ok(r) => r.map_err(|e| Error::parquet(path, e)),
@@ -132,7 +139,15 @@ fn expanded_bytes(a: &dyn Array) -> u64 {
 
 /// Check a decoded batch's expanded size, then expand its dictionary columns back to the
 /// file's own types (`target`).
-fn expand_batch(path: &Path, batch: RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
+///
+/// A column named `keep` that the file stores as utf8 and was read as a dictionary of utf8
+/// stays a dictionary (its size is still measured expanded).
+fn expand_batch(
+    path: &Path,
+    batch: RecordBatch,
+    target: &SchemaRef,
+    keep: Option<&str>,
+) -> Result<RecordBatch> {
     let bytes =
         batch.columns().iter().map(|c| expanded_bytes(c.as_ref())).fold(0u64, u64::saturating_add);
     if bytes > MAX_BATCH_BYTES {
@@ -151,6 +166,15 @@ fn expand_batch(path: &Path, batch: RecordBatch, target: &SchemaRef) -> Result<R
     for (f, c) in schema.fields().iter().zip(batch.columns()) {
         let want =
             target.field_with_name(f.name()).map_or_else(|_| f.as_ref().clone(), Clone::clone);
+        let kept = keep == Some(f.name().as_str())
+            && want.data_type() == &DataType::Utf8
+            && c.data_type()
+                == &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        if kept {
+            columns.push(Arc::clone(c));
+            fields.push(f.as_ref().clone());
+            continue;
+        }
         if want.data_type() == c.data_type() {
             columns.push(Arc::clone(c));
         } else {
@@ -233,6 +257,8 @@ struct Batches {
     inner: Option<ParquetRecordBatchReader>,
     /// The file's own column types (dictionary-read columns are expanded back to these).
     target: SchemaRef,
+    /// A column left as a dictionary (see [`expand_batch`]).
+    keep: Option<&'static str>,
 }
 
 impl Iterator for Batches {
@@ -241,7 +267,7 @@ impl Iterator for Batches {
         let reader = self.inner.as_mut()?;
         let item = match catch_unwind(AssertUnwindSafe(|| reader.next())) {
             Ok(None) => None,
-            Ok(Some(Ok(batch))) => Some(expand_batch(&self.path, batch, &self.target)),
+            Ok(Some(Ok(batch))) => Some(expand_batch(&self.path, batch, &self.target, self.keep)),
             Ok(Some(Err(e))) => Some(Err(Error::arrow(&self.path, e))),
             Err(panic) => {
                 Some(Err(Error::Corrupt { path: self.path.clone(), detail: panic_text(&panic) }))
@@ -262,14 +288,7 @@ fn batches(
     // Nothing is decompressed before every page header of the file has been checked.
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     check_page_sizes(path, &file, builder.metadata())?;
-    // The file's own types, from its metadata (the builder's schema carries the read hints).
-    let target = match parquet::arrow::parquet_to_arrow_schema(
-        builder.metadata().file_metadata().schema_descr(),
-        builder.metadata().file_metadata().key_value_metadata(),
-    ) {
-        Ok(s) => Arc::new(s),
-        Err(_) => builder.schema().clone(),
-    };
+    let target = file_schema(builder.metadata(), builder.schema());
     let builder = match columns {
         None => builder,
         Some(names) => {
@@ -287,7 +306,106 @@ fn batches(
     };
     let reader =
         builder.with_batch_size(BATCH_ROWS).build().map_err(|e| Error::parquet(path, e))?;
-    Ok(Batches { path: path.to_owned(), inner: Some(reader), target })
+    Ok(Batches { path: path.to_owned(), inner: Some(reader), target, keep: None })
+}
+
+/// The file's own column types, from its metadata (a builder's schema carries the read hints).
+fn file_schema(meta: &ParquetMetaData, hinted: &SchemaRef) -> SchemaRef {
+    match parquet::arrow::parquet_to_arrow_schema(
+        meta.file_metadata().schema_descr(),
+        meta.file_metadata().key_value_metadata(),
+    ) {
+        Ok(s) => Arc::new(s),
+        Err(_) => Arc::clone(hinted),
+    }
+}
+
+/// A file of our schema opened for reading all of it, one row group at a time: the footer,
+/// the schema version and every page header are checked once when it opens (as
+/// [`RowReader::try_new`] does), then each row group is decoded on its own (its own file
+/// handle), so that several row groups can be decoded on several threads. Batches hold at
+/// most [`MAX_BATCH_BYTES`] of values, as with every reader here; rows come as borrowed
+/// [`RowView`]s of a batch.
+pub struct ScanFile {
+    path: PathBuf,
+    meta: ArrowReaderMetadata,
+    target: SchemaRef,
+    /// (first row, rows) of each row group.
+    groups: Vec<(usize, usize)>,
+    /// `tools` is stored as utf8: when its pages are dictionary-encoded it is read as a
+    /// dictionary and left so (rows with one key share the text).
+    dict_tools: bool,
+}
+
+impl ScanFile {
+    /// Open `path`: Parquet, our schema version, no page over the size limits.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let (file, meta) = load_metadata(path)?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone());
+        check_version(path, &builder)?;
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        check_page_sizes(path, &file, builder.metadata())?;
+        let target = file_schema(builder.metadata(), builder.schema());
+        let mut groups = Vec::with_capacity(builder.metadata().num_row_groups());
+        let mut first = 0usize;
+        for rg in builder.metadata().row_groups() {
+            let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
+            groups.push((first, rows));
+            first = first.saturating_add(rows);
+        }
+        let dict_tools =
+            target.field_with_name(col::TOOLS).is_ok_and(|f| f.data_type() == &DataType::Utf8);
+        Ok(ScanFile { path: path.to_owned(), meta, target, groups, dict_tools })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Row groups in the file.
+    pub fn num_row_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Rows in the file (from the footer).
+    pub fn num_rows(&self) -> usize {
+        self.groups.last().map_or(0, |(first, rows)| first + rows)
+    }
+
+    /// The file position of row group `group`'s first row and its number of rows.
+    pub fn row_group_rows(&self, group: usize) -> Option<(usize, usize)> {
+        self.groups.get(group).copied()
+    }
+
+    /// The record batches of row group `group`, in order; the first error ends them (a
+    /// decoder panic is [`Error::Corrupt`], a batch over [`MAX_BATCH_BYTES`] is
+    /// [`Error::TooLarge`]).
+    pub fn row_group_batches(
+        &self,
+        group: usize,
+    ) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
+        let path = &self.path;
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+            .with_row_groups(vec![group])
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| Error::parquet(path, e))?;
+        Ok(Batches {
+            path: path.clone(),
+            inner: Some(reader),
+            target: Arc::clone(&self.target),
+            keep: self.dict_tools.then_some(col::TOOLS),
+        })
+    }
+
+    /// The rows of `batch` (a batch of this file whose first row is row `first` of the file)
+    /// as [`RowView`]s; errors as [`read_rows`] gives them for the same batch.
+    pub fn rows<'a>(&'a self, batch: &'a RecordBatch, first: usize) -> Result<Vec<RowView<'a>>> {
+        BatchView::new(&self.path, batch, first).with_dict_tools(self.dict_tools).views()
+    }
 }
 
 /// Streams the rows of one file of our schema, one record batch at a time.

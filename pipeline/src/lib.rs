@@ -3,10 +3,11 @@
 //! Owns the [`Policy`] trait and the policies that need no engine ([`ReferencePolicy`],
 //! [`HttpPolicy`], [`ChatPolicy`]) with their shared [`HttpClient`] and endpoint
 //! [`preflight`], the thinking-with-tools [`rollout`] loop, the staged validators with stable
-//! rejection codes ([`validate`]), and the tokio orchestration of a whole run ([`run()`]):
-//! bounded channels, a semaphore on in-flight rollouts, deterministic ids, `--resume`,
-//! `--shard I/N`, SIGINT-safe shutdown, progress and the run summary. It must not name a
-//! concrete model engine: the CLI adapts the candle engine to [`Policy`].
+//! rejection codes ([`validate`]) and `agentgen validate` over whole files
+//! ([`validate_files`]), and the tokio orchestration of a whole run ([`run()`]): bounded
+//! channels, a semaphore on in-flight rollouts, deterministic ids, `--resume`, `--shard I/N`,
+//! SIGINT-safe shutdown, progress and the run summary. It must not name a concrete model
+//! engine: the CLI adapts the candle engine to [`Policy`].
 //!
 //! Data moves one way: environments → policy (prompt text in, completion out) → codec parse →
 //! validators → the `datasets` writer. Model mistakes are data (a rejection code on a row in
@@ -26,6 +27,7 @@ pub mod rollout;
 pub mod run;
 pub mod synth;
 pub mod validate;
+pub mod validate_files;
 
 pub use chat::{ChatConfig, ChatPolicy, ChatTurn};
 pub use error::{Error, Result};
@@ -45,6 +47,6 @@ pub use run::{
     RunConfig, RunReport, SHARD_INDEX_VARS, ShardSpec, run, run_with_sink, shutdown_signal,
 };
 pub use validate::{
-    Issue, Rejection, SchemaCache, ToolSchemas, check_completion, check_conversation,
-    check_conversation_cached, codes,
+    Issue, Rejection, SchemaCache, ToolSchemas, ValidatorCache, check_completion,
+    check_conversation, check_conversation_cached, codes,
 };
