@@ -113,6 +113,30 @@ fn init_generate_and_bench_round_trip() {
     for key in ["context", "sparse_ms", "dense_ms", "sparse_attn_ms", "dense_attn_ms"] {
         assert!(rows[1][key].is_number(), "{key}");
     }
+    // The prefill bench, on the tensor path a GPU takes (forced on the CPU): one row per
+    // prompt length, a dense baseline for each; lengths past the fixture's top-k (8) select.
+    let out = run(
+        &[
+            "bench",
+            "prefill",
+            "--model",
+            m.to_str().unwrap(),
+            "--contexts",
+            "6,40",
+            "--dense",
+            "--reps",
+            "1",
+            "--tensor-path",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.iter().map(|r| r["context"].as_u64()).collect::<Vec<_>>(), [Some(6), Some(40)]);
+    for key in ["sparse_ms", "dense_ms", "sparse_attn_ms", "dense_attn_ms"] {
+        assert!(rows[1][key].as_f64().is_some_and(|v| v > 0.0), "{key}");
+    }
     let bad =
         run(&["model", "generate", "--model", dir.path().to_str().unwrap(), "--ids", "[1]"], b"");
     assert_eq!(bad.status.code(), Some(2));

@@ -7,19 +7,44 @@ use std::time::{Duration, Instant};
 use crate::Result;
 use crate::models::deepseek_v32::{ForwardOptions, LogitsMode, Model, Probe, Segment};
 
-/// One row of `bench decode` (milliseconds, medians over the measured steps).
+/// One row of `bench decode` or `bench prefill` (milliseconds, medians over the measured
+/// repetitions).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct DecodeRow {
-    /// Tokens in the cache before the step.
+pub struct ContextRow {
+    /// Tokens in the cache before the decode step, or prompt tokens of the prefill.
     pub context: usize,
-    /// Whole decode step, sparse.
+    /// Whole step or call, sparse.
     pub sparse_ms: f64,
-    /// Whole decode step, dense (`None` when not measured).
+    /// Whole step or call, dense (`None` when not measured).
     pub dense_ms: Option<f64>,
     /// Attention + indexer part (summed over layers), sparse.
     pub sparse_attn_ms: f64,
     /// Attention + indexer part, dense.
     pub dense_attn_ms: Option<f64>,
+}
+
+/// A row of `bench decode`.
+pub type DecodeRow = ContextRow;
+/// A row of `bench prefill`.
+pub type PrefillRow = ContextRow;
+
+/// One row per context: `measure(context, dense)` gives (whole ms, attention ms); the dense
+/// baseline only with `with_dense`.
+fn sweep(
+    contexts: &[usize],
+    with_dense: bool,
+    mut measure: impl FnMut(usize, bool) -> Result<(f64, f64)>,
+) -> Result<Vec<ContextRow>> {
+    let mut rows = Vec::with_capacity(contexts.len());
+    for &context in contexts {
+        let (sparse_ms, sparse_attn_ms) = measure(context, false)?;
+        let (dense_ms, dense_attn_ms) = match with_dense {
+            true => measure(context, true).map(|(a, b)| (Some(a), Some(b)))?,
+            false => (None, None),
+        };
+        rows.push(ContextRow { context, sparse_ms, dense_ms, sparse_attn_ms, dense_attn_ms });
+    }
+    Ok(rows)
 }
 
 fn median(mut v: Vec<Duration>) -> f64 {
@@ -65,33 +90,7 @@ pub fn decode(
     with_dense: bool,
     seed: u64,
 ) -> Result<Vec<DecodeRow>> {
-    let mut rows = Vec::new();
-    for &context in contexts {
-        let (sparse_ms, sparse_attn_ms) = measure(model, context, steps, false, seed)?;
-        let (dense_ms, dense_attn_ms) = if with_dense {
-            let (a, b) = measure(model, context, steps, true, seed)?;
-            (Some(a), Some(b))
-        } else {
-            (None, None)
-        };
-        rows.push(DecodeRow { context, sparse_ms, dense_ms, sparse_attn_ms, dense_attn_ms });
-    }
-    Ok(rows)
-}
-
-/// One row of `bench prefill` (milliseconds, medians over the measured repetitions).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PrefillRow {
-    /// Prompt tokens prefilled in one forward call.
-    pub context: usize,
-    /// Whole prefill call, sparse.
-    pub sparse_ms: f64,
-    /// Whole prefill call, dense (`None` when not measured).
-    pub dense_ms: Option<f64>,
-    /// Attention + indexer part (summed over layers), sparse.
-    pub sparse_attn_ms: f64,
-    /// Attention + indexer part, dense.
-    pub dense_attn_ms: Option<f64>,
+    sweep(contexts, with_dense, |context, dense| measure(model, context, steps, dense, seed))
 }
 
 fn measure_prefill(model: &Model, context: usize, reps: usize, dense: bool) -> Result<(f64, f64)> {
@@ -125,18 +124,7 @@ pub fn prefill(
     reps: usize,
     with_dense: bool,
 ) -> Result<Vec<PrefillRow>> {
-    let mut rows = Vec::new();
-    for &context in contexts {
-        let (sparse_ms, sparse_attn_ms) = measure_prefill(model, context, reps, false)?;
-        let (dense_ms, dense_attn_ms) = if with_dense {
-            let (a, b) = measure_prefill(model, context, reps, true)?;
-            (Some(a), Some(b))
-        } else {
-            (None, None)
-        };
-        rows.push(PrefillRow { context, sparse_ms, dense_ms, sparse_attn_ms, dense_attn_ms });
-    }
-    Ok(rows)
+    sweep(contexts, with_dense, |context, dense| measure_prefill(model, context, reps, dense))
 }
 
 /// Deterministic prompt ids spread over the vocabulary.

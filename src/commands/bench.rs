@@ -124,11 +124,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&rows)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let r: Vec<_> = rows
-                .iter()
-                .map(|r| (r.context, r.sparse_ms, r.dense_ms, r.sparse_attn_ms, r.dense_attn_ms))
-                .collect();
-            print_table(m.config().index_topk, &r);
+            print_table(m.config().index_topk, &rows);
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokens { source, prompt_tokens, new_tokens, reps, json } => {
@@ -177,33 +173,26 @@ fn decode(
         println!("{}", serde_json::to_string(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let r: Vec<_> = rows
-        .iter()
-        .map(|r| (r.context, r.sparse_ms, r.dense_ms, r.sparse_attn_ms, r.dense_attn_ms))
-        .collect();
-    print_table(m.config().index_topk, &r);
+    print_table(m.config().index_topk, &rows);
     Ok(ExitCode::SUCCESS)
 }
 
-/// The decode/prefill table: (context, sparse ms, dense ms, sparse attention ms, dense
-/// attention ms) per row.
-type TableRow = (usize, f64, Option<f64>, f64, Option<f64>);
-
-fn print_table(index_topk: usize, rows: &[TableRow]) {
+/// The decode/prefill table, one line per context.
+fn print_table(index_topk: usize, rows: &[bench::ContextRow]) {
     let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
     println!("index_topk = {index_topk}");
     println!(
         "{:>9} {:>11} {:>11} {:>15} {:>15}",
         "context", "sparse_ms", "dense_ms", "sparse_attn_ms", "dense_attn_ms"
     );
-    for &(context, sparse, dense, sparse_attn, dense_attn) in rows {
+    for r in rows {
         println!(
             "{:>9} {:>11.3} {:>11} {:>15.3} {:>15}",
-            context,
-            sparse,
-            fmt(dense),
-            sparse_attn,
-            fmt(dense_attn)
+            r.context,
+            r.sparse_ms,
+            fmt(r.dense_ms),
+            r.sparse_attn_ms,
+            fmt(r.dense_attn_ms)
         );
     }
 }

@@ -401,19 +401,9 @@ impl Attention {
         last_only: bool,
         trace: Option<&mut LayerTrace>,
     ) -> Result<Tensor> {
-        let CallProj { q_abs, q_rope, qi, wts, ckv, krope, ki } = *side;
-        let (s0, off, len) = (seg.start, seg.offset, seg.len);
-        // Queries: absolute position of the first, row in the query side, count.
-        let (qs, qo, ql) = if last_only { (s0 + len - 1, k, 1) } else { (s0, off, len) };
-        cache.write(
-            layer,
-            s0,
-            &ckv.narrow(0, off, len)?,
-            &krope.narrow(0, off, len)?,
-            &ki.narrow(0, off, len)?,
-        )?;
-        let t = s0 + len;
-        let (ckv_all, kr_all, ki_all) = cache.view(layer, t)?;
+        let CallProj { q_abs, q_rope, qi, wts, .. } = *side;
+        let (t, (qs, qo, ql)) = segment_queries_of(seg, k, last_only);
+        let (ckv_all, kr_all, ki_all) = write_and_view(side, seg, cache, layer)?;
         let sparse = !batch.dense && t > self.topk;
         let scores = if sparse || trace.is_some() {
             Some(self.index_scores(qi, wts, &ki_all, (qs, qo, ql))?)
@@ -480,7 +470,7 @@ impl Attention {
         last_only: bool,
         mut trace: Option<&mut LayerTrace>,
     ) -> Result<Vec<Tensor>> {
-        let CallProj { q_abs, q_rope, qi, wts, ckv, krope, ki } = *side;
+        let CallProj { q_abs, q_rope, qi, wts, .. } = *side;
         let dev = q_abs.device();
         let positions = batch.positions.as_ref().ok_or_else(|| {
             crate::Error::InvalidRequest("the tensor path needs a position table".into())
@@ -498,17 +488,8 @@ impl Attention {
         // (segment, query row, gathered c_kv [1, kmax, C], gathered k_rope [1, kmax, R], mask)
         let mut rows = Vec::new();
         for (k, (seg, cache)) in batch.segs.iter().zip(caches).enumerate() {
-            let (s0, off, len) = (seg.start, seg.offset, seg.len);
-            let (qs, qo, ql) = if last_only { (s0 + len - 1, k, 1) } else { (s0, off, len) };
-            cache.write(
-                layer,
-                s0,
-                &ckv.narrow(0, off, len)?,
-                &krope.narrow(0, off, len)?,
-                &ki.narrow(0, off, len)?,
-            )?;
-            let t = s0 + len;
-            let (ckv_all, kr_all, ki_all) = cache.view(layer, t)?;
+            let (t, (qs, qo, ql)) = segment_queries_of(seg, k, last_only);
+            let (ckv_all, kr_all, ki_all) = write_and_view(side, seg, cache, layer)?;
             let sparse = !batch.dense && t > self.topk;
             if !(batching && batched(seg)) {
                 let views = (&ckv_all, &kr_all, &ki_all);
@@ -827,6 +808,34 @@ impl Attention {
         };
         Ok(softmax_last_dim(&s)?.matmul(kv)?)
     }
+}
+
+/// A segment's keys visible after this call (`t`) and its queries: absolute position of the
+/// first, row in the call's query side, count (`last_only`: the segment's last token only, at
+/// row `k`, the segment's index).
+fn segment_queries_of(seg: &SegInfo, k: usize, last_only: bool) -> (usize, (usize, usize, usize)) {
+    let (s0, off, len) = (seg.start, seg.offset, seg.len);
+    let queries = if last_only { (s0 + len - 1, k, 1) } else { (s0, off, len) };
+    (s0 + len, queries)
+}
+
+/// Writes a segment's new keys into its cache (one layer) and returns the layer's first
+/// `start + len` rows: `(c_kv, k_rope, k_index)`.
+fn write_and_view(
+    side: &CallProj<'_>,
+    seg: &SegInfo,
+    cache: &SeqCache,
+    layer: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (s0, off, len) = (seg.start, seg.offset, seg.len);
+    cache.write(
+        layer,
+        s0,
+        &side.ckv.narrow(0, off, len)?,
+        &side.krope.narrow(0, off, len)?,
+        &side.ki.narrow(0, off, len)?,
+    )?;
+    cache.view(layer, s0 + len)
 }
 
 /// Records a block's indexer scores (`[rows, end]`, padded with −inf to `t`) and selections

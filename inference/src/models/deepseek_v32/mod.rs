@@ -413,6 +413,11 @@ mod tests {
         (logits, topk)
     }
 
+    /// Largest element-wise difference of two row lists.
+    fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+        a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    }
+
     #[test]
     fn linear_gives_x_times_w_transposed_in_either_layout() -> Result<()> {
         let dev = Device::Cpu;
@@ -446,12 +451,7 @@ mod tests {
         let (tensor, tensor_topk) = run(&model, &prompt);
         assert_eq!(host_topk, tensor_topk);
         assert_eq!(host.len(), 153);
-        let diff = host
-            .iter()
-            .flatten()
-            .zip(tensor.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(&host, &tensor);
         // Summation orders differ (measured 1.4e-4); the goldens' logit tolerance is 1e-3.
         assert!(diff < 1e-3, "host kernels and tensor path differ by {diff}");
     }
@@ -496,12 +496,7 @@ mod tests {
         let host = steps(false);
         let tensor = steps(true);
         assert_eq!(host.len(), 12);
-        let diff = host
-            .iter()
-            .flatten()
-            .zip(tensor.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(&host, &tensor);
         assert!(diff < 1e-3, "batched decode: host kernels and tensor path differ by {diff}");
     }
 }
