@@ -230,7 +230,7 @@ impl Worker {
         Ok(w)
     }
 
-    /// False once the worker has been killed or has died (it is then never reused).
+    /// False once the worker has been killed (a failed request kills it); the pool drops it then.
     pub fn is_alive(&self) -> bool {
         self.alive
     }
