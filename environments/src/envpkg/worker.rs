@@ -230,7 +230,7 @@ impl Worker {
         Ok(w)
     }
 
-    /// False once the worker has been killed (a failed request kills it); the pool drops it then.
+    /// False once the worker is killed (a request timing out or a broken reply kills it).
     pub fn is_alive(&self) -> bool {
         self.alive
     }
