@@ -19,7 +19,8 @@ use crate::util::{py_json, rng};
 /// Outcome of one probe: `passed` is the verifier's verdict on it (a sound task has `false`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeOutcome {
-    /// The probe's name (`no_tool_calls`, `answer_only`, `minus_last_write`, `random_calls_<n>`, ...).
+    /// The probe's name (`no_tool_calls`, `answer_only`, `minus_last_write`,
+    /// `random_calls_<n>`).
     pub name: String,
     /// True when the verifier accepted the probe (a hole in the task).
     pub passed: bool,

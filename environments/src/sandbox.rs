@@ -915,7 +915,8 @@ impl Default for SandboxConfig {
 pub struct RunOutput {
     /// What the program wrote to stdout (lossy UTF-8, at most `max_output_bytes`).
     pub stdout: String,
-    /// What it wrote to stderr (lossy UTF-8, capped likewise), plus a `TimeoutError` line after a timeout.
+    /// What it wrote to stderr (lossy UTF-8, capped likewise), plus a `TimeoutError` line
+    /// after a timeout.
     pub stderr: String,
     /// The exit status; `None` when killed by a signal (timeout, memory, CPU limit).
     pub exit_code: Option<i32>,

@@ -21,7 +21,8 @@ pub const MAX_PACKAGE_BYTES: u64 = 16 << 20;
 /// `[limits]` of env.toml, defaults filled and maxima applied (spec §3, §13.18).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Limits {
-    /// Wall time of one `Env()`, tool call, `state()`, `verify()` or `generate_task()`, in ms (default 2000, max 60000).
+    /// Wall time of one `Env()`, tool call, `state()`, `verify()` or `generate_task()`, in ms
+    /// (default 2000, max 60000).
     pub call_timeout_ms: u64,
     /// Wall time allowed for importing env.py, in ms (default 10000, max 120000).
     pub load_timeout_ms: u64,
@@ -73,13 +74,15 @@ pub struct Manifest {
     pub domain: String,
     /// The resolved system prompt text (from `system_prompt` or `system_prompt_file`).
     pub system_prompt: String,
-    /// `clock`: the virtual clock's RFC 3339 date-time, when given (a task's own `clock` overrides it).
+    /// `clock`: the virtual clock's RFC 3339 date-time, when given (a task's own `clock`
+    /// overrides it).
     pub clock: Option<String>,
     /// `[limits]`, defaults filled and maxima applied.
     pub limits: Limits,
     /// `[generate] seeds`.
     pub generate_seeds: Option<u64>,
-    /// `[provenance]`: the known keys given (`author`, `model`, `created`, `source`, `license`, `parent`).
+    /// `[provenance]`: the known keys given (`author`, `model`, `created`, `source`,
+    /// `license`, `parent`).
     pub provenance: BTreeMap<String, String>,
 }
 

@@ -10,7 +10,8 @@ use super::Problem;
 pub enum VerifyMode {
     /// `"module"` (the default): the package's own `verify()` judges each turn (§8.1).
     Module,
-    /// `"gold_state"`: each turn's state must equal the reference's replayed state, plus `answer_contains` (§8.2).
+    /// `"gold_state"`: each turn's state must equal the reference's replayed state, and the
+    /// answer hold every `answer_contains` string (§8.2).
     GoldState,
 }
 

@@ -48,7 +48,8 @@ pub struct TaskParts {
 }
 
 impl Base {
-    /// The base of instance `instance_seed` offering the tools `allowed`; `Err` when the family's specs fail to load or lack one of them.
+    /// The base of instance `instance_seed` offering the tools `allowed`; `Err` when the
+    /// family's specs fail to load or lack one of them.
     pub fn new(
         family: &'static str,
         version: u32,
@@ -76,7 +77,8 @@ impl Base {
             .map_err(ToolResult::error)
     }
 
-    /// Assemble the [`TaskSpec`] of task `task_seed` from `p` (id, tools and identity from the base; no follow-ups).
+    /// Assemble the [`TaskSpec`] of task `task_seed` from `p` (id, tools and identity from the
+    /// base; no follow-ups).
     pub fn finish(&self, task_seed: u64, p: TaskParts) -> TaskSpec {
         TaskSpec {
             id: task_id(self.family, self.version, self.instance_seed, task_seed),
