@@ -19,16 +19,23 @@ use crate::util::{py_json, rng};
 /// Outcome of one probe: `passed` is the verifier's verdict on it (a sound task has `false`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeOutcome {
+    /// The probe's name (`no_tool_calls`, `answer_only`, `minus_last_write`,
+    /// `random_calls_<n>`).
     pub name: String,
+    /// True when the verifier accepted the probe (a hole in the task).
     pub passed: bool,
+    /// `"verifier accepted the probe"`, or the verifier's failure text.
     pub detail: String,
 }
 
 /// Reference verdict and probe outcomes of one task.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SoundnessReport {
+    /// The id of the task checked.
     pub task_id: String,
+    /// The verifier's verdict on the reference solution (a sound task passes).
     pub reference: Verdict,
+    /// Every hack probe, in the order run.
     pub probes: Vec<ProbeOutcome>,
     /// Problems with the reference itself (e.g. a reference call returned an error).
     pub problems: Vec<String>,
@@ -343,7 +350,9 @@ fn random_value(schema: &Value, pool: &ValuePool, r: &mut impl Rng, depth: usize
 /// One task that failed `envs check`: its id (or the ref that failed to build) and reasons.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckFailure {
+    /// The task's id, or the task ref whose instance or task failed to build.
     pub task_id: String,
+    /// Why it failed: reference failures, probes that passed, or the build error.
     pub reasons: Vec<String>,
 }
 

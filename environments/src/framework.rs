@@ -15,11 +15,17 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Availability {
+    /// The family can build instances and run tasks here.
     Available,
-    Unavailable { reason: String },
+    /// The family cannot run here.
+    Unavailable {
+        /// Why (e.g. no usable sandbox for the code interpreter).
+        reason: String,
+    },
 }
 
 impl Availability {
+    /// True for [`Availability::Available`].
     pub fn is_available(&self) -> bool {
         matches!(self, Availability::Available)
     }
@@ -59,6 +65,7 @@ pub trait Family: Send + Sync {
     fn tasks_per_instance(&self) -> u64 {
         self.info().tasks_per_instance
     }
+    /// Whether the family can run on this machine (e.g. the code family needs a working sandbox).
     fn availability(&self) -> Availability;
     /// True when tool execution starts a subprocess (the code interpreter).
     fn spawns_process(&self) -> bool {
@@ -87,6 +94,7 @@ pub trait Family: Send + Sync {
 pub struct PackageInfo {
     /// `name@version`.
     pub label: String,
+    /// Lowercase hex hash of the package's files (spec envpkg §11).
     pub sha256: String,
     /// The worker Python's `major.minor`.
     pub python: String,
@@ -96,6 +104,7 @@ pub struct PackageInfo {
 
 /// One concrete environment: data, tool subset, policy; generates tasks and executes calls.
 pub trait Instance: Send + Sync {
+    /// Generate task `task_seed` of this instance (an error when the seed is out of range).
     fn task(&self, task_seed: u64) -> Result<TaskSpec>;
     /// Execute one call against the state. Never panics, never Err: unknown tool, bad JSON,
     /// schema violation, business-rule violation -> `ToolResult { is_error: true, .. }`.
@@ -117,11 +126,14 @@ pub type SessionResult = std::result::Result<Box<dyn Session>, EnvFailure>;
 /// detail naming the package, file and task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvFailure {
+    /// The stable failure code (`env.timeout`, `env.crash`, `env.sandbox`, `env.protocol`).
     pub code: String,
+    /// What happened, naming the package, file and task.
     pub detail: String,
 }
 
 impl EnvFailure {
+    /// A failure with `code` and `detail`.
     pub fn new(code: &str, detail: impl Into<String>) -> Self {
         EnvFailure { code: code.to_owned(), detail: detail.into() }
     }
@@ -201,7 +213,9 @@ pub struct State(pub Value);
 pub struct ToolResult {
     /// What the model sees; Python-`json.dumps` text where structured.
     pub content: String,
+    /// True when the call failed: `content` is an error observation.
     pub is_error: bool,
+    /// True when the call changed the state (a write).
     pub state_changed: bool,
 }
 
@@ -226,7 +240,9 @@ impl ToolResult {
 pub struct Verdict {
     /// In `[0, 1]`; 1 exactly when `passed`.
     pub reward: f32,
+    /// True when the task is solved (every check passed).
     pub passed: bool,
+    /// Every check the verifier made, passed or not.
     pub checks: Vec<Check>,
 }
 
@@ -250,12 +266,16 @@ impl Verdict {
 /// One named verifier check.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Check {
+    /// The check's name (what it compares).
     pub name: String,
+    /// True when the check held.
     pub passed: bool,
+    /// What was found (and, on failure, what was wanted).
     pub detail: String,
 }
 
 impl Check {
+    /// A check named `name` with its outcome and detail.
     pub fn new(name: impl Into<String>, passed: bool, detail: impl Into<String>) -> Self {
         Check { name: name.into(), passed, detail: detail.into() }
     }
@@ -273,16 +293,23 @@ impl Check {
 pub struct TaskSpec {
     /// `family@version/instance_seed/task_seed`.
     pub id: String,
+    /// The family's name.
     pub family: String,
+    /// The family version that generated the task.
     pub version: u32,
+    /// The seed of the instance the task belongs to.
     pub instance_seed: u64,
+    /// The task's seed within its instance.
     pub task_seed: u64,
     /// 1..=5.
     pub difficulty: u8,
+    /// The system prompt (the instance's policy text).
     pub system_prompt: String,
+    /// The first user message.
     pub user_prompt: String,
     /// OpenAI function list (the instance's tool subset).
     pub tools: Vec<Value>,
+    /// The environment's state before the first call.
     pub initial_state: State,
     /// Verifier data: the reference solution (never shown to the agent).
     pub reference: ReferenceSolution,
@@ -298,7 +325,9 @@ pub struct TaskSpec {
 /// A later user turn of a multi-turn task: what the user says, and the reference's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FollowUp {
+    /// The user's message of this turn.
     pub user: String,
+    /// The reference solution of this turn.
     pub reference: ReferenceSolution,
 }
 
@@ -336,7 +365,9 @@ impl TaskSpec {
 /// The solution the generator knows: turns of (parallel) calls, then the final answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceSolution {
+    /// Assistant turns of tool calls, in order.
     pub turns: Vec<ReferenceTurn>,
+    /// The final assistant answer after the last call.
     pub final_answer: String,
 }
 
@@ -350,16 +381,22 @@ impl ReferenceSolution {
 /// One assistant turn of the reference: its reasoning and its calls (parallel within a turn).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceTurn {
+    /// The assistant's reasoning text before the calls.
     pub reasoning: String,
+    /// The turn's tool calls (parallel within the turn).
     pub calls: Vec<ToolCall>,
 }
 
 /// A task's reconstructible id `family@version/instance_seed/task_seed`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskRef {
+    /// The family's name.
     pub family: String,
+    /// The family version the task was generated at.
     pub version: u32,
+    /// Which instance of the family (`0..instances`).
     pub instance_seed: u64,
+    /// Which task of the instance (`0..tasks_per_instance`).
     pub task_seed: u64,
 }
 

@@ -11,6 +11,8 @@
 //! interpreter's sandbox is the one guarded exception). Tool specs live as JSON files in
 //! `tool-specs/<family>/` and are embedded at build time (see [`toolspec`]).
 
+#![warn(missing_docs)]
+
 pub mod check;
 pub mod envpkg;
 pub mod error;

@@ -38,8 +38,11 @@ pub mod codes {
     pub const CALLS_PER_TURN: &str = "limit.calls_per_turn";
 }
 
+/// Longest search query in bytes (longer: [`codes::SEARCH_QUERY_LENGTH`]).
 pub const SEARCH_QUERY_MAX_BYTES: usize = 512;
+/// Deepest parenthesis nesting of a search query (deeper: [`codes::SEARCH_QUERY_DEPTH`]).
 pub const SEARCH_QUERY_MAX_DEPTH: usize = 8;
+/// Most terms and operators in one search query (more: [`codes::SEARCH_QUERY_TERMS`]).
 pub const SEARCH_QUERY_MAX_TERMS: usize = 64;
 /// `SQLITE_LIMIT_LENGTH`: the largest string or blob a query may build.
 pub const SQL_MAX_LENGTH: i32 = 1 << 20;
@@ -47,8 +50,11 @@ pub const SQL_MAX_LENGTH: i32 = 1 << 20;
 pub const SQL_HEAP_LIMIT: i64 = 1 << 30;
 /// Wall-clock backstop of one SQL query.
 pub const SQL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Largest VFS file in bytes (larger: [`codes::VFS_FILE_BYTES`]).
 pub const VFS_FILE_MAX_BYTES: usize = 256 << 10;
+/// Largest total size of a VFS workspace in bytes (larger: [`codes::VFS_WORKSPACE_BYTES`]).
 pub const VFS_WORKSPACE_MAX_BYTES: usize = 4 << 20;
+/// Most files in a VFS workspace (more: [`codes::VFS_WORKSPACE_BYTES`]).
 pub const VFS_MAX_FILES: usize = 2000;
 /// Default byte cap of one observation (interfaces.md: `observation_max_bytes`).
 pub const OBSERVATION_MAX_BYTES: usize = 65_536;

@@ -33,6 +33,7 @@ impl Registry {
         Registry { families }
     }
 
+    /// Every family of the registry, in list order (available or not).
     pub fn families(&self) -> &[Arc<dyn Family>] {
         &self.families
     }
@@ -42,6 +43,7 @@ impl Registry {
         self.families.iter().filter(|f| f.availability().is_available()).cloned().collect()
     }
 
+    /// The family named `name`, if registered.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Family>> {
         self.families.iter().find(|f| f.name() == name)
     }
@@ -121,6 +123,7 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The selected families, in list order.
     pub fn families(&self) -> &[Arc<dyn Family>] {
         &self.families
     }
@@ -177,6 +180,7 @@ pub struct InstanceCache {
 }
 
 impl InstanceCache {
+    /// An empty cache that holds at most `capacity` instances (at least one).
     pub fn new(capacity: usize) -> Self {
         InstanceCache {
             capacity: capacity.max(1),
@@ -216,10 +220,12 @@ impl InstanceCache {
         Ok(built)
     }
 
+    /// How many instances are cached now.
     pub fn len(&self) -> usize {
         self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
     }
 
+    /// True when no instance is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

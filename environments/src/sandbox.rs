@@ -135,16 +135,22 @@ pub enum Layer {
     UnprivilegedUid,
     /// A user namespace (unprivileged callers; root uses a dedicated uid instead).
     UserNamespace,
+    /// A PID namespace: the program sees only its own processes, and all die with its init.
     PidNamespace,
     /// Mount namespace with the read-only root and the scratch tmpfs.
     MountNamespace,
+    /// An IPC namespace (no shared System V IPC or POSIX queues with the host).
     IpcNamespace,
+    /// A UTS namespace (its own host and domain name).
     UtsNamespace,
+    /// A network namespace with only an unconfigured loopback (no network).
     NetworkNamespace,
+    /// The seccomp syscall filter.
     Seccomp,
 }
 
 impl Layer {
+    /// Every layer, in probe and report order.
     pub const ALL: [Layer; 8] = [
         Layer::UnprivilegedUid,
         Layer::UserNamespace,
@@ -181,7 +187,9 @@ impl Layer {
 /// A layer's state on this machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LayerState {
+    /// Which layer.
     pub layer: Layer,
+    /// True when this machine grants it (the sandbox applies it).
     pub active: bool,
     /// Why it is missing, or how it is provided.
     pub detail: String,
@@ -190,6 +198,7 @@ pub struct LayerState {
 /// What the kernel grants, probed once per process by spawning `true` under each layer.
 #[derive(Clone, Debug, Serialize)]
 pub struct Layers {
+    /// Every layer's state, in [`Layer::ALL`] order.
     pub layers: Vec<LayerState>,
     /// Always applied: no_new_privs, capabilities dropped, rlimits, descriptors closed.
     pub always: Vec<&'static str>,
@@ -461,6 +470,7 @@ pub struct SandboxSpec {
     pub scratch_bytes: u64,
     /// Inodes of the scratch tmpfs.
     pub scratch_inodes: u64,
+    /// The resource limits (rlimits) of the program's processes.
     pub limits: Limits,
     /// `false`: `fork`/`vfork`/`clone` without `CLONE_THREAD` are refused (package workers).
     pub allow_fork: bool,
@@ -485,10 +495,12 @@ impl SandboxSpec {
             protocol_channel: false,
         }
     }
+    /// Append one argument to the program's command line.
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
         self.args.push(a.as_ref().to_owned());
         self
     }
+    /// Append arguments to the program's command line.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
@@ -519,18 +531,22 @@ impl SandboxSpec {
         self.symlinks.push((link.into(), target.into()));
         self
     }
+    /// Set the resource limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
+    /// Set the size of the scratch tmpfs, in bytes.
     pub fn scratch_bytes(mut self, bytes: u64) -> Self {
         self.scratch_bytes = bytes;
         self
     }
+    /// Allow or refuse new processes (the `allow_fork` field).
     pub fn allow_fork(mut self, allow: bool) -> Self {
         self.allow_fork = allow;
         self
     }
+    /// Ask for a protocol channel or not (the `protocol_channel` field).
     pub fn protocol_channel(mut self, on: bool) -> Self {
         self.protocol_channel = on;
         self
@@ -775,8 +791,11 @@ fn locked_flags(path: &Path) -> libc::c_ulong {
 /// group when the PID namespace is missing) and reaps it.
 #[derive(Debug)]
 pub struct SandboxChild {
+    /// The program's stdin (a pipe), until taken.
     pub stdin: Option<ChildStdin>,
+    /// The program's stdout (a pipe), until taken.
     pub stdout: Option<ChildStdout>,
+    /// The program's stderr (a pipe), until taken.
     pub stderr: Option<ChildStderr>,
     /// The orchestrator's end of the protocol channel, when asked for.
     pub protocol: Option<UnixStream>,
@@ -894,16 +913,21 @@ impl Default for SandboxConfig {
 /// What a run produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOutput {
+    /// What the program wrote to stdout (lossy UTF-8, at most `max_output_bytes`).
     pub stdout: String,
+    /// What it wrote to stderr (lossy UTF-8, capped likewise), plus a `TimeoutError` line
+    /// after a timeout.
     pub stderr: String,
     /// The exit status; `None` when killed by a signal (timeout, memory, CPU limit).
     pub exit_code: Option<i32>,
+    /// True when the run passed its wall-clock limit and was killed.
     pub timed_out: bool,
     /// Output beyond `max_output_bytes` was dropped.
     pub truncated: bool,
 }
 
 impl RunOutput {
+    /// True when the program exited with status 0 within the time limit.
     pub fn success(&self) -> bool {
         self.exit_code == Some(0) && !self.timed_out
     }
@@ -1017,6 +1041,7 @@ impl Sandbox {
         Sandbox { config, ..self.clone() }
     }
 
+    /// The limits this sandbox runs code under.
     pub fn config(&self) -> &SandboxConfig {
         &self.config
     }

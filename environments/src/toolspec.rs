@@ -24,7 +24,9 @@ pub fn embedded_files() -> &'static [(&'static str, &'static str, &'static str)]
 
 /// One validated tool.
 pub struct ToolSpec {
+    /// The tool's name (`function.name`), unique within its family.
     pub name: String,
+    /// The tool's description (`function.description`), shown to the model.
     pub description: String,
     /// The `parameters` JSON Schema.
     pub parameters: Value,
@@ -188,6 +190,7 @@ fn check_strict(schema: &Value, ptr: &str) -> std::result::Result<(), (String, S
 /// The validated tools of one family, by name.
 #[derive(Debug)]
 pub struct ToolSet {
+    /// The family these tools belong to.
     pub family: String,
     tools: Vec<ToolSpec>,
     by_name: HashMap<String, usize>,
@@ -217,14 +220,17 @@ impl ToolSet {
         Ok(ToolSet { family: family.to_owned(), tools, by_name })
     }
 
+    /// The tool named `name`, if the family defines it.
     pub fn get(&self, name: &str) -> Option<&ToolSpec> {
         self.by_name.get(name).map(|&i| &self.tools[i])
     }
 
+    /// Every tool of the family, in file order.
     pub fn tools(&self) -> &[ToolSpec] {
         &self.tools
     }
 
+    /// The names of every tool, in file order.
     pub fn names(&self) -> Vec<&str> {
         self.tools.iter().map(|t| t.name.as_str()).collect()
     }

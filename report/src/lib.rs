@@ -10,6 +10,8 @@
 //! It must not judge rows (that is `pipeline`) nor decide what `inspect` checks (shards,
 //! manifests: the CLI's inspect). The CLI only wires it.
 
+#![warn(missing_docs)]
+
 mod charts;
 mod error;
 mod html;

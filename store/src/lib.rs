@@ -20,6 +20,8 @@
 //! Credentials come from the usual environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`)
 //! and files the cloud SDKs read; nothing here writes them anywhere.
 
+#![warn(missing_docs)]
+
 mod fetch;
 mod lease;
 mod publish;

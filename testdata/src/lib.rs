@@ -9,6 +9,8 @@
 //! Not carried: `tokenizer/tokenizer.json`; the codec embeds it (`codec/assets/`) and checks its
 //! hash, and the tests use only `tokenizer/token_cases.jsonl`.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 
 /// The materialized fixtures folder (same layout as `shared/fixtures`).

@@ -35,16 +35,21 @@ use serde::{Deserialize, Serialize};
 use crate::framework::{Availability, Family, FamilyInfo, Instance, PackageInfo, TaskRef};
 use crate::{Registry, Result};
 
+/// The `format` value of a calibration file this build reads and writes.
 pub const FORMAT: &str = "agentgen-calibration/1";
+/// The file name of a package's current calibration (in its state folder).
 pub const FILE: &str = "calibration.json";
 
 /// One task's calibrated outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskCalibration {
+    /// Episodes that passed the verifier (among `samples`).
     pub passed: u32,
     /// Episodes that ended without a policy failure.
     pub samples: u32,
+    /// The task's difficulty as its rows recorded it (0 when no episode ran).
     pub difficulty: u8,
+    /// Episodes that ended in a policy failure (not counted in `samples`).
     #[serde(default)]
     pub policy_errors: u32,
     /// `passed / samples`, null without samples (written for readers; recomputed on read).
@@ -53,6 +58,7 @@ pub struct TaskCalibration {
 }
 
 impl TaskCalibration {
+    /// `passed / samples`, or `None` without samples.
     pub fn rate(&self) -> Option<f64> {
         (self.samples > 0).then(|| f64::from(self.passed) / f64::from(self.samples))
     }
@@ -61,19 +67,25 @@ impl TaskCalibration {
 /// The calibration of one package hash.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
+    /// Always [`FORMAT`].
     pub format: String,
     /// `name@version`.
     pub package: String,
+    /// The package hash the calibration was made at (lowercase hex).
     pub sha256: String,
+    /// The name of the policy that played the episodes (e.g. `chat`).
     pub policy: String,
+    /// The policy's model, when it has one.
     pub model: Option<String>,
     /// K: rollouts asked per task.
     pub samples: u32,
     /// `calibrate --tasks N`: generated seeds 1..N (static tasks: all).
     #[serde(default)]
     pub tasks_requested: u64,
+    /// When the calibration run finished (RFC 3339, UTC; empty in files without it).
     #[serde(default)]
     pub created: String,
+    /// Each task's outcome, by task id.
     pub tasks: BTreeMap<String, TaskCalibration>,
 }
 
@@ -137,6 +149,7 @@ pub struct BandedFamily {
 }
 
 impl BandedFamily {
+    /// `inner` restricted to `tasks` (served in that order by [`Family::task_at`]).
     pub fn new(inner: Arc<dyn Family>, tasks: Vec<TaskRef>) -> BandedFamily {
         BandedFamily { inner, tasks }
     }

@@ -34,6 +34,8 @@ impl Default for CheckOptions {
 /// The result of admitting one package.
 #[derive(Clone, Debug)]
 pub struct CheckOutcome {
+    /// True when the package is admitted: every task passed admission (with `partial`, at
+    /// least one).
     pub admitted: bool,
     /// The §9.3 report.
     pub report: Value,

@@ -21,11 +21,18 @@ pub const MAX_PACKAGE_BYTES: u64 = 16 << 20;
 /// `[limits]` of env.toml, defaults filled and maxima applied (spec §3, §13.18).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Limits {
+    /// Wall time of one `Env()`, tool call, `state()`, `verify()` or `generate_task()`, in ms
+    /// (default 2000, max 60000).
     pub call_timeout_ms: u64,
+    /// Wall time allowed for importing env.py, in ms (default 10000, max 120000).
     pub load_timeout_ms: u64,
+    /// Total wall time spent in package code in one episode, in ms (default 60000, max 600000).
     pub episode_timeout_ms: u64,
+    /// Worker memory (its address space, interpreter included), in MiB (default 512, max 4096).
     pub memory_mb: u64,
+    /// Most tool calls in one user turn (default 32, max 256).
     pub max_calls_per_turn: u64,
+    /// Byte cap of one observation (default 65536, max 1 MiB).
     pub observation_max_bytes: u64,
 }
 
@@ -55,26 +62,38 @@ impl Default for Limits {
 /// env.toml, validated.
 #[derive(Clone, Debug, Serialize)]
 pub struct Manifest {
+    /// `name`: the package name, `[a-z][a-z0-9_]{0,63}`, never a built-in family's.
     pub name: String,
+    /// `version`: an integer >= 1.
     pub version: u32,
+    /// `title`: a non-empty display title.
     pub title: String,
+    /// `description`: non-empty free text.
     pub description: String,
+    /// `domain`: non-empty free text (`retail`, `smart_home`, ...).
     pub domain: String,
     /// The resolved system prompt text (from `system_prompt` or `system_prompt_file`).
     pub system_prompt: String,
+    /// `clock`: the virtual clock's RFC 3339 date-time, when given (a task's own `clock`
+    /// overrides it).
     pub clock: Option<String>,
+    /// `[limits]`, defaults filled and maxima applied.
     pub limits: Limits,
     /// `[generate] seeds`.
     pub generate_seeds: Option<u64>,
+    /// `[provenance]`: the known keys given (`author`, `model`, `created`, `source`,
+    /// `license`, `parent`).
     pub provenance: BTreeMap<String, String>,
 }
 
 /// One tool of tools.json.
 #[derive(Debug)]
 pub struct ValidTool {
+    /// The tool's name (`function.name`).
     pub name: String,
     /// The entry as written (`{"type": "function", "function": {...}}`): what the agent sees.
     pub openai: Value,
+    /// The compiled `parameters` schema that calls are checked against.
     pub schema: ToolSchema,
 }
 
@@ -83,7 +102,9 @@ pub struct ValidTool {
 pub struct ValidPackage {
     /// Canonical path of the package directory.
     pub path: PathBuf,
+    /// The validated env.toml.
     pub manifest: Manifest,
+    /// The tools of tools.json, in file order.
     pub tools: Vec<ValidTool>,
     /// Lowercase hex package hash (§11).
     pub sha256: String,
@@ -93,6 +114,7 @@ pub struct ValidPackage {
     pub local_modules: Vec<String>,
     /// tasks.jsonl text, when present.
     pub tasks_text: Option<String>,
+    /// Non-fatal findings of the static checks (`lint.*`, `limits.clamped`).
     pub warnings: Vec<Problem>,
 }
 
@@ -101,6 +123,7 @@ impl ValidPackage {
     pub fn label(&self) -> String {
         format!("{}@{}", self.manifest.name, self.manifest.version)
     }
+    /// The tool named `name`, if tools.json defines it.
     pub fn tool(&self, name: &str) -> Option<&ValidTool> {
         self.tools.iter().find(|t| t.name == name)
     }

@@ -30,11 +30,14 @@ use serde::Serialize;
 /// failure or a warning. Codes are the spec's (§7.3, §9); details name file, line and field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
+    /// The spec's code (`pkg.layout`, `env.timeout`, `lint.strict`, ...).
     pub code: String,
+    /// What was found, naming the file, line and field.
     pub detail: String,
 }
 
 impl Problem {
+    /// A finding with `code` and `detail`.
     pub fn new(code: impl Into<String>, detail: impl Into<String>) -> Self {
         Problem { code: code.into(), detail: detail.into() }
     }

@@ -256,6 +256,7 @@ pub fn state_dir(dir: &Path, sha256: &str) -> Option<PathBuf> {
 
 /// What every instance and session of one package shares.
 pub struct PackageCore {
+    /// The loaded, statically checked package.
     pub pkg: Arc<ValidPackage>,
     pool: Arc<WorkerPool>,
     /// Gold states per task id (gold_state tasks), computed once; bounded (see
@@ -367,6 +368,7 @@ impl PackageFamily {
         Ok(PackageFamily { core, pkg, name, info, statics, served, seeds })
     }
 
+    /// The loaded package this family serves.
     pub fn package_ref(&self) -> &ValidPackage {
         &self.pkg
     }
@@ -559,6 +561,7 @@ pub struct PooledWorker {
 }
 
 impl PooledWorker {
+    /// Check a worker out of `pool` (an idle one, or a freshly started one).
     pub fn checkout(pool: &Arc<WorkerPool>) -> std::result::Result<PooledWorker, Failure> {
         Ok(PooledWorker { pool: Arc::clone(pool), worker: Some(pool.checkout()?) })
     }

@@ -8,11 +8,15 @@ use super::Problem;
 /// How a task's turns are verified (§8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyMode {
+    /// `"module"` (the default): the package's own `verify()` judges each turn (§8.1).
     Module,
+    /// `"gold_state"`: each turn's state must equal the reference's replayed state, and the
+    /// answer hold every `answer_contains` string (§8.2).
     GoldState,
 }
 
 impl VerifyMode {
+    /// The record's spelling: `"module"` or `"gold_state"`.
     pub fn as_str(self) -> &'static str {
         match self {
             VerifyMode::Module => "module",
@@ -24,23 +28,29 @@ impl VerifyMode {
 /// One call of a reference step or a probe: arguments are any JSON value (probes may be bad).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Call {
+    /// The tool name (not necessarily one tools.json defines).
     pub name: String,
+    /// The arguments as written (normally an object).
     pub arguments: Value,
 }
 
 /// One user turn with its reference.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Turn {
+    /// The user's message of this turn (non-empty).
     pub user: String,
     /// Steps of parallel calls.
     pub reference: Vec<Vec<Call>>,
+    /// The reference's final text of the turn (may be empty).
     pub answer: String,
+    /// Strings the answer must contain (case-folded, whitespace collapsed); `gold_state` only.
     pub answer_contains: Vec<String>,
 }
 
 /// A scripted attempt that must fail: per task turn, steps of calls and an answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
+    /// The probe's name, unique within the task.
     pub name: String,
     /// `(steps, answer)` per task turn.
     pub turns: Vec<(Vec<Vec<Call>>, String)>,
@@ -53,15 +63,23 @@ pub struct ValidTask {
     pub task_id: String,
     /// The author's label.
     pub id: String,
+    /// Difficulty, 1..=5.
     pub difficulty: u8,
+    /// The seed passed to `Env()`.
     pub seed: u64,
+    /// The params object passed to `Env()` (default `{}`).
     pub params: Value,
     /// Offered tool names (None: all).
     pub tools: Option<Vec<String>>,
+    /// The task's own system prompt, replacing the package's.
     pub system_prompt: Option<String>,
+    /// The task's virtual clock (RFC 3339), overriding env.toml's.
     pub clock: Option<String>,
+    /// How the turns are verified.
     pub verify: VerifyMode,
+    /// The user turns with their references (at least one).
     pub turns: Vec<Turn>,
+    /// The record's probes: attempts that must fail.
     pub probes: Vec<Probe>,
     /// The full record with defaults filled in (what `verify()` receives), as JSON text.
     pub record_json: String,

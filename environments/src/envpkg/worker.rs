@@ -230,6 +230,7 @@ impl Worker {
         Ok(w)
     }
 
+    /// False once the worker is killed (a request timing out or a broken reply kills it).
     pub fn is_alive(&self) -> bool {
         self.alive
     }
@@ -404,6 +405,7 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
+    /// A pool for the package `pkg` keeping at most `max` idle workers (at least one).
     pub fn new(rt: PythonRuntime, pkg: &super::ValidPackage, max: usize) -> WorkerPool {
         WorkerPool {
             rt,

@@ -20,9 +20,15 @@ pub enum AnswerKind {
     /// A money amount to the cent: `"$1,234.50"`, `1234.5`, `"1234.50"` are equal.
     Money,
     /// A number, within half a unit of the last requested decimal; no `%` sign.
-    Number { decimals: u32 },
+    Number {
+        /// Decimal places asked for (the tolerance is half a unit of the last one).
+        decimals: u32,
+    },
     /// A percentage like [`AnswerKind::Number`], a `%` sign allowed.
-    Percent { decimals: u32 },
+    Percent {
+        /// Decimal places asked for (the tolerance is half a unit of the last one).
+        decimals: u32,
+    },
     /// Text: case, surrounding and repeated whitespace, a trailing period and quotes ignored.
     Text,
     /// Texts compared as a set (order ignored, each item as [`AnswerKind::Text`]).
@@ -49,7 +55,9 @@ impl AnswerKind {
 /// An expected answer: its kind and value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expected {
+    /// How a submission is compared with `value`.
     pub kind: AnswerKind,
+    /// The expected answer (a number, a string, or a list of strings for the list kinds).
     pub value: Value,
 }
 
@@ -171,22 +179,27 @@ fn norm_item(s: &str) -> String {
     norm_text(t)
 }
 
-/// `hidden.answer` JSON of each kind.
+/// `hidden.answer` JSON of each kind: here an integer answer.
 pub fn int(v: i64) -> Value {
     Expected { kind: AnswerKind::Integer, value: json!(v) }.to_json()
 }
+/// `hidden.answer` of a money answer of `cents` cents (its value is the `"1234.50"` text).
 pub fn money(cents: i64) -> Value {
     Expected { kind: AnswerKind::Money, value: json!(crate::util::money(cents)) }.to_json()
 }
+/// `hidden.answer` of a number answer given to `decimals` places.
 pub fn number(v: f64, decimals: u32) -> Value {
     Expected { kind: AnswerKind::Number { decimals }, value: json!(v) }.to_json()
 }
+/// `hidden.answer` of a percentage answer given to `decimals` places.
 pub fn percent(v: f64, decimals: u32) -> Value {
     Expected { kind: AnswerKind::Percent { decimals }, value: json!(v) }.to_json()
 }
+/// `hidden.answer` of a text answer.
 pub fn text(v: &str) -> Value {
     Expected { kind: AnswerKind::Text, value: json!(v) }.to_json()
 }
+/// `hidden.answer` of an ordered list of texts.
 pub fn list(v: &[String]) -> Value {
     Expected { kind: AnswerKind::List, value: json!(v) }.to_json()
 }

@@ -16,9 +16,13 @@ use crate::util::py_json;
 
 /// What every instance of a family carries: identity and its tool subset.
 pub struct Base {
+    /// The family's name.
     pub family: &'static str,
+    /// The family's version (goes into task ids).
     pub version: u32,
+    /// The seed this instance was built from.
     pub instance_seed: u64,
+    /// The family's whole embedded tool set (the instance offers [`Base::allowed`]).
     pub tools: Arc<ToolSet>,
     /// The instance's tools, in prompt order.
     pub allowed: Vec<&'static str>,
@@ -27,16 +31,25 @@ pub struct Base {
 
 /// The family-specific parts of a task; [`Base::finish`] makes the [`TaskSpec`].
 pub struct TaskParts {
+    /// Difficulty, clamped to 1..=5 by [`Base::finish`].
     pub difficulty: u8,
+    /// The system prompt (the instance's policy text).
     pub system_prompt: String,
+    /// The user's request.
     pub user_prompt: String,
+    /// The state before the first call (becomes [`TaskSpec::initial_state`]).
     pub initial_state: Value,
+    /// The reference solution's assistant turns of tool calls.
     pub turns: Vec<ReferenceTurn>,
+    /// The reference solution's final answer.
     pub final_answer: String,
+    /// Verifier data, never shown to the agent (becomes [`TaskSpec::hidden`]).
     pub hidden: Value,
 }
 
 impl Base {
+    /// The base of instance `instance_seed` offering the tools `allowed`; `Err` when the
+    /// family's specs fail to load or lack one of them.
     pub fn new(
         family: &'static str,
         version: u32,
@@ -48,6 +61,7 @@ impl Base {
         Ok(Base { family, version, instance_seed, tools, allowed, openai })
     }
 
+    /// True when the instance offers `tool`.
     pub fn has(&self, tool: &str) -> bool {
         self.allowed.contains(&tool)
     }
@@ -63,6 +77,8 @@ impl Base {
             .map_err(ToolResult::error)
     }
 
+    /// Assemble the [`TaskSpec`] of task `task_seed` from `p` (id, tools and identity from the
+    /// base; no follow-ups).
     pub fn finish(&self, task_seed: u64, p: TaskParts) -> TaskSpec {
         TaskSpec {
             id: task_id(self.family, self.version, self.instance_seed, task_seed),
@@ -81,6 +97,7 @@ impl Base {
         }
     }
 
+    /// An [`Error::Generation`] of this family with `reason`.
     pub fn gen_error(&self, reason: impl Into<String>) -> Error {
         Error::Generation { family: self.family.to_owned(), reason: reason.into() }
     }
