@@ -317,12 +317,14 @@ impl Model {
         };
         let host = self.host_kernels();
         let sync_timing = probe.is_some() && !self.device.is_cpu();
-        // The tensor path's position table: one copy from the host per call.
+        // The tensor path's position table, one copy from the host per call: it covers every
+        // key position (the longest sequence) and every row of the call (query rows are
+        // sliced from it too).
         let positions = match host {
             true => None,
             false => {
                 let longest = infos.iter().map(|s| s.start + s.len).max().unwrap_or(0);
-                Some(Tensor::arange(0u32, longest.max(infos.len()) as u32, &self.device)?)
+                Some(Tensor::arange(0u32, longest.max(n) as u32, &self.device)?)
             }
         };
         let batch =
@@ -491,11 +493,22 @@ mod tests {
                 let logits = model.forward(&mut segs, ForwardOptions::default(), None).unwrap();
                 out.extend(logits.to_vec2::<f32>().unwrap());
             }
+            // A mixed call: a 20-token chunk for the shortest sequence first, then one token
+            // each for the others (their query rows follow the chunk's rows in the call).
+            let chunk: Vec<u32> = (0..20u32).map(|i| (i * 13 + 5) % 510 + 2).collect();
+            let (one, two) = ([7u32], [9u32]);
+            let mut segs: Vec<Segment<'_>> = caches
+                .iter_mut()
+                .zip([&chunk[..], &one[..], &two[..]])
+                .map(|(cache, tokens)| Segment { cache, tokens })
+                .collect();
+            let logits = model.forward(&mut segs, ForwardOptions::default(), None).unwrap();
+            out.extend(logits.to_vec2::<f32>().unwrap());
             out
         };
         let host = steps(false);
         let tensor = steps(true);
-        assert_eq!(host.len(), 12);
+        assert_eq!(host.len(), 15);
         let diff = max_abs_diff(&host, &tensor);
         assert!(diff < 1e-3, "batched decode: host kernels and tensor path differ by {diff}");
     }
