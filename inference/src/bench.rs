@@ -52,6 +52,37 @@ fn median(mut v: Vec<Duration>) -> f64 {
     v.get(v.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
+/// Times `reps` forward calls of one sequence after `warmup` untimed ones: `cache` prepares
+/// each call's cache, `tokens` are fed with `dense` as given. Returns the medians (ms) of the
+/// whole call and of its attention part; the device is synchronised before the clock is read
+/// (GPU work is asynchronous).
+fn time_calls(
+    model: &Model,
+    (warmup, reps): (usize, usize),
+    tokens: &[u32],
+    dense: bool,
+    mut cache: impl FnMut() -> Result<crate::SeqCache>,
+) -> Result<(f64, f64)> {
+    let mut total = Vec::with_capacity(reps);
+    let mut attn = Vec::with_capacity(reps);
+    for i in 0..warmup + reps {
+        let mut cache = cache()?;
+        let mut probe = Probe::default();
+        let t0 = Instant::now();
+        model.forward(
+            &mut [Segment { cache: &mut cache, tokens }],
+            ForwardOptions { dense, logits: LogitsMode::Last },
+            Some(&mut probe),
+        )?;
+        model.device().synchronize()?;
+        if i >= warmup {
+            total.push(t0.elapsed());
+            attn.push(probe.attn_time);
+        }
+    }
+    Ok((median(total), median(attn)))
+}
+
 fn measure(
     model: &Model,
     context: usize,
@@ -59,27 +90,17 @@ fn measure(
     dense: bool,
     seed: u64,
 ) -> Result<(f64, f64)> {
-    let mut cache = model.new_cache();
-    cache.fill_synthetic(context, seed)?;
+    let mut filled = model.new_cache();
+    filled.fill_synthetic(context, seed)?;
+    filled.reserve(context + 1)?; // room for the step's token: no step grows (copies) the cache
     let token = [2u32.min(model.config().vocab_size as u32 - 1)];
-    let mut total = Vec::with_capacity(steps);
-    let mut attn = Vec::with_capacity(steps);
-    for i in 0..steps + 2 {
-        cache.truncate(context);
-        let mut probe = Probe::default();
-        let t0 = Instant::now();
-        model.forward(
-            &mut [Segment { cache: &mut cache, tokens: &token }],
-            ForwardOptions { dense, logits: LogitsMode::Last },
-            Some(&mut probe),
-        )?;
-        model.device().synchronize()?; // a GPU step is asynchronous: time its work
-        if i >= 2 {
-            total.push(t0.elapsed());
-            attn.push(probe.attn_time);
-        }
-    }
-    Ok((median(total), median(attn)))
+    // Each step starts from the same synthetic context (a clone shares the device buffers;
+    // the step writes only past `context`).
+    time_calls(model, (2, steps), &token, dense, || {
+        let mut c = filled.clone();
+        c.truncate(context);
+        Ok(c)
+    })
 }
 
 /// Measures each context; `with_dense` adds the dense baseline.
@@ -95,24 +116,7 @@ pub fn decode(
 
 fn measure_prefill(model: &Model, context: usize, reps: usize, dense: bool) -> Result<(f64, f64)> {
     let prompt = prompt_ids(model, context);
-    let mut total = Vec::with_capacity(reps);
-    let mut attn = Vec::with_capacity(reps);
-    for i in 0..reps + 1 {
-        let mut cache = model.new_cache();
-        let mut probe = Probe::default();
-        let t0 = Instant::now();
-        model.forward(
-            &mut [Segment { cache: &mut cache, tokens: &prompt }],
-            ForwardOptions { dense, logits: LogitsMode::Last },
-            Some(&mut probe),
-        )?;
-        model.device().synchronize()?;
-        if i >= 1 {
-            total.push(t0.elapsed());
-            attn.push(probe.attn_time);
-        }
-    }
-    Ok((median(total), median(attn)))
+    time_calls(model, (1, reps), &prompt, dense, || Ok(model.new_cache()))
 }
 
 /// Prefill of a `context`-token prompt in one forward call, per context (one warm-up, then
