@@ -94,6 +94,15 @@ pub enum Error {
         /// The tokenizers crate's message.
         reason: String,
     },
+    /// A conformance file that cannot be read, is not JSON, or is of another kind.
+    #[error("{context}")]
+    Conformance {
+        /// What was being done, naming the file (and line).
+        context: String,
+        /// The underlying I/O or JSON error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 /// `Result` with [`Error`].

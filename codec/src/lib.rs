@@ -52,6 +52,7 @@
 
 #![deny(missing_docs)]
 
+pub mod conformance;
 mod encode;
 mod error;
 mod json;

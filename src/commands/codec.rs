@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agentgen_codec::{
-    AssistantMessage, Conversation, EncodeOptions, ThinkingMode, Tokenizer, encode_messages,
-    messages_from_json, parse_completion, parse_lenient, tokenize_with_mask,
+    Conversation, EncodeOptions, ThinkingMode, Tokenizer, parse_completion, parse_lenient,
+    tokenize_with_mask,
 };
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
@@ -219,23 +219,14 @@ fn encode_line(line: &[u8], opts: &EncodeOptions) -> Result<String, String> {
     Ok(out)
 }
 
-/// The reference's output shape: `{"role", "content", "reasoning_content", "tool_calls"}`.
-fn message_json(m: &AssistantMessage) -> Value {
-    json!({
-        "role": "assistant",
-        "content": m.content,
-        "reasoning_content": m.reasoning_content,
-        "tool_calls": m.tool_calls,
-    })
-}
-
 fn parse(a: ParseArgs) -> anyhow::Result<ExitCode> {
     let text = read_stdin()?;
     let out = if a.lenient {
         parse_lenient(&text, a.thinking_mode)
-            .map(|(m, repairs)| json!({"message": message_json(&m), "repairs": repairs}))
+            .map(|(m, repairs)| json!({"message": agentgen_codec::conformance::message_json(&m), "repairs": repairs}))
     } else {
-        parse_completion(&text, a.thinking_mode).map(|m| message_json(&m))
+        parse_completion(&text, a.thinking_mode)
+            .map(|m| agentgen_codec::conformance::message_json(&m))
     };
     match out {
         Ok(v) => {
@@ -264,210 +255,10 @@ fn tokenize(a: TokenizeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Tally of a conformance run.
-#[derive(Default)]
-struct Tally {
-    passed: usize,
-    failed: usize,
-}
-
-impl Tally {
-    fn check(&mut self, case: &str, expected: &str, actual: &str) {
-        if expected == actual {
-            self.passed += 1;
-        } else {
-            self.fail(case, &diff_at(expected, actual));
-        }
-    }
-    fn fail(&mut self, case: &str, why: &str) {
-        self.failed += 1;
-        println!("FAIL {case}: {why}");
-    }
-}
-
-/// "first difference at byte N: expected ... got ...", with a short window of each side.
-fn diff_at(expected: &str, actual: &str) -> String {
-    let n = expected.bytes().zip(actual.bytes()).take_while(|(a, b)| a == b).count();
-    let window = |s: &str| {
-        let mut start = n.min(s.len());
-        while !s.is_char_boundary(start) {
-            start -= 1;
-        }
-        s[start..].chars().take(40).collect::<String>()
-    };
-    format!(
-        "first difference at byte {n}: expected {:?} got {:?}",
-        window(expected),
-        window(actual)
-    )
-}
-
 fn conformance(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let mut tally = Tally::default();
-    for path in files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.ends_with(".jsonl") {
-            run_jsonl(path, &mut tally)?;
-        } else if name.starts_with("test_input") && name.ends_with(".json") {
-            run_official(path, name, &mut tally)?;
-        } else {
-            bail!("{}: not a conformance file (*.jsonl or test_input*.json)", path.display());
-        }
-    }
+    let tally = agentgen_codec::conformance::run_files(files, &mut |case, why| {
+        println!("FAIL {case}: {why}");
+    })?;
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(if tally.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-fn run_official(path: &Path, name: &str, tally: &mut Tally) -> anyhow::Result<()> {
-    let out_name = name.replacen("input", "output", 1).replacen(".json", ".txt", 1);
-    let out_path = path.with_file_name(&out_name);
-    let input: Value = serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not json", path.display()))?;
-    let expected = std::fs::read_to_string(&out_path)
-        .with_context(|| format!("reading {}", out_path.display()))?;
-    let case = path.display().to_string();
-    match Conversation::from_json(&input).and_then(|c| c.encode(&EncodeOptions::default())) {
-        Ok(prompt) => tally.check(&case, expected.trim(), prompt.trim()),
-        Err(e) => tally.fail(&case, &format!("encode failed: {e}")),
-    }
-    if name == "test_input.json" {
-        let conv = Conversation::from_json(&input)?;
-        for (k, ignore) in [(4usize, "content"), (7, "tool_calls")] {
-            let case = format!("{case} round trip messages[{k}]");
-            if conv.messages.len() <= k {
-                tally.fail(&case, "input has too few messages");
-                continue;
-            }
-            let opts = EncodeOptions { context: conv.messages[..k].to_vec(), ..Default::default() };
-            let result = encode_messages(&conv.messages[k..=k], &opts)
-                .map_err(|e| e.to_string())
-                .and_then(|text| {
-                    parse_completion(&text, ThinkingMode::Thinking).map_err(|e| e.to_string())
-                });
-            match result {
-                Ok(parsed) => {
-                    let want = serde_json::to_value(&conv.messages[k])?;
-                    let mut want = normalize_message(&want);
-                    let mut got = normalize_message(&message_json(&parsed));
-                    for v in [&mut want, &mut got] {
-                        if let Some(o) = v.as_object_mut() {
-                            o.remove(ignore);
-                        }
-                    }
-                    tally.check(&case, &want.to_string(), &got.to_string());
-                }
-                Err(e) => tally.fail(&case, &e),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A message as a comparable JSON value: `role`, `content` and `reasoning_content` as strings
-/// (absent = ""), tool calls as `{name, arguments}` with arguments parsed when they are JSON.
-fn normalize_message(m: &Value) -> Value {
-    let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let calls: Vec<Value> = m
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| {
-                    let f = c.get("function").unwrap_or(c);
-                    let args = f.get("arguments").cloned().unwrap_or(Value::Null);
-                    let args = match &args {
-                        Value::String(s) => serde_json::from_str(s).unwrap_or(args),
-                        _ => args,
-                    };
-                    json!({"name": f.get("name").cloned().unwrap_or(Value::Null), "arguments": args})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "role": text("role"),
-        "content": text("content"),
-        "reasoning_content": text("reasoning_content"),
-        "tool_calls": calls,
-    })
-}
-
-fn run_jsonl(path: &Path, tally: &mut Tally) -> anyhow::Result<()> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {} line {}", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{} line {}: invalid json", path.display(), n + 1))?;
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("?");
-        let case = format!("{}:{} {name}", path.display(), n + 1);
-        let expect_error = v.get("expected_error").and_then(Value::as_bool) == Some(true);
-        match v.get("kind").and_then(Value::as_str) {
-            Some("encode") => {
-                let result = encode_case(&v);
-                match (result, v.get("expected_prompt").and_then(Value::as_str)) {
-                    (Ok(p), Some(want)) if !expect_error => tally.check(&case, want, &p),
-                    (Ok(p), _) => tally.fail(
-                        &case,
-                        &format!("expected an error, got a prompt of {} bytes", p.len()),
-                    ),
-                    (Err(_), _) if expect_error => tally.passed += 1,
-                    (Err(e), _) => tally.fail(&case, &format!("unexpected error: {e}")),
-                }
-            }
-            Some("parse") => {
-                let completion = v.get("completion").and_then(Value::as_str).unwrap_or("");
-                let mode = v.get("thinking_mode").and_then(Value::as_str).unwrap_or("thinking");
-                let result = mode
-                    .parse::<ThinkingMode>()
-                    .map_err(|e| e.to_string())
-                    .and_then(|m| parse_completion(completion, m).map_err(|e| e.to_string()));
-                match (result, v.get("expected_message")) {
-                    (Ok(m), Some(want)) if !expect_error => tally.check(
-                        &case,
-                        &normalize_message(want).to_string(),
-                        &normalize_message(&message_json(&m)).to_string(),
-                    ),
-                    (Ok(_), _) => tally.fail(&case, "expected a rejection, the completion parsed"),
-                    (Err(_), _) if expect_error => tally.passed += 1,
-                    (Err(e), _) => tally.fail(&case, &format!("unexpected rejection: {e}")),
-                }
-            }
-            other => tally.fail(&case, &format!("unknown kind {other:?}")),
-        }
-    }
-    Ok(())
-}
-
-/// Encode one `kind: encode` vector; any error (bad message, bad mode, reference error) is Err.
-fn encode_case(v: &Value) -> anyhow::Result<String> {
-    let conv = Conversation::from_json(&json!({
-        "messages": v.get("messages").cloned().unwrap_or(Value::Null),
-        "tools": v.get("tools").cloned().unwrap_or(Value::Null),
-    }))?;
-    let config = v.get("config").cloned().unwrap_or_else(|| json!({}));
-    let flag = |k: &str| config.get(k).and_then(Value::as_bool).unwrap_or(true);
-    let mode = config.get("thinking_mode").and_then(Value::as_str).unwrap_or("thinking");
-    let thinking_mode = match mode.parse::<ThinkingMode>() {
-        Ok(m) => m,
-        // The reference validates the mode only when it renders a message.
-        Err(_) if conv.messages.is_empty() => ThinkingMode::Thinking,
-        Err(e) => return Err(e.into()),
-    };
-    let context = match config.get("context").and_then(Value::as_array) {
-        Some(list) => messages_from_json(list)?,
-        None => Vec::new(),
-    };
-    let opts = EncodeOptions {
-        thinking_mode,
-        drop_thinking: flag("drop_thinking"),
-        add_bos: flag("add_default_bos_token"),
-        context,
-    };
-    Ok(encode_messages(&conv.messages, &opts)?)
 }
