@@ -65,8 +65,11 @@ pub trait Family: Send + Sync {
     fn tasks_per_instance(&self) -> u64 {
         self.info().tasks_per_instance
     }
-    /// Whether the family can run on this machine (e.g. the code family needs a working sandbox).
-    fn availability(&self) -> Availability;
+    /// Whether the family can run on this machine (e.g. the code family needs a working sandbox);
+    /// available unless a family says otherwise.
+    fn availability(&self) -> Availability {
+        Availability::Available
+    }
     /// True when tool execution starts a subprocess (the code interpreter).
     fn spawns_process(&self) -> bool {
         false

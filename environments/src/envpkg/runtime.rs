@@ -31,8 +31,8 @@ use super::task::{ValidTask, parse_task, task_id};
 use super::worker::{Failure, PythonRuntime, Worker, WorkerPool};
 use crate::error::{Error, Result};
 use crate::framework::{
-    Availability, Family, FamilyInfo, FollowUp, Instance, PackageInfo, ReferenceSolution,
-    ReferenceTurn, Session, SessionResult, State, TaskRef, TaskSpec, ToolResult, Verdict,
+    Family, FamilyInfo, FollowUp, Instance, PackageInfo, ReferenceSolution, ReferenceTurn, Session,
+    SessionResult, State, TaskRef, TaskSpec, ToolResult, Verdict,
 };
 
 /// How packages are opened for a run.
@@ -406,9 +406,6 @@ impl Family for PackageFamily {
             instances: self.pkg.manifest.generate_seeds.unwrap_or(0) + 1,
             tasks_per_instance: (self.statics.len() as u64).max(1),
         }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
         let tasks = if instance_seed == 0 {

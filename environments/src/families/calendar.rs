@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 
 use super::common::{Base, TaskParts, seal, state_checks, turn};
 use crate::error::Result;
-use crate::framework::{
-    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
-};
+use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{arg_i64, arg_str, call, hhmm, mix, name_hash, norm_text, rng};
 
 const NAME: &str = "calendar";
@@ -26,9 +24,6 @@ pub struct Calendar;
 impl Family for Calendar {
     fn info(&self) -> FamilyInfo {
         FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
         Ok(Arc::new(Org::build(instance_seed)?))

@@ -16,9 +16,7 @@ use serde_json::{Value, json};
 
 use super::common::{Base, TaskParts, turn};
 use crate::error::Result;
-use crate::framework::{
-    Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
-};
+use crate::framework::{Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{arg_str, call, mix, money, permute, rng};
 
 const NAME: &str = "trip";
@@ -30,9 +28,6 @@ pub struct Trip;
 impl Family for Trip {
     fn info(&self) -> FamilyInfo {
         FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
         Ok(Arc::new(TripInstance::build(instance_seed)?))

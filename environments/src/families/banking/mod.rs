@@ -16,9 +16,7 @@ use serde_json::{Map, Value, json};
 use super::answer::{self, answer_check};
 use super::common::{Base, TaskParts, difficulty_slot, seal, state_checks, turn};
 use crate::error::Result;
-use crate::framework::{
-    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
-};
+use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{arg_str, call, mix, money, norm_text, permute, rng};
 
 mod data;
@@ -35,9 +33,6 @@ pub struct Banking;
 impl Family for Banking {
     fn info(&self) -> FamilyInfo {
         FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
         Ok(Arc::new(Bank::build(instance_seed)?))

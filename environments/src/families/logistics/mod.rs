@@ -17,9 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
 use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
-use crate::framework::{
-    Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
-};
+use crate::framework::{Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{call, money, name_hash, rng};
 
 mod network;
@@ -38,9 +36,6 @@ pub struct LogisticsFamily;
 impl Family for LogisticsFamily {
     fn info(&self) -> FamilyInfo {
         FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
         Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;

@@ -13,9 +13,7 @@ use serde_json::{Value, json};
 
 use super::common::{Base, TaskParts, difficulty_slot, interleave, seal, state_checks, turn};
 use crate::error::Result;
-use crate::framework::{
-    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
-};
+use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{arg_str, call, money, rng};
 
 mod data;
@@ -33,9 +31,6 @@ pub struct Retail;
 impl Family for Retail {
     fn info(&self) -> FamilyInfo {
         FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
         Ok(Arc::new(Shop::build(instance_seed)?))

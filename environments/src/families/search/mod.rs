@@ -21,9 +21,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, do
 use super::answer;
 use crate::error::{Error, Result};
 use crate::families::common::{Base, TaskParts, turn};
-use crate::framework::{
-    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
-};
+use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{call, name_hash, rng};
 
 mod questions;
@@ -45,9 +43,6 @@ pub struct SearchFamily;
 impl Family for SearchFamily {
     fn info(&self) -> FamilyInfo {
         FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
         Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;

@@ -27,9 +27,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Result};
 use crate::families::answer;
 use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
-use crate::framework::{
-    Availability, Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
-};
+use crate::framework::{Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::limits::{self, codes as limit_codes};
 use crate::util::{call, rng};
 
@@ -59,9 +57,6 @@ pub struct SqlFamily;
 impl Family for SqlFamily {
     fn info(&self) -> FamilyInfo {
         FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
-    }
-    fn availability(&self) -> Availability {
-        Availability::Available
     }
     fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
         Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;
