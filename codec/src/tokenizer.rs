@@ -21,6 +21,11 @@ pub struct Tokenizer {
     /// The same pipeline without `tokenizers`' per-piece bookkeeping (see [`FastPath`]);
     /// `None` when the tokenizer.json is not shaped like V3.2's.
     fast: Option<FastPath>,
+    /// Each id's decoded bytes, built on the first [`Tokenizer::decode`] when the decoder is
+    /// ByteLevel (see [`DecodeTable`]); `None` inside when it is not.
+    decode_table: OnceLock<Option<DecodeTable>>,
+    /// Whether the tokenizer.json's decoder is plain ByteLevel.
+    byte_level_decoder: bool,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -49,10 +54,11 @@ impl Tokenizer {
     /// Load a `tokenizer.json` from its bytes.
     pub fn from_json_bytes(json: &[u8]) -> Result<Tokenizer> {
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(tok_err)?;
-        let fast = serde_json::from_slice::<Shape>(json)
-            .ok()
-            .and_then(|shape| FastPath::try_new(&shape.into_value(), &inner));
-        Ok(Tokenizer { inner, fast })
+        let shape = serde_json::from_slice::<Shape>(json).ok();
+        let byte_level_decoder =
+            shape.as_ref().is_some_and(|s| s.decoder.get("type").is_some_and(|t| t == "ByteLevel"));
+        let fast = shape.and_then(|shape| FastPath::try_new(&shape.into_value(), &inner));
+        Ok(Tokenizer { inner, fast, decode_table: OnceLock::new(), byte_level_decoder })
     }
 
     /// Token ids of `text`; markers in the text become their single tokens, nothing is added.
@@ -75,8 +81,22 @@ impl Tokenizer {
         self.fast.is_some()
     }
 
-    /// Text of `ids`, special tokens kept (BOS, EOS and `｜DSML｜` included).
+    /// Text of `ids`, special tokens kept (BOS, EOS and `｜DSML｜` included). The same text as
+    /// [`Tokenizer::decode_reference`] (ids the tokenizer does not know are dropped, invalid
+    /// UTF-8 becomes U+FFFD), from a per-id byte table instead of a per-char hash lookup.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let table = self
+            .decode_table
+            .get_or_init(|| self.byte_level_decoder.then(|| DecodeTable::new(&self.inner)));
+        match table {
+            Some(t) => Ok(t.decode(ids)),
+            None => self.decode_reference(ids),
+        }
+    }
+
+    /// Text of `ids` through the `tokenizers` crate's own decoder: the reference
+    /// [`Tokenizer::decode`] is tested against.
+    pub fn decode_reference(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, false).map_err(tok_err)
     }
 
@@ -138,6 +158,56 @@ struct Shape {
     added_tokens: serde_json::Value,
     #[serde(default)]
     model: ModelFlags,
+    #[serde(default)]
+    decoder: serde_json::Value,
+}
+
+/// What the ByteLevel decoder gives each id, precomputed: `tokenizers` maps every char of
+/// every token through a hash map (half of a `validate --check-tokens` run). A token whose
+/// chars are all byte-level chars becomes those bytes; any other (the added tokens: BOS,
+/// `｜DSML｜`, ...) its UTF-8 as it is; an id without a token decodes to nothing — each as
+/// `tokenizers`' `decode` does, before its `from_utf8_lossy` of the whole.
+struct DecodeTable {
+    /// All ids' bytes, one after the other.
+    bytes: Vec<u8>,
+    /// Id `i`'s bytes are `bytes[starts[i]..starts[i + 1]]` (empty for an unknown id).
+    starts: Vec<u32>,
+}
+
+impl DecodeTable {
+    fn new(inner: &tokenizers::Tokenizer) -> DecodeTable {
+        let mut char_bytes = std::collections::HashMap::new();
+        for (b, c) in byte_level_chars().into_iter().enumerate() {
+            char_bytes.insert(c, b as u8);
+        }
+        let n = inner.get_vocab(true).values().max().map_or(0, |m| *m as usize + 1);
+        let mut bytes = Vec::new();
+        let mut starts = Vec::with_capacity(n + 1);
+        starts.push(0);
+        for id in 0..n {
+            if let Some(token) = inner.id_to_token(id as u32) {
+                let mapped: Option<Vec<u8>> =
+                    token.chars().map(|c| char_bytes.get(&c).copied()).collect();
+                bytes.extend(mapped.unwrap_or_else(|| token.into_bytes()));
+            }
+            starts.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+        }
+        DecodeTable { bytes, starts }
+    }
+
+    fn decode(&self, ids: &[u32]) -> String {
+        let mut out = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            let i = id as usize;
+            if let (Some(&a), Some(&b)) = (self.starts.get(i), self.starts.get(i + 1)) {
+                out.extend_from_slice(&self.bytes[a as usize..b as usize]);
+            }
+        }
+        match String::from_utf8(out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }
+    }
 }
 
 /// The BPE settings the fast path depends on (absent ones read as `null`).

@@ -1,6 +1,7 @@
 //! The fast encode path ([`Tokenizer::encode`]) against the `tokenizers` crate's own pipeline
 //! ([`Tokenizer::encode_reference`]): same ids on the fixtures, on every official conversation
-//! and on random text built from the characters the pre-tokenizer patterns care about.
+//! and on random text built from the characters the pre-tokenizer patterns care about. The
+//! table decode ([`Tokenizer::decode`]) against [`Tokenizer::decode_reference`] the same way.
 
 use agentgen_codec::{Conversation, EncodeOptions, Tokenizer};
 use proptest::prelude::*;
@@ -141,5 +142,51 @@ proptest! {
     fn arbitrary_unicode_matches_the_reference(text in "\\PC{0,40}") {
         let tok = Tokenizer::shared().expect("tokenizer");
         prop_assert_eq!(tok.encode(&text).expect("fast"), tok.encode_reference(&text).expect("reference"));
+    }
+
+    #[test]
+    fn random_ids_decode_like_the_reference(
+        ids in prop::collection::vec(prop_oneof![
+            // Anywhere in the vocabulary, the added tokens at its end, single-byte tokens that
+            // can split a UTF-8 sequence, and ids no token has.
+            0u32..129_500,
+            128_790u32..128_815,
+            0u32..400,
+            128_815u32..u32::MAX,
+        ], 0..40)
+    ) {
+        let tok = Tokenizer::shared().expect("tokenizer");
+        prop_assert_eq!(tok.decode(&ids).expect("table"), tok.decode_reference(&ids).expect("reference"));
+    }
+}
+
+#[test]
+fn every_id_decodes_like_the_reference() {
+    let tok = Tokenizer::shared().expect("tokenizer");
+    let mut differ = Vec::new();
+    for id in 0..130_000u32 {
+        let (fast, reference) = (tok.decode(&[id]), tok.decode_reference(&[id]));
+        if fast.as_deref().ok() != reference.as_deref().ok() {
+            differ.push(id);
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} ids decode differently, first {:?}",
+        differ.len(),
+        &differ[..differ.len().min(10)]
+    );
+    // Whole conversations: the ids of the fixture texts decode back to them.
+    let cases = std::fs::read_to_string(fixtures().join("tokenizer/token_cases.jsonl"))
+        .expect("token cases");
+    for line in cases.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("case json");
+        let text = v["text"].as_str().expect("text");
+        let ids = tok.encode(text).expect("ids");
+        assert_eq!(tok.decode(&ids).expect("decode"), text);
+        assert_eq!(
+            tok.decode(&ids).expect("decode"),
+            tok.decode_reference(&ids).expect("reference")
+        );
     }
 }
