@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let mut cfg = RunConfig {
-        out: out.clone(),
+        out: Some(out.clone()),
         seed: args.run.seed,
         envs: args.envs.clone(),
         samples_per_task: args.samples,
@@ -97,8 +97,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if temporary {
         let _ = std::fs::remove_dir_all(&out);
-    } else {
-        eprintln!("{}", super::written_to(&report.run));
+    } else if let Some(line) = super::written_to(&report.run) {
+        eprintln!("{line}");
     }
     if let Some(why) = &report.run.stopped {
         eprintln!("error: stopped: {why}; no calibration written");

@@ -81,7 +81,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.run.init();
-    let mut cfg = RunConfig { out: args.out.clone(), tasks: args.tasks, ..RunConfig::default() };
+    let mut cfg =
+        RunConfig { out: Some(args.out.clone()), tasks: args.tasks, ..RunConfig::default() };
     cfg.seed = args.run.seed;
     args.dataset.apply(&mut cfg);
     cfg.samples_per_task = args.samples_per_task;
@@ -108,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let rt = rt.build().context("starting the tokio runtime")?;
     // An object store `--out`: take the shard's lease before anything is written.
-    let out_text = cfg.out.to_string_lossy().into_owned();
+    let out_text = args.out.to_string_lossy().into_owned();
     let mut published = None;
     if agentgen_store::is_url(&out_text) {
         let lease_secs = args.lease_secs.unwrap_or(agentgen_store::DEFAULT_LEASE_SECS);
@@ -131,7 +132,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     eprintln!("{}", report.table.trim_end());
-    eprintln!("{}", super::written_to(&report));
+    if let Some(line) = super::written_to(&report) {
+        eprintln!("{line}");
+    }
     if driven.budget_spent {
         return Ok(ExitCode::from(3));
     }
