@@ -59,26 +59,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.run.init();
-    let (mode, auto) = args.policy.thinking_mode()?;
     let mut cfg = RunConfig {
         out: args.out.clone(),
-        seed: args.run.seed,
         envs: args.envs.clone(),
         samples_per_task: args.samples,
-        concurrency: args.run.concurrency(args.policy.kind(), true),
-        thinking_mode: mode,
-        thinking_auto: auto,
-        sampling: args.sampling.params(args.run.seed)?,
-        progress: !args.run.quiet,
         overwrite: args.overwrite,
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
         ..RunConfig::default()
     };
-    cfg.limits.max_turns = args.run.max_turns;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    args.run.configure(&mut cfg, &args.policy, &args.sampling)?;
+    let rt = super::runtime()?;
     let report = args.policy.drive(&rt, cfg, Calibrate { tasks: args.tasks })?.output;
     let summary = summary_json(&report.packages);
     eprint!("{}", summary_text(&summary));

@@ -83,23 +83,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.run.init();
     let mut cfg =
         RunConfig { out: Some(args.out.clone()), tasks: args.tasks, ..RunConfig::default() };
-    cfg.seed = args.run.seed;
     args.dataset.apply(&mut cfg);
+    args.run.configure(&mut cfg, &args.policy, &args.sampling)?;
     cfg.samples_per_task = args.samples_per_task;
-    cfg.concurrency = args.run.concurrency(args.policy.kind(), !cfg.envs.is_empty());
     if let Some(s) = &args.shard {
         cfg.shard = s.parse::<ShardSpec>()?;
     }
-    cfg.progress = !args.run.quiet;
     cfg.dedup = !args.no_dedup;
-    (cfg.thinking_mode, cfg.thinking_auto) = args.policy.thinking_mode()?;
-    cfg.sampling = args.sampling.params(0)?;
-    cfg.limits.max_turns = args.run.max_turns;
     if let Some(r) = args.rows_per_file {
         cfg.rows_per_file = r;
         cfg.row_group_rows = cfg.row_group_rows.min(r);
     }
-    cfg.command_line = std::env::args().collect::<Vec<_>>().join(" ");
     cfg.git_revision = option_env!("AGENTGEN_GIT_REVISION").map(str::to_owned);
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -21,6 +21,15 @@ pub mod store;
 pub mod synth;
 pub mod validate;
 
+/// The multi-threaded tokio runtime a command runs on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
 /// The summary's last line: where the files went (None: the run had no folder).
 pub(crate) fn written_to(report: &agentgen_pipeline::RunReport) -> Option<String> {
     let m = report.manifest.as_ref()?;

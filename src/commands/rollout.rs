@@ -80,22 +80,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cfg = RunConfig {
         out,
         tasks: args.tasks,
-        seed: args.run.seed,
         task_list,
         samples_per_task: args.samples_per_task,
-        sampling: args.sampling.params(args.run.seed)?,
-        progress: !args.run.quiet,
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
         ..RunConfig::default()
     };
     args.dataset.apply(&mut cfg);
-    cfg.concurrency = args.run.concurrency(args.policy.kind(), !cfg.envs.is_empty());
-    (cfg.thinking_mode, cfg.thinking_auto) = args.policy.thinking_mode()?;
-    cfg.limits.max_turns = args.run.max_turns;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    args.run.configure(&mut cfg, &args.policy, &args.sampling)?;
+    let rt = super::runtime()?;
     let sink = match &args.jsonl {
         Some(path) => Some(jsonl_sink(path)?),
         None => None,

@@ -10,7 +10,8 @@ use agentgen_pipeline::{
     DEFAULT_SEED, RunConfig,
 };
 
-use super::policy::PolicyKind;
+use super::policy::{PolicyArgs, PolicyKind};
+use super::sampling::SamplingArgs;
 
 /// `--seed`, `--concurrency`, `--max-turns`, `--quiet`, `--allow-weak-sandbox`, `--config`.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +66,26 @@ impl RunArgs {
                 DEFAULT_CONCURRENCY
             }
         })
+    }
+
+    /// Set what these flags, the policy flags and the sampling flags decide in a run's
+    /// configuration, the same way in `generate`, `rollout` and `calibrate`: the seed, the
+    /// sampling, the rollouts in flight (for `cfg.envs`: set those first), the thinking mode,
+    /// the turn limit, the progress bar and the command line the manifest records.
+    pub fn configure(
+        &self,
+        cfg: &mut RunConfig,
+        policy: &PolicyArgs,
+        sampling: &SamplingArgs,
+    ) -> anyhow::Result<()> {
+        cfg.seed = self.seed;
+        cfg.sampling = sampling.params(self.seed)?;
+        cfg.concurrency = self.concurrency(policy.kind(), !cfg.envs.is_empty());
+        (cfg.thinking_mode, cfg.thinking_auto) = policy.thinking_mode()?;
+        cfg.limits.max_turns = self.max_turns;
+        cfg.progress = !self.quiet;
+        cfg.command_line = std::env::args().collect::<Vec<_>>().join(" ");
+        Ok(())
     }
 
     /// Settle the process-wide switches (`--quiet` logging, `--allow-weak-sandbox`).
