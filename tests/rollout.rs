@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -251,6 +251,15 @@ fn rollout_in(cwd: &Path, tmp: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// A test folder with two empty folders in it, for a run's working folder and its TMPDIR.
+fn empty_cwd_and_tmp() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cwd, tmp) = (dir.path().join("cwd"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&cwd).expect("mkdir");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    (dir, cwd, tmp)
+}
+
 /// What a folder holds, by relative path (empty when nothing was written there).
 fn entries(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -294,10 +303,7 @@ fn lines_of(o: &Output) -> Vec<String> {
 /// the dataset holds.
 #[test]
 fn rollout_jsonl_alone_streams_the_lines_of_a_dataset_run() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let (cwd, tmp) = (dir.path().join("cwd"), dir.path().join("tmp"));
-    std::fs::create_dir_all(&cwd).expect("mkdir");
-    std::fs::create_dir_all(&tmp).expect("mkdir");
+    let (dir, cwd, tmp) = empty_cwd_and_tmp();
     let args = ["--policy", "reference", "--tasks", "12", "--samples-per-task", "2", "--quiet"];
     let mut streamed = Vec::new();
     for c in ["1", "8"] {
@@ -340,10 +346,7 @@ fn rollout_jsonl_alone_streams_the_lines_of_a_dataset_run() {
 /// written to the working folder or the temporary folder.
 #[test]
 fn rollout_jsonl_alone_writes_nothing_but_the_lines() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let (cwd, tmp) = (dir.path().join("cwd"), dir.path().join("tmp"));
-    std::fs::create_dir_all(&cwd).expect("mkdir");
-    std::fs::create_dir_all(&tmp).expect("mkdir");
+    let (_dir, cwd, tmp) = empty_cwd_and_tmp();
     let mut child = rollout_in(
         &cwd,
         &tmp,
@@ -385,10 +388,7 @@ fn rollout_jsonl_alone_refuses_folder_flags() {
 /// first error and the summary, after the first 50 rollouts or when every row failed.
 #[test]
 fn rollout_jsonl_alone_stops_on_a_failing_endpoint() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let (cwd, tmp) = (dir.path().join("cwd"), dir.path().join("tmp"));
-    std::fs::create_dir_all(&cwd).expect("mkdir");
-    std::fs::create_dir_all(&tmp).expect("mkdir");
+    let (_dir, cwd, tmp) = empty_cwd_and_tmp();
     let stub = crate::opsafety::Stub::failing(404);
     let url = stub.url();
     let http = ["--policy", "http", "--endpoint", &url, "--quiet", "--jsonl", "-"];
