@@ -1,11 +1,14 @@
 //! End-to-end tests of `agentgen rollout`: groups with logprobs and advantages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
 use crate::serve::{Server, tiny_real_model};
-use crate::util::run;
+use crate::util::{bin, run};
 
 fn rows(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
@@ -237,4 +240,177 @@ fn local_policy_refuses_a_model_without_the_v32_vocabulary() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("vocabulary"));
+}
+
+/// `agentgen rollout ARGS` run in `cwd` with `TMPDIR=tmp` (both empty folders the test checks
+/// afterwards), stdout piped.
+fn rollout_in(cwd: &Path, tmp: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("rollout").args(args).current_dir(cwd).env("TMPDIR", tmp);
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+/// A test folder with two empty folders in it, for a run's working folder and its TMPDIR.
+fn empty_cwd_and_tmp() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cwd, tmp) = (dir.path().join("cwd"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&cwd).expect("mkdir");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    (dir, cwd, tmp)
+}
+
+/// What a folder holds, by relative path (empty when nothing was written there).
+fn entries(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() {
+            out.extend(entries(&e.path()).into_iter().map(|n| format!("{name}/{n}")));
+        }
+        out.push(name);
+    }
+    out
+}
+
+/// A JSON line with the value of `timings_ms` (wall-clock times, the one field two runs may
+/// not share) emptied; every other byte is kept.
+fn without_timings(line: &str) -> String {
+    const KEY: &str = "\"timings_ms\":\"";
+    let Some(at) = line.find(KEY) else { panic!("no timings_ms in {line}") };
+    let start = at + KEY.len();
+    let mut escaped = false;
+    let len = line[start..]
+        .char_indices()
+        .find(|&(_, c)| {
+            let end = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            end
+        })
+        .map(|(i, _)| i)
+        .expect("closing quote of timings_ms");
+    format!("{}{}", &line[..start], &line[start + len..])
+}
+
+/// The JSON lines of a run, timings emptied, after checking it succeeded.
+fn lines_of(o: &Output) -> Vec<String> {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().map(without_timings).collect()
+}
+
+/// `--jsonl` without `--out` streams the very lines a run with a dataset streams (same rows,
+/// order and bytes but the wall-clock timings) at concurrency 1 and 8, and those are the rows
+/// the dataset holds.
+#[test]
+fn rollout_jsonl_alone_streams_the_lines_of_a_dataset_run() {
+    let (dir, cwd, tmp) = empty_cwd_and_tmp();
+    let args = ["--policy", "reference", "--tasks", "12", "--samples-per-task", "2", "--quiet"];
+    let mut streamed = Vec::new();
+    for c in ["1", "8"] {
+        let ds = dir.path().join(format!("ds-{c}"));
+        let with = [&args[..], &["--concurrency", c, "--jsonl", "-", "--out"]].concat();
+        let with_out = rollout_in(&cwd, &tmp, &with).arg(&ds).output().expect("rollout with --out");
+        let alone = [&args[..], &["--concurrency", c, "--jsonl", "-"]].concat();
+        let alone = rollout_in(&cwd, &tmp, &alone).output().expect("rollout --jsonl alone");
+        let (with_out, alone) = (lines_of(&with_out), lines_of(&alone));
+        assert_eq!(alone, with_out, "concurrency {c}: the same lines");
+        assert!(entries(&cwd).is_empty() && entries(&tmp).is_empty(), "{:?}", entries(&tmp));
+
+        // The lines are the dataset's rows (the same text, tokens, verdict and split; the
+        // JSON line also carries what Parquet does not store, such as tool call ids), both
+        // splits, one line each.
+        let mut parquet = crate::util::rows_by_id(&ds);
+        let splits: BTreeSet<&str> = alone
+            .iter()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("json line");
+                let id = v["sample_id"].as_str().expect("sample_id");
+                let row = parquet.remove(id).unwrap_or_else(|| panic!("{id} not in the dataset"));
+                let split = row.split().as_str();
+                assert_eq!(v["split"], split, "{id}");
+                assert_eq!(v["text"], row.text, "{id}");
+                assert_eq!(v["token_ids"], serde_json::json!(row.token_ids), "{id}");
+                assert_eq!(v["verdict"], serde_json::json!(row.verdict), "{id}");
+                split
+            })
+            .collect();
+        assert!(parquet.is_empty(), "rows never streamed: {:?}", parquet.keys());
+        assert_eq!(splits, BTreeSet::from(["train", "rejected"]));
+        streamed.push(alone);
+    }
+    assert_eq!(streamed[0], streamed[1], "concurrency 1 and 8 stream the same lines");
+}
+
+/// `--jsonl -` without `--out` has no folder: while it streams (the first line arrives before
+/// the run ends: it cannot write the rest until the reader reads on) and after it, nothing is
+/// written to the working folder or the temporary folder.
+#[test]
+fn rollout_jsonl_alone_writes_nothing_but_the_lines() {
+    let (_dir, cwd, tmp) = empty_cwd_and_tmp();
+    let mut child = rollout_in(
+        &cwd,
+        &tmp,
+        &["--policy", "reference", "--tasks", "300", "--samples-per-task", "1"],
+    )
+    .args(["--concurrency", "1", "--quiet", "--jsonl", "-"])
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a first row").expect("read");
+    let row: Value = serde_json::from_str(&first).expect("one row per line");
+    assert!(row["sample_id"].is_string() && row["split"].is_string(), "{row}");
+    assert!(child.try_wait().expect("try_wait").is_none(), "still running after the first row");
+    assert_eq!(entries(&tmp), Vec::<String>::new(), "nothing in TMPDIR while the run streams");
+    assert_eq!(entries(&cwd), Vec::<String>::new(), "nothing in the working folder");
+    assert_eq!(lines.count() + 1, 300, "one line per row");
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(entries(&tmp), Vec::<String>::new(), "nothing left in TMPDIR");
+    assert_eq!(entries(&cwd), Vec::<String>::new(), "nothing left in the working folder");
+}
+
+/// The flags that only make sense with a folder are refused without one: one line, exit 2.
+#[test]
+fn rollout_jsonl_alone_refuses_folder_flags() {
+    for flag in [&["--resume"][..], &["--overwrite"], &["--flush-secs", "5"]] {
+        let mut args = vec!["rollout", "--policy", "reference", "--tasks", "1", "--jsonl", "-"];
+        args.extend_from_slice(flag);
+        let o = run(&args, b"");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(flag[0]) && err.contains("--out"), "{err}");
+        assert!(o.stdout.is_empty(), "nothing ran");
+    }
+}
+
+/// Without a folder the policy-health checks stop a failing run as before: exit 3 with the
+/// first error and the summary, after the first 50 rollouts or when every row failed.
+#[test]
+fn rollout_jsonl_alone_stops_on_a_failing_endpoint() {
+    let (_dir, cwd, tmp) = empty_cwd_and_tmp();
+    let stub = crate::opsafety::Stub::failing(404);
+    let url = stub.url();
+    let http = ["--policy", "http", "--endpoint", &url, "--quiet", "--jsonl", "-"];
+    let o =
+        rollout_in(&cwd, &tmp, &[&http[..], &["--tasks", "5", "--samples-per-task", "1"]].concat())
+            .output()
+            .expect("rollout");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("every one of the 5 rollouts failed in the policy"), "{err}");
+    assert!(err.contains("policy.http_4xx") && err.contains("total"), "{err}");
+    let rows = rows(&o.stdout);
+    assert_eq!(rows.len(), 5, "the failed rows are streamed");
+    assert!(rows.iter().all(|r| r["verdict"]["code"] == "policy.http_4xx"), "{rows:?}");
+
+    let before = stub.count();
+    let many = ["--tasks", "400", "--samples-per-task", "1", "--concurrency", "2"];
+    let o = rollout_in(&cwd, &tmp, &[&http[..], &many[..]].concat()).output().expect("rollout");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("--max-policy-error-rate"), "{err}");
+    let n = stub.count() - before;
+    assert!((50..400).contains(&n), "stopped after the first 50 rollouts, not at the end: {n}");
+    assert!(entries(&cwd).is_empty() && entries(&tmp).is_empty());
 }

@@ -101,7 +101,7 @@ impl Policy for Scripted {
 
 fn config(dir: &Path, pkgs: &Path, out: &str, k: u32) -> RunConfig {
     RunConfig {
-        out: dir.join(out),
+        out: Some(dir.join(out)),
         envs: vec![pkgs.display().to_string()],
         samples_per_task: k,
         concurrency: 4,

@@ -46,11 +46,11 @@ pub struct Args {
     pub sampling: super::sampling::SamplingArgs,
     #[command(flatten)]
     pub run: super::runargs::RunArgs,
-    /// Keep the calibration rollouts as a dataset here (default: a temporary folder, removed).
+    /// Keep the calibration rollouts as a dataset here (default: none is written).
     #[arg(long, value_name = "RUNDIR")]
     pub out: Option<PathBuf>,
     /// Replace the agentgen dataset already in `--out`.
-    #[arg(long)]
+    #[arg(long, requires = "out")]
     pub overwrite: bool,
     /// Print the summary as JSON on stdout (and write it to FILE when given).
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
@@ -59,32 +59,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.run.init();
-    let (mode, auto) = args.policy.thinking_mode()?;
-    let (out, temporary) = match &args.out {
-        Some(d) => (d.clone(), false),
-        None => {
-            (std::env::temp_dir().join(format!("agentgen-calibrate-{}", std::process::id())), true)
-        }
-    };
     let mut cfg = RunConfig {
-        out: out.clone(),
-        seed: args.run.seed,
+        out: args.out.clone(),
         envs: args.envs.clone(),
         samples_per_task: args.samples,
-        concurrency: args.run.concurrency(args.policy.kind(), true),
-        thinking_mode: mode,
-        thinking_auto: auto,
-        sampling: args.sampling.params(args.run.seed)?,
-        progress: !args.run.quiet,
-        overwrite: args.overwrite || temporary,
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        overwrite: args.overwrite,
         ..RunConfig::default()
     };
-    cfg.limits.max_turns = args.run.max_turns;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    args.run.configure(&mut cfg, &args.policy, &args.sampling)?;
+    let rt = super::runtime()?;
     let report = args.policy.drive(&rt, cfg, Calibrate { tasks: args.tasks })?.output;
     let summary = summary_json(&report.packages);
     eprint!("{}", summary_text(&summary));
@@ -95,10 +78,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write {file}"))?;
         }
     }
-    if temporary {
-        let _ = std::fs::remove_dir_all(&out);
-    } else {
-        eprintln!("{}", super::written_to(&report.run));
+    if let Some(line) = super::written_to(&report.run) {
+        eprintln!("{line}");
     }
     if let Some(why) = &report.run.stopped {
         eprintln!("error: stopped: {why}; no calibration written");

@@ -149,10 +149,11 @@ pub fn chat_policy(
 
 /// The line a spent `--max-tokens-total` prints: the run stopped cleanly (exit 3).
 pub fn budget_spent_line(report: &RunReport) -> String {
-    let usage = report.manifest.usage.unwrap_or_default();
-    format!(
-        "stopped: --max-tokens-total is spent ({} tokens used); finished rows are written, \
-         rerun with --resume and a larger budget to continue",
-        usage.total_tokens
-    )
+    let usage = report.usage.unwrap_or_default();
+    let next = if report.manifest.is_some() {
+        "finished rows are written, rerun with --resume and a larger budget to continue"
+    } else {
+        "the rows streamed so far are complete"
+    };
+    format!("stopped: --max-tokens-total is spent ({} tokens used); {next}", usage.total_tokens)
 }

@@ -162,10 +162,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_connections: args.max_connections.max(1),
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let rt = super::runtime()?;
     let cfg = ServerConfig { max_body_bytes: args.max_body_bytes.max(1024) };
     rt.block_on(async {
         let mut app = agentgen_env_server::router(Arc::clone(&engine), cfg);

@@ -81,24 +81,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     args.run.init();
-    let mut cfg = RunConfig { out: args.out.clone(), tasks: args.tasks, ..RunConfig::default() };
-    cfg.seed = args.run.seed;
+    let mut cfg =
+        RunConfig { out: Some(args.out.clone()), tasks: args.tasks, ..RunConfig::default() };
     args.dataset.apply(&mut cfg);
+    args.run.configure(&mut cfg, &args.policy, &args.sampling)?;
     cfg.samples_per_task = args.samples_per_task;
-    cfg.concurrency = args.run.concurrency(args.policy.kind(), !cfg.envs.is_empty());
     if let Some(s) = &args.shard {
         cfg.shard = s.parse::<ShardSpec>()?;
     }
-    cfg.progress = !args.run.quiet;
     cfg.dedup = !args.no_dedup;
-    (cfg.thinking_mode, cfg.thinking_auto) = args.policy.thinking_mode()?;
-    cfg.sampling = args.sampling.params(0)?;
-    cfg.limits.max_turns = args.run.max_turns;
     if let Some(r) = args.rows_per_file {
         cfg.rows_per_file = r;
         cfg.row_group_rows = cfg.row_group_rows.min(r);
     }
-    cfg.command_line = std::env::args().collect::<Vec<_>>().join(" ");
     cfg.git_revision = option_env!("AGENTGEN_GIT_REVISION").map(str::to_owned);
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -108,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let rt = rt.build().context("starting the tokio runtime")?;
     // An object store `--out`: take the shard's lease before anything is written.
-    let out_text = cfg.out.to_string_lossy().into_owned();
+    let out_text = args.out.to_string_lossy().into_owned();
     let mut published = None;
     if agentgen_store::is_url(&out_text) {
         let lease_secs = args.lease_secs.unwrap_or(agentgen_store::DEFAULT_LEASE_SECS);
@@ -131,7 +126,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     eprintln!("{}", report.table.trim_end());
-    eprintln!("{}", super::written_to(&report));
+    if let Some(line) = super::written_to(&report) {
+        eprintln!("{line}");
+    }
     if driven.budget_spent {
         return Ok(ExitCode::from(3));
     }

@@ -21,11 +21,20 @@ pub mod store;
 pub mod synth;
 pub mod validate;
 
-/// The summary's last line: where the files went.
-pub(crate) fn written_to(report: &agentgen_pipeline::RunReport) -> String {
-    if let Some(url) = report.manifest.config.get("store_url").and_then(|v| v.as_str()) {
-        let m = &report.manifest;
-        return format!(
+/// The multi-threaded tokio runtime a command runs on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+/// The summary's last line: where the files went (None: the run had no folder).
+pub(crate) fn written_to(report: &agentgen_pipeline::RunReport) -> Option<String> {
+    let m = report.manifest.as_ref()?;
+    if let Some(url) = m.config.get("store_url").and_then(|v| v.as_str()) {
+        return Some(format!(
             "shard {}/{} in {url}: {} part file(s) under {url}/data ({} train, {} rejected rows in \
              this shard), {url}/_shards/{:05}/manifest.json; when every shard is done: agentgen \
              seal {url} --shards {}",
@@ -36,15 +45,15 @@ pub(crate) fn written_to(report: &agentgen_pipeline::RunReport) -> String {
             m.counts.rejected,
             m.shard_index,
             m.shard_count
-        );
+        ));
     }
-    let dir = &report.manifest.config["out"];
+    let dir = &m.config["out"];
     let dir = dir.as_str().map_or_else(|| dir.to_string(), str::to_owned);
-    let (train, rejected) = (report.manifest.counts.accepted, report.manifest.counts.rejected);
-    format!(
+    let (train, rejected) = (m.counts.accepted, m.counts.rejected);
+    Some(format!(
         "dataset in {dir}: {} part file(s) under {dir}/data ({train} train, {rejected} rejected rows in all), {dir}/manifest.json, {dir}/README.md",
-        report.manifest.files.len()
-    )
+        m.files.len()
+    ))
 }
 
 /// Log to stderr: warnings with `--quiet`, else info, but the search index library

@@ -3,7 +3,8 @@
 //! logprobs, the loss mask, the reward and the group-relative advantage (reward minus the
 //! group mean, computed by the pipeline), and writes the Parquet dataset; with `--jsonl PATH`
 //! (`-` = stdout) it also streams the rows, both splits, as JSON lines for a trainer that
-//! reads a pipe. No rollout logic lives here.
+//! reads a pipe, and without `--out` only streams them (the run has no folder: nothing else is
+//! written). No rollout logic lives here.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -19,8 +20,8 @@ use anyhow::Context;
 #[derive(Debug, clap::Args)]
 #[command(mut_arg("policy", |a| a.default_value("http")))]
 pub struct Args {
-    /// Output dataset folder (Parquet, HF layout) [default: ./rollouts, or, when only
-    /// `--jsonl` output is wanted, a temporary folder that is removed afterwards].
+    /// Output dataset folder (Parquet, HF layout) [default: ./rollouts, or, with `--jsonl`,
+    /// none: the JSON lines are the only output].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Number of tasks (sampled deterministically from the seed over the families).
@@ -54,8 +55,8 @@ pub struct Args {
     pub run: super::runargs::RunArgs,
     #[command(flatten)]
     pub dataset: super::runargs::DatasetArgs,
-    /// Also write every row as a JSON line to PATH (`-` = stdout), flushed per row, as the
-    /// rows are written.
+    /// Write every row as a JSON line to PATH (`-` = stdout), flushed per row, as the rows are
+    /// finished, in the run's order; alongside the dataset with `--out`, instead of it without.
     #[arg(long, value_name = "PATH")]
     pub jsonl: Option<String>,
 }
@@ -66,35 +67,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     args.run.init();
-    let (out, temporary) = match (&args.out, &args.jsonl) {
-        (Some(d), _) => (d.clone(), false),
-        (None, Some(_)) => {
-            let d = std::env::temp_dir().join(format!("agentgen-rollout-{}", std::process::id()));
-            (d, true)
-        }
-        (None, None) => (PathBuf::from("rollouts"), false),
+    let out = match (&args.out, &args.jsonl) {
+        (Some(d), _) => Some(d.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(PathBuf::from("rollouts")),
     };
+    if out.is_none()
+        && let Some(flag) = args.dataset.folder_flags().first()
+    {
+        anyhow::bail!("{flag} needs an output folder: add --out DIR (--jsonl alone writes none)");
+    }
     let mut cfg = RunConfig {
-        out: out.clone(),
+        out,
         tasks: args.tasks,
-        seed: args.run.seed,
         task_list,
         samples_per_task: args.samples_per_task,
-        sampling: args.sampling.params(args.run.seed)?,
-        progress: !args.run.quiet,
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
         ..RunConfig::default()
     };
     args.dataset.apply(&mut cfg);
-    // A temporary folder of an earlier process with the same pid is ours to replace.
-    cfg.overwrite |= temporary;
-    cfg.concurrency = args.run.concurrency(args.policy.kind(), !cfg.envs.is_empty());
-    (cfg.thinking_mode, cfg.thinking_auto) = args.policy.thinking_mode()?;
-    cfg.limits.max_turns = args.run.max_turns;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    args.run.configure(&mut cfg, &args.policy, &args.sampling)?;
+    let rt = super::runtime()?;
     let sink = match &args.jsonl {
         Some(path) => Some(jsonl_sink(path)?),
         None => None,
@@ -106,11 +98,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(3));
     }
     eprintln!("{}", report.table.trim_end());
-    if !temporary {
-        eprintln!("{}", super::written_to(&report));
-    }
-    if temporary {
-        let _ = std::fs::remove_dir_all(&out);
+    if let Some(line) = super::written_to(&report) {
+        eprintln!("{line}");
     }
     if let Some(why) = &report.stopped {
         eprintln!("error: stopped: {why}");
@@ -120,8 +109,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Streams every row (both splits, `split` added) as one JSON line to `path` (`-` = stdout)
-/// the moment it is written, flushed per row. A reader that goes away ends the stream, not
-/// the run (the Parquet dataset is still written).
+/// the moment it is finished, flushed per row. A reader that goes away ends the stream, not
+/// the run (a Parquet dataset is still written).
 fn jsonl_sink(path: &str) -> anyhow::Result<RowSink> {
     let out: Box<dyn Write + Send> = if path == "-" {
         Box::new(std::io::stdout())

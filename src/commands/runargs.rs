@@ -10,7 +10,8 @@ use agentgen_pipeline::{
     DEFAULT_SEED, RunConfig,
 };
 
-use super::policy::PolicyKind;
+use super::policy::{PolicyArgs, PolicyKind};
+use super::sampling::SamplingArgs;
 
 /// `--seed`, `--concurrency`, `--max-turns`, `--quiet`, `--allow-weak-sandbox`, `--config`.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,6 +68,26 @@ impl RunArgs {
         })
     }
 
+    /// Set what these flags, the policy flags and the sampling flags decide in a run's
+    /// configuration, the same way in `generate`, `rollout` and `calibrate`: the seed, the
+    /// sampling, the rollouts in flight (for `cfg.envs`: set those first), the thinking mode,
+    /// the turn limit, the progress bar and the command line the manifest records.
+    pub fn configure(
+        &self,
+        cfg: &mut RunConfig,
+        policy: &PolicyArgs,
+        sampling: &SamplingArgs,
+    ) -> anyhow::Result<()> {
+        cfg.seed = self.seed;
+        cfg.sampling = sampling.params(self.seed)?;
+        cfg.concurrency = self.concurrency(policy.kind(), !cfg.envs.is_empty());
+        (cfg.thinking_mode, cfg.thinking_auto) = policy.thinking_mode()?;
+        cfg.limits.max_turns = self.max_turns;
+        cfg.progress = !self.quiet;
+        cfg.command_line = std::env::args().collect::<Vec<_>>().join(" ");
+        Ok(())
+    }
+
     /// Settle the process-wide switches (`--quiet` logging, `--allow-weak-sandbox`).
     pub fn init(&self) {
         super::envs::allow_weak_sandbox(self.allow_weak_sandbox);
@@ -98,10 +119,16 @@ pub struct DatasetArgs {
     /// Replace the agentgen dataset already in `--out` (a foreign folder is refused even so).
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
-    /// Close the open Parquet parts when they have held rows this many seconds, so a kill
-    /// loses at most about this much finished work (0 = only when a part is full).
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_FLUSH_SECS)]
-    pub flush_secs: u64,
+    #[arg(
+        long,
+        value_name = "SECS",
+        help = format!(
+            "Close the open Parquet parts when they have held rows this many seconds, so a \
+             kill loses at most about this much finished work (0 = only when a part is full) \
+             [default: {DEFAULT_FLUSH_SECS}]"
+        )
+    )]
+    pub flush_secs: Option<u64>,
     /// Stop (exit 3) when more than this fraction of rollouts fail in the policy (transport,
     /// HTTP, auth), checked after the first 50; a run whose rows all fail so stops too.
     #[arg(
@@ -114,6 +141,18 @@ pub struct DatasetArgs {
 }
 
 impl DatasetArgs {
+    /// The flags given that only make sense with an output folder, as `--name`s.
+    pub fn folder_flags(&self) -> Vec<&'static str> {
+        [
+            (self.resume, "--resume"),
+            (self.overwrite, "--overwrite"),
+            (self.flush_secs.is_some(), "--flush-secs"),
+        ]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect()
+    }
+
     /// Copy these flags into the run's configuration.
     pub fn apply(&self, cfg: &mut RunConfig) {
         cfg.families = self.families.iter().filter(|f| !f.trim().is_empty()).cloned().collect();
@@ -121,7 +160,7 @@ impl DatasetArgs {
         cfg.difficulty_band = self.difficulty_band;
         cfg.resume = self.resume;
         cfg.overwrite = self.overwrite;
-        cfg.flush_secs = self.flush_secs;
+        cfg.flush_secs = self.flush_secs.unwrap_or(DEFAULT_FLUSH_SECS);
         cfg.max_policy_error_rate = self.max_policy_error_rate;
     }
 }

@@ -109,10 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..ServerConfig::default()
     };
     let app = agentgen_server::router(Arc::new(EngineBackend::new(handle)), cfg)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let rt = super::runtime()?;
     rt.block_on(async move {
         let addr = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(addr)

@@ -126,7 +126,7 @@ pub(crate) fn prepare(
         );
         cfg.resume = true;
     }
-    cfg.out = staging;
+    cfg.out = Some(staging);
     cfg.store_url = Some(published.store.url().to_owned());
     cfg.publisher = Some(published.publisher.clone() as Arc<dyn agentgen_datasets::Publish>);
     Ok(Prepared::Ready(published))

@@ -98,10 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.max_minutes_per_package.is_finite() && args.max_minutes_per_package > 0.0,
         "--max-minutes-per-package must be positive"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let rt = super::runtime()?;
     let sampling = SamplingParams {
         temperature: args.temperature.unwrap_or(SYNTH_TEMPERATURE),
         top_p: args.top_p.unwrap_or(SYNTH_TOP_P),

@@ -97,8 +97,10 @@ impl ShardSpec {
 /// Everything a run needs (the CLI builds it from flags and `--config`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunConfig {
-    /// The dataset folder.
-    pub out: PathBuf,
+    /// The dataset folder. None: the run has no folder (nothing is locked or written); its rows
+    /// go only to the run's sink (`rollout --jsonl` without `--out`); `resume` and `overwrite`
+    /// are refused.
+    pub out: Option<PathBuf>,
     /// Global number of tasks (each shard takes its part).
     pub tasks: u64,
     /// Seed of the task draw and of every sample.
@@ -176,7 +178,7 @@ pub const DEFAULT_MAX_POLICY_ERROR_RATE: f64 = 0.5;
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            out: PathBuf::from("dataset"),
+            out: Some(PathBuf::from("dataset")),
             tasks: 1000,
             seed: DEFAULT_SEED,
             families: Vec::new(),
@@ -223,6 +225,11 @@ impl RunConfig {
         {
             return Err(Error::Config {
                 message: format!("difficulty band [{lo}, {hi}] is not within [0, 1]"),
+            });
+        }
+        if self.out.is_none() && (self.resume || self.overwrite) {
+            return Err(Error::Config {
+                message: "--resume and --overwrite need an output folder (--out)".into(),
             });
         }
         Ok(())

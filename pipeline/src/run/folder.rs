@@ -2,6 +2,7 @@
 //! taking the folder (refuse a foreign one, lock it, start fresh, replace or resume).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use agentgen_datasets::{
     FolderLock, FolderState, WrittenFile, classify, clear_dataset, reconcile_parts,
@@ -67,14 +68,31 @@ fn identity_diff(
         .collect()
 }
 
-/// Take the output folder for this run: refuse a foreign folder, lock it (a second process
-/// gets [`Error::OutputBusy`]), then start fresh, replace (`--overwrite`) or continue
-/// (`--resume`, same identity only). Returns the lock and the parts a resume may trust.
-pub(super) fn take_folder(
+/// The output folder while a run holds it.
+pub(super) struct Taken {
+    pub(super) dir: PathBuf,
+    /// Released when the run ends.
+    _lock: FolderLock,
+    /// The parts a resume may trust (none on a fresh run).
+    pub(super) trusted: Vec<WrittenFile>,
+}
+
+/// Take the output folder of this run, if it has one (`cfg.out`): see [`take_folder`].
+pub(super) fn take(
     cfg: &RunConfig,
     identity: &BTreeMap<String, serde_json::Value>,
-) -> Result<(FolderLock, Vec<WrittenFile>)> {
-    let dir = &cfg.out;
+) -> Result<Option<Taken>> {
+    cfg.out.as_deref().map(|dir| take_folder(cfg, dir, identity)).transpose()
+}
+
+/// Take the output folder `dir`: refuse a foreign folder, lock it (a second process
+/// gets [`Error::OutputBusy`]), then start fresh, replace (`--overwrite`) or continue
+/// (`--resume`, same identity only).
+fn take_folder(
+    cfg: &RunConfig,
+    dir: &Path,
+    identity: &BTreeMap<String, serde_json::Value>,
+) -> Result<Taken> {
     let shown = cfg.store_url.clone().unwrap_or_else(|| dir.display().to_string());
     if cfg.resume && cfg.overwrite {
         return Err(Error::Config {
@@ -143,5 +161,5 @@ pub(super) fn take_folder(
             ));
         }
     };
-    Ok((lock, trusted))
+    Ok(Taken { dir: dir.to_owned(), _lock: lock, trusted })
 }

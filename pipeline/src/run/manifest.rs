@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use agentgen_codec::python_json;
 use agentgen_datasets::{
-    Manifest, PackageRecord, WriteSummary, WrittenFile, policy_token_source, scan_dataset,
+    ApiUsage, Manifest, PackageRecord, WriteSummary, policy_token_source, scan_dataset,
     write_dataset_card,
 };
 use agentgen_environments::{InstanceCache, Registry, Selection, TaskRef};
 
+use super::folder::Taken;
 use super::ordering::OrderStats;
 use super::plan::Selected;
 use super::{RunConfig, Shared, ds};
@@ -20,13 +21,15 @@ use crate::policy::Policy;
 /// What a finished (or interrupted) run reports.
 #[derive(Debug, Clone)]
 pub struct RunReport {
-    /// The manifest written to the folder.
-    pub manifest: Manifest,
+    /// The manifest written to the folder (None: the run had no folder).
+    pub manifest: Option<Manifest>,
+    /// Tokens the policy's endpoint counted (the chat policy), as the manifest records them.
+    pub usage: Option<ApiUsage>,
     /// Whether a signal stopped the run early.
     pub interrupted: bool,
     /// Wall time of this invocation.
     pub elapsed: Duration,
-    /// Rows written by this invocation.
+    /// Rows written to the folder by this invocation (none without a folder).
     pub written: WriteSummary,
     /// Rows accepted / rejected by this invocation.
     pub accepted: u64,
@@ -47,17 +50,24 @@ pub struct RunReport {
     pub stopped: Option<String>,
 }
 
-/// The manifest, written now (so a kill at any point leaves a folder `--resume` can
-/// continue) and kept by the writer as its journal of finished parts.
+/// A run's folder and the manifest written into it before the first rollout, which the writer
+/// keeps as its journal of finished parts (those a resume trusted first).
+pub(super) struct Journal {
+    pub(super) folder: Taken,
+    pub(super) base: Manifest,
+}
+
+/// The manifest, written to the run's folder now (so a kill at any point leaves a folder
+/// `--resume` can continue).
 pub(super) fn write_initial<P: Policy>(
     cfg: &RunConfig,
+    folder: Taken,
     shared: &Shared<P>,
     sel: &Selected,
     model: Option<String>,
     identity: BTreeMap<String, serde_json::Value>,
     started_at: String,
-    trusted: &[WrittenFile],
-) -> Result<Manifest> {
+) -> Result<Journal> {
     let policy_name = shared.policy.name();
     let mut base = Manifest::new();
     base.git_revision = cfg.git_revision.clone();
@@ -88,9 +98,9 @@ pub(super) fn write_initial<P: Policy>(
     base.runtime.insert("state".into(), "running".into());
     base.resume_identity = identity;
     base.started_at = Some(started_at);
-    base.files = trusted.to_vec();
-    base.write(&cfg.out).map_err(ds)?;
-    Ok(base)
+    base.files = folder.trusted.clone();
+    base.write(&folder.dir).map_err(ds)?;
+    Ok(Journal { folder, base })
 }
 
 /// How the run ended: the ordering stage's counts, whether a signal stopped it, what the
@@ -104,19 +114,20 @@ pub(super) struct Finished {
     pub(super) started: Instant,
 }
 
-/// Manifest + card, with counts recomputed from the finished files (correct across resumes).
+/// Manifest + card, with counts recomputed from the finished files (correct across resumes);
+/// the folder's lock is released after them.
 pub(super) fn write_final<P: Policy>(
     cfg: &RunConfig,
-    base: Manifest,
+    journal: Journal,
     selection: &Selection,
     shared: &Shared<P>,
-    trusted: Vec<WrittenFile>,
     f: &Finished,
 ) -> Result<Manifest> {
     let Finished { st, interrupted, written, shard_tasks, resumed_tasks, started } = f;
     let interrupted = *interrupted;
-    let stats = scan_dataset(&cfg.out).map_err(ds)?;
-    let mut manifest = base;
+    let Journal { folder, base: mut manifest } = journal;
+    let dir = &folder.dir;
+    let stats = scan_dataset(dir).map_err(ds)?;
     if selection.families().iter().any(|f| f.spawns_process() || f.package().is_some()) {
         manifest.sandbox = Some(agentgen_environments::sandbox::Layers::probe().to_json());
     }
@@ -133,13 +144,7 @@ pub(super) fn write_final<P: Policy>(
     if let Some(stats_json) = shared.policy_stats() {
         manifest.runtime.insert("policy_stats".into(), stats_json);
     }
-    if let Some((prompt, completion)) = shared.policy.usage() {
-        manifest.usage = Some(agentgen_datasets::ApiUsage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt + completion,
-        });
-    }
+    manifest.usage = api_usage(&shared.policy);
     let mut counts = stats.counts.clone();
     counts.tasks = *shard_tasks;
     counts.samples = counts.accepted + counts.rejected;
@@ -156,15 +161,29 @@ pub(super) fn write_final<P: Policy>(
     manifest.tokens.sampled = st.completion_tokens;
     manifest.durations_ms.insert("total".into(), started.elapsed().as_millis() as u64);
     manifest.finished_at = Some(now_rfc3339());
-    manifest.files = trusted;
     manifest.files.extend(written.files.iter().cloned());
-    manifest.write(&cfg.out).map_err(ds)?;
-    write_dataset_card(&cfg.out, &manifest, &cfg.command_line).map_err(ds)?;
+    manifest.write(dir).map_err(ds)?;
+    write_dataset_card(dir, &manifest, &cfg.command_line).map_err(ds)?;
     Ok(manifest)
 }
 
-/// What the run reports: pass rates over the groups and the summary table.
-pub(super) fn report(manifest: Manifest, f: Finished, k: u32) -> RunReport {
+/// The tokens the policy's endpoint counted, if it counts them.
+pub(super) fn api_usage<P: Policy>(policy: &P) -> Option<ApiUsage> {
+    policy.usage().map(|(prompt, completion)| ApiUsage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+    })
+}
+
+/// What the run reports: pass rates over the groups and the summary table; `manifest` is
+/// the one written to the run's folder, if it had one.
+pub(super) fn report(
+    manifest: Option<Manifest>,
+    usage: Option<ApiUsage>,
+    f: Finished,
+    k: u32,
+) -> RunReport {
     let Finished { st, interrupted, written, resumed_tasks, started, .. } = f;
     let pass_at_1 = if st.groups > 0 { st.pass_sum / st.groups as f64 } else { 0.0 };
     let pass_at_k = if st.groups > 0 { st.any_passed as f64 / st.groups as f64 } else { 0.0 };
@@ -172,6 +191,7 @@ pub(super) fn report(manifest: Manifest, f: Finished, k: u32) -> RunReport {
     let table = st.table(elapsed, resumed_tasks, pass_at_1, pass_at_k, k);
     RunReport {
         manifest,
+        usage,
         interrupted,
         elapsed,
         written,

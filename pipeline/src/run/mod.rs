@@ -12,7 +12,9 @@
 //! The output folder is held by an exclusive lock for the whole run; `manifest.json` is written
 //! before the first rollout and rewritten after every finished part (the journal `--resume`
 //! trusts); the writer closes its open parts every `flush_secs`, so a kill loses at most that
-//! much finished work.
+//! much finished work. A run without a folder (`cfg.out` None: `rollout --jsonl` alone) runs
+//! the same jobs to the same rows in the same order, handed only to its sink: nothing is
+//! locked or written.
 
 mod config;
 mod folder;
@@ -128,7 +130,9 @@ where
     run_with_sink(cfg, policy, shutdown, None).await
 }
 
-/// [`run`], handing each row to `sink` as it is written.
+/// [`run`], handing each row to `sink` as it is written. Without an output folder
+/// (`cfg.out` is None) the sink is the run's only output: no folder is locked, no manifest or
+/// Parquet written.
 pub async fn run_with_sink<P, S>(
     cfg: RunConfig,
     policy: P,
@@ -142,28 +146,38 @@ where
     let started = Instant::now();
     let started_at = now_rfc3339();
     cfg.check()?;
+    if cfg.out.is_none() && sink.is_none() {
+        return Err(Error::Config { message: "a run needs an output folder or a row sink".into() });
+    }
+    // What to run.
     let (registry, sel) = plan::select(&cfg)?;
     let policy_name = policy.name().to_owned();
     let model = policy.model();
     let identity = folder::resume_identity(&cfg, &policy_name, model.as_deref(), &sel.env_versions);
 
-    // Output folder (locked until this function returns) and resume.
-    let (_lock, trusted) = folder::take_folder(&cfg, &identity)?;
+    // The output folder, locked until the final manifest is written (none when only the sink
+    // gets the rows), and resume.
+    let folder = folder::take(&cfg, &identity)?;
     let done = plan::finished(&cfg)?;
     let seen = plan::dedup_seen(&cfg)?;
 
     let run_id = ids::run_id(&folder::fingerprint(&cfg, &policy_name, model.as_deref()));
     let shared = Arc::new(Shared::new(&cfg, policy, registry, run_id.clone())?);
     let plan = plan::plan_jobs(&cfg, &sel.selection, sel.task_count, &done);
-    let base = manifest::write_initial(&cfg, &shared, &sel, model, identity, started_at, &trusted)?;
+    let journal = folder
+        .map(|f| manifest::write_initial(&cfg, f, &shared, &sel, model, identity, started_at))
+        .transpose()?;
 
     // Stops the run at once (a write error, a failing policy): dispatch ends and in-flight
     // rollouts are dropped.
     let stop = CancellationToken::new();
-    let (row_tx, writer_thread) = writer::spawn_writer(&cfg, &run_id, &base, sink, &stop)?;
-    let ticker = writer::spawn_flush_ticker(cfg.flush_secs, &row_tx);
+    let dataset = journal.as_ref().map(|j| writer::dataset_writer(&cfg, j, &run_id)).transpose()?;
+    let flush_secs = if dataset.is_some() { cfg.flush_secs } else { 0 };
+    let (row_tx, writer_thread) = writer::spawn_writer(dataset, sink, &stop)?;
+    let ticker = writer::spawn_flush_ticker(flush_secs, &row_tx);
     let bar = progress_bar(cfg.progress, plan.jobs.len() as u64);
 
+    // Dispatch the jobs; the ordering stage puts their rows in task order for the writer.
     let window = Arc::new(Semaphore::new((cfg.concurrency * 4).max(64)));
     let (res_tx, res_rx) = mpsc::channel::<JobResult>(cfg.concurrency.max(16));
     let order = tokio::spawn(
@@ -185,6 +199,7 @@ where
     bar.finish_and_clear();
     let written = writer::join_writer(writer_thread).await?;
 
+    // The final manifest (with a folder) and the report.
     let finished = Finished {
         st,
         interrupted,
@@ -193,8 +208,11 @@ where
         resumed_tasks: plan.resumed_tasks,
         started,
     };
-    let manifest = manifest::write_final(&cfg, base, &sel.selection, &shared, trusted, &finished)?;
-    Ok(manifest::report(manifest, finished, cfg.samples_per_task))
+    let manifest = journal
+        .map(|j| manifest::write_final(&cfg, j, &sel.selection, &shared, &finished))
+        .transpose()?;
+    let usage = manifest::api_usage(&shared.policy);
+    Ok(manifest::report(manifest, usage, finished, cfg.samples_per_task))
 }
 
 /// The progress bar over this run's jobs (hidden without `--progress`).

@@ -3,6 +3,7 @@
 //! trajectories dedup has already seen).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 
 use agentgen_datasets::{
     FinishedRows, Split, finished_rows, list_parts, read_rows, trajectory_hash,
@@ -106,13 +107,16 @@ pub(super) fn select(cfg: &RunConfig) -> Result<(Registry, Selected)> {
     Ok((registry, Selected { selection, family_names, task_count, env_versions, packages }))
 }
 
+/// The folder a resumed run continues (none on a fresh run or without a folder).
+fn resumed(cfg: &RunConfig) -> Option<&Path> {
+    cfg.out.as_deref().filter(|_| cfg.resume)
+}
+
 /// The rows a resumed folder already holds (none on a fresh run).
 pub(super) fn finished(cfg: &RunConfig) -> Result<FinishedRows> {
-    let data_dir = cfg.out.join("data");
-    Ok(if cfg.resume && data_dir.exists() {
-        finished_rows(&cfg.out).map_err(ds)?
-    } else {
-        FinishedRows::default()
+    Ok(match resumed(cfg) {
+        Some(dir) if dir.join("data").exists() => finished_rows(dir).map_err(ds)?,
+        _ => FinishedRows::default(),
     })
 }
 
@@ -120,8 +124,8 @@ pub(super) fn finished(cfg: &RunConfig) -> Result<FinishedRows> {
 /// against them (empty on a fresh run or without dedup).
 pub(super) fn dedup_seen(cfg: &RunConfig) -> Result<HashMap<[u8; 32], String>> {
     let mut seen: HashMap<[u8; 32], String> = HashMap::new();
-    if cfg.resume && cfg.dedup {
-        for part in list_parts(&cfg.out).map_err(ds)? {
+    if let Some(dir) = resumed(cfg).filter(|_| cfg.dedup) {
+        for part in list_parts(dir).map_err(ds)? {
             if part.split == Split::Train && part.shard == cfg.shard.index {
                 // Dedup keys on an episode's last row (see the ordering stage).
                 for row in read_rows(&part.path).map_err(ds)? {

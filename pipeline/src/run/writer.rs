@@ -1,13 +1,15 @@
-//! The writer actor: its own thread owning the [`DatasetWriter`], fed rows in task order by the
-//! ordering stage, and a ticker that closes open parts every `flush_secs`.
+//! The writer actor: its own thread owning the run's row sink and its [`DatasetWriter`] (none
+//! when the run has no folder), fed rows in task order by the ordering stage, and a ticker that
+//! closes open parts every `flush_secs`.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use agentgen_datasets::{DatasetWriter, Manifest, SampleRow, WriteSummary, WriterOptions};
+use agentgen_datasets::{DatasetWriter, SampleRow, WriteSummary, WriterOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::manifest::Journal;
 use super::{RowSink, RunConfig, ds};
 use crate::{Error, Result};
 
@@ -18,16 +20,13 @@ pub(super) enum ToWriter {
     Flush,
 }
 
-/// Start the writer thread over `cfg.out` with `base` as its journal; `stop` is cancelled when a
-/// write fails. Returns the channel that feeds it and the thread to join.
-pub(super) fn spawn_writer(
+/// The Parquet writer over the run's folder, keeping the journal's manifest.
+pub(super) fn dataset_writer(
     cfg: &RunConfig,
+    journal: &Journal,
     run_id: &str,
-    base: &Manifest,
-    mut sink: Option<RowSink>,
-    stop: &CancellationToken,
-) -> Result<(mpsc::Sender<ToWriter>, JoinHandle<Result<WriteSummary>>)> {
-    let (row_tx, mut row_rx) = mpsc::channel::<ToWriter>(512);
+) -> Result<DatasetWriter> {
+    let dir = &journal.folder.dir;
     let writer_opts = WriterOptions {
         shard_index: cfg.shard.index,
         shard_count: cfg.shard.count,
@@ -36,24 +35,35 @@ pub(super) fn spawn_writer(
         metadata: vec![("agentgen.run_id".into(), run_id.to_owned())],
         ..WriterOptions::default()
     };
-    let mut writer = DatasetWriter::try_new(&cfg.out, writer_opts)
+    Ok(DatasetWriter::try_new(dir, writer_opts)
         .map_err(ds)?
-        .with_journal(&cfg.out, base.clone())
-        .with_publisher(cfg.publisher.clone());
+        .with_journal(dir, journal.base.clone())
+        .with_publisher(cfg.publisher.clone()))
+}
+
+/// Start the writer thread: each row goes to `sink`, then to `dataset` (none: the run has no
+/// folder); `stop` is cancelled when a write fails. Returns the channel that feeds it and the
+/// thread to join.
+pub(super) fn spawn_writer(
+    mut dataset: Option<DatasetWriter>,
+    mut sink: Option<RowSink>,
+    stop: &CancellationToken,
+) -> Result<(mpsc::Sender<ToWriter>, JoinHandle<Result<WriteSummary>>)> {
+    let (row_tx, mut row_rx) = mpsc::channel::<ToWriter>(512);
     let writer_stop = stop.clone();
     let writer_thread = std::thread::Builder::new()
         .name("agentgen-writer".into())
         .spawn(move || -> Result<WriteSummary> {
             while let Some(msg) = row_rx.blocking_recv() {
-                let result = match msg {
-                    ToWriter::Row(row) => {
+                let result = match (msg, dataset.as_mut()) {
+                    (ToWriter::Row(row), writer) => {
                         if let Some(s) = sink.as_mut() {
                             s(&row);
                         }
-                        writer.write(*row)
+                        writer.map_or(Ok(()), |w| w.write(*row))
                     }
-                    ToWriter::Flush if writer.has_unfinished_rows() => writer.close_parts(),
-                    ToWriter::Flush => Ok(()),
+                    (ToWriter::Flush, Some(w)) if w.has_unfinished_rows() => w.close_parts(),
+                    (ToWriter::Flush, _) => Ok(()),
                 };
                 if let Err(e) = result {
                     // Stop at once: no more rollouts, no more writes; finished parts stay.
@@ -63,7 +73,9 @@ pub(super) fn spawn_writer(
                 }
             }
             // Always close the files after an interrupt or at the end.
-            writer.finish().map_err(|e| Error::WriteFailed { message: e.to_string() })
+            dataset.map_or(Ok(WriteSummary::default()), |w| {
+                w.finish().map_err(|e| Error::WriteFailed { message: e.to_string() })
+            })
         })
         .map_err(|e| Error::Io { path: "writer thread".into(), source: e })?;
     Ok((row_tx, writer_thread))
