@@ -76,42 +76,12 @@ fn tune_allocator() {
             // SAFETY: a plain setter of mimalloc's option table, linked in by the `mimalloc`
             // crate; the option index is that of mimalloc v2.1 and v3 (`mimalloc.h`).
             unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-            disable_transparent_huge_pages();
         } else {
             // Through the API: mimalloc v3 reads its environment when the process loads, so
             // setting `MIMALLOC_PURGE_DELAY` here (as this did before) never took effect.
             // SAFETY: as above.
             unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
         }
-    }
-}
-
-/// `validate` asks the kernel for no transparent huge pages: mimalloc advises THP on the
-/// arenas it maps, so each batch buffer that reached fresh arena memory made the kernel zero a
-/// whole 2 MiB page (a fifth of `validate`'s CPU as system time on 10,000 rows; 0.37 - 0.42 s of
-/// system time with THP, 0.09 s without, the same user time). The engine keeps THP: its weights
-/// and activations are large and long-lived.
-fn disable_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    {
-        /// `PR_SET_THP_DISABLE` in `<linux/prctl.h>`.
-        const PR_SET_THP_DISABLE: std::ffi::c_int = 41;
-        unsafe extern "C" {
-            /// glibc's/musl's `int prctl(int option, ...)`.
-            fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
-        }
-        // SAFETY: `PR_SET_THP_DISABLE` takes one integer argument (the flag) and three unused
-        // ones that must be zero; it only sets a flag on this process's memory map. A kernel
-        // that refuses it leaves THP on, which is merely slower.
-        let _ = unsafe {
-            prctl(
-                PR_SET_THP_DISABLE,
-                1 as std::ffi::c_ulong,
-                0 as std::ffi::c_ulong,
-                0 as std::ffi::c_ulong,
-                0 as std::ffi::c_ulong,
-            )
-        };
     }
 }
 
