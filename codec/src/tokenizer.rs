@@ -276,7 +276,24 @@ struct FastPath {
     /// Ids of pieces already run through the BPE, sharded to keep lock waits short; a shard
     /// is cleared when it holds [`WORD_CACHE_SHARD`] pieces.
     words: [WordShard; WORD_SHARDS],
+    /// Ids of long stretches between two raw added tokens (the same system prompt and tool
+    /// list open every row of a dataset); cleared when it holds [`SEGMENT_CACHE_BYTES`].
+    segments: std::sync::Mutex<SegmentCache>,
 }
+
+/// Long segment text -> its ids, and the bytes of text held.
+#[derive(Default)]
+struct SegmentCache {
+    map: std::collections::HashMap<Box<str>, Box<[u32]>, foldhash::fast::FixedState>,
+    bytes: usize,
+}
+
+/// Segments at least this long are remembered (shorter ones cost less than the lookup).
+const SEGMENT_CACHE_MIN_LEN: usize = 256;
+/// Longer ones are not (a one-off tool result would crowd out the shared prompt).
+const SEGMENT_CACHE_MAX_LEN: usize = 64 * 1024;
+/// Text held by the segment cache before it starts over.
+const SEGMENT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// One shard of the word cache: piece text -> BPE ids.
 type WordShard =
@@ -366,21 +383,65 @@ impl FastPath {
             thread_splits: thread_local::ThreadLocal::new(),
             byte_chars: byte_level_chars(),
             words: Default::default(),
+            segments: Default::default(),
         })
     }
 
     fn encode(&self, model: &tokenizers::ModelWrapper, text: &str) -> Result<Vec<u32>> {
         let mut pieces = Vec::new();
-        self.pieces(text, &mut pieces);
         let mut ids = Vec::with_capacity(text.len() / 3 + 1);
         let mut word = String::new();
-        for piece in pieces {
-            match piece {
-                Piece::Added(id) => ids.push(id),
-                Piece::Text(t) => self.bpe(model, t, &mut word, &mut ids)?,
+        let mut last = 0;
+        for m in self.specials.find_iter(text) {
+            self.segment(model, &text[last..m.start()], &mut pieces, &mut word, &mut ids)?;
+            ids.push(self.special_ids[m.pattern().as_usize()]);
+            last = m.end();
+        }
+        self.segment(model, &text[last..], &mut pieces, &mut word, &mut ids)?;
+        Ok(ids)
+    }
+
+    /// The ids of one stretch between raw added tokens, appended to `ids` (from the segment
+    /// cache when it is long and was seen before). A stretch's ids do not depend on what
+    /// surrounds it: the raw added tokens are split out before anything else.
+    fn segment<'t>(
+        &self,
+        model: &tokenizers::ModelWrapper,
+        seg: &'t str,
+        pieces: &mut Vec<Piece<'t>>,
+        word: &mut String,
+        ids: &mut Vec<u32>,
+    ) -> Result<()> {
+        let cached = (SEGMENT_CACHE_MIN_LEN..=SEGMENT_CACHE_MAX_LEN).contains(&seg.len());
+        if cached {
+            let cache = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = cache.map.get(seg) {
+                ids.extend_from_slice(hit);
+                return Ok(());
             }
         }
-        Ok(ids)
+        let start = ids.len();
+        pieces.clear();
+        split_added(&self.normalized, &self.normalized_ids, seg, pieces, &mut |rest, out| {
+            self.split_pieces(rest, out)
+        });
+        for piece in pieces.drain(..) {
+            match piece {
+                Piece::Added(id) => ids.push(id),
+                Piece::Text(t) => self.bpe(model, t, word, ids)?,
+            }
+        }
+        if cached {
+            let mut cache = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.bytes + seg.len() > SEGMENT_CACHE_BYTES {
+                cache.map.clear();
+                cache.bytes = 0;
+            }
+            if cache.map.insert(seg.into(), ids[start..].into()).is_none() {
+                cache.bytes += seg.len();
+            }
+        }
+        Ok(())
     }
 
     /// The BPE ids of one pre-tokenized piece, appended to `ids` (from the word cache when the
@@ -416,16 +477,6 @@ impl FastPath {
             map.insert(piece.into(), ids[start..].into());
         }
         Ok(())
-    }
-
-    /// `text` cut into added tokens and pre-tokenized pieces, in order: the raw added tokens
-    /// first, then the normalized ones in what is left, then the splits.
-    fn pieces<'t>(&self, text: &'t str, out: &mut Vec<Piece<'t>>) {
-        split_added(&self.specials, &self.special_ids, text, out, &mut |rest, out| {
-            split_added(&self.normalized, &self.normalized_ids, rest, out, &mut |rest, out| {
-                self.split_pieces(rest, out)
-            })
-        });
     }
 
     /// The three Isolated splits, in order.

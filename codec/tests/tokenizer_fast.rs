@@ -161,6 +161,30 @@ proptest! {
 }
 
 #[test]
+fn long_stretches_from_the_segment_cache_match_the_reference() {
+    let tok = Tokenizer::shared().expect("tokenizer");
+    // A stretch long enough to be cached, met again after different added tokens, inside
+    // other text, cut short, and with a normalized added token in it.
+    let stretch: String =
+        PIECES.iter().filter(|p| !p.contains('｜')).cycle().take(150).copied().collect();
+    assert!(stretch.len() > 300, "{}", stretch.len());
+    let cut = stretch.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+    let cases = [
+        format!("<｜begin▁of▁sentence｜>{stretch}<｜User｜>hi"),
+        format!("<｜User｜>{stretch}<｜Assistant｜>"),
+        format!("x{stretch}<｜User｜>"),
+        format!("<｜User｜>{}<｜Assistant｜>", &stretch[..cut]),
+        format!("<｜User｜>{stretch}<｜DSML｜invoke name=\"f\">{stretch}"),
+        format!("<｜begin▁of▁sentence｜>{stretch}<｜User｜>hi"),
+    ];
+    for text in &cases {
+        for _ in 0..2 {
+            same(tok, text);
+        }
+    }
+}
+
+#[test]
 fn every_id_decodes_like_the_reference() {
     let tok = Tokenizer::shared().expect("tokenizer");
     let mut differ = Vec::new();
