@@ -64,12 +64,19 @@ pub(crate) struct LastRows {
 /// Indices (ascending) of the `k` largest scores among the first `visible` entries; all of them
 /// when `visible <= k`. Ties are broken arbitrarily (spec §7.4).
 pub fn select_topk(row: &[f32], visible: usize, k: usize) -> Vec<u32> {
+    let mut idx = select_topk_unordered(row, visible, k);
+    idx.sort_unstable();
+    idx
+}
+
+/// The set [`select_topk`] chooses, in no particular order: the one selection rule (and tie
+/// break) that the host kernels and the tensor path's CPU top-k (`sparse::topk`) share.
+pub(crate) fn select_topk_unordered(row: &[f32], visible: usize, k: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..visible as u32).collect();
     if visible > k && k > 0 {
         idx.select_nth_unstable_by(k - 1, |&a, &b| row[b as usize].total_cmp(&row[a as usize]));
         idx.truncate(k);
     }
-    idx.sort_unstable();
     idx
 }
 
@@ -506,7 +513,7 @@ impl Attention {
             let (idx, mask) = if sparse {
                 let (q, w) = (qi.narrow(0, qo, 1)?, wts.narrow(0, qo, 1)?);
                 let scores = sparse::index_scores(&q, &w, &ki_all, qs, positions)?;
-                let (idx, vals) = sparse::topk(&scores, self.topk, positions)?;
+                let (idx, vals) = sparse::topk(&scores, self.topk, qs, positions)?;
                 (idx, sparse::selection_mask(&vals)?)
             } else {
                 let idx = sparse::iota(positions, 0, t)?.unsqueeze(0)?;
@@ -587,7 +594,7 @@ impl Attention {
                 None
             };
             let picked = match (&scores, sparse) {
-                (Some(s), true) => Some(sparse::topk(s, self.topk, positions)?),
+                (Some(s), true) => Some(sparse::topk(s, self.topk, qs + b0, positions)?),
                 _ => None,
             };
             if let (Some(tr), Some(s)) = (trace.as_deref_mut(), &scores) {
