@@ -3,6 +3,7 @@
 //! (latent, MQA-like) form for every phase. Decode gathers only the selected cache rows, so
 //! its attention cost is O(top-k); the indexer scan is O(context) but narrow.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -47,6 +48,27 @@ pub(crate) struct Batch<'a> {
     /// tensor path slices every index range it needs from it instead of copying one from the
     /// host inside a layer (`None` on the host kernels).
     pub positions: Option<Tensor>,
+    /// Whether to clock the indexer's scoring and top-k selection on their own (a probe on a
+    /// CPU model, where a clock read needs no device sync); the nanoseconds add up in
+    /// `index_ns`.
+    pub clock_index: bool,
+    /// Nanoseconds spent in indexer scoring + selection (summed over layers and segments,
+    /// concurrent segments each counting), when `clock_index`.
+    pub index_ns: AtomicU64,
+}
+
+impl Batch<'_> {
+    /// Runs `f`, adding its wall time to `index_ns` when `clock_index`.
+    fn clock_index<R>(&self, f: impl FnOnce() -> R) -> R {
+        if !self.clock_index {
+            return f();
+        }
+        let started = Instant::now();
+        let r = f();
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.index_ns.fetch_add(ns, Ordering::Relaxed);
+        r
+    }
 }
 
 /// The rows of a call whose outputs are wanted when only each segment's last position
@@ -412,15 +434,18 @@ impl Attention {
         let (t, (qs, qo, ql)) = segment_queries_of(seg, k, last_only);
         let (ckv_all, kr_all, ki_all) = write_and_view(side, seg, cache, layer)?;
         let sparse = !batch.dense && t > self.topk;
-        let scores = if sparse || trace.is_some() {
-            Some(self.index_scores(qi, wts, &ki_all, (qs, qo, ql))?)
-        } else {
-            None
-        };
-        let sel: Option<Vec<Vec<u32>>> = match (&scores, sparse) {
-            (Some(rows), true) => Some(select_topk_rows(rows, |i| qs + i + 1, self.topk)),
-            _ => None,
-        };
+        let (scores, sel) = batch.clock_index(|| -> Result<_> {
+            let scores = if sparse || trace.is_some() {
+                Some(self.index_scores(qi, wts, &ki_all, (qs, qo, ql))?)
+            } else {
+                None
+            };
+            let sel: Option<Vec<Vec<u32>>> = match (&scores, sparse) {
+                (Some(rows), true) => Some(select_topk_rows(rows, |i| qs + i + 1, self.topk)),
+                _ => None,
+            };
+            Ok((scores, sel))
+        })?;
         if let (Some(tr), Some(rows)) = (trace, &scores) {
             for (i, row) in rows.iter().enumerate() {
                 let visible = qs + i + 1;
@@ -504,7 +529,7 @@ impl Attention {
                     side,
                     (qs, qo, ql),
                     views,
-                    (sparse, positions),
+                    (sparse, batch),
                     trace.as_deref_mut(),
                 )?;
                 outs[k] = Some(o);
@@ -512,8 +537,10 @@ impl Attention {
             }
             let (idx, mask) = if sparse {
                 let (q, w) = (qi.narrow(0, qo, 1)?, wts.narrow(0, qo, 1)?);
-                let scores = sparse::index_scores(&q, &w, &ki_all, qs, positions)?;
-                let (idx, vals) = sparse::topk(&scores, self.topk, qs, positions)?;
+                let (idx, vals) = batch.clock_index(|| -> Result<_> {
+                    let scores = sparse::index_scores(&q, &w, &ki_all, qs, positions)?;
+                    sparse::topk(&scores, self.topk, qs, positions)
+                })?;
                 (idx, sparse::selection_mask(&vals)?)
             } else {
                 let idx = sparse::iota(positions, 0, t)?.unsqueeze(0)?;
@@ -568,10 +595,13 @@ impl Attention {
         side: &CallProj<'_>,
         (qs, qo, ql): (usize, usize, usize),
         (ckv_all, kr_all, ki_all): (&Tensor, &Tensor, &Tensor),
-        (sparse, positions): (bool, &Tensor),
+        (sparse, batch): (bool, &Batch<'_>),
         mut trace: Option<&mut LayerTrace>,
     ) -> Result<Tensor> {
         let CallProj { q_abs, q_rope, qi, wts, .. } = *side;
+        let positions = batch.positions.as_ref().ok_or_else(|| {
+            crate::Error::InvalidRequest("the tensor path needs a position table".into())
+        })?;
         let t = ckv_all.dim(0)?;
         let (h, hi) = (self.num_heads, self.index_n_heads);
         let k = self.topk.min(t);
@@ -587,16 +617,20 @@ impl Attention {
             let end = qs + b0 + bl; // keys the block's last query sees
             let qa = q_abs.narrow(1, qo + b0, bl)?.transpose(0, 1)?.contiguous()?; // [bl, H, C]
             let qr = q_rope.narrow(1, qo + b0, bl)?.transpose(0, 1)?.contiguous()?; // [bl, H, R]
-            let scores = if sparse || trace.is_some() {
-                let (q, w) = (qi.narrow(0, qo + b0, bl)?, wts.narrow(0, qo + b0, bl)?);
-                Some(sparse::index_scores(&q, &w, &ki_all.narrow(0, 0, end)?, qs + b0, positions)?)
-            } else {
-                None
-            };
-            let picked = match (&scores, sparse) {
-                (Some(s), true) => Some(sparse::topk(s, self.topk, qs + b0, positions)?),
-                _ => None,
-            };
+            let (scores, picked) = batch.clock_index(|| -> Result<_> {
+                let scores = if sparse || trace.is_some() {
+                    let (q, w) = (qi.narrow(0, qo + b0, bl)?, wts.narrow(0, qo + b0, bl)?);
+                    let keys = ki_all.narrow(0, 0, end)?;
+                    Some(sparse::index_scores(&q, &w, &keys, qs + b0, positions)?)
+                } else {
+                    None
+                };
+                let picked = match (&scores, sparse) {
+                    (Some(s), true) => Some(sparse::topk(s, self.topk, qs + b0, positions)?),
+                    _ => None,
+                };
+                Ok((scores, picked))
+            })?;
             if let (Some(tr), Some(s)) = (trace.as_deref_mut(), &scores) {
                 record_selection(tr, s, picked.as_ref(), (qs + b0, t, self.topk))?;
             }

@@ -147,6 +147,9 @@ pub struct Probe {
     /// Time spent in the context-dependent part of attention (cache writes, indexer scoring,
     /// selection, attention core), summed over layers and calls.
     pub attn_time: Duration,
+    /// The indexer's part of `attn_time` (scoring and top-k selection), on a CPU model only
+    /// (clocking it on a device would need a sync per query block); zero elsewhere.
+    pub index_time: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -327,8 +330,17 @@ impl Model {
                 Some(Tensor::arange(0u32, longest.max(n) as u32, &self.device)?)
             }
         };
-        let batch =
-            Batch { segs: &infos, cos, sin, dense: opts.dense, host, sync_timing, positions };
+        let batch = Batch {
+            segs: &infos,
+            cos,
+            sin,
+            dense: opts.dense,
+            host,
+            sync_timing,
+            positions,
+            clock_index: probe.is_some() && self.device.is_cpu(),
+            index_ns: Default::default(),
+        };
         let id_t = Tensor::from_vec(ids, n, &self.device)?;
         let mut x = self.embed.index_select(&id_t, 0)?;
         let caches: Vec<&SeqCache> = segments.iter().map(|s| &*s.cache).collect();
@@ -375,6 +387,7 @@ impl Model {
         }
         if let Some(p) = probe {
             p.attn_time += attn_time;
+            p.index_time += Duration::from_nanos(batch.index_ns.into_inner());
         }
         for (seg, info) in segments.iter_mut().zip(&infos) {
             seg.cache.set_len(info.start + info.len);
