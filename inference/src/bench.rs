@@ -24,6 +24,13 @@ pub struct ContextRow {
     /// The indexer's part of `sparse_attn_ms` (scoring every visible key, top-k selection);
     /// measured on a CPU model only (`None` on a device, where it would need a sync per block).
     pub sparse_index_ms: Option<f64>,
+    /// Process CPU time (all threads) of `sparse_attn_ms`: what a shared machine's load does
+    /// not inflate; CPU model only.
+    pub sparse_attn_cpu_ms: Option<f64>,
+    /// Process CPU time of `dense_attn_ms`; CPU model only.
+    pub dense_attn_cpu_ms: Option<f64>,
+    /// Process CPU time of `sparse_index_ms`; CPU model only.
+    pub sparse_index_cpu_ms: Option<f64>,
 }
 
 /// A row of `bench decode`.
@@ -52,6 +59,9 @@ fn sweep(
             sparse_attn_ms: sparse.attn_ms,
             dense_attn_ms: dense.as_ref().map(|d| d.attn_ms),
             sparse_index_ms: sparse.index_ms,
+            sparse_attn_cpu_ms: sparse.cpu_ms.map(|c| c.0),
+            dense_attn_cpu_ms: dense.as_ref().and_then(|d| d.cpu_ms.map(|c| c.0)),
+            sparse_index_cpu_ms: sparse.cpu_ms.map(|c| c.1),
         });
     }
     Ok(rows)
@@ -65,6 +75,8 @@ struct Timing {
     attn_ms: f64,
     /// The indexer's part of that (`Probe::index_time`), on a CPU model only.
     index_ms: Option<f64>,
+    /// Process CPU time of the attention part and of the indexer's part, on a CPU model only.
+    cpu_ms: Option<(f64, f64)>,
 }
 
 fn median(mut v: Vec<Duration>) -> f64 {
@@ -86,6 +98,7 @@ fn time_calls(
     let mut total = Vec::with_capacity(reps);
     let mut attn = Vec::with_capacity(reps);
     let mut index = Vec::with_capacity(reps);
+    let mut cpu = (Vec::with_capacity(reps), Vec::with_capacity(reps));
     for i in 0..warmup + reps {
         let mut cache = cache()?;
         let mut probe = Probe::default();
@@ -100,12 +113,15 @@ fn time_calls(
             total.push(t0.elapsed());
             attn.push(probe.attn_time);
             index.push(probe.index_time);
+            cpu.0.push(probe.attn_cpu_time);
+            cpu.1.push(probe.index_cpu_time);
         }
     }
     Ok(Timing {
         total_ms: median(total),
         attn_ms: median(attn),
         index_ms: model.device().is_cpu().then(|| median(index)),
+        cpu_ms: model.device().is_cpu().then(|| (median(cpu.0), median(cpu.1))),
     })
 }
 

@@ -196,4 +196,20 @@ fn print_table(index_topk: usize, rows: &[bench::ContextRow]) {
             fmt(r.sparse_index_ms)
         );
     }
+    // CPU time of the same parts (a CPU model): what a shared machine's load does not inflate.
+    if rows.iter().any(|r| r.sparse_attn_cpu_ms.is_some()) {
+        println!(
+            "{:>9} {:>27} {:>27} {:>16}",
+            "context", "sparse_attn_cpu_ms", "dense_attn_cpu_ms", "sparse_index_cpu_ms"
+        );
+        for r in rows {
+            println!(
+                "{:>9} {:>27} {:>27} {:>16}",
+                r.context,
+                fmt(r.sparse_attn_cpu_ms),
+                fmt(r.dense_attn_cpu_ms),
+                fmt(r.sparse_index_cpu_ms)
+            );
+        }
+    }
 }

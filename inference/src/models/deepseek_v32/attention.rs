@@ -48,27 +48,57 @@ pub(crate) struct Batch<'a> {
     /// tensor path slices every index range it needs from it instead of copying one from the
     /// host inside a layer (`None` on the host kernels).
     pub positions: Option<Tensor>,
-    /// Whether to clock the indexer's scoring and top-k selection on their own (a probe on a
-    /// CPU model, where a clock read needs no device sync); the nanoseconds add up in
-    /// `index_ns`.
+    /// Whether to clock the indexer's scoring and top-k selection on their own, and the
+    /// process CPU time of both parts (a probe on a CPU model, where a clock read needs no
+    /// device sync); the nanoseconds add up in `clocks`.
     pub clock_index: bool,
-    /// Nanoseconds spent in indexer scoring + selection (summed over layers and segments,
-    /// concurrent segments each counting), when `clock_index`.
-    pub index_ns: AtomicU64,
+    /// When `clock_index`: nanoseconds of indexer scoring + selection (wall), of the attention
+    /// part (process CPU time) and of its indexer part (process CPU time), summed over layers
+    /// and segments (concurrent segments each counting).
+    pub clocks: [AtomicU64; 3],
 }
 
+/// Index of each clock in [`Batch::clocks`].
+pub(crate) const INDEX_WALL: usize = 0;
+pub(crate) const ATTN_CPU: usize = 1;
+pub(crate) const INDEX_CPU: usize = 2;
+
 impl Batch<'_> {
-    /// Runs `f`, adding its wall time to `index_ns` when `clock_index`.
+    /// Runs `f`, adding its wall and CPU time to the indexer's clocks when `clock_index`.
     fn clock_index<R>(&self, f: impl FnOnce() -> R) -> R {
         if !self.clock_index {
             return f();
         }
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), process_cpu_time());
         let r = f();
-        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.index_ns.fetch_add(ns, Ordering::Relaxed);
+        self.add(INDEX_WALL, started.elapsed());
+        self.add_cpu(INDEX_CPU, cpu);
         r
     }
+
+    fn add(&self, clock: usize, d: std::time::Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.clocks[clock].fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Adds the process CPU time since `since` (a [`process_cpu_time`] reading) to `clock`.
+    fn add_cpu(&self, clock: usize, since: Option<std::time::Duration>) {
+        if let (Some(a), Some(b)) = (since, process_cpu_time()) {
+            self.add(clock, b.saturating_sub(a));
+        }
+    }
+}
+
+/// User + system CPU time of this process, all threads (`/proc/self/stat`, 10 ms ticks); `None`
+/// where that file is unreadable. A bench on a shared machine reads it next to the wall clock:
+/// CPU time does not count the time other processes hold the cores.
+pub(crate) fn process_cpu_time() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is the first, utime the
+    // 12th, stime the 13th; both in USER_HZ ticks (100 a second on Linux).
+    let mut f = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().skip(11);
+    let ticks = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
 }
 
 /// The rows of a call whose outputs are wanted when only each segment's last position
@@ -366,6 +396,7 @@ impl Attention {
             a.device().synchronize()?;
         }
         let started = Instant::now();
+        let cpu = batch.clock_index.then(process_cpu_time).flatten();
         let side = CallProj {
             q_abs: &q_abs,
             q_rope: &q_rope,
@@ -406,6 +437,9 @@ impl Attention {
             a.device().synchronize()?;
         }
         *attn_time += started.elapsed();
+        if batch.clock_index {
+            batch.add_cpu(ATTN_CPU, cpu);
+        }
 
         let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
         let parts = par_rows(batch.host, nq, |s, l| {
