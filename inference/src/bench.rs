@@ -21,6 +21,16 @@ pub struct ContextRow {
     pub sparse_attn_ms: f64,
     /// Attention + indexer part, dense.
     pub dense_attn_ms: Option<f64>,
+    /// The indexer's part of `sparse_attn_ms` (scoring every visible key, top-k selection);
+    /// measured on a CPU model only (`None` on a device, where it would need a sync per block).
+    pub sparse_index_ms: Option<f64>,
+    /// Process CPU time (all threads) of `sparse_attn_ms`: what a shared machine's load does
+    /// not inflate; CPU model only.
+    pub sparse_attn_cpu_ms: Option<f64>,
+    /// Process CPU time of `dense_attn_ms`; CPU model only.
+    pub dense_attn_cpu_ms: Option<f64>,
+    /// Process CPU time of `sparse_index_ms`; CPU model only.
+    pub sparse_index_cpu_ms: Option<f64>,
 }
 
 /// A row of `bench decode`.
@@ -28,23 +38,45 @@ pub type DecodeRow = ContextRow;
 /// A row of `bench prefill`.
 pub type PrefillRow = ContextRow;
 
-/// One row per context: `measure(context, dense)` gives (whole ms, attention ms); the dense
-/// baseline only with `with_dense`.
+/// One row per context: `measure(context, dense)` gives the timings; the dense baseline only
+/// with `with_dense`.
 fn sweep(
     contexts: &[usize],
     with_dense: bool,
-    mut measure: impl FnMut(usize, bool) -> Result<(f64, f64)>,
+    mut measure: impl FnMut(usize, bool) -> Result<Timing>,
 ) -> Result<Vec<ContextRow>> {
     let mut rows = Vec::with_capacity(contexts.len());
     for &context in contexts {
-        let (sparse_ms, sparse_attn_ms) = measure(context, false)?;
-        let (dense_ms, dense_attn_ms) = match with_dense {
-            true => measure(context, true).map(|(a, b)| (Some(a), Some(b)))?,
-            false => (None, None),
+        let sparse = measure(context, false)?;
+        let dense = match with_dense {
+            true => Some(measure(context, true)?),
+            false => None,
         };
-        rows.push(ContextRow { context, sparse_ms, dense_ms, sparse_attn_ms, dense_attn_ms });
+        rows.push(ContextRow {
+            context,
+            sparse_ms: sparse.total_ms,
+            dense_ms: dense.as_ref().map(|d| d.total_ms),
+            sparse_attn_ms: sparse.attn_ms,
+            dense_attn_ms: dense.as_ref().map(|d| d.attn_ms),
+            sparse_index_ms: sparse.index_ms,
+            sparse_attn_cpu_ms: sparse.cpu_ms.map(|c| c.0),
+            dense_attn_cpu_ms: dense.as_ref().and_then(|d| d.cpu_ms.map(|c| c.0)),
+            sparse_index_cpu_ms: sparse.cpu_ms.map(|c| c.1),
+        });
     }
     Ok(rows)
+}
+
+/// Medians (ms) of timed forward calls.
+struct Timing {
+    /// The whole call.
+    total_ms: f64,
+    /// Its attention part (`Probe::attn_time`).
+    attn_ms: f64,
+    /// The indexer's part of that (`Probe::index_time`), on a CPU model only.
+    index_ms: Option<f64>,
+    /// Process CPU time of the attention part and of the indexer's part, on a CPU model only.
+    cpu_ms: Option<(f64, f64)>,
 }
 
 fn median(mut v: Vec<Duration>) -> f64 {
@@ -54,17 +86,19 @@ fn median(mut v: Vec<Duration>) -> f64 {
 
 /// Times `reps` forward calls of one sequence after `warmup` untimed ones: `cache` prepares
 /// each call's cache, `tokens` are fed with `dense` as given. Returns the medians (ms) of the
-/// whole call and of its attention part; the device is synchronised before the clock is read
-/// (GPU work is asynchronous).
+/// whole call, of its attention part and (on a CPU model) of the indexer's part of that; the
+/// device is synchronised before the clock is read (GPU work is asynchronous).
 fn time_calls(
     model: &Model,
     (warmup, reps): (usize, usize),
     tokens: &[u32],
     dense: bool,
     mut cache: impl FnMut() -> Result<crate::SeqCache>,
-) -> Result<(f64, f64)> {
+) -> Result<Timing> {
     let mut total = Vec::with_capacity(reps);
     let mut attn = Vec::with_capacity(reps);
+    let mut index = Vec::with_capacity(reps);
+    let mut cpu = (Vec::with_capacity(reps), Vec::with_capacity(reps));
     for i in 0..warmup + reps {
         let mut cache = cache()?;
         let mut probe = Probe::default();
@@ -78,18 +112,20 @@ fn time_calls(
         if i >= warmup {
             total.push(t0.elapsed());
             attn.push(probe.attn_time);
+            index.push(probe.index_time);
+            cpu.0.push(probe.attn_cpu_time);
+            cpu.1.push(probe.index_cpu_time);
         }
     }
-    Ok((median(total), median(attn)))
+    Ok(Timing {
+        total_ms: median(total),
+        attn_ms: median(attn),
+        index_ms: model.device().is_cpu().then(|| median(index)),
+        cpu_ms: model.device().is_cpu().then(|| (median(cpu.0), median(cpu.1))),
+    })
 }
 
-fn measure(
-    model: &Model,
-    context: usize,
-    steps: usize,
-    dense: bool,
-    seed: u64,
-) -> Result<(f64, f64)> {
+fn measure(model: &Model, context: usize, steps: usize, dense: bool, seed: u64) -> Result<Timing> {
     let mut filled = model.new_cache();
     filled.fill_synthetic(context, seed)?;
     filled.reserve(context + 1)?; // room for the step's token: no step grows (copies) the cache
@@ -114,7 +150,7 @@ pub fn decode(
     sweep(contexts, with_dense, |context, dense| measure(model, context, steps, dense, seed))
 }
 
-fn measure_prefill(model: &Model, context: usize, reps: usize, dense: bool) -> Result<(f64, f64)> {
+fn measure_prefill(model: &Model, context: usize, reps: usize, dense: bool) -> Result<Timing> {
     let prompt = prompt_ids(model, context);
     time_calls(model, (1, reps), &prompt, dense, || Ok(model.new_cache()))
 }

@@ -182,17 +182,34 @@ fn print_table(index_topk: usize, rows: &[bench::ContextRow]) {
     let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
     println!("index_topk = {index_topk}");
     println!(
-        "{:>9} {:>11} {:>11} {:>15} {:>15}",
-        "context", "sparse_ms", "dense_ms", "sparse_attn_ms", "dense_attn_ms"
+        "{:>9} {:>11} {:>11} {:>15} {:>15} {:>16}",
+        "context", "sparse_ms", "dense_ms", "sparse_attn_ms", "dense_attn_ms", "sparse_index_ms"
     );
     for r in rows {
         println!(
-            "{:>9} {:>11.3} {:>11} {:>15.3} {:>15}",
+            "{:>9} {:>11.3} {:>11} {:>15.3} {:>15} {:>16}",
             r.context,
             r.sparse_ms,
             fmt(r.dense_ms),
             r.sparse_attn_ms,
-            fmt(r.dense_attn_ms)
+            fmt(r.dense_attn_ms),
+            fmt(r.sparse_index_ms)
         );
+    }
+    // CPU time of the same parts (a CPU model): what a shared machine's load does not inflate.
+    if rows.iter().any(|r| r.sparse_attn_cpu_ms.is_some()) {
+        println!(
+            "{:>9} {:>27} {:>27} {:>16}",
+            "context", "sparse_attn_cpu_ms", "dense_attn_cpu_ms", "sparse_index_cpu_ms"
+        );
+        for r in rows {
+            println!(
+                "{:>9} {:>27} {:>27} {:>16}",
+                r.context,
+                fmt(r.sparse_attn_cpu_ms),
+                fmt(r.dense_attn_cpu_ms),
+                fmt(r.sparse_index_cpu_ms)
+            );
+        }
     }
 }

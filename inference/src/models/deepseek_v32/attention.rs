@@ -3,6 +3,7 @@
 //! (latent, MQA-like) form for every phase. Decode gathers only the selected cache rows, so
 //! its attention cost is O(top-k); the indexer scan is O(context) but narrow.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -47,6 +48,57 @@ pub(crate) struct Batch<'a> {
     /// tensor path slices every index range it needs from it instead of copying one from the
     /// host inside a layer (`None` on the host kernels).
     pub positions: Option<Tensor>,
+    /// Whether to clock the indexer's scoring and top-k selection on their own, and the
+    /// process CPU time of both parts (a probe on a CPU model, where a clock read needs no
+    /// device sync); the nanoseconds add up in `clocks`.
+    pub clock_index: bool,
+    /// When `clock_index`: nanoseconds of indexer scoring + selection (wall), of the attention
+    /// part (process CPU time) and of its indexer part (process CPU time), summed over layers
+    /// and segments (concurrent segments each counting).
+    pub clocks: [AtomicU64; 3],
+}
+
+/// Index of each clock in [`Batch::clocks`].
+pub(crate) const INDEX_WALL: usize = 0;
+pub(crate) const ATTN_CPU: usize = 1;
+pub(crate) const INDEX_CPU: usize = 2;
+
+impl Batch<'_> {
+    /// Runs `f`, adding its wall and CPU time to the indexer's clocks when `clock_index`.
+    fn clock_index<R>(&self, f: impl FnOnce() -> R) -> R {
+        if !self.clock_index {
+            return f();
+        }
+        let (started, cpu) = (Instant::now(), process_cpu_time());
+        let r = f();
+        self.add(INDEX_WALL, started.elapsed());
+        self.add_cpu(INDEX_CPU, cpu);
+        r
+    }
+
+    fn add(&self, clock: usize, d: std::time::Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.clocks[clock].fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Adds the process CPU time since `since` (a [`process_cpu_time`] reading) to `clock`.
+    fn add_cpu(&self, clock: usize, since: Option<std::time::Duration>) {
+        if let (Some(a), Some(b)) = (since, process_cpu_time()) {
+            self.add(clock, b.saturating_sub(a));
+        }
+    }
+}
+
+/// User + system CPU time of this process, all threads (`/proc/self/stat`, 10 ms ticks); `None`
+/// where that file is unreadable. A bench on a shared machine reads it next to the wall clock:
+/// CPU time does not count the time other processes hold the cores.
+pub(crate) fn process_cpu_time() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is the first, utime the
+    // 12th, stime the 13th; both in USER_HZ ticks (100 a second on Linux).
+    let mut f = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().skip(11);
+    let ticks = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
 }
 
 /// The rows of a call whose outputs are wanted when only each segment's last position
@@ -64,12 +116,19 @@ pub(crate) struct LastRows {
 /// Indices (ascending) of the `k` largest scores among the first `visible` entries; all of them
 /// when `visible <= k`. Ties are broken arbitrarily (spec §7.4).
 pub fn select_topk(row: &[f32], visible: usize, k: usize) -> Vec<u32> {
+    let mut idx = select_topk_unordered(row, visible, k);
+    idx.sort_unstable();
+    idx
+}
+
+/// The set [`select_topk`] chooses, in no particular order: the one selection rule (and tie
+/// break) that the host kernels and the tensor path's CPU top-k (`sparse::topk`) share.
+pub(crate) fn select_topk_unordered(row: &[f32], visible: usize, k: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..visible as u32).collect();
     if visible > k && k > 0 {
         idx.select_nth_unstable_by(k - 1, |&a, &b| row[b as usize].total_cmp(&row[a as usize]));
         idx.truncate(k);
     }
-    idx.sort_unstable();
     idx
 }
 
@@ -337,6 +396,7 @@ impl Attention {
             a.device().synchronize()?;
         }
         let started = Instant::now();
+        let cpu = batch.clock_index.then(process_cpu_time).flatten();
         let side = CallProj {
             q_abs: &q_abs,
             q_rope: &q_rope,
@@ -377,6 +437,9 @@ impl Attention {
             a.device().synchronize()?;
         }
         *attn_time += started.elapsed();
+        if batch.clock_index {
+            batch.add_cpu(ATTN_CPU, cpu);
+        }
 
         let o_lat = if outs.len() == 1 { outs.remove(0) } else { Tensor::cat(&outs, 1)? };
         let parts = par_rows(batch.host, nq, |s, l| {
@@ -405,15 +468,18 @@ impl Attention {
         let (t, (qs, qo, ql)) = segment_queries_of(seg, k, last_only);
         let (ckv_all, kr_all, ki_all) = write_and_view(side, seg, cache, layer)?;
         let sparse = !batch.dense && t > self.topk;
-        let scores = if sparse || trace.is_some() {
-            Some(self.index_scores(qi, wts, &ki_all, (qs, qo, ql))?)
-        } else {
-            None
-        };
-        let sel: Option<Vec<Vec<u32>>> = match (&scores, sparse) {
-            (Some(rows), true) => Some(select_topk_rows(rows, |i| qs + i + 1, self.topk)),
-            _ => None,
-        };
+        let (scores, sel) = batch.clock_index(|| -> Result<_> {
+            let scores = if sparse || trace.is_some() {
+                Some(self.index_scores(qi, wts, &ki_all, (qs, qo, ql))?)
+            } else {
+                None
+            };
+            let sel: Option<Vec<Vec<u32>>> = match (&scores, sparse) {
+                (Some(rows), true) => Some(select_topk_rows(rows, |i| qs + i + 1, self.topk)),
+                _ => None,
+            };
+            Ok((scores, sel))
+        })?;
         if let (Some(tr), Some(rows)) = (trace, &scores) {
             for (i, row) in rows.iter().enumerate() {
                 let visible = qs + i + 1;
@@ -497,7 +563,7 @@ impl Attention {
                     side,
                     (qs, qo, ql),
                     views,
-                    (sparse, positions),
+                    (sparse, batch),
                     trace.as_deref_mut(),
                 )?;
                 outs[k] = Some(o);
@@ -505,8 +571,10 @@ impl Attention {
             }
             let (idx, mask) = if sparse {
                 let (q, w) = (qi.narrow(0, qo, 1)?, wts.narrow(0, qo, 1)?);
-                let scores = sparse::index_scores(&q, &w, &ki_all, qs, positions)?;
-                let (idx, vals) = sparse::topk(&scores, self.topk, positions)?;
+                let (idx, vals) = batch.clock_index(|| -> Result<_> {
+                    let scores = sparse::index_scores(&q, &w, &ki_all, qs, positions)?;
+                    sparse::topk(&scores, self.topk, qs, positions)
+                })?;
                 (idx, sparse::selection_mask(&vals)?)
             } else {
                 let idx = sparse::iota(positions, 0, t)?.unsqueeze(0)?;
@@ -561,10 +629,13 @@ impl Attention {
         side: &CallProj<'_>,
         (qs, qo, ql): (usize, usize, usize),
         (ckv_all, kr_all, ki_all): (&Tensor, &Tensor, &Tensor),
-        (sparse, positions): (bool, &Tensor),
+        (sparse, batch): (bool, &Batch<'_>),
         mut trace: Option<&mut LayerTrace>,
     ) -> Result<Tensor> {
         let CallProj { q_abs, q_rope, qi, wts, .. } = *side;
+        let positions = batch.positions.as_ref().ok_or_else(|| {
+            crate::Error::InvalidRequest("the tensor path needs a position table".into())
+        })?;
         let t = ckv_all.dim(0)?;
         let (h, hi) = (self.num_heads, self.index_n_heads);
         let k = self.topk.min(t);
@@ -580,16 +651,20 @@ impl Attention {
             let end = qs + b0 + bl; // keys the block's last query sees
             let qa = q_abs.narrow(1, qo + b0, bl)?.transpose(0, 1)?.contiguous()?; // [bl, H, C]
             let qr = q_rope.narrow(1, qo + b0, bl)?.transpose(0, 1)?.contiguous()?; // [bl, H, R]
-            let scores = if sparse || trace.is_some() {
-                let (q, w) = (qi.narrow(0, qo + b0, bl)?, wts.narrow(0, qo + b0, bl)?);
-                Some(sparse::index_scores(&q, &w, &ki_all.narrow(0, 0, end)?, qs + b0, positions)?)
-            } else {
-                None
-            };
-            let picked = match (&scores, sparse) {
-                (Some(s), true) => Some(sparse::topk(s, self.topk, positions)?),
-                _ => None,
-            };
+            let (scores, picked) = batch.clock_index(|| -> Result<_> {
+                let scores = if sparse || trace.is_some() {
+                    let (q, w) = (qi.narrow(0, qo + b0, bl)?, wts.narrow(0, qo + b0, bl)?);
+                    let keys = ki_all.narrow(0, 0, end)?;
+                    Some(sparse::index_scores(&q, &w, &keys, qs + b0, positions)?)
+                } else {
+                    None
+                };
+                let picked = match (&scores, sparse) {
+                    (Some(s), true) => Some(sparse::topk(s, self.topk, qs + b0, positions)?),
+                    _ => None,
+                };
+                Ok((scores, picked))
+            })?;
             if let (Some(tr), Some(s)) = (trace.as_deref_mut(), &scores) {
                 record_selection(tr, s, picked.as_ref(), (qs + b0, t, self.topk))?;
             }

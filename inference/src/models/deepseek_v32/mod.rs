@@ -147,6 +147,15 @@ pub struct Probe {
     /// Time spent in the context-dependent part of attention (cache writes, indexer scoring,
     /// selection, attention core), summed over layers and calls.
     pub attn_time: Duration,
+    /// The indexer's part of `attn_time` (scoring and top-k selection), on a CPU model only
+    /// (clocking it on a device would need a sync per query block); zero elsewhere.
+    pub index_time: Duration,
+    /// Process CPU time (all threads, 10 ms ticks) of the attention part, on a CPU model only;
+    /// zero elsewhere. Unlike the wall times, it does not count the time other processes of a
+    /// shared machine hold the cores.
+    pub attn_cpu_time: Duration,
+    /// Process CPU time of the indexer part, on a CPU model only; zero elsewhere.
+    pub index_cpu_time: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -327,8 +336,17 @@ impl Model {
                 Some(Tensor::arange(0u32, longest.max(n) as u32, &self.device)?)
             }
         };
-        let batch =
-            Batch { segs: &infos, cos, sin, dense: opts.dense, host, sync_timing, positions };
+        let batch = Batch {
+            segs: &infos,
+            cos,
+            sin,
+            dense: opts.dense,
+            host,
+            sync_timing,
+            positions,
+            clock_index: probe.is_some() && self.device.is_cpu(),
+            clocks: Default::default(),
+        };
         let id_t = Tensor::from_vec(ids, n, &self.device)?;
         let mut x = self.embed.index_select(&id_t, 0)?;
         let caches: Vec<&SeqCache> = segments.iter().map(|s| &*s.cache).collect();
@@ -375,6 +393,11 @@ impl Model {
         }
         if let Some(p) = probe {
             p.attn_time += attn_time;
+            let [index, attn_cpu, index_cpu] =
+                batch.clocks.map(|c| Duration::from_nanos(c.into_inner()));
+            p.index_time += index;
+            p.attn_cpu_time += attn_cpu;
+            p.index_cpu_time += index_cpu;
         }
         for (seg, info) in segments.iter_mut().zip(&infos) {
             seg.cache.set_len(info.start + info.len);

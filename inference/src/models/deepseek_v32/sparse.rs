@@ -12,10 +12,15 @@
 //! keeps its own `k` best (every member of the row's top-k is among its chunk's top-k), and the
 //! survivors are selected again until one chunk remains. A 128K-token row with `k = 2048` takes
 //! three rounds (16 chunks → 32,768 candidates → 4 chunks → 8,192 → 1 chunk → 2,048).
+//! On the CPU (the forced tensor path) a sort of every row would cost O(t log t) a query, so
+//! [`topk`] runs one custom op there instead ([`CausalTopk`]): a linear-time selection of each
+//! row's visible keys, the host kernels' own rule, then a sort of the `k` survivors.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use candle_nn::ops::softmax_last_dim;
+use rayon::prelude::*;
 
+use super::attention::select_topk_unordered;
 use crate::{Error, Result};
 
 /// Widest row one sort handles (candle's CUDA bitonic arg-sort: `ncols_pad · 4` bytes of shared
@@ -118,9 +123,77 @@ pub(crate) fn topk_with_width(
     Ok((idx.gather(&order, 1)?, vals.gather(&order, 1)?))
 }
 
-/// [`topk_with_width`] at the device sort's width.
-pub(crate) fn topk(scores: &Tensor, k: usize, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+/// The `k` largest entries of each row of `scores` (`[rows, n]`, f32, −inf past each causal
+/// end as [`causal_fill`] leaves them, row `i` the query at absolute position `first + i`):
+/// their column indices (`[rows, min(k, n)]`, u32, in descending score order, a row that sees
+/// fewer than `k` keys padded with its first future columns) and their scores. The CPU takes
+/// [`CausalTopk`]; every other device [`topk_with_width`] at the device sort's width. Both
+/// give the same picks in the same order, up to how ties are broken.
+pub(crate) fn topk(
+    scores: &Tensor,
+    k: usize,
+    first: usize,
+    positions: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    if scores.device().is_cpu() {
+        let scores = scores.contiguous()?;
+        let idx = scores.apply_op1_no_bwd(&CausalTopk { k, first })?;
+        let vals = scores.gather(&idx, 1)?;
+        return Ok((idx, vals));
+    }
     topk_with_width(scores, k, SORT_WIDTH, positions)
+}
+
+/// Causal top-k of the rows of a CPU score matrix (`[rows, n]`, f32, contiguous): row `i` is
+/// the query at absolute position `first + i` and sees columns `0..=first + i`. Each row keeps
+/// the set the host kernels select (`select_topk`: a linear-time `select_nth_unstable`, the
+/// same tie break), sorted by descending score, equal scores by ascending column (the order a
+/// stable descending sort of the whole row gives); a row that sees fewer than `k` columns
+/// takes all of them, then its first future columns in ascending order. Output `[rows,
+/// min(k, n)]`, u32. Rows run in parallel. There is no device kernel: [`topk`] calls it only on
+/// the CPU.
+pub(crate) struct CausalTopk {
+    /// Picks a row.
+    pub k: usize,
+    /// Absolute position of the first row's query.
+    pub first: usize,
+}
+
+impl CustomOp1 for CausalTopk {
+    fn name(&self) -> &'static str {
+        "causal-topk"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, n) = layout.shape().dims2()?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("causal-topk: the scores must be contiguous")
+        };
+        let Some(data) = storage.as_slice::<f32>()?.get(start..end) else {
+            candle_core::bail!("causal-topk: the layout passes the end of the scores")
+        };
+        let k = self.k.min(n);
+        let mut out = vec![0u32; rows * k];
+        if k > 0 {
+            out.par_chunks_exact_mut(k).zip(data.par_chunks_exact(n)).enumerate().for_each(
+                |(i, (dst, row))| {
+                    let visible = (self.first + i + 1).min(n);
+                    let mut picks = select_topk_unordered(row, visible, k);
+                    // −0 and +0 compare equal, as in a sort by `partial_cmp`.
+                    let key = |j: u32| row[j as usize] + 0.0;
+                    picks.sort_unstable_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+                    for (d, s) in dst.iter_mut().zip(picks.into_iter().chain(visible as u32..)) {
+                        *d = s;
+                    }
+                },
+            );
+        }
+        Ok((CpuStorage::U32(out), Shape::from((rows, k))))
+    }
 }
 
 /// Additive attention mask of selected keys from their scores: 0 for a real key, −inf for a
@@ -187,6 +260,83 @@ mod tests {
                 for (&i, &s) in idx[r].iter().zip(&vals[r]) {
                     assert_eq!(row[i as usize], s);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The CPU top-k op against a naive full sort of each row's visible keys: the same
+    /// multiset of scores, the host kernels' exact set, descending order with ties by
+    /// ascending column, and rows that see fewer than `k` keys (or a matrix narrower than
+    /// `k`) padded with their future columns in order.
+    #[test]
+    fn cpu_topk_op_equals_a_naive_sort() -> Result<()> {
+        let dev = Device::Cpu;
+        // Few distinct values: ties everywhere, at the cut too; ±0 among them.
+        let tied = |rows: usize, n: usize| -> Vec<f32> {
+            (0..rows * n)
+                .map(|i| match (i * 7 + i / 3) % 5 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    m => m as f32,
+                })
+                .collect()
+        };
+        let cases: [(usize, usize, usize, usize, bool); 7] = [
+            (4, 12, 3, 0, true),  // early rows see fewer than k keys
+            (3, 40, 5, 30, true), // every row sees more than k
+            (5, 9, 20, 0, false), // narrower than k
+            (6, 64, 8, 2, false), // no ties: also equal to the rounds
+            (2, 1000, 16, 900, false),
+            (1, 5, 0, 4, false),   // k = 0
+            (3, 17, 17, 10, true), // k = n
+        ];
+        for (rows, n, k, first, ties) in cases {
+            let v = if ties { tied(rows, n) } else { scores(rows, n) };
+            let raw = Tensor::from_vec(v, (rows, n), &dev)?;
+            let pos = Tensor::arange(0u32, (first + rows).max(n) as u32, &dev)?;
+            let filled = causal_fill(&raw, first, &pos)?;
+            let f = filled.to_vec2::<f32>()?;
+            let (idx, vals) = topk(&filled, k, first, &pos)?;
+            let (idx, vals) = (idx.to_vec2::<u32>()?, vals.to_vec2::<f32>()?);
+            let case = format!("rows {rows} n {n} k {k} first {first} ties {ties}");
+            for (r, row) in f.iter().enumerate() {
+                let visible = (first + r + 1).min(n);
+                let width = k.min(n);
+                assert_eq!(idx[r].len(), width, "{case}");
+                // Naive: every visible column sorted by (score desc, column asc), then the
+                // future columns in order.
+                let mut naive: Vec<u32> = (0..visible as u32).collect();
+                naive.sort_by(|&a, &b| {
+                    row[b as usize].partial_cmp(&row[a as usize]).unwrap().then(a.cmp(&b))
+                });
+                naive.extend(visible as u32..n as u32);
+                naive.truncate(width);
+                let want: Vec<f32> = naive.iter().map(|&j| row[j as usize]).collect();
+                assert_eq!(vals[r], want, "{case} row {r}: scores");
+                for (&j, &s) in idx[r].iter().zip(&vals[r]) {
+                    assert_eq!(row[j as usize], s, "{case} row {r}");
+                }
+                if !ties {
+                    assert_eq!(idx[r], naive, "{case} row {r}: columns");
+                }
+                for w in idx[r].windows(2) {
+                    let (a, b) = (row[w[0] as usize], row[w[1] as usize]);
+                    assert!(a > b || (a == b && w[0] < w[1]), "{case} row {r}: order {w:?}");
+                }
+                let mut real: Vec<u32> =
+                    idx[r].iter().copied().filter(|&j| (j as usize) < visible).collect();
+                real.sort_unstable();
+                if k > 0 {
+                    assert_eq!(real, select_topk(row, visible, k), "{case} row {r}: host set");
+                }
+                let pads: Vec<u32> = idx[r][real.len()..].to_vec();
+                let want_pads: Vec<u32> = (visible as u32..).take(width - real.len()).collect();
+                assert_eq!(pads, want_pads, "{case} row {r}: padding");
+            }
+            if !ties && n > k && k > 0 {
+                let (rounds, _) = topk_with_width(&filled, k, 16.max(2 * k), &pos)?;
+                assert_eq!(rounds.to_vec2::<u32>()?, idx, "{case}: the rounds pick the same");
             }
         }
         Ok(())
