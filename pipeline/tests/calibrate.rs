@@ -15,25 +15,10 @@ use agentgen_pipeline::{
     SamplingParams,
 };
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') || name == "__pycache__" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
-}
-
 fn bookshop(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/envpkg/bookshop");
     let pkgs = dir.join("pkgs");
-    copy_dir(&src, &pkgs.join("bookshop"));
+    agentgen_testdata::copy_dir(&src, &pkgs.join("bookshop"));
     pkgs
 }
 
