@@ -11,8 +11,7 @@ use agentgen_environments::envpkg::calibration;
 use agentgen_pipeline::calibrate::{calibrate, summary_json};
 use agentgen_pipeline::run::run_registry;
 use agentgen_pipeline::{
-    Completion, CompletionFinish, Policy, PromptRequest, ReferencePlan, ReferencePolicy, RunConfig,
-    SamplingParams,
+    Completion, Policy, PromptRequest, ReferencePlan, ReferencePolicy, RunConfig, SamplingParams,
 };
 
 fn bookshop(dir: &Path) -> PathBuf {
@@ -62,8 +61,8 @@ impl Policy for Scripted {
         prompt: &PromptRequest,
         _params: &SamplingParams,
     ) -> impl std::future::Future<Output = agentgen_pipeline::Result<Completion>> + Send {
-        let text = if self.solves(prompt) {
-            ReferencePolicy::render(prompt)
+        let out = if self.solves(prompt) {
+            ReferencePolicy::completion(prompt)
         } else {
             let mut give_up = prompt.clone();
             give_up.turn = 0;
@@ -72,15 +71,9 @@ impl Policy for Scripted {
                 final_reasoning: "I will not look anything up.".into(),
                 final_answer: "I cannot help with that.".into(),
             }));
-            ReferencePolicy::render(&give_up)
+            ReferencePolicy::completion(&give_up)
         };
-        std::future::ready(text.map(|text| Completion {
-            text,
-            token_ids: None,
-            logprobs: None,
-            finish: CompletionFinish::Eos,
-            chat: None,
-        }))
+        std::future::ready(out)
     }
 }
 
