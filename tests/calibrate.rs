@@ -8,33 +8,14 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::util::{fixtures, rows_by_id, run};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') || name == "__pycache__" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use super::util::{fixtures, rows_by_id, run, stderr};
 
 #[test]
 fn reference_calibration_is_all_ones_and_the_band_serves_calibrated_tasks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pkgs = dir.path().join("pkgs");
     for name in ["bookshop", "thermostat"] {
-        copy_dir(&fixtures().join("envpkg").join(name), &pkgs.join(name));
+        agentgen_testdata::copy_dir(&fixtures().join("envpkg").join(name), &pkgs.join(name));
     }
     let p = pkgs.to_str().expect("utf-8");
     let o = run(
@@ -160,7 +141,7 @@ fn reference_calibration_is_all_ones_and_the_band_serves_calibrated_tasks() {
 fn an_uncalibrated_package_names_the_calibrate_command() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pkg = dir.path().join("pkgs").join("bookshop");
-    copy_dir(&fixtures().join("envpkg").join("bookshop"), &pkg);
+    agentgen_testdata::copy_dir(&fixtures().join("envpkg").join("bookshop"), &pkg);
     let o = run(
         &[
             "generate",

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::util::{fixtures, run};
+use crate::util::{fixtures, run, stderr};
 
 const SEED_PROMPT: &str = "<｜begin▁of▁sentence｜><｜User｜>hello<｜Assistant｜></think>Hello! I am DeepSeek.<｜end▁of▁sentence｜><｜User｜>1+1=?<｜Assistant｜><think>";
 const SEED_IDS: &str = "[0,128803,33310,128804,128799,19923,3,342,1030,22651,4374,1465,16,1,128803,19,13,19,127252,128804,128798]";
@@ -13,10 +13,6 @@ fn codec_fixture(name: &str) -> String {
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

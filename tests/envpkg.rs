@@ -9,40 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::util::{bin, fixtures, rows_by_id, run};
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "failed ({:?}):\n{}\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let p = e.path();
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') || name == "__pycache__" {
-            continue;
-        }
-        if p.is_dir() {
-            copy_dir(&p, &to.join(&name));
-        } else {
-            std::fs::copy(&p, to.join(&name)).expect("copy");
-        }
-    }
-}
+use super::util::{bin, fixtures, ok, rows_by_id, run};
 
 /// The good fixtures (bookshop, thermostat) copied into `dir/pkgs` (the runtime caches its
 /// admission next to them, so never in the shared fixtures).
 fn good_packages(dir: &Path) -> PathBuf {
     let pkgs = dir.join("pkgs");
     for name in ["bookshop", "thermostat"] {
-        copy_dir(&fixtures().join("envpkg").join(name), &pkgs.join(name));
+        agentgen_testdata::copy_dir(&fixtures().join("envpkg").join(name), &pkgs.join(name));
     }
     pkgs
 }
@@ -235,14 +209,17 @@ fn bad_package_sets_are_refused_with_the_reason() {
     };
     // A rejected package (its admission code named).
     let broken = dir.path().join("broken");
-    copy_dir(&fixtures().join("envpkg/broken/empty_probe_passes"), &broken.join("empty"));
+    agentgen_testdata::copy_dir(
+        &fixtures().join("envpkg/broken/empty_probe_passes"),
+        &broken.join("empty"),
+    );
     expect_refusal(&["--envs", broken.join("empty").to_str().expect("utf-8")], "probe.empty");
     // A pin that does not match.
     let pinned = format!("{}@sha256:{}", pkgs.join("bookshop").display(), "0".repeat(64));
     expect_refusal(&["--envs", &pinned], "does not match the pinned");
     // A package that takes a built-in family's name.
     let shadow = dir.path().join("shadow").join("trip");
-    copy_dir(&pkgs.join("thermostat"), &shadow);
+    agentgen_testdata::copy_dir(&pkgs.join("thermostat"), &shadow);
     let toml = std::fs::read_to_string(shadow.join("env.toml")).expect("toml");
     std::fs::write(
         shadow.join("env.toml"),
@@ -264,7 +241,7 @@ fn bad_package_sets_are_refused_with_the_reason() {
 /// those tasks fail their pre-use replay and become rejected rows, the run goes on).
 fn slow_thermostat(dir: &Path) -> PathBuf {
     let p = dir.join("slowpkgs").join("slowstat");
-    copy_dir(&fixtures().join("envpkg/thermostat"), &p);
+    agentgen_testdata::copy_dir(&fixtures().join("envpkg/thermostat"), &p);
     let toml = std::fs::read_to_string(p.join("env.toml")).expect("toml");
     let toml = toml.replace("name = \"thermostat\"", "name = \"slowstat\"");
     std::fs::write(p.join("env.toml"), toml).expect("write");
@@ -341,7 +318,10 @@ fn kill_9_during_a_package_run_and_resume_give_the_uninterrupted_rows() {
 fn shipped_packages_are_admitted_and_give_valid_datasets() {
     let dir = tempfile::tempdir().expect("tmp");
     let pkgs = dir.path().join("packages");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("environments/packages"), &pkgs);
+    agentgen_testdata::copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("environments/packages"),
+        &pkgs,
+    );
     let names: Vec<String> = std::fs::read_dir(&pkgs)
         .expect("packages")
         .flatten()

@@ -230,7 +230,7 @@ fn envs_serve_nemo_gym_contract_on_a_builtin_family() {
 fn envs_serve_nemo_gym_contract_on_a_package() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pkg = dir.path().join("thermostat");
-    copy_dir(&fixtures().join("envpkg").join("thermostat"), &pkg);
+    agentgen_testdata::copy_dir(&fixtures().join("envpkg").join("thermostat"), &pkg);
     let pkg_s = pkg.to_string_lossy().into_owned();
     // Without python3 or the sandbox the package cannot be opened: that is a clear refusal.
     let probe = run(&["envs", "check", &pkg_s], b"");
@@ -239,18 +239,6 @@ fn envs_serve_nemo_gym_contract_on_a_package() {
         return;
     }
     contract(&["--envs", &pkg_s], "thermostat");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
-        }
-    }
 }
 
 /// OpenEnv: reset / step (`call_tool`) / answer over the WebSocket gives the same reward as the
@@ -459,7 +447,7 @@ fn envs_serve_seed_waits_for_a_free_place() {
 /// it), or `None` when packages cannot be admitted here (no python3 or no sandbox).
 fn package_copy(dir: &Path, name: &str) -> Option<String> {
     let pkg = dir.join(name);
-    copy_dir(&fixtures().join("envpkg").join(name), &pkg);
+    agentgen_testdata::copy_dir(&fixtures().join("envpkg").join(name), &pkg);
     let pkg_s = pkg.to_string_lossy().into_owned();
     let probe = run(&["envs", "check", &pkg_s], b"");
     if probe.status.code() != Some(0) {

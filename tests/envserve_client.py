@@ -44,16 +44,13 @@ class Client:
         data = raw if raw is not None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method="POST")
         req.add_header("Content-Type", "application/json")
-        for k, v in self.headers.items():
-            req.add_header(k, v)
-        try:
-            with self.opener.open(req, timeout=60) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        return self._send(req)
 
     def get(self, path):
-        req = urllib.request.Request(self.base + path, method="GET")
+        return self._send(urllib.request.Request(self.base + path, method="GET"))
+
+    def _send(self, req):
+        """Send `req` with the client's headers: `(status, body text)`, HTTP errors included."""
         for k, v in self.headers.items():
             req.add_header(k, v)
         try:

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use agentgen_datasets::{list_parts, read_rows};
 
-use crate::util::{bin, rows_by_id, run};
+use crate::util::{bin, ok, rows_by_id, run, spawn_piped};
 
 /// The stub's completion: a final answer with no tool call (a rejected, deterministic row).
 const ANSWER: &str =
@@ -165,10 +165,6 @@ fn spawn_generate(stub: &Stub, out: &Path, args: &[&str]) -> Child {
 
 fn generate_http(stub: &Stub, out: &Path, args: &[&str]) -> Output {
     spawn_generate(stub, out, args).wait_with_output().expect("wait")
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "failed ({:?}): {}", o.status, String::from_utf8_lossy(&o.stderr));
 }
 
 fn generate_ref(out: &Path, args: &[&str]) -> Output {
@@ -574,13 +570,7 @@ fn a_closed_stdout_pipe_exits_quietly() {
         } else {
             text.clone()
         };
-        let mut child = Command::new(bin())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let mut child = spawn_piped(args);
         let mut stdin = child.stdin.take().expect("stdin");
         let writer = std::thread::spawn(move || {
             let _ = stdin.write_all(input.as_bytes());

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use agentgen_datasets::SampleRow;
 
 use crate::opsafety::Stub;
-use crate::util::{bin, rows_by_id};
+use crate::util::{bin, ok, rows_by_id, stderr};
 
 const ARGS: [&str; 8] = ["--tasks", "12", "--seed", "5", "--concurrency", "1", "--max-turns", "2"];
 
@@ -166,14 +166,6 @@ fn shard_cmd(
 
 fn output(mut cmd: Command) -> Output {
     cmd.output().expect("run agentgen")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "failed ({:?}): {}", o.status, stderr(o));
 }
 
 /// Rows of every shard folder, by sample id.

@@ -148,25 +148,27 @@ fn thermostat(file: &str) -> String {
         .expect("fixture")
 }
 
+/// The step that writes the thermostat package with `set_mode` misspelled in env.py (so the
+/// check reports `tool.missing`).
+fn writes_broken_thermostat() -> Value {
+    let broken = thermostat("env.py").replace("def set_mode(", "def set_mode_v2(");
+    assert_ne!(broken, thermostat("env.py"));
+    step(vec![
+        call("w1", "write_file", json!({"path": "env.toml", "content": thermostat("env.toml")})),
+        call(
+            "w2",
+            "write_file",
+            json!({"path": "tools.json", "content": thermostat("tools.json")}),
+        ),
+        call("w3", "write_file", json!({"path": "env.py", "content": broken})),
+    ])
+}
+
 /// Writes the thermostat package with `set_mode` misspelled in env.py (so the check reports
 /// `tool.missing`), checks, fixes, checks and submits.
 fn builds_fixes_and_submits() -> Vec<Value> {
-    let broken = thermostat("env.py").replace("def set_mode(", "def set_mode_v2(");
-    assert_ne!(broken, thermostat("env.py"));
     vec![
-        step(vec![
-            call(
-                "w1",
-                "write_file",
-                json!({"path": "env.toml", "content": thermostat("env.toml")}),
-            ),
-            call(
-                "w2",
-                "write_file",
-                json!({"path": "tools.json", "content": thermostat("tools.json")}),
-            ),
-            call("w3", "write_file", json!({"path": "env.py", "content": broken})),
-        ]),
+        writes_broken_thermostat(),
         step(vec![call("c1", "check_package", json!({}))]),
         step(vec![
             call("w4", "write_file", json!({"path": "env.py", "content": thermostat("env.py")})),
@@ -184,21 +186,8 @@ fn builds_fixes_and_submits() -> Vec<Value> {
 
 /// Never fixes the broken env.py: checks and submits until the round limit.
 fn never_passes() -> Vec<Value> {
-    let broken = thermostat("env.py").replace("def set_mode(", "def set_mode_v2(");
     vec![
-        step(vec![
-            call(
-                "w1",
-                "write_file",
-                json!({"path": "env.toml", "content": thermostat("env.toml")}),
-            ),
-            call(
-                "w2",
-                "write_file",
-                json!({"path": "tools.json", "content": thermostat("tools.json")}),
-            ),
-            call("w3", "write_file", json!({"path": "env.py", "content": broken})),
-        ]),
+        writes_broken_thermostat(),
         step(vec![call("c1", "check_package", json!({}))]),
         step(vec![call("s1", "submit", json!({}))]),
         step(vec![call("s2", "submit", json!({}))]),

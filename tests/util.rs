@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Path of the built `agentgen` binary.
 pub fn bin() -> PathBuf {
@@ -16,20 +16,41 @@ pub fn fixtures() -> PathBuf {
     agentgen_testdata::dir().to_path_buf()
 }
 
-/// Run `agentgen args...` with `stdin` piped in; returns the finished process output.
-pub fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(bin())
+/// Start `agentgen args...` with stdin, stdout and stderr piped.
+pub fn spawn_piped(args: &[&str]) -> Child {
+    Command::new(bin())
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn agentgen");
+        .expect("spawn agentgen")
+}
+
+/// Run `agentgen args...` with `stdin` piped in; returns the finished process output.
+pub fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn_piped(args);
     if let Some(mut s) = child.stdin.take() {
         // A command may exit before reading all of stdin; that is its business.
         let _ = s.write_all(stdin);
     }
     child.wait_with_output().expect("wait for agentgen")
+}
+
+/// A finished command's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Assert that a finished command succeeded, showing its exit code, stdout and stderr if not.
+pub fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "failed ({:?}):\n{}\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Every row of a dataset folder by sample id, with the timing column blanked (so two runs

@@ -6,11 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::util::{bin, run};
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::util::{bin, run, stderr};
 
 #[test]
 fn help_shows_the_defaults_of_the_shared_groups() {

@@ -148,7 +148,7 @@ fn run_official(path: &Path, name: &str, run: &mut Run<'_>) -> Result<()> {
 
 /// A message as a comparable JSON value: `role`, `content` and `reasoning_content` as strings
 /// (absent = ""), tool calls as `{name, arguments}` with arguments parsed when they are JSON.
-fn normalize_message(m: &Value) -> Value {
+pub fn normalize_message(m: &Value) -> Value {
     let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let calls: Vec<Value> = m
         .get("tool_calls")

@@ -41,28 +41,8 @@ pub(crate) fn write_value(v: &Value, out: &mut String) {
             }
         }
         Value::String(s) => write_str(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_value(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_str(k, out);
-                out.push_str(": ");
-                write_value(item, out);
-            }
-            out.push('}');
-        }
+        Value::Array(items) => write_array(items, out, write_value),
+        Value::Object(map) => write_object(map, out, write_value),
     }
 }
 
@@ -194,6 +174,41 @@ pub(crate) fn write_float(f: f64, out: &mut String) {
     }
 }
 
+/// `[a, b]`: Python's array with its `", "` separator, each item appended by `write`.
+fn write_array<'a, T: 'a>(
+    items: impl IntoIterator<Item = &'a T>,
+    out: &mut String,
+    write: impl Fn(&'a T, &mut String),
+) {
+    out.push('[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write(item, out);
+    }
+    out.push(']');
+}
+
+/// `{"k": v}`: Python's object with its `", "` / `": "` separators, in the entries' order,
+/// each value appended by `write`.
+fn write_object<'a, T: 'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a T)>,
+    out: &mut String,
+    write: impl Fn(&'a T, &mut String),
+) {
+    out.push('{');
+    for (i, (k, item)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_str(k, out);
+        out.push_str(": ");
+        write(item, out);
+    }
+    out.push('}');
+}
+
 /// A parsed JSON value with Python's number semantics.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum PyJson {
@@ -217,28 +232,8 @@ impl PyJson {
             PyJson::Int(digits) => out.push_str(digits),
             PyJson::Float(f) => write_float(*f, out),
             PyJson::Str(s) => write_str(s, out),
-            PyJson::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    item.write(out);
-                }
-                out.push(']');
-            }
-            PyJson::Object(map) => {
-                out.push('{');
-                for (i, (k, item)) in map.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    write_str(k, out);
-                    out.push_str(": ");
-                    item.write(out);
-                }
-                out.push('}');
-            }
+            PyJson::Array(items) => write_array(items, out, PyJson::write),
+            PyJson::Object(map) => write_object(map, out, PyJson::write),
         }
     }
 }

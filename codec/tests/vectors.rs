@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use agentgen_codec::conformance::{message_json, normalize_message};
 use agentgen_codec::{
     Conversation, EncodeOptions, Error, ParseError, ThinkingMode, encode_messages,
     messages_from_json, parse_completion,
@@ -68,30 +69,6 @@ fn official_prompts() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn normalize(m: &Value) -> Value {
-    let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let calls: Vec<Value> = m
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| {
-                    let f = &c["function"];
-                    let args = match &f["arguments"] {
-                        Value::String(s) => {
-                            serde_json::from_str(s).unwrap_or(Value::String(s.clone()))
-                        }
-                        other => other.clone(),
-                    };
-                    json!({"name": f["name"], "arguments": args})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({"content": text("content"), "reasoning_content": text("reasoning_content"), "tool_calls": calls})
-}
-
 #[test]
 fn official_round_trips() -> anyhow::Result<()> {
     let conv = Conversation::from_json(&serde_json::from_str(&read("test_input.json"))?)?;
@@ -99,8 +76,8 @@ fn official_round_trips() -> anyhow::Result<()> {
         let opts = EncodeOptions { context: conv.messages[..k].to_vec(), ..Default::default() };
         let text = encode_messages(&conv.messages[k..=k], &opts)?;
         let parsed = parse_completion(&text, ThinkingMode::Thinking)?;
-        let mut want = normalize(&serde_json::to_value(&conv.messages[k])?);
-        let mut got = normalize(&serde_json::to_value(parsed.into_message())?);
+        let mut want = normalize_message(&serde_json::to_value(&conv.messages[k])?);
+        let mut got = normalize_message(&message_json(&parsed));
         want.as_object_mut().map(|o| o.remove(ignore));
         got.as_object_mut().map(|o| o.remove(ignore));
         assert_eq!(want, got, "round trip of messages[{k}]");
@@ -160,9 +137,7 @@ fn parse_vectors() -> anyhow::Result<()> {
         let completion = v["completion"].as_str().unwrap_or_default();
         match (parse_completion(completion, mode), v.get("expected_message")) {
             (Ok(m), Some(want)) => {
-                let got = json!({"content": m.content, "reasoning_content": m.reasoning_content,
-                    "tool_calls": m.tool_calls});
-                assert_eq!(normalize(want), normalize(&got), "{name}");
+                assert_eq!(normalize_message(want), normalize_message(&message_json(&m)), "{name}");
                 // Arguments are byte-identical to the reference's, not just equal as JSON.
                 for (g, w) in
                     m.tool_calls.iter().zip(want["tool_calls"].as_array().unwrap_or(&vec![]))

@@ -8,32 +8,11 @@ use agentgen_environments::families::logistics::LogisticsFamily;
 use agentgen_environments::{Family, run_reference, soundness};
 use serde_json::{Value, json};
 
+mod common;
+
 #[test]
 fn soundness_over_300_tasks() {
-    let f = LogisticsFamily;
-    let mut fails = Vec::new();
-    let mut difficulties = [0usize; 5];
-    for inst in 0..15u64 {
-        let instance = f.instance(inst * 71 % f.instances()).unwrap();
-        for t in 0..20u64 {
-            let seed = (t * 43 + inst) % f.tasks_per_instance();
-            match instance.task(seed) {
-                Err(e) => fails.push(format!("gen {inst}/{seed}: {e}")),
-                Ok(task) => {
-                    difficulties[task.difficulty as usize - 1] += 1;
-                    let rep = soundness(instance.as_ref(), &task, seed);
-                    if !rep.ok() {
-                        fails.push(format!("{}: {:?}", task.id, rep.failures()));
-                    }
-                }
-            }
-        }
-    }
-    for f in fails.iter().take(10) {
-        eprintln!("{f}");
-    }
-    assert!(fails.is_empty(), "{} of 300 failed", fails.len());
-    assert!(difficulties.iter().all(|&n| n > 20), "difficulty spread {difficulties:?}");
+    common::soundness_sweep(&LogisticsFamily, 15, 20, |i| i * 71, |i, t| t * 43 + i);
 }
 
 #[test]

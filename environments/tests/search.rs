@@ -5,35 +5,14 @@ use std::collections::BTreeSet;
 
 use agentgen_codec::ToolCall;
 use agentgen_environments::families::search::SearchFamily;
-use agentgen_environments::{Family, State, soundness};
+use agentgen_environments::{Family, State};
 use serde_json::{Value, json};
+
+mod common;
 
 #[test]
 fn soundness_over_250_tasks() {
-    let f = SearchFamily;
-    let mut fails = Vec::new();
-    let mut difficulties = [0usize; 5];
-    for inst in 0..10u64 {
-        let instance = f.instance(inst * 97 % f.instances()).unwrap();
-        for t in 0..25u64 {
-            let seed = (t * 41 + inst * 3) % f.tasks_per_instance();
-            match instance.task(seed) {
-                Err(e) => fails.push(format!("gen {inst}/{seed}: {e}")),
-                Ok(task) => {
-                    difficulties[task.difficulty as usize - 1] += 1;
-                    let rep = soundness(instance.as_ref(), &task, seed);
-                    if !rep.ok() {
-                        fails.push(format!("{}: {:?}", task.id, rep.failures()));
-                    }
-                }
-            }
-        }
-    }
-    for f in fails.iter().take(10) {
-        eprintln!("{f}");
-    }
-    assert!(fails.is_empty(), "{} of 250 failed", fails.len());
-    assert!(difficulties.iter().all(|&n| n > 20), "difficulty spread {difficulties:?}");
+    common::soundness_sweep(&SearchFamily, 10, 25, |i| i * 97, |i, t| t * 41 + i * 3);
 }
 
 #[test]

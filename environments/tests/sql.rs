@@ -4,8 +4,10 @@
 use std::collections::BTreeSet;
 
 use agentgen_codec::ToolCall;
-use agentgen_environments::{Family, Instance, State, TaskSpec, run_reference, soundness};
+use agentgen_environments::{Family, Instance, State, TaskSpec, run_reference};
 use serde_json::{Value, json};
+
+mod common;
 
 fn family() -> agentgen_environments::families::sql::SqlFamily {
     agentgen_environments::families::sql::SqlFamily
@@ -17,30 +19,7 @@ fn submit_state(answer: &str) -> State {
 
 #[test]
 fn soundness_over_300_tasks() {
-    let f = family();
-    let mut fails = Vec::new();
-    let mut difficulties = [0usize; 5];
-    for inst in 0..15u64 {
-        let instance = f.instance(inst * 67 % f.instances()).unwrap();
-        for t in 0..20u64 {
-            let seed = (t * 37 + inst) % f.tasks_per_instance();
-            match instance.task(seed) {
-                Err(e) => fails.push(format!("gen {inst}/{seed}: {e}")),
-                Ok(task) => {
-                    difficulties[task.difficulty as usize - 1] += 1;
-                    let rep = soundness(instance.as_ref(), &task, seed);
-                    if !rep.ok() {
-                        fails.push(format!("{}: {:?}", task.id, rep.failures()));
-                    }
-                }
-            }
-        }
-    }
-    for f in fails.iter().take(10) {
-        eprintln!("{f}");
-    }
-    assert!(fails.is_empty(), "{} of 300 failed", fails.len());
-    assert!(difficulties.iter().all(|&n| n > 20), "difficulty spread {difficulties:?}");
+    common::soundness_sweep(&family(), 15, 20, |i| i * 67, |i, t| t * 37 + i);
 }
 
 #[test]

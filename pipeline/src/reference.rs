@@ -24,6 +24,18 @@ impl ReferencePolicy {
         ReferencePolicy
     }
 
+    /// [`ReferencePolicy::render`] as a [`Completion`]: the text, ended by EOS, without token
+    /// ids or logprobs (what [`Policy::complete`] returns).
+    pub fn completion(prompt: &PromptRequest) -> Result<Completion> {
+        Self::render(prompt).map(|text| Completion {
+            text,
+            token_ids: None,
+            logprobs: None,
+            finish: CompletionFinish::Eos,
+            chat: None,
+        })
+    }
+
     /// The completion text of turn `turn` (what a perfect model would sample).
     pub fn render(prompt: &PromptRequest) -> Result<String> {
         let plan = prompt.reference.as_ref().ok_or(Error::Policy {
@@ -73,13 +85,6 @@ impl Policy for ReferencePolicy {
         prompt: &PromptRequest,
         _params: &SamplingParams,
     ) -> impl Future<Output = Result<Completion>> + Send {
-        let out = Self::render(prompt).map(|text| Completion {
-            text,
-            token_ids: None,
-            logprobs: None,
-            finish: CompletionFinish::Eos,
-            chat: None,
-        });
-        std::future::ready(out)
+        std::future::ready(Self::completion(prompt))
     }
 }

@@ -11,29 +11,13 @@ use agentgen_environments::envpkg::calibration;
 use agentgen_pipeline::calibrate::{calibrate, summary_json};
 use agentgen_pipeline::run::run_registry;
 use agentgen_pipeline::{
-    Completion, CompletionFinish, Policy, PromptRequest, ReferencePlan, ReferencePolicy, RunConfig,
-    SamplingParams,
+    Completion, Policy, PromptRequest, ReferencePlan, ReferencePolicy, RunConfig, SamplingParams,
 };
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') || name == "__pycache__" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
-}
 
 fn bookshop(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/envpkg/bookshop");
     let pkgs = dir.join("pkgs");
-    copy_dir(&src, &pkgs.join("bookshop"));
+    agentgen_testdata::copy_dir(&src, &pkgs.join("bookshop"));
     pkgs
 }
 
@@ -77,8 +61,8 @@ impl Policy for Scripted {
         prompt: &PromptRequest,
         _params: &SamplingParams,
     ) -> impl std::future::Future<Output = agentgen_pipeline::Result<Completion>> + Send {
-        let text = if self.solves(prompt) {
-            ReferencePolicy::render(prompt)
+        let out = if self.solves(prompt) {
+            ReferencePolicy::completion(prompt)
         } else {
             let mut give_up = prompt.clone();
             give_up.turn = 0;
@@ -87,15 +71,9 @@ impl Policy for Scripted {
                 final_reasoning: "I will not look anything up.".into(),
                 final_answer: "I cannot help with that.".into(),
             }));
-            ReferencePolicy::render(&give_up)
+            ReferencePolicy::completion(&give_up)
         };
-        std::future::ready(text.map(|text| Completion {
-            text,
-            token_ids: None,
-            logprobs: None,
-            finish: CompletionFinish::Eos,
-            chat: None,
-        }))
+        std::future::ready(out)
     }
 }
 

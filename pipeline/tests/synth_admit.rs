@@ -9,21 +9,6 @@ use agentgen_environments::envpkg::{PythonRuntime, load_package};
 use agentgen_pipeline::synth::admit::{Admission, AdmitContext, admit};
 use serde_json::json;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with('.') || name == "__pycache__" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
-}
-
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/envpkg").join(name)
 }
@@ -40,7 +25,7 @@ fn hardcoded_answers_near_duplicates_and_renames() {
 
     // A static task's answer pasted into env.py.
     let cheat = dir.path().join("cheat");
-    copy_dir(&fixture("bookshop"), &cheat);
+    agentgen_testdata::copy_dir(&fixture("bookshop"), &cheat);
     let first = std::fs::read_to_string(cheat.join("tasks.jsonl")).expect("tasks");
     let task: serde_json::Value =
         serde_json::from_str(first.lines().next().expect("line")).expect("json");
@@ -57,7 +42,7 @@ fn hardcoded_answers_near_duplicates_and_renames() {
 
     // The clean package is admitted into DIR/<name>-<hash12>/ with provenance.json.
     let clean = dir.path().join("clean");
-    copy_dir(&fixture("bookshop"), &clean);
+    agentgen_testdata::copy_dir(&fixture("bookshop"), &clean);
     let Admission::Admitted { dir: pkg, name, sha256 } =
         admit(&clean, &dir.path().join("stage2"), &ctx, &prov)
     else {
@@ -71,7 +56,7 @@ fn hardcoded_answers_near_duplicates_and_renames() {
 
     // The same tools with the entities renamed (descriptions, enum values): near duplicate.
     let renamed = dir.path().join("renamed");
-    copy_dir(&fixture("bookshop"), &renamed);
+    agentgen_testdata::copy_dir(&fixture("bookshop"), &renamed);
     fn reword(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(o) => {
@@ -100,7 +85,7 @@ fn hardcoded_answers_near_duplicates_and_renames() {
 
     // Other tools under a taken name: admitted as bookshop_2.
     let other = dir.path().join("other");
-    copy_dir(&fixture("thermostat"), &other);
+    agentgen_testdata::copy_dir(&fixture("thermostat"), &other);
     let toml = std::fs::read_to_string(other.join("env.toml")).expect("toml");
     std::fs::write(
         other.join("env.toml"),

@@ -10,8 +10,8 @@ use agentgen_codec::{Role, ThinkingMode, ToolCall};
 use agentgen_environments::limits::codes;
 use agentgen_environments::{Registry, TaskRef};
 use agentgen_pipeline::{
-    Completion, CompletionFinish, PlannedTurn, Policy, PromptRequest, ReferencePlan,
-    ReferencePolicy, RolloutContext, RolloutLimits, RolloutOutput, SamplingParams, rollout,
+    Completion, PlannedTurn, Policy, PromptRequest, ReferencePlan, ReferencePolicy, RolloutContext,
+    RolloutLimits, RolloutOutput, SamplingParams, rollout,
 };
 use serde_json::{Value, json};
 
@@ -32,14 +32,7 @@ impl Policy for Scripted {
     ) -> impl Future<Output = agentgen_pipeline::Result<Completion>> + Send {
         let mut p = prompt.clone();
         p.reference = Some(Arc::clone(&self.0));
-        let out = ReferencePolicy::render(&p).map(|text| Completion {
-            text,
-            token_ids: None,
-            logprobs: None,
-            finish: CompletionFinish::Eos,
-            chat: None,
-        });
-        std::future::ready(out)
+        std::future::ready(ReferencePolicy::completion(&p))
     }
 }
 

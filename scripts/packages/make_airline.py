@@ -7,7 +7,6 @@ turns in varied phrasings, computes the reference calls with the policy function
 replays reference and probes locally (pkgstub) before writing. `agentgen envs check` is the
 judge. Deterministic: rerun gives the same file.
 """
-import json
 import os
 import random
 import sys
@@ -16,19 +15,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PKG = os.path.join(HERE, "..", "..", "environments", "packages", "airline")
 sys.path.insert(0, HERE)
 import pkgstub  # noqa: E402
+from pkgstub import C, ev, probe, turn  # noqa: E402
 
 E = pkgstub.load(PKG, "2025-06-12T08:00:00Z")
 W = E.Env(0, {})
 R = random.Random(7)
 usd = E.usd
-
-
-def C(tool, /, **args):
-    return {"name": tool, "arguments": args}
-
-
-def ev(tool, key, value):
-    return {"tool": tool, "key": key, "value": value}
 
 
 def money(cents):
@@ -95,33 +87,9 @@ def who(b, wrong=None):
                  f"Booking {ref} under {last}"])
 
 
-tasks = []
+tasks = pkgstub.Tasks(E)
+add = tasks.add
 used = set()
-
-
-def add(tid, diff, turns, hidden_turns, probes=(), params=None):
-    task = {"id": tid, "difficulty": diff, "seed": 0, "params": params or {}, "turns": turns,
-            "hidden": {"turns": hidden_turns}, "probes": list(probes),
-            "tags": [tid.rsplit("-", 1)[0]] + (["multi_turn"] if len(turns) > 1 else [])
-            + (["refusal"] if any(f.get("fact") == "refusal" for h in hidden_turns for f in h.get("facts", [])) else [])}
-    verdicts, _ = pkgstub.play(E, task)
-    assert all(v["passed"] for v in verdicts), (tid, verdicts)
-    for p in task["probes"]:
-        pv, _ = pkgstub.play(E, task, p["turns"])
-        assert not all(v["passed"] for v in pv), (tid, p["name"])
-    # generic probes: empty / answer-only
-    for name, ans in (("empty", lambda t: ""), ("answer_only", lambda t: t.get("answer", ""))):
-        pv, _ = pkgstub.play(E, task, [{"calls": [], "answer": ans(t)} for t in turns])
-        assert not all(v["passed"] for v in pv), (tid, name)
-    tasks.append(task)
-
-
-def turn(user, ref, answer):
-    return {"user": user, "reference": ref, "answer": answer}
-
-
-def probe(name, *turns_):
-    return {"name": name, "turns": [{"calls": c, "answer": a} for c, a in turns_]}
 
 
 B = list(W.bookings.values())
@@ -677,10 +645,4 @@ for b, tgt in change_pool[16:]:
                ([[C("get_booking", booking_ref=ref)]], f"Cancelled; {money(amt)}."))])
     n += 1
 
-with open(os.path.join(PKG, "tasks.jsonl"), "w", encoding="utf-8") as fh:
-    for t in tasks:
-        fh.write(json.dumps(t, ensure_ascii=False) + "\n")
-from collections import Counter  # noqa: E402
-print(len(tasks), "tasks; difficulty", sorted(Counter(t["difficulty"] for t in tasks).items()),
-      "; multi-turn", sum(len(t["turns"]) > 1 for t in tasks),
-      "; refusals", sum(any(f.get("fact") == "refusal" for h in t["hidden"]["turns"] for f in h.get("facts", [])) for t in tasks))
+tasks.write(PKG)

@@ -6,7 +6,6 @@ controlled or used up; which appointments are within 24 hours; which doctors are
 phrased in varied ways and replayed locally (reference passes, probes fail) before writing.
 """
 import datetime as dt
-import json
 import os
 import random
 import sys
@@ -16,47 +15,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PKG = os.path.join(HERE, "..", "..", "environments", "packages", "clinic")
 sys.path.insert(0, HERE)
 import pkgstub  # noqa: E402
+from pkgstub import C, ev, probe, turn  # noqa: E402
 
 E = pkgstub.load(PKG, "2025-09-15T09:00:00Z")
 W = E.Env(0, {})
 R = random.Random(23)
-tasks = []
-
-
-def C(tool, /, **args):
-    return {"name": tool, "arguments": args}
-
-
-def ev(tool, key, value):
-    return {"tool": tool, "key": key, "value": value}
+tasks = pkgstub.Tasks(E)
+add = tasks.add
 
 
 def pick(xs):
     return R.choice(xs)
-
-
-def turn(user, ref, answer):
-    return {"user": user, "reference": ref, "answer": answer}
-
-
-def probe(name, *turns_):
-    return {"name": name, "turns": [{"calls": c, "answer": a} for c, a in turns_]}
-
-
-def add(tid, diff, turns, hidden_turns, probes=()):
-    task = {"id": tid, "difficulty": diff, "seed": 0, "params": {}, "turns": turns,
-            "hidden": {"turns": hidden_turns}, "probes": list(probes),
-            "tags": [tid.rsplit("-", 1)[0]] + (["multi_turn"] if len(turns) > 1 else [])
-            + (["refusal"] if any(f.get("fact") == "refusal" for h in hidden_turns for f in h.get("facts", [])) else [])}
-    verdicts, _ = pkgstub.play(E, task)
-    assert all(v["passed"] for v in verdicts), (tid, verdicts)
-    for p in task["probes"]:
-        pv, _ = pkgstub.play(E, task, p["turns"])
-        assert not all(v["passed"] for v in pv), (tid, p["name"])
-    for name, ans in (("empty", lambda t: ""), ("answer_only", lambda t: t.get("answer", ""))):
-        pv, _ = pkgstub.play(E, task, [{"calls": [], "answer": ans(t)} for t in turns])
-        assert not all(v["passed"] for v in pv), (tid, name)
-    tasks.append(task)
 
 
 PAT = {r[0]: {"id": r[0], "first": r[1], "last": r[2], "dob": r[3]} for r in W.q("SELECT * FROM patients")}
@@ -472,10 +441,4 @@ for rx in refill_pool["expired"] + refill_pool["no_refills"] + refill_pool["too_
         if E.earliest(W, [did], days[:2])[0] != best[0] else [])
     n += 1
 
-with open(os.path.join(PKG, "tasks.jsonl"), "w", encoding="utf-8") as fh:
-    for t in tasks:
-        fh.write(json.dumps(t, ensure_ascii=False) + "\n")
-print(len(tasks), "tasks; difficulty", sorted(Counter(t["difficulty"] for t in tasks).items()),
-      "; multi-turn", sum(len(t["turns"]) > 1 for t in tasks),
-      "; refusals", sum(any(f.get("fact") == "refusal" for h in t["hidden"]["turns"] for f in h.get("facts", [])) for t in tasks))
-print(Counter(t["id"].rsplit("-", 1)[0] for t in tasks))
+tasks.write(PKG)

@@ -5,57 +5,25 @@ Scenarios are drawn from the world (who holds which role where, which issues are
 resolved, confidential...), phrased in varied ways, and checked locally (reference passes,
 package probes and the empty / answer-only probes fail) before writing. Deterministic.
 """
-import json
 import os
 import random
 import sys
-from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PKG = os.path.join(HERE, "..", "..", "environments", "packages", "tracker")
 sys.path.insert(0, HERE)
 import pkgstub  # noqa: E402
+from pkgstub import C, ev, probe, turn  # noqa: E402
 
 E = pkgstub.load(PKG, "2025-06-10T09:00:00Z")
 W = E.Env(0, {})
 R = random.Random(11)
-tasks = []
-
-
-def C(tool, /, **args):
-    return {"name": tool, "arguments": args}
-
-
-def ev(tool, key, value):
-    return {"tool": tool, "key": key, "value": value}
+tasks = pkgstub.Tasks(E)
+add = tasks.add
 
 
 def pick(xs):
     return R.choice(xs)
-
-
-def turn(user, ref, answer):
-    return {"user": user, "reference": ref, "answer": answer}
-
-
-def probe(name, *turns_):
-    return {"name": name, "turns": [{"calls": c, "answer": a} for c, a in turns_]}
-
-
-def add(tid, diff, turns, hidden_turns, probes=()):
-    task = {"id": tid, "difficulty": diff, "seed": 0, "params": {}, "turns": turns,
-            "hidden": {"turns": hidden_turns}, "probes": list(probes),
-            "tags": [tid.rsplit("-", 1)[0]] + (["multi_turn"] if len(turns) > 1 else [])
-            + (["refusal"] if any(f.get("fact") == "refusal" for h in hidden_turns for f in h.get("facts", [])) else [])}
-    verdicts, _ = pkgstub.play(E, task)
-    assert all(v["passed"] for v in verdicts), (tid, verdicts)
-    for p in task["probes"]:
-        pv, _ = pkgstub.play(E, task, p["turns"])
-        assert not all(v["passed"] for v in pv), (tid, p["name"])
-    for name, ans in (("empty", lambda t: ""), ("answer_only", lambda t: t.get("answer", ""))):
-        pv, _ = pkgstub.play(E, task, [{"calls": [], "answer": ans(t)} for t in turns])
-        assert not all(v["passed"] for v in pv), (tid, name)
-    tasks.append(task)
 
 
 def members(p, *roles):
@@ -599,10 +567,4 @@ for p in PROJ:
                ([[C("assign_issue", issue_id=k, assignee=h)]], "Assigned to you."))])
     n += 1
 
-with open(os.path.join(PKG, "tasks.jsonl"), "w", encoding="utf-8") as fh:
-    for t in tasks:
-        fh.write(json.dumps(t, ensure_ascii=False) + "\n")
-print(len(tasks), "tasks; difficulty", sorted(Counter(t["difficulty"] for t in tasks).items()),
-      "; multi-turn", sum(len(t["turns"]) > 1 for t in tasks),
-      "; refusals", sum(any(f.get("fact") == "refusal" for h in t["hidden"]["turns"] for f in h.get("facts", [])) for t in tasks))
-print(Counter(t["id"].rsplit("-", 1)[0] for t in tasks))
+tasks.write(PKG)

@@ -67,3 +67,64 @@ def play(mod, task, probe_turns=None):
         full.setdefault("hidden", {})
         verdicts.append(mod.verify(full, env, t, answer, calls))
     return verdicts, env
+
+
+# Task authoring: the tasks.jsonl vocabulary the generators share.
+
+def C(tool, /, **args):
+    """A reference call of `tool` with `args`."""
+    return {"name": tool, "arguments": args}
+
+
+def ev(tool, key, value):
+    """Evidence: the call of `tool` whose `key` argument is `value`."""
+    return {"tool": tool, "key": key, "value": value}
+
+
+def turn(user, ref, answer):
+    """A user turn with its reference steps and final answer."""
+    return {"user": user, "reference": ref, "answer": answer}
+
+
+def probe(name, *turns_):
+    """A package probe: per turn, `(steps of calls, answer)`; it must fail."""
+    return {"name": name, "turns": [{"calls": c, "answer": a} for c, a in turns_]}
+
+
+class Tasks(list):
+    """The tasks a generator writes for the package loaded as `mod`. `add` keeps a task only
+    after replaying it locally: the reference passes; the package probes, the empty probe and
+    the answer-only probe fail."""
+
+    def __init__(self, mod):
+        super().__init__()
+        self.mod = mod
+
+    def add(self, tid, diff, turns, hidden_turns, probes=(), params=None):
+        refusal = any(f.get("fact") == "refusal" for h in hidden_turns for f in h.get("facts", []))
+        task = {"id": tid, "difficulty": diff, "seed": 0, "params": params or {}, "turns": turns,
+                "hidden": {"turns": hidden_turns}, "probes": list(probes),
+                "tags": [tid.rsplit("-", 1)[0]] + (["multi_turn"] if len(turns) > 1 else [])
+                + (["refusal"] if refusal else [])}
+        verdicts, _ = play(self.mod, task)
+        assert all(v["passed"] for v in verdicts), (tid, verdicts)
+        for p in task["probes"]:
+            pv, _ = play(self.mod, task, p["turns"])
+            assert not all(v["passed"] for v in pv), (tid, p["name"])
+        for name, ans in (("empty", lambda t: ""), ("answer_only", lambda t: t.get("answer", ""))):
+            pv, _ = play(self.mod, task, [{"calls": [], "answer": ans(t)} for t in turns])
+            assert not all(v["passed"] for v in pv), (tid, name)
+        self.append(task)
+
+    def write(self, pkg_dir):
+        """Write `pkg_dir/tasks.jsonl` (one task a line) and print a summary."""
+        from collections import Counter
+        import json
+        with open(os.path.join(pkg_dir, "tasks.jsonl"), "w", encoding="utf-8") as fh:
+            for t in self:
+                fh.write(json.dumps(t, ensure_ascii=False) + "\n")
+        refusals = sum(any(f.get("fact") == "refusal" for h in t["hidden"]["turns"]
+                           for f in h.get("facts", [])) for t in self)
+        print(len(self), "tasks; difficulty", sorted(Counter(t["difficulty"] for t in self).items()),
+              "; multi-turn", sum(len(t["turns"]) > 1 for t in self), "; refusals", refusals)
+        print(Counter(t["id"].rsplit("-", 1)[0] for t in self))

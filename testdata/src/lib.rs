@@ -22,3 +22,22 @@ pub fn dir() -> &'static Path {
 pub fn path(rel: &str) -> PathBuf {
     dir().join(rel)
 }
+
+/// Copy the folder `from` into `to` (created as needed), recursively, leaving out dot-files and
+/// `__pycache__`: how a test gets a writable copy of a fixture package. Panics on an I/O error
+/// (test code only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') || name == "__pycache__" {
+            continue;
+        }
+        if p.is_dir() {
+            copy_dir(&p, &to.join(&name));
+        } else {
+            std::fs::copy(&p, to.join(&name)).expect("copy");
+        }
+    }
+}

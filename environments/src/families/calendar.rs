@@ -3,16 +3,14 @@
 //! books the earliest slot that works for everyone. The verifier compares the created events
 //! with the unique earliest valid booking.
 
-use std::sync::Arc;
-
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Value, json};
 
-use super::common::{Base, TaskParts, seal, state_checks, turn};
+use super::common::{Base, TaskParts, builtin_family, seal, state_checks, turn};
 use crate::error::Result;
-use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{arg_i64, arg_str, call, hhmm, mix, name_hash, norm_text, rng};
 
 const NAME: &str = "calendar";
@@ -21,14 +19,7 @@ const VERSION: u32 = 1;
 /// The meeting-scheduling family.
 pub struct Calendar;
 
-impl Family for Calendar {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Ok(Arc::new(Org::build(instance_seed)?))
-    }
-}
+builtin_family!(Calendar, NAME, VERSION, Org::build);
 
 const FIRST: &[&str] = &[
     "Alice", "Bruno", "Chen", "Dana", "Emeka", "Freya", "Gita", "Hugo", "Isla", "Jamal", "Kenji",

@@ -14,6 +14,68 @@ use crate::framework::{
 use crate::toolspec::{ToolSet, family_tools};
 use crate::util::py_json;
 
+/// Instance seeds of a built-in family: `0..INSTANCES`.
+pub const INSTANCES: u64 = 1000;
+/// Task seeds of a built-in family's instance: `0..TASKS`, a fifth of them per difficulty
+/// ([`difficulty_slot`]).
+pub const TASKS: u64 = 200;
+
+/// `impl Family` for a built-in family's unit struct: its [`FamilyInfo`](crate::FamilyInfo)
+/// (`name`, `version`, [`INSTANCES`] instances of [`TASKS`] task seeds) and an `instance` that
+/// checks the seed's range and builds the instance with `build(seed)` (a function or closure
+/// returning `Result<impl Instance>`). Further `Family` methods (after a `;`) go into the impl.
+macro_rules! builtin_family {
+    ($family:ident, $name:expr, $version:expr, $build:expr $(; $($more:tt)*)?) => {
+        impl $crate::framework::Family for $family {
+            fn info(&self) -> $crate::framework::FamilyInfo {
+                $crate::framework::FamilyInfo {
+                    name: $name,
+                    version: $version,
+                    instances: $crate::families::common::INSTANCES,
+                    tasks_per_instance: $crate::families::common::TASKS,
+                }
+            }
+            fn instance(
+                &self,
+                instance_seed: u64,
+            ) -> $crate::error::Result<std::sync::Arc<dyn $crate::framework::Instance>> {
+                $crate::error::Error::check_instance_seed(
+                    $name,
+                    instance_seed,
+                    $crate::families::common::INSTANCES,
+                )?;
+                Ok(std::sync::Arc::new(($build)(instance_seed)?))
+            }
+            $($($more)*)?
+        }
+    };
+}
+pub(crate) use builtin_family;
+
+/// The candidate tasks of an instance, one list per difficulty (index `d - 1`), each shuffled
+/// with `r` in difficulty order; an [`Error::Generation`] of `family` naming instance `seed`
+/// when a list has fewer than the [`TASKS`]` / 5` slots of its difficulty (`what`: "questions",
+/// "tasks").
+pub fn shuffled_candidates<T>(
+    family: &str,
+    seed: u64,
+    what: &str,
+    mut lists: [Vec<T>; 5],
+    r: &mut impl rand::Rng,
+) -> Result<[Vec<T>; 5]> {
+    use rand::seq::SliceRandom;
+    for (i, c) in lists.iter_mut().enumerate() {
+        c.shuffle(r);
+        if (c.len() as u64) < TASKS / 5 {
+            return Err(Error::Generation {
+                family: family.into(),
+                reason: format!("instance {seed}: only {} {what} of difficulty {}", c.len(), i + 1),
+            });
+        }
+    }
+    Ok(lists)
+}
+
 /// What every instance of a family carries: identity and its tool subset.
 pub struct Base {
     /// The family's name.

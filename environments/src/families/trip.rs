@@ -7,16 +7,15 @@
 //! can pass, none that breaks a rule.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Value, json};
 
-use super::common::{Base, TaskParts, turn};
+use super::common::{Base, TaskParts, builtin_family, turn};
 use crate::error::Result;
-use crate::framework::{Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{Check, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{arg_str, call, mix, money, permute, rng};
 
 const NAME: &str = "trip";
@@ -25,14 +24,7 @@ const VERSION: u32 = 2;
 /// The trip-planning family.
 pub struct Trip;
 
-impl Family for Trip {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Ok(Arc::new(TripInstance::build(instance_seed)?))
-    }
-}
+builtin_family!(Trip, NAME, VERSION, TripInstance::build);
 
 const CITIES: &[&str] = &[
     "Aldmoor",

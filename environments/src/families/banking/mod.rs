@@ -6,7 +6,6 @@
 //! submitted amounts with tolerant money parsing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
@@ -14,9 +13,9 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Map, Value, json};
 
 use super::answer::{self, answer_check};
-use super::common::{Base, TaskParts, difficulty_slot, seal, state_checks, turn};
+use super::common::{Base, TaskParts, builtin_family, difficulty_slot, seal, state_checks, turn};
 use crate::error::Result;
-use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{arg_str, call, mix, money, norm_text, permute, rng};
 
 mod data;
@@ -30,14 +29,7 @@ const VERSION: u32 = 2;
 /// The banking family.
 pub struct Banking;
 
-impl Family for Banking {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Ok(Arc::new(Bank::build(instance_seed)?))
-    }
-}
+builtin_family!(Banking, NAME, VERSION, Bank::build);
 
 struct Bank {
     base: Base,

@@ -11,7 +11,7 @@
 //! is `Unavailable` with the reason.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 
 use super::answer;
 use crate::error::{Error, Result};
-use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
-use crate::framework::{
-    Availability, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict,
+use crate::families::common::{
+    Base, Slots, TASKS, TaskParts, builtin_family, difficulty_slot, shuffled_candidates, turn,
 };
+use crate::framework::{Availability, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::sandbox::Sandbox;
 use crate::util::{call, name_hash, rng};
 
@@ -35,8 +35,6 @@ use questions::*;
 
 const NAME: &str = "code";
 const VERSION: u32 = 2;
-const INSTANCES: u64 = 1000;
-const TASKS: u64 = 200;
 const MEMO_CAP: usize = 4096;
 
 // ---------------------------------------------------------------------------------------------
@@ -44,10 +42,13 @@ const MEMO_CAP: usize = 4096;
 /// The code-interpreter family.
 pub struct CodeFamily;
 
-impl Family for CodeFamily {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
-    }
+builtin_family! {
+    CodeFamily, NAME, VERSION,
+    |seed| -> Result<CodeInstance> {
+        let sandbox = Sandbox::shared()
+            .map_err(|reason| Error::Unavailable { family: NAME.into(), reason })?;
+        CodeInstance::build(seed, sandbox)
+    };
     fn availability(&self) -> Availability {
         match Sandbox::shared() {
             Err(reason) => Availability::Unavailable { reason },
@@ -61,12 +62,6 @@ impl Family for CodeFamily {
     }
     fn spawns_process(&self) -> bool {
         true
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;
-        let sandbox = Sandbox::shared()
-            .map_err(|reason| Error::Unavailable { family: NAME.into(), reason })?;
-        Ok(Arc::new(CodeInstance::build(instance_seed, sandbox)?))
     }
 }
 
@@ -86,22 +81,8 @@ impl CodeInstance {
     fn build(seed: u64, sandbox: &'static Sandbox) -> Result<Self> {
         let mut r = rng(&[name_hash(NAME), seed]);
         let data = generate(&mut r);
-        let mut questions: [Vec<Q>; 5] = Default::default();
-        for (i, qs) in questions.iter_mut().enumerate() {
-            let mut c = candidates(&data, i as u8 + 1);
-            c.shuffle(&mut r);
-            if (c.len() as u64) < TASKS / 5 {
-                return Err(Error::Generation {
-                    family: NAME.into(),
-                    reason: format!(
-                        "instance {seed}: only {} questions of difficulty {}",
-                        c.len(),
-                        i + 1
-                    ),
-                });
-            }
-            *qs = c;
-        }
+        let lists = std::array::from_fn(|i| candidates(&data, i as u8 + 1));
+        let questions = shuffled_candidates(NAME, seed, "questions", lists, &mut r)?;
         let mut allowed = vec!["run_python"];
         if r.random_bool(0.5) {
             allowed.push("list_files");

@@ -8,7 +8,6 @@
 //! optimum found by exhaustive search at generation time (which is unique by construction).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
@@ -16,8 +15,10 @@ use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
-use crate::framework::{Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::families::common::{
+    Base, Slots, TASKS, TaskParts, builtin_family, difficulty_slot, shuffled_candidates, turn,
+};
+use crate::framework::{Check, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{call, money, name_hash, rng};
 
 mod network;
@@ -27,21 +28,11 @@ use network::*;
 
 const NAME: &str = "logistics";
 const VERSION: u32 = 2;
-const INSTANCES: u64 = 1000;
-const TASKS: u64 = 200;
 
 /// The family.
 pub struct LogisticsFamily;
 
-impl Family for LogisticsFamily {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;
-        Ok(Arc::new(LogisticsInstance::build(instance_seed)?))
-    }
-}
+builtin_family!(LogisticsFamily, NAME, VERSION, LogisticsInstance::build);
 
 /// One network and its base bookings.
 pub struct LogisticsInstance {

@@ -66,19 +66,7 @@ impl LogisticsInstance {
                 }
             }
         }
-        for (d, k) in kinds.iter_mut().enumerate() {
-            k.shuffle(&mut r);
-            if (k.len() as u64) < TASKS / 5 {
-                return Err(Error::Generation {
-                    family: NAME.into(),
-                    reason: format!(
-                        "instance {seed}: only {} tasks of difficulty {}",
-                        k.len(),
-                        d + 1
-                    ),
-                });
-            }
-        }
+        let mut kinds = shuffled_candidates(NAME, seed, "tasks", kinds, &mut r)?;
         // Spare d1 candidates, after the shuffled ones (so only an instance with too few
         // single shipments that have a unique optimum reaches them): one shipment with a banned
         // carrier.

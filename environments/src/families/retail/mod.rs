@@ -4,16 +4,17 @@
 //! The verifier compares the final order database with the one the reference produces.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Value, json};
 
-use super::common::{Base, TaskParts, difficulty_slot, interleave, seal, state_checks, turn};
+use super::common::{
+    Base, TaskParts, builtin_family, difficulty_slot, interleave, seal, state_checks, turn,
+};
 use crate::error::Result;
-use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{arg_str, call, money, rng};
 
 mod data;
@@ -28,14 +29,7 @@ const VERSION: u32 = 2;
 /// The retail order-service family.
 pub struct Retail;
 
-impl Family for Retail {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Ok(Arc::new(Shop::build(instance_seed)?))
-    }
-}
+builtin_family!(Retail, NAME, VERSION, Shop::build);
 
 struct Shop {
     base: Base,

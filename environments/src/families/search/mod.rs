@@ -7,7 +7,6 @@
 //! distractors. The answer is submitted with `submit_answer` and compared tolerantly.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
@@ -20,8 +19,8 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, do
 
 use super::answer;
 use crate::error::{Error, Result};
-use crate::families::common::{Base, TaskParts, turn};
-use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::families::common::{Base, TASKS, TaskParts, builtin_family, shuffled_candidates, turn};
+use crate::framework::{Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::util::{call, name_hash, rng};
 
 mod questions;
@@ -32,23 +31,13 @@ use world::*;
 
 const NAME: &str = "search";
 const VERSION: u32 = 1;
-const INSTANCES: u64 = 1000;
-const TASKS: u64 = 200;
 
 // ---------------------------------------------------------------------------------------------
 
 /// The search-agent family.
 pub struct SearchFamily;
 
-impl Family for SearchFamily {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;
-        Ok(Arc::new(SearchInstance::build(instance_seed)?))
-    }
-}
+builtin_family!(SearchFamily, NAME, VERSION, SearchInstance::build);
 
 /// One corpus, its index and its questions.
 pub struct SearchInstance {
@@ -97,22 +86,8 @@ impl SearchInstance {
             .map_err(index_err)?;
         let mut parser = QueryParser::for_index(&index, vec![title, body]);
         parser.set_field_boost(title, 3.0);
-        let mut questions: [Vec<Q>; 5] = Default::default();
-        for (i, qs) in questions.iter_mut().enumerate() {
-            let mut c = candidates(&world, i as u8 + 1);
-            c.shuffle(&mut r);
-            if (c.len() as u64) < TASKS / 5 {
-                return Err(Error::Generation {
-                    family: NAME.into(),
-                    reason: format!(
-                        "instance {seed}: only {} questions of difficulty {}",
-                        c.len(),
-                        i + 1
-                    ),
-                });
-            }
-            *qs = c;
-        }
+        let lists = std::array::from_fn(|i| candidates(&world, i as u8 + 1));
+        let questions = shuffled_candidates(NAME, seed, "questions", lists, &mut r)?;
         let mut allowed = vec!["search", "open"];
         if r.random_bool(0.5) {
             allowed.push("find_in_page");

@@ -97,22 +97,8 @@ impl SqlInstance {
             year: r.random_range(2019..=2025),
         };
         let db = build_db(&schema, &mut r)?;
-        let mut questions: [Vec<Q>; 5] = Default::default();
-        for (i, qs) in questions.iter_mut().enumerate() {
-            let mut c = candidates(&schema, i as u8 + 1);
-            c.shuffle(&mut r);
-            if (c.len() as u64) < TASKS / 5 {
-                return Err(Error::Generation {
-                    family: NAME.into(),
-                    reason: format!(
-                        "instance {seed}: only {} questions of difficulty {}",
-                        c.len(),
-                        i + 1
-                    ),
-                });
-            }
-            *qs = c;
-        }
+        let lists = std::array::from_fn(|i| candidates(&schema, i as u8 + 1));
+        let questions = shuffled_candidates(NAME, seed, "questions", lists, &mut r)?;
         let mut allowed = vec!["list_tables", "describe_table", "run_query"];
         if r.random_bool(0.5) {
             allowed.push("sample_rows");

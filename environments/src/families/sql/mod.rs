@@ -26,8 +26,10 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::families::answer;
-use crate::families::common::{Base, Slots, TaskParts, difficulty_slot, turn};
-use crate::framework::{Check, Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::families::common::{
+    Base, Slots, TASKS, TaskParts, builtin_family, difficulty_slot, shuffled_candidates, turn,
+};
+use crate::framework::{Check, Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::limits::{self, codes as limit_codes};
 use crate::util::{call, rng};
 
@@ -41,8 +43,6 @@ use schema::*;
 
 const NAME: &str = "sql";
 const VERSION: u32 = 2;
-const INSTANCES: u64 = 1000;
-const TASKS: u64 = 200;
 /// Progress-handler callbacks (every 1,000 VM steps) before a query is interrupted.
 const STEP_BUDGET: u32 = 4_000;
 /// Rows returned to the agent per query.
@@ -54,15 +54,7 @@ const ROW_CAP: usize = 50;
 /// The SQL analytics family.
 pub struct SqlFamily;
 
-impl Family for SqlFamily {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: INSTANCES, tasks_per_instance: TASKS }
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Error::check_instance_seed(NAME, instance_seed, INSTANCES)?;
-        Ok(Arc::new(SqlInstance::build(instance_seed)?))
-    }
-}
+builtin_family!(SqlFamily, NAME, VERSION, SqlInstance::build);
 
 /// One database plus its question generator.
 pub struct SqlInstance {

@@ -5,17 +5,17 @@
 //! submitted counts. File and workspace sizes are capped ([`crate::limits`]): a write or edit
 //! that would pass a cap is refused with a `limit.vfs_*` error observation.
 
-use std::sync::Arc;
-
 use agentgen_codec::{Message, ToolCall};
 use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Map, Value, json};
 
 use super::answer::{self, answer_check};
-use super::common::{Base, TaskParts, difficulty_slot, interleave, seal, state_checks, turn};
+use super::common::{
+    Base, TaskParts, builtin_family, difficulty_slot, interleave, seal, state_checks, turn,
+};
 use crate::error::Result;
-use crate::framework::{Family, FamilyInfo, Instance, State, TaskSpec, ToolResult, Verdict};
+use crate::framework::{Instance, State, TaskSpec, ToolResult, Verdict};
 use crate::limits::{self, codes as limit_codes};
 use crate::util::{arg_str, call, rng};
 
@@ -30,14 +30,7 @@ const VERSION: u32 = 2;
 /// The virtual-filesystem workspace family.
 pub struct Vfs;
 
-impl Family for Vfs {
-    fn info(&self) -> FamilyInfo {
-        FamilyInfo { name: NAME, version: VERSION, instances: 1000, tasks_per_instance: 200 }
-    }
-    fn instance(&self, instance_seed: u64) -> Result<Arc<dyn Instance>> {
-        Ok(Arc::new(Workspace::build(instance_seed)?))
-    }
-}
+builtin_family!(Vfs, NAME, VERSION, Workspace::build);
 
 struct Workspace {
     base: Base,
