@@ -391,10 +391,10 @@ fn reply_message(
     }
     match fault {
         Some(Fault::BadArgs) => {
-            msg["tool_calls"][0]["function"]["arguments"] = json!("{\"oops\": ")
+            msg["tool_calls"][0]["function"]["arguments"] = json!("{\"oops\": ");
         }
         Some(Fault::UnknownTool) => {
-            msg["tool_calls"][0]["function"]["name"] = json!("launch_rockets")
+            msg["tool_calls"][0]["function"]["name"] = json!("launch_rockets");
         }
         Some(Fault::Refusal) => {
             msg = json!({"role": "assistant", "content": null, "refusal": "I cannot help."});

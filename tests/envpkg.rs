@@ -282,7 +282,7 @@ fn kill_9_during_a_package_run_and_resume_give_the_uninterrupted_rows() {
     ok(&generate(&whole, &args));
     let mut child = spawn_generate(&killed, &args);
     let t0 = Instant::now();
-    while agentgen_datasets::list_parts(&killed).map(|p| p.is_empty()).unwrap_or(true) {
+    while agentgen_datasets::list_parts(&killed).map_or(true, |p| p.is_empty()) {
         assert!(t0.elapsed() < Duration::from_secs(120), "no part was closed");
         if child.try_wait().ok().flatten().is_some() {
             break;

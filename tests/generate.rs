@@ -96,7 +96,7 @@ fn sigkill_then_resume_gives_the_uninterrupted_rows() {
         .expect("spawn");
     // Kill as soon as some parts are finished (or when it is done anyway).
     for _ in 0..2000 {
-        let n = list_parts(&killed).map(|p| p.len()).unwrap_or(0);
+        let n = list_parts(&killed).map_or(0, |p| p.len());
         if n >= 3 || child.try_wait().ok().flatten().is_some() {
             break;
         }

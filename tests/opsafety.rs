@@ -234,9 +234,7 @@ fn flush_secs_closes_parts_so_kill_9_and_resume_give_the_uninterrupted_rows() {
     let args = [&HTTP_ARGS[..], &["--flush-secs", "1"]].concat();
     let mut child = spawn_generate(&stub, &killed, &args);
     // The run is held at its sixth rollout; its five rows must reach a finished part.
-    wait_for("a part closed by --flush-secs", || {
-        list_parts(&killed).map(|p| !p.is_empty()).unwrap_or(false)
-    });
+    wait_for("a part closed by --flush-secs", || list_parts(&killed).is_ok_and(|p| !p.is_empty()));
     let held: u64 = list_parts(&killed)
         .expect("parts")
         .iter()

@@ -411,7 +411,7 @@ fn a_synthesizer_cannot_leave_its_draft_folder() {
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let results = tool_results(&out);
     for id in ["e1", "e2", "e3", "e4", "e5", "e6", "e7"] {
-        let r = results.get(id).map(String::as_str).unwrap_or("<missing>");
+        let r = results.get(id).map_or("<missing>", String::as_str);
         assert!(r.contains("refused"), "{id}: {r}");
     }
     assert!(!results["e3"].contains("root:"), "{}", results["e3"]);

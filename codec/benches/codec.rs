@@ -43,7 +43,7 @@ fn benches(c: &mut Criterion) {
         g.bench_function("bytes", |b| b.iter(|| conv.encode(black_box(&opts)).expect("encode")));
         g.throughput(Throughput::Elements(1));
         g.bench_function("conversations", |b| {
-            b.iter(|| conv.encode(black_box(&opts)).expect("encode"))
+            b.iter(|| conv.encode(black_box(&opts)).expect("encode"));
         });
         g.finish();
 
@@ -58,7 +58,7 @@ fn benches(c: &mut Criterion) {
                         parse_completion(black_box(text), ThinkingMode::Thinking).expect("parse"),
                     );
                 }
-            })
+            });
         });
         g.finish();
 
@@ -67,7 +67,7 @@ fn benches(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(prompt.len() as u64));
         g.bench_function("prompt", |b| b.iter(|| tok.encode(black_box(&prompt)).expect("tok")));
         g.bench_function("with_mask", |b| {
-            b.iter(|| tokenize_with_mask(black_box(&conv.messages), &opts).expect("tok"))
+            b.iter(|| tokenize_with_mask(black_box(&conv.messages), &opts).expect("tok"));
         });
         g.finish();
     }

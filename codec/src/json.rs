@@ -56,7 +56,7 @@ pub(crate) fn write_value(v: &Value, out: &mut String) {
 /// assert_eq!(out, r#""a\"b\n°\u0001""#);
 /// ```
 pub fn python_json_str(s: &str, out: &mut String) {
-    write_str(s, out)
+    write_str(s, out);
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -113,7 +113,7 @@ pub(crate) fn write_str(s: &str, out: &mut String) {
             0x08 => out.push_str("\\b"),
             0x0c => out.push_str("\\f"),
             _ => {
-                let _ = write!(out, "\\u{:04x}", b);
+                let _ = write!(out, "\\u{b:04x}");
             }
         }
         i = hit + 1;

@@ -414,7 +414,7 @@ impl FastPath {
     ) -> Result<()> {
         let cached = (SEGMENT_CACHE_MIN_LEN..=SEGMENT_CACHE_MAX_LEN).contains(&seg.len());
         if cached {
-            let cache = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            let cache = self.segments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(hit) = cache.map.get(seg) {
                 ids.extend_from_slice(hit);
                 return Ok(());
@@ -423,7 +423,7 @@ impl FastPath {
         let start = ids.len();
         pieces.clear();
         split_added(&self.normalized, &self.normalized_ids, seg, pieces, &mut |rest, out| {
-            self.split_pieces(rest, out)
+            self.split_pieces(rest, out);
         });
         for piece in pieces.drain(..) {
             match piece {
@@ -432,7 +432,7 @@ impl FastPath {
             }
         }
         if cached {
-            let mut cache = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cache = self.segments.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if cache.bytes + seg.len() > SEGMENT_CACHE_BYTES {
                 cache.map.clear();
                 cache.bytes = 0;
@@ -456,7 +456,9 @@ impl FastPath {
         use std::hash::BuildHasher;
         let shard = if piece.len() <= WORD_CACHE_MAX_LEN {
             let shard = &self.words[WORD_HASH.hash_one(piece) as usize % WORD_SHARDS];
-            if let Some(hit) = shard.lock().unwrap_or_else(|e| e.into_inner()).get(piece) {
+            if let Some(hit) =
+                shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(piece)
+            {
                 ids.extend_from_slice(hit);
                 return Ok(());
             }
@@ -470,7 +472,7 @@ impl FastPath {
         let start = ids.len();
         ids.extend(tokens.iter().map(|t| t.id));
         if let Some(shard) = shard {
-            let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if map.len() >= WORD_CACHE_SHARD {
                 map.clear();
             }
@@ -484,8 +486,8 @@ impl FastPath {
         let splits = self.thread_splits.get_or(|| self.splits.clone());
         isolated(&splits[0], text, &mut |a| {
             isolated(&splits[1], a, &mut |b| {
-                split_words(&splits[2], b, &mut |c| out.push(Piece::Text(c)))
-            })
+                split_words(&splits[2], b, &mut |c| out.push(Piece::Text(c)));
+            });
         });
     }
 }

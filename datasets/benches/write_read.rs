@@ -41,7 +41,7 @@ fn row(i: usize) -> SampleRow {
         messages,
         text: "x".repeat(2_400),
         token_ids: (0..n_tokens).map(|t| (t * 31 + i as u32) % 128_000).collect(),
-        loss_mask: (0..n_tokens).map(|t| (t > 300) as u8).collect(),
+        loss_mask: (0..n_tokens).map(|t| u8::from(t > 300)).collect(),
         logprobs: None,
         reward: 1.0,
         advantage: None,
@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
                 w.write(r.clone()).unwrap();
             }
             w.finish().unwrap()
-        })
+        });
     });
     let dir = tempfile::tempdir().unwrap();
     let mut w = DatasetWriter::try_new(dir.path(), WriterOptions::default()).unwrap();
@@ -96,9 +96,9 @@ fn bench(c: &mut Criterion) {
     eprintln!("{ROWS} rows -> {bytes} bytes on disk ({} bytes/row)", bytes / ROWS as u64);
     let parts = list_parts(dir.path()).unwrap();
     g.bench_function("read_rows", |b| {
-        b.iter(|| parts.iter().map(|p| read_rows(&p.path).unwrap().len()).sum::<usize>())
+        b.iter(|| parts.iter().map(|p| read_rows(&p.path).unwrap().len()).sum::<usize>());
     });
-    g.bench_function("clone_only_baseline", |b| b.iter(|| rows.to_vec()));
+    g.bench_function("clone_only_baseline", |b| b.iter(|| rows.clone()));
     g.finish();
 }
 

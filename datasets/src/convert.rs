@@ -53,7 +53,7 @@ fn list_field(data_type: &DataType) -> Arc<Field> {
 }
 
 fn field_type(name: &str) -> DataType {
-    schema().field_with_name(name).map(|f| f.data_type().clone()).unwrap_or(DataType::Null)
+    schema().field_with_name(name).map_or(DataType::Null, |f| f.data_type().clone())
 }
 
 fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use agentgen_codec::Message;
 
 fn float(x: f64) -> Value {
-    Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(x).map_or(Value::Null, Value::Number)
 }
 
 /// Element `i` of `array` as a JSON value (structs as objects, lists as arrays, nulls as null).

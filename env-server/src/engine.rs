@@ -392,7 +392,7 @@ impl Engine {
             .collect();
         serde_json::json!({
             "active_sessions": self.active(),
-            "http_sessions": self.sessions.lock().map(|m| m.len()).unwrap_or(0),
+            "http_sessions": self.sessions.lock().map_or(0, |m| m.len()),
             "max_sessions": self.cfg.max_sessions,
             "idle_timeout_secs": self.cfg.idle_timeout.as_secs_f64(),
             "sessions_started": c.started.load(Ordering::Relaxed),

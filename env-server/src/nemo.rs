@@ -173,7 +173,7 @@ pub async fn verify(
     .await
     .map_err(|e| ApiError::internal(format!("verify: {e}")))?
     .ok_or_else(|| ApiError::internal("the session's lock is poisoned"))??;
-    let done = judged.as_ref().is_ok_and(|o| o.done()) || judged.is_err();
+    let done = judged.as_ref().is_ok_and(super::engine::TurnOutcome::done) || judged.is_err();
     if done && let Some(slot) = engine.remove(&token) {
         release(slot);
     }

@@ -305,8 +305,7 @@ fn random_value(schema: &Value, pool: &ValuePool, r: &mut impl Rng, depth: usize
                 _ => serde_json::Number::from_f64(
                     ((lo + r.random::<f64>() * (hi - lo)) * 100.0).round() / 100.0,
                 )
-                .map(Value::Number)
-                .unwrap_or(Value::Null),
+                .map_or(Value::Null, Value::Number),
             }
         }
         "array" => {
@@ -315,8 +314,7 @@ fn random_value(schema: &Value, pool: &ValuePool, r: &mut impl Rng, depth: usize
             let max = obj
                 .get("maxItems")
                 .and_then(Value::as_u64)
-                .map(|m| m as usize)
-                .unwrap_or(min + 3)
+                .map_or(min + 3, |m| m as usize)
                 .max(min);
             let n = if depth > 3 { min } else { r.random_range(min..=max.min(min + 4)) };
             Value::Array((0..n).map(|_| random_value(&items, pool, r, depth + 1)).collect())

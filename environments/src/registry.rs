@@ -222,7 +222,7 @@ impl InstanceCache {
 
     /// How many instances are cached now.
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
+        self.inner.lock().map_or(0, |i| i.map.len())
     }
 
     /// True when no instance is cached.

@@ -94,7 +94,7 @@ fn tree_listing(dir: &Path) -> Vec<String> {
 
 #[test]
 fn good_fixtures_are_admitted() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(rt) = runtime() else { return };
     let opts = CheckOptions { partial: false, seeds_k: 8 };
     let out = check_package(&fixtures().join("bookshop"), &rt, RESERVED, &opts);
@@ -129,7 +129,7 @@ fn good_fixtures_are_admitted() {
 
 #[test]
 fn broken_fixtures_are_rejected_for_their_reason_and_the_host_is_untouched() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(rt) = runtime() else { return };
     let dirs_before = worker_dirs();
     let broken = fixtures().join("broken");
@@ -305,7 +305,7 @@ fn attack_once(
 
 #[test]
 fn sandbox_duties_are_enforced_and_end_only_the_episode() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(rt) = runtime() else { return };
     let dir = attack_package();
     let pkg = load_package(dir.path(), RESERVED, &rt.stdlib).unwrap_or_else(|p| panic!("{p}"));
@@ -367,9 +367,9 @@ fn sandbox_duties_are_enforced_and_end_only_the_episode() {
 /// trivial tool call through a warm worker. Run with
 /// `cargo test --workspace --test envpkg -- --ignored --nocapture bench_`.
 #[test]
-#[ignore]
+#[ignore = "a benchmark: prints numbers, run with --ignored --nocapture"]
 fn bench_warm_worker_round_trip() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(rt) = runtime() else { return };
     let pkg = load_package(&fixtures().join("thermostat"), RESERVED, &rt.stdlib)
         .unwrap_or_else(|p| panic!("{p}"));
@@ -426,7 +426,7 @@ fn bench_warm_worker_round_trip() {
 
 #[test]
 fn pool_reuses_workers_across_episodes_and_replaces_broken_ones() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(rt) = runtime() else { return };
     let dir = attack_package();
     let pkg = load_package(dir.path(), RESERVED, &rt.stdlib).unwrap_or_else(|p| panic!("{p}"));

@@ -131,7 +131,7 @@ fn booking_rules_are_enforced_by_the_tool() {
 
 /// Every instance seed builds (run with `--ignored`; slow in the dev profile).
 #[test]
-#[ignore]
+#[ignore = "slow in the dev profile: every instance seed; run with --ignored"]
 fn every_instance_builds() {
     for f in [
         Box::new(LogisticsFamily) as Box<dyn Family>,
@@ -151,7 +151,7 @@ fn every_instance_builds() {
 /// Throughput of task generation + reference run + verify for B's families (run with
 /// `--ignored --nocapture`; prints numbers, asserts nothing about time).
 #[test]
-#[ignore]
+#[ignore = "a benchmark: prints numbers, run with --ignored --nocapture"]
 fn throughput_report() {
     use std::time::Instant;
     for f in [

@@ -279,7 +279,7 @@ print("FORKED", n)
 fn memory_bomb_over_children_is_contained() {
     let Some(sb) = sandbox(cfg()) else { return };
     let per = sb.config().memory_bytes;
-    let max = sb.config().max_processes as u64;
+    let max = u64::from(sb.config().max_processes);
     let out = run(
         &sb,
         r#"

@@ -801,8 +801,7 @@ mod tests {
             |m: Value, finish: &str| json!({"choices": [{"message": m, "finish_reason": finish}]});
         let code = |v: Value| {
             RawTurn::from_body(&v)
-                .map(|r| r.into_turn().rejection.map(|(_, r)| r.code()))
-                .unwrap_or(Some("malformed"))
+                .map_or(Some("malformed"), |r| r.into_turn().rejection.map(|(_, r)| r.code()))
         };
         let call = |args: &str| json!({"tool_calls": [{"id": "a", "function": {"name": "f", "arguments": args}}]});
         assert_eq!(

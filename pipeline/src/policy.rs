@@ -254,7 +254,7 @@ impl<P: Policy> Policy for Arc<P> {
         (**self).complete(prompt, params)
     }
     fn release(&self, sample_id: &str) {
-        (**self).release(sample_id)
+        (**self).release(sample_id);
     }
     fn stats_json(&self) -> Option<String> {
         (**self).stats_json()

@@ -717,7 +717,7 @@ fn finish_output<P: Policy>(f: FinishParts<'_, P>) -> RolloutOutput {
     let mut row_mode = mode;
     if f.retokenized {
         row_mode = crate::chat::row_mode(&messages, mode, ctx.auto_mode);
-        for row in rows.iter_mut() {
+        for row in &mut rows {
             match crate::chat::reencode(&messages[..row.messages_len], row_mode) {
                 Ok((text, ids, mask)) => {
                     row.logprobs = vec![None; ids.len()];
@@ -761,7 +761,7 @@ fn finish_output<P: Policy>(f: FinishParts<'_, P>) -> RolloutOutput {
     // No sampled token, no logprobs (a policy error before the first completion).
     let has_logprobs = f.has_logprobs && f.turns > 0;
     if !has_logprobs {
-        for row in rows.iter_mut() {
+        for row in &mut rows {
             row.logprobs.iter_mut().for_each(|l| *l = None);
         }
     }

@@ -478,7 +478,9 @@ fn hash_value(v: &Value, h: &mut impl Hasher) {
         Value::String(s) => (3u8, s).hash(h),
         Value::Array(items) => {
             (4u8, items.len()).hash(h);
-            items.iter().for_each(|i| hash_value(i, h));
+            for i in items {
+                hash_value(i, h);
+            }
         }
         Value::Object(map) => {
             (5u8, map.len()).hash(h);
@@ -625,7 +627,7 @@ pub fn check_row(
         match tok.decode(&ids) {
             Ok(t) if t == row.text => {}
             Ok(_) => {
-                out.push(Rejection::new(codes::TOKENS_MISMATCH, "token_ids do not decode to text"))
+                out.push(Rejection::new(codes::TOKENS_MISMATCH, "token_ids do not decode to text"));
             }
             Err(e) => out.push(Rejection::new(
                 codes::TOKENS_MISMATCH,
@@ -669,7 +671,7 @@ fn check_messages(
             ThinkingMode::Chat
         };
         let push = |issues: &mut Vec<Issue>, r: Rejection| {
-            issues.push(Issue { message: Some(i), rejection: r })
+            issues.push(Issue { message: Some(i), rejection: r });
         };
         let text = match render_completion(m, turn_mode) {
             Ok(t) => t,

@@ -495,7 +495,7 @@ fn read_batch(reader: &mut ConversationReader) -> Result<Batch, agentgen_dataset
         match item {
             Ok(v) => batch.push((row, Ok(v))),
             Err(e) if e.is_row_error() => {
-                batch.push((row, Err(Rejection::new(codes::FORMAT_BAD_ROW, e.to_string()))))
+                batch.push((row, Err(Rejection::new(codes::FORMAT_BAD_ROW, e.to_string()))));
             }
             Err(e) => return Err(e),
         }

@@ -274,10 +274,8 @@ fn run_section(o: &mut String, st: &Stats) {
         }
         if let Some(d) = man.get("durations_ms").and_then(Value::as_object) {
             for (k, v) in d {
-                let secs = v
-                    .as_f64()
-                    .map(|ms| format!("{:.1} s", ms / 1000.0))
-                    .unwrap_or_else(|| text_of(v));
+                let secs =
+                    v.as_f64().map_or_else(|| text_of(v), |ms| format!("{:.1} s", ms / 1000.0));
                 rows.push((format!("duration {k}"), secs));
             }
         }
@@ -514,7 +512,7 @@ fn outcomes(o: &mut String, st: &Stats) {
                     segments: vec![(2, s.pass_rate.unwrap_or(0.0))],
                     note: Some(format!(
                         "{} of {}",
-                        s.pass_rate.map(pct).unwrap_or_else(|| "—".into()),
+                        s.pass_rate.map_or_else(|| "—".into(), pct),
                         fmt_num(s.rows as f64)
                     )),
                 })

@@ -134,7 +134,7 @@ fn from_value(v: &Value, file: &str, pos: usize, key: u64) -> Trajectory {
         ["difficulty", "turns", "tool_calls", "finish_reason", "thinking_mode", "policy", "model"]
     {
         if let Some(x) = v.get(k).filter(|x| !x.is_null()) {
-            let text = x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string());
+            let text = x.as_str().map_or_else(|| x.to_string(), str::to_owned);
             meta.insert(k.replace('_', " "), text);
         }
     }

@@ -465,7 +465,7 @@ mod tests {
             a.offer(Picked { key: *k, source: 0, row: i, line: None });
         }
         let mut got: Vec<u64> = a.heap.into_vec().iter().map(|p| p.key).collect();
-        got.sort();
+        got.sort_unstable();
         assert_eq!(got, vec![1, 2, 3]);
     }
 

@@ -482,17 +482,17 @@ fn reward_edges(min: f64, max: f64) -> Vec<f64> {
     if hi <= lo {
         return vec![lo, lo + 1.0];
     }
-    (0..=20).map(|i| round6(lo + (hi - lo) * i as f64 / 20.0)).collect()
+    (0..=20).map(|i| round6(lo + (hi - lo) * f64::from(i) / 20.0)).collect()
 }
 
 fn group_stats(groups: &HashMap<u64, (u32, u32)>) -> Groups {
     let multi: Vec<(u32, u32)> = groups.values().copied().filter(|(n, _)| *n >= 2).collect();
     let max_size = groups.values().map(|(n, _)| *n).max().unwrap_or(0);
-    let edges: Vec<f64> = (0..=10).map(|i| i as f64 / 10.0).collect();
+    let edges: Vec<f64> = (0..=10).map(|i| f64::from(i) / 10.0).collect();
     let mut counts = vec![0u64; 10];
     let (mut all_pass, mut all_fail) = (0, 0);
     for (n, p) in &multi {
-        counts[bin_index(&edges, *p as f64 / *n as f64)] += 1;
+        counts[bin_index(&edges, f64::from(*p) / f64::from(*n))] += 1;
         all_pass += u64::from(p == n);
         all_fail += u64::from(*p == 0);
     }
@@ -524,7 +524,7 @@ fn pass_at_k_one(n: u32, c: u32, k: u32) -> f64 {
     }
     let mut prod = 1.0;
     for i in (n - c + 1)..=n {
-        prod *= 1.0 - k as f64 / i as f64;
+        prod *= 1.0 - f64::from(k) / f64::from(i);
     }
     1.0 - prod
 }

@@ -52,9 +52,7 @@ pub(crate) fn prepare(
     // The staging folder first: a bad --staging must not take (and leave) a lease.
     let (staging, temp) = match staging {
         Some(dir) => {
-            if dir.exists()
-                && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true)
-            {
+            if dir.exists() && std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_some()) {
                 anyhow::bail!("--staging {}: must be a new or empty folder", dir.display());
             }
             (dir, None)

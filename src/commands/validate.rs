@@ -70,7 +70,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{}: unreadable: {e}", fr.file)?;
             }
             for i in &issues {
-                let off = i.offset.map(|o| o.to_string()).unwrap_or_else(|| "-".into());
+                let off = i.offset.map_or_else(|| "-".into(), |o| o.to_string());
                 writeln!(out, "{}:{}: {} at byte {}: {}", i.file, i.row, i.code, off, i.message)?;
             }
             report.add(fr, issues);

@@ -145,11 +145,10 @@ impl Lease {
     /// Renew now: a conditional write on the version this process last wrote. Fails for good
     /// once the lease was taken (the caller must stop writing).
     pub async fn renew(&self) -> Result<()> {
-        if let Some(why) = self.lost.lock().map(|g| g.clone()).unwrap_or(None) {
+        if let Some(why) = self.lost.lock().map_or(None, |g| g.clone()) {
             return Err(self.lost_error(why));
         }
-        let current =
-            self.version.lock().map(|v| v.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        let current = self.version.lock().map_or_else(|p| p.into_inner().clone(), |v| v.clone());
         let mode =
             if self.store.plain_updates { PutMode::Overwrite } else { PutMode::Update(current) };
         match self.store.put(&self.rel, PutPayload::from(self.body.clone()), mode).await {
@@ -200,12 +199,12 @@ impl Lease {
 
     /// End the lease (the shard is done or the run stopped cleanly), unless it was lost.
     pub async fn release(&self) -> Result<()> {
-        if self.lost.lock().map(|g| g.is_some()).unwrap_or(true) {
+        if self.lost.lock().map_or(true, |g| g.is_some()) {
             return Ok(());
         }
         // Only our own version: a lease someone else took over stays theirs.
         if let Some((_, meta)) = self.store.get(&self.rel).await? {
-            let ours = self.version.lock().map(|v| v.e_tag.clone()).unwrap_or(None);
+            let ours = self.version.lock().map_or(None, |v| v.e_tag.clone());
             if ours.is_some() && meta.e_tag != ours && !self.store.plain_updates {
                 return Ok(());
             }

@@ -211,7 +211,9 @@ impl Store {
 
     /// The object at `rel` (a `/`-separated path under the prefix).
     fn key(&self, rel: &str) -> ObjPath {
-        rel.split('/').filter(|p| !p.is_empty()).fold(self.prefix.clone(), |p, part| p.join(part))
+        rel.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.prefix.clone(), object_store::path::Path::join)
     }
 
     /// `rel` as a full URL, for messages.

@@ -509,8 +509,7 @@ pub fn task_spec(pkg: &ValidPackage, task: &ValidTask) -> TaskSpec {
         tools: Episode::<&ValidPackage, &ValidTask, &mut Worker>::offered_tools(pkg, task),
         initial_state: State(Value::Null),
         reference: first
-            .map(solution)
-            .unwrap_or(ReferenceSolution { turns: Vec::new(), final_answer: String::new() }),
+            .map_or(ReferenceSolution { turns: Vec::new(), final_answer: String::new() }, solution),
         hidden: Value::Null,
         followups: task
             .turns

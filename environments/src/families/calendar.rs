@@ -95,7 +95,7 @@ impl Org {
                 out.push((s, e));
             }
         }
-        out.sort();
+        out.sort_unstable();
         out
     }
 
@@ -216,7 +216,7 @@ impl Instance for Org {
                 Some(p) => {
                     let mut b = self.person_busy(p, &date);
                     b.extend(Self::events_busy(state, &p.id, &date));
-                    b.sort();
+                    b.sort_unstable();
                     ToolResult::read(
                         &json!({"id": p.id, "date": date, "busy_utc": b.iter().map(|&(a, e)| format!("{}-{}", hhmm(a), hhmm(e))).collect::<Vec<_>>()}),
                     )
@@ -226,7 +226,7 @@ impl Instance for Org {
                 ToolResult::read(&json!({"date": date, "rooms": self.rooms.iter().map(|r| {
                 let mut b = self.room_busy(r, &date);
                 b.extend(Self::events_busy(state, &r.id, &date));
-                b.sort();
+                b.sort_unstable();
                 json!({"id": r.id, "capacity": r.capacity, "booked_utc": b.iter().map(|&(a, e)| format!("{}-{}", hhmm(a), hhmm(e))).collect::<Vec<_>>()})
             }).collect::<Vec<_>>()}))
             }
@@ -344,7 +344,7 @@ impl Org {
         let need_room = difficulty == 5 || (difficulty == 4 && r.random_bool(0.5));
         let state = State(json!({"events": []}));
         let mut found = None;
-        'outer: for s in (0..48 * 30).step_by(30).map(|x| x as i64) {
+        'outer: for s in (0..48 * 30).step_by(30).map(i64::from) {
             if need_room {
                 let mut rooms: Vec<&Room> =
                     self.rooms.iter().filter(|r| r.capacity >= attendees.len()).collect();

@@ -136,7 +136,7 @@ impl TripInstance {
         let mut venues = Vec::new();
         let mut n = r.random_range(10..90);
         for (ci, city) in cities.iter().enumerate() {
-            let tier = r.random_range(70..=140) as f64 / 100.0;
+            let tier = f64::from(r.random_range(70..=140)) / 100.0;
             let mut push = |r: &mut rand_chacha::ChaCha8Rng,
                             kind: VKind,
                             name: String,
@@ -149,7 +149,7 @@ impl TripInstance {
                     VKind::Restaurant => "R",
                     VKind::Attraction => "A",
                 };
-                let rating = (r.random_range(28..=50) as f64) / 10.0;
+                let rating = f64::from(r.random_range(28..=50)) / 10.0;
                 venues.push(Venue {
                     id: format!("{prefix}-{n}"),
                     name,
@@ -168,7 +168,7 @@ impl TripInstance {
                     HOTEL_WORDS.choose(&mut r).unwrap_or(&"Grand"),
                     HOTEL_KINDS.choose(&mut r).unwrap_or(&"Hotel")
                 );
-                let price = ((r.random_range(60..=900) as f64 * tier) as i64) * 100;
+                let price = ((f64::from(r.random_range(60..=900)) * tier) as i64) * 100;
                 push(&mut r, VKind::Hotel, name, price, true, "");
             }
             for _ in 0..r.random_range(5..=8) {
@@ -180,13 +180,13 @@ impl TripInstance {
                         .unwrap_or(&"The"),
                     REST_WORDS.choose(&mut r).unwrap_or(&"Kitchen")
                 );
-                let price = ((r.random_range(12..=160) as f64 * tier) as i64) * 100;
+                let price = ((f64::from(r.random_range(12..=160)) * tier) as i64) * 100;
                 push(&mut r, VKind::Restaurant, name, price, true, cuisine);
             }
             let mut attrs: Vec<(&str, bool)> = ATTR.to_vec();
             attrs.shuffle(&mut r);
             for (a, indoor) in attrs.iter().take(r.random_range(4..=6)) {
-                let price = ((r.random_range(0..=150) as f64 * tier) as i64) * 100;
+                let price = ((f64::from(r.random_range(0..=150)) * tier) as i64) * 100;
                 push(&mut r, VKind::Attraction, format!("{city} {a}"), price, *indoor, "");
             }
         }
@@ -338,7 +338,7 @@ impl TripInstance {
                 match v {
                     None => bad.push(format!("day {} {key}: unknown id {id:?}", i + 1)),
                     Some(v) if v.kind != kind => {
-                        bad.push(format!("day {} {key}: {id} is a {:?}", i + 1, v.kind))
+                        bad.push(format!("day {} {key}: {id} is a {:?}", i + 1, v.kind));
                     }
                     Some(v) if v.city != city => bad.push(format!(
                         "day {} {key}: {id} is in {}, not {}",
@@ -470,7 +470,7 @@ impl TripInstance {
             let city = days[1];
             let mut prices: Vec<i64> =
                 self.list(city, VKind::Hotel).iter().map(|h| h.price).collect();
-            prices.sort();
+            prices.sort_unstable();
             let thr = prices[prices.len() / 2].max(10_000);
             let mut good: Vec<i64> = self
                 .list(city, VKind::Restaurant)
@@ -478,7 +478,7 @@ impl TripInstance {
                 .filter(|x| x.rating >= 4.0)
                 .map(|x| x.price)
                 .collect();
-            good.sort();
+            good.sort_unstable();
             let rating = if good.len() >= 2 { 4.0 } else { 3.0 };
             let meals = good.iter().take(2).sum::<i64>() + r.random_range(1..=8) * 500;
             plan.expensive_rule = Some((thr, meals, rating, r.random_range(4..=12) * 1000));

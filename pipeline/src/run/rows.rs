@@ -41,8 +41,7 @@ pub(super) async fn run_job<P: Policy>(shared: &Shared<P>, job: Job) -> JobResul
     let group_id = ids::group_id(cfg.seed, job.index, &task_id);
     let k = cfg.samples_per_task;
     let built = {
-        let family =
-            shared.registry.get(&job.task_ref.family).map(|f| f.spawns_process()).unwrap_or(false);
+        let family = shared.registry.get(&job.task_ref.family).is_some_and(|f| f.spawns_process());
         shared.registry.task(&shared.cache, &job.task_ref).map(|(i, t)| (i, Arc::new(t), family))
     };
     let mut rows = Vec::with_capacity(k as usize);
@@ -103,7 +102,7 @@ pub(super) async fn run_job<P: Policy>(shared: &Shared<P>, job: Job) -> JobResul
     let mean = outcomes.iter().map(|o| o.0).sum::<f32>() / n;
     let pass_rate = outcomes.iter().filter(|o| o.1).count() as f32 / k as f32;
     if k > 1 {
-        for p in rows.iter_mut() {
+        for p in &mut rows {
             p.row.advantage = Some(p.row.reward - mean);
         }
     }

@@ -41,8 +41,9 @@ pub(super) async fn guard(State(st): St, req: Request, next: Next) -> Response {
     match tokio::time::timeout(st.cfg.body_timeout, read).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
         Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_large = std::error::Error::source(&e).is_some_and(
+                <dyn std::error::Error + 'static>::is::<http_body_util::LengthLimitError>,
+            );
             if too_large {
                 ApiError {
                     status: StatusCode::PAYLOAD_TOO_LARGE,

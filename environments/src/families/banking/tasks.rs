@@ -262,7 +262,7 @@ impl Bank {
                     ));
                     hidden["declined"] = json!(reason);
                     (
-                        user.to_string(),
+                        user.clone(),
                         format!("I could not make this payment: {why}. I flagged it for review."),
                     )
                 } else {

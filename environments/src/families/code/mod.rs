@@ -114,7 +114,9 @@ impl CodeInstance {
 
     /// Execute (or recall) one run.
     pub fn run_python(&self, code: &str) -> ToolResult {
-        if let Some(hit) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(code) {
+        if let Some(hit) =
+            self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(code)
+        {
             return hit.clone();
         }
         let result = match self.sandbox.run(code, &self.files()) {
@@ -132,7 +134,7 @@ impl CodeInstance {
             }
             Err(e) => return ToolResult::error(format!("sandbox failure: {e}")),
         };
-        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memo = self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if memo.len() >= MEMO_CAP {
             memo.clear();
         }

@@ -217,7 +217,7 @@ impl LogisticsInstance {
             // task stays feasible; rotate the choice by the candidate.
             let (assign, ..) = self.optimise(&targets, &after_cancel, &rules)?;
             let mut used: Vec<usize> = assign.iter().map(|&ri| net.routes[ri].carrier).collect();
-            used.sort();
+            used.sort_unstable();
             used.dedup();
             let start = (salt as usize) % used.len().max(1);
             rules.banned_carrier =
@@ -284,7 +284,7 @@ impl LogisticsInstance {
         let lanes: Vec<usize> = {
             let mut l: Vec<usize> = targets.iter().map(|&s| net.shipments[s].lane).collect();
             l.dedup();
-            l.sort();
+            l.sort_unstable();
             l.dedup();
             l
         };

@@ -117,7 +117,7 @@ impl Shop {
             users.push(User {
                 id,
                 name: format!("{} {}", cap(first), cap(last)),
-                email: format!("{first}.{last}{}@example.com", ui),
+                email: format!("{first}.{last}{ui}@example.com"),
                 zip: format!("{:05}", r.random_range(10000..99999)),
                 card,
                 gift,

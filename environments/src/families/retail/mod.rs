@@ -192,19 +192,16 @@ impl Instance for Shop {
                         }
                         if name == "return_delivered_order_items" {
                             let o = &mut state.0["orders"][i];
-                            let total: i64 = o["items"]
-                                .as_array()
-                                .map(|a| {
-                                    a.iter()
-                                        .filter(|x| {
-                                            x["item_id"]
-                                                .as_str()
-                                                .is_some_and(|s| ids.iter().any(|i| i == s))
-                                        })
-                                        .map(|x| x["price"].as_i64().unwrap_or(0))
-                                        .sum()
-                                })
-                                .unwrap_or(0);
+                            let total: i64 = o["items"].as_array().map_or(0, |a| {
+                                a.iter()
+                                    .filter(|x| {
+                                        x["item_id"]
+                                            .as_str()
+                                            .is_some_and(|s| ids.iter().any(|i| i == s))
+                                    })
+                                    .map(|x| x["price"].as_i64().unwrap_or(0))
+                                    .sum()
+                            });
                             for id in &ids {
                                 if let Some(a) = o["returned_items"].as_array_mut() {
                                     a.push(json!(id));

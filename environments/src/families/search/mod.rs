@@ -238,8 +238,7 @@ impl Instance for SearchInstance {
                 let k = args
                     .get("k")
                     .and_then(Value::as_i64)
-                    .map(|k| k.clamp(1, 10) as usize)
-                    .unwrap_or(self.default_k);
+                    .map_or(self.default_k, |k| k.clamp(1, 10) as usize);
                 match self.search(&query, k) {
                     Ok(hits) => {
                         let results: Vec<Value> = hits

@@ -64,7 +64,7 @@ impl SqlInstance {
         let a = pick(&mut r, dom.a_table);
         let b = pick(&mut r, dom.b_table);
         let f = pick(&mut r, dom.f_table);
-        let singular = |t: &str| t.strip_suffix('s').unwrap_or(t).replace("ie", "y").to_owned();
+        let singular = |t: &str| t.strip_suffix('s').unwrap_or(t).replace("ie", "y").clone();
         let mut cities: Vec<&'static str> = CITIES.to_vec();
         cities.shuffle(&mut r);
         cities.truncate(r.random_range(8..=14));
@@ -126,7 +126,7 @@ impl SqlInstance {
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Db> {
         // A poisoned lock only means another thread panicked mid-query; the connection is
         // still usable for read-only work.
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
+        self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Run a read-only query under the step budget: `(columns, rows, truncated)`.
@@ -296,7 +296,7 @@ pub(super) fn build_db(s: &Schema, r: &mut impl Rng) -> Result<Db> {
     // a: unique person-like or store-like names.
     let n_a = r.random_range(60..=140usize);
     let mut names = std::collections::BTreeSet::new();
-    let a_base = r.random_range(1..=9) as i64 * 100;
+    let a_base = i64::from(r.random_range(1..=9)) * 100;
     {
         let mut st = tx
             .prepare(&format!(
@@ -345,9 +345,9 @@ pub(super) fn build_db(s: &Schema, r: &mut impl Rng) -> Result<Db> {
         }
         tables.push((s.a.to_owned(), i as i64));
     }
-    let n_a = tables.last().map(|t| t.1).unwrap_or(0);
+    let n_a = tables.last().map_or(0, |t| t.1);
     let n_b = r.random_range(25..=60i64);
-    let b_base = r.random_range(1..=9) as i64 * 1000;
+    let b_base = i64::from(r.random_range(1..=9)) * 1000;
     {
         let mut st = tx
             .prepare(&format!(
@@ -414,7 +414,7 @@ pub(super) fn build_db(s: &Schema, r: &mut impl Rng) -> Result<Db> {
                 vals.push(match *t {
                     "INTEGER" => rusqlite::types::Value::Integer(r.random_range(0..=100)),
                     "REAL" => {
-                        rusqlite::types::Value::Real(r.random_range(0..=50_000) as f64 / 100.0)
+                        rusqlite::types::Value::Real(f64::from(r.random_range(0..=50_000)) / 100.0)
                     }
                     _ if c.ends_with("month") => {
                         rusqlite::types::Value::Text(s.month(r.random_range(1..=12)))

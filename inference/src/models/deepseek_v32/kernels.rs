@@ -304,10 +304,10 @@ mod tests {
     fn with_host_reads_cpu_tensors_in_place() -> candle_core::Result<()> {
         let t = Tensor::arange(0f32, 12.0, &candle_core::Device::Cpu)?.reshape((3, 4))?;
         assert_eq!(
-            with_host(&t.narrow(0, 1, 2)?, |s| s.to_vec()),
+            with_host(&t.narrow(0, 1, 2)?, <[f32]>::to_vec),
             Some((4..12).map(|x| x as f32).collect())
         );
-        assert_eq!(with_host(&t.t()?, |s| s.len()), None); // not contiguous
+        assert_eq!(with_host(&t.t()?, <[f32]>::len), None); // not contiguous
         Ok(())
     }
 }

@@ -108,9 +108,13 @@ pub fn route(logits: &[f32], bias: &[f32], rc: &RouterConfig) -> Route {
     let mut weights: Vec<f32> = experts.iter().map(|&e| s[e]).collect();
     if rc.norm_topk_prob {
         let sum: f32 = weights.iter().sum::<f32>() + 1e-20;
-        weights.iter_mut().for_each(|w| *w /= sum);
+        for w in &mut weights {
+            *w /= sum;
+        }
     }
-    weights.iter_mut().for_each(|w| *w *= rc.scaling);
+    for w in &mut weights {
+        *w *= rc.scaling;
+    }
     Route { experts, weights }
 }
 
