@@ -163,7 +163,7 @@ struct Shape {
 }
 
 /// What the ByteLevel decoder gives each id, precomputed: `tokenizers` maps every char of
-/// every token through a hash map (half of a `validate --check-tokens` run). A token whose
+/// every token through a hash map (~20 % of a `validate --check-tokens` run). A token whose
 /// chars are all byte-level chars becomes those bytes; any other (the added tokens: BOS,
 /// `｜DSML｜`, ...) its UTF-8 as it is; an id without a token decodes to nothing — each as
 /// `tokenizers`' `decode` does, before its `from_utf8_lossy` of the whole.
@@ -276,6 +276,9 @@ struct FastPath {
     /// Ids of pieces already run through the BPE, sharded to keep lock waits short; a shard
     /// is cleared when it holds [`WORD_CACHE_SHARD`] pieces.
     words: [WordShard; WORD_SHARDS],
+    /// Picks a word's shard. The caches hash with foldhash (SipHash was ~5 % of
+    /// `--check-tokens`), seeded per process: the text comes from datasets anyone can write.
+    word_hash: foldhash::fast::RandomState,
     /// Ids of long stretches between two raw added tokens (the same system prompt and tool
     /// list open every row of a dataset); cleared when it holds [`SEGMENT_CACHE_BYTES`].
     segments: std::sync::Mutex<SegmentCache>,
@@ -284,7 +287,7 @@ struct FastPath {
 /// Long segment text -> its ids, and the bytes of text held.
 #[derive(Default)]
 struct SegmentCache {
-    map: std::collections::HashMap<Box<str>, Box<[u32]>, foldhash::fast::FixedState>,
+    map: std::collections::HashMap<Box<str>, Box<[u32]>, foldhash::fast::RandomState>,
     bytes: usize,
 }
 
@@ -297,11 +300,7 @@ const SEGMENT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// One shard of the word cache: piece text -> BPE ids.
 type WordShard =
-    std::sync::Mutex<std::collections::HashMap<Box<str>, Box<[u32]>, foldhash::fast::FixedState>>;
-
-/// The word cache's hasher (fixed seed: the cache's contents are not attacker-chosen keys
-/// that could hurt more than a slower tokenization; SipHash was ~5 % of `--check-tokens`).
-const WORD_HASH: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x5eed);
+    std::sync::Mutex<std::collections::HashMap<Box<str>, Box<[u32]>, foldhash::fast::RandomState>>;
 
 const WORD_SHARDS: usize = 16;
 const WORD_CACHE_SHARD: usize = 8192;
@@ -383,6 +382,7 @@ impl FastPath {
             thread_splits: thread_local::ThreadLocal::new(),
             byte_chars: byte_level_chars(),
             words: Default::default(),
+            word_hash: foldhash::fast::RandomState::default(),
             segments: Default::default(),
         })
     }
@@ -455,7 +455,7 @@ impl FastPath {
     ) -> Result<()> {
         use std::hash::BuildHasher;
         let shard = if piece.len() <= WORD_CACHE_MAX_LEN {
-            let shard = &self.words[WORD_HASH.hash_one(piece) as usize % WORD_SHARDS];
+            let shard = &self.words[self.word_hash.hash_one(piece) as usize % WORD_SHARDS];
             if let Some(hit) =
                 shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(piece)
             {
