@@ -261,3 +261,74 @@ fn validate_refuses_an_oversized_plain_page_before_decoding_it() {
     assert!(out.contains("row group 0") && out.contains("column `messages`"), "{out}");
     assert!(out.contains("compression bomb"), "{out}");
 }
+
+/// Files are checked several at once (as many as fit the decoder budget): a folder of many
+/// small parts, with a JSONL file and an unreadable file among the inputs, gives on 8 threads
+/// exactly the lines, in the same order, that checking each input alone on one thread gives,
+/// and the summary adds them up.
+#[test]
+fn validate_checks_files_side_by_side_and_reports_them_in_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rows = tampered_rows(dir.path());
+    let parts = dir.path().join("parts");
+    let opts = agentgen_datasets::WriterOptions {
+        rows_per_file: 23,
+        row_group_rows: 9,
+        ..agentgen_datasets::WriterOptions::default()
+    };
+    write_rows(rows, &parts, opts);
+    let files: Vec<_> = agentgen_datasets::list_parts(&parts)
+        .expect("parts")
+        .into_iter()
+        .filter(|p| p.path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("train-")))
+        .collect();
+    assert!(files.len() > 10, "many parts: {}", files.len());
+    let jsonl = dir.path().join("bad.jsonl");
+    let dsml = good_line().replace("3 degrees", "3 </\u{ff5c}DSML\u{ff5c}function_calls>");
+    std::fs::write(&jsonl, format!("{}\n{dsml}\n", good_line())).expect("write");
+    let junk = dir.path().join("junk.parquet");
+    std::fs::write(&junk, b"PAR1 this is not parquet").expect("write");
+    let inputs = [parts.clone(), jsonl.clone(), junk.clone(), parts.join("data")];
+
+    let validate = |threads: &str, paths: &[std::path::PathBuf]| {
+        let o = std::process::Command::new(crate::util::bin())
+            .arg("validate")
+            .args(paths)
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .expect("run validate");
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let (code, all) = validate("8", &inputs);
+    assert_eq!(code, Some(2), "{all}");
+    // One input (one file, or one part of the folder) at a time, on one thread.
+    let mut expected = String::new();
+    for round in 0..2 {
+        for p in &files {
+            let (_, out) = validate("1", std::slice::from_ref(&p.path));
+            expected.extend(
+                out.lines().filter(|l| !l.contains(" rows, ")).map(|l| l.to_owned() + "\n"),
+            );
+        }
+        if round == 0 {
+            for p in [&jsonl, &junk] {
+                let (_, out) = validate("1", std::slice::from_ref(p));
+                expected.extend(
+                    out.lines().filter(|l| !l.contains(" rows, ")).map(|l| l.to_owned() + "\n"),
+                );
+            }
+        }
+    }
+    let (body, summary) = all.trim_end().rsplit_once('\n').expect("a summary line");
+    assert_eq!(format!("{body}\n"), expected);
+    assert!(expected.contains("tampered") || expected.contains("format."), "{expected}");
+    let files_checked = 2 * files.len() + 2;
+    let train_rows: u64 =
+        files.iter().map(|p| agentgen_datasets::file_info(&p.path).expect("footer").rows).sum();
+    let rows_checked = 2 * train_rows + 2;
+    assert!(
+        summary.starts_with(&format!("{files_checked} files, {rows_checked} rows, ")),
+        "{summary}"
+    );
+    assert!(summary.ends_with("some files unreadable"), "{summary}");
+}

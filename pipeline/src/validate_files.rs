@@ -166,10 +166,74 @@ pub fn expand(path: &Path, split: Split) -> Vec<PathBuf> {
     files
 }
 
+/// Row groups decoded at once at most, over all files being checked, whatever the number of
+/// cores: each holds a batch and its decoder's buffers (~40 MB on rows of ~2,500 tokens), so
+/// memory stays bounded on a large machine while the checks of each batch still run on every
+/// core. Fewer cores, fewer decoders: decoding is ~60 % of the work, so one decoder per core
+/// keeps every core busy with the checks it feeds.
+const MAX_DECODERS: usize = 16;
+
+/// The decoders this process may run at once: one per rayon thread, at most [`MAX_DECODERS`].
+fn decoder_budget() -> usize {
+    rayon::current_num_threads().clamp(1, MAX_DECODERS)
+}
+
+/// The decoders checking `file` would use: one per row group of a file of our schema (at most
+/// `budget`), else one (JSONL, completions, other Parquet files, files whose footer does not
+/// read — their error comes when they are checked).
+fn decoders_for(file: &Path, opts: &ValidateOptions, budget: usize) -> usize {
+    if opts.completions || is_jsonl(file) {
+        return 1;
+    }
+    agentgen_datasets::file_info(file).map_or(1, |info| info.row_groups.clamp(1, budget))
+}
+
+/// Check `files` in order, several at once: consecutive files whose row groups together fit the
+/// decoder budget are checked side by side (a folder of many small parts, as `--flush-secs`
+/// writes them, keeps every core busy; one large file uses the whole budget on its own), and
+/// `each` receives every file's report and issues in the order of `files`, as
+/// [`validate_file`] gives them; its first error stops the run (no further file is read) and
+/// is returned.
+pub fn validate_files<E>(
+    files: &[PathBuf],
+    opts: &ValidateOptions,
+    mut each: impl FnMut(FileReport, Vec<RowIssue>) -> Result<(), E>,
+) -> Result<(), E> {
+    let budget = decoder_budget();
+    let mut rest = files;
+    while !rest.is_empty() {
+        // The window: at least one file, then as many as fit beside it.
+        let mut window: Vec<(&PathBuf, usize)> = Vec::new();
+        let mut used = 0;
+        for file in rest {
+            let want = decoders_for(file, opts, budget);
+            if !window.is_empty() && used + want > budget {
+                break;
+            }
+            used += want;
+            window.push((file, want));
+        }
+        rest = &rest[window.len()..];
+        let results: Vec<(FileReport, Vec<RowIssue>)> = window
+            .into_par_iter()
+            .map(|(file, decoders)| check_file(file, opts, decoders))
+            .collect();
+        for (fr, issues) in results {
+            each(fr, issues)?;
+        }
+    }
+    Ok(())
+}
+
 /// Check one file (Parquet, JSONL, or with `completions` raw texts): its report and its issues
 /// in row order. Never panics on any file; a file that cannot be read to the end has
 /// `unreadable` set and the results of the rows read before.
 pub fn validate_file(file: &Path, opts: &ValidateOptions) -> (FileReport, Vec<RowIssue>) {
+    check_file(file, opts, decoder_budget())
+}
+
+/// [`validate_file`] with at most `decoders` row groups of the file decoded at once.
+fn check_file(file: &Path, opts: &ValidateOptions, decoders: usize) -> (FileReport, Vec<RowIssue>) {
     let mut fr = FileReport { file: file.display().to_string(), ..FileReport::default() };
     let mut issues = Vec::new();
     let mode = opts.thinking_mode;
@@ -178,7 +242,7 @@ pub fn validate_file(file: &Path, opts: &ValidateOptions) -> (FileReport, Vec<Ro
     } else if is_jsonl(file) {
         check_jsonl(file, mode, &mut fr, &mut issues)
     } else {
-        check_parquet(file, mode, opts.check_tokens, &mut fr, &mut issues)
+        check_parquet(file, mode, opts.check_tokens, decoders, &mut fr, &mut issues)
     };
     if let Err(e) = res {
         fr.unreadable = Some(e);
@@ -400,24 +464,20 @@ fn check_group(
     out
 }
 
-/// Row groups decoded at once at most (each holds a batch and its decoder's buffers), whatever
-/// the number of cores: memory stays bounded on a large machine, and the checks of each
-/// batch still run on every core.
-const GROUPS_IN_FLIGHT: usize = 4;
-
-/// A file of our schema: its row groups decoded by up to [`GROUPS_IN_FLIGHT`] workers (worker
-/// `w` takes groups `w`, `w + W`, ...), results put back in row order; a read error ends the
-/// file there, with the rows before it counted.
+/// A file of our schema: its row groups decoded by up to `decoders` workers (worker `w` takes
+/// groups `w`, `w + W`, ...), results put back in row order; a read error ends the file there,
+/// with the rows before it counted.
 fn check_dataset_rows(
     scan: &ScanFile,
     check_tokens: bool,
+    decoders: usize,
     fr: &mut FileReport,
     issues: &mut Vec<RowIssue>,
 ) -> Result<(), String> {
     let tok = if check_tokens { Some(Tokenizer::shared().map_err(|e| chain(&e))?) } else { None };
     let cache = ToolsCache::default();
     let groups = scan.num_row_groups();
-    let workers = rayon::current_num_threads().clamp(1, GROUPS_IN_FLIGHT).min(groups.max(1));
+    let workers = decoders.clamp(1, groups.max(1));
     // Groups after a failed one are not read (their results would be dropped).
     let failed = AtomicUsize::new(usize::MAX);
     let mut outcomes: Vec<(usize, GroupOutcome)> = (0..workers)
@@ -599,11 +659,12 @@ fn check_parquet(
     file: &Path,
     mode: ThinkingMode,
     check_tokens: bool,
+    decoders: usize,
     fr: &mut FileReport,
     issues: &mut Vec<RowIssue>,
 ) -> Result<(), String> {
     match ScanFile::open(file) {
-        Ok(scan) => return check_dataset_rows(&scan, check_tokens, fr, issues),
+        Ok(scan) => return check_dataset_rows(&scan, check_tokens, decoders, fr, issues),
         // Not written by agentgen: any Parquet file with a `messages` column.
         Err(agentgen_datasets::Error::SchemaVersion { found: None, .. }) => {}
         Err(e) => return Err(reading(file, &e)),

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use agentgen_codec::ThinkingMode;
 use agentgen_datasets::Split;
-use agentgen_pipeline::validate_files::{Report, ValidateOptions, expand, validate_file};
+use agentgen_pipeline::validate_files::{Report, ValidateOptions, expand, validate_files};
 use anyhow::Context;
 
 /// Check datasets against the DeepSeek-V3.2 format: codec strictness, the re-encode round trip,
@@ -63,19 +63,13 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let mut report = Report::new();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for path in &args.paths {
-        for file in expand(path, split) {
-            let (fr, issues) = validate_file(&file, &opts);
-            if let Some(e) = &fr.unreadable {
-                writeln!(out, "{}: unreadable: {e}", fr.file)?;
-            }
-            for i in &issues {
-                let off = i.offset.map_or_else(|| "-".into(), |o| o.to_string());
-                writeln!(out, "{}:{}: {} at byte {}: {}", i.file, i.row, i.code, off, i.message)?;
-            }
-            report.add(fr, issues);
-        }
-    }
+    let files: Vec<_> = args.paths.iter().flat_map(|p| expand(p, split)).collect();
+    // Files are checked several at once; their results come here in order.
+    validate_files(&files, &opts, |fr, issues| {
+        let printed = print_file(&mut out, &fr, &issues);
+        report.add(fr, issues);
+        printed
+    })?;
     writeln!(out, "{}", report.summary())?;
     out.flush()?;
     if let Some(j) = &args.json {
@@ -83,4 +77,20 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(j, text).with_context(|| format!("writing {}", j.display()))?;
     }
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// One file's lines: unreadable, then its issues in row order.
+fn print_file(
+    out: &mut impl Write,
+    fr: &agentgen_pipeline::validate_files::FileReport,
+    issues: &[agentgen_pipeline::validate_files::RowIssue],
+) -> std::io::Result<()> {
+    if let Some(e) = &fr.unreadable {
+        writeln!(out, "{}: unreadable: {e}", fr.file)?;
+    }
+    for i in issues {
+        let off = i.offset.map_or_else(|| "-".into(), |o| o.to_string());
+        writeln!(out, "{}:{}: {} at byte {}: {}", i.file, i.row, i.code, off, i.message)?;
+    }
+    Ok(())
 }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `validate` throughput on this machine, side by side for several builds and thread counts.
+# Prints one line per run (binary, threads, input, wall/user/sys seconds, rows/s, peak RSS) on
+# stdout and in $OUT_DIR/validate-bench.tsv.
+#
+#   BINS="target/release/agentgen /path/to/older/agentgen" scripts/validate-bench.sh
+#
+# Inputs (environment):
+#   BINS     the binaries to compare (default: target/release/agentgen); the first one also
+#            generates the inputs.
+#   THREADS  RAYON_NUM_THREADS values (default: "1 2 4 8 16", capped at this machine's cores).
+#   REPS     runs of each (default 3).
+#   TASKS    rows of the benchmark dataset (default 10000: reference rollouts of eight families,
+#            ~2,400 tokens a row; deterministic, so every machine checks the same rows).
+#   OUT_DIR  where results go (default: $OUT if set, else target/validate-bench).
+# The datasets are written under a temporary folder and removed at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR=${OUT_DIR:-${OUT:-target/validate-bench}}
+mkdir -p "$OUT_DIR"
+read -r -a BINS <<<"${BINS:-target/release/agentgen}"
+CORES=$(nproc)
+THREADS=${THREADS:-"1 2 4 8 16"}
+REPS=${REPS:-3}
+TASKS=${TASKS:-10000}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+log() { echo "[validate-bench $(date +%T)] $*" >&2; }
+FAMILIES=banking,calendar,logistics,retail,search,sql,trip,vfs
+
+# The inputs: one part of $TASKS rows in row groups of 1,000, and the same rows as parts of 500
+# (one row group each; what --flush-secs leaves of a slow run).
+GEN=${BINS[0]}
+t0=$(date +%s.%N)
+"$GEN" generate --tasks "$TASKS" --families "$FAMILIES" --quiet --out "$WORK/one" || exit 1
+"$GEN" generate --tasks "$TASKS" --families "$FAMILIES" --quiet --rows-per-file 500 \
+  --out "$WORK/many" || exit 1
+log "inputs generated in $(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s"
+sha256sum "$WORK"/one/data/*.parquet | sed "s|$WORK/||" | tee "$OUT_DIR/inputs.sha256" >&2
+ROWS=$("$GEN" validate "$WORK/one" | tail -1 | sed -E 's/.* ([0-9]+) rows.*/\1/')
+log "$ROWS rows; $CORES cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+
+TSV="$OUT_DIR/validate-bench.tsv"
+printf 'bin\tthreads\tinput\twall_s\tuser_s\tsys_s\trows_per_s\tmax_rss_kb\n' | tee "$TSV"
+run_one() { # bin threads input-name args...
+  local bin=$1 t=$2 name=$3; shift 3
+  local tf="$WORK/time" rc
+  if [ -x /usr/bin/time ]; then
+    RAYON_NUM_THREADS=$t /usr/bin/time -f '%e %U %S %M' -o "$tf" "$bin" validate "$@" >"$WORK/stdout" 2>&1
+    rc=$?
+  else
+    local s e
+    s=$(date +%s.%N)
+    RAYON_NUM_THREADS=$t "$bin" validate "$@" >"$WORK/stdout" 2>&1
+    rc=$?
+    e=$(date +%s.%N)
+    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f - - -\n", e - s }' >"$tf"
+  fi
+  read -r wall user sys rss <"$tf"
+  local rate
+  rate=$(awk -v r="$ROWS" -v w="$wall" 'BEGIN { printf "%.0f", r / w }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$(dirname "$bin")")/$(basename "$bin")" \
+    "$t" "$name" "$wall" "$user" "$sys" "$rate" "$rss" | tee -a "$TSV"
+  tail -1 "$WORK/stdout" | grep -q " $ROWS rows, $ROWS valid, 0 invalid" \
+    || log "unexpected result (rc $rc): $(tail -2 "$WORK/stdout")"
+}
+for t in $THREADS; do
+  [ "$t" -gt "$CORES" ] && continue
+  for r in $(seq "$REPS"); do
+    for bin in "${BINS[@]}"; do
+      run_one "$bin" "$t" one "$WORK/one"
+      run_one "$bin" "$t" many "$WORK/many"
+    done
+  done
+done
+# --check-tokens at the widest thread count.
+t=$(for x in $THREADS; do [ "$x" -le "$CORES" ] && echo "$x"; done | tail -1)
+for r in $(seq "$REPS"); do
+  for bin in "${BINS[@]}"; do
+    run_one "$bin" "$t" one-check-tokens "$WORK/one" --check-tokens
+  done
+done
