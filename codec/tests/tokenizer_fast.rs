@@ -214,3 +214,41 @@ fn every_id_decodes_like_the_reference() {
         );
     }
 }
+
+/// The word and segment caches are each thread's own: eight threads encoding the same texts
+/// and their own (enough distinct pieces and long stretches that every thread's caches fill
+/// and start over, some more than once) get the reference's ids every time.
+#[test]
+fn caches_of_many_threads_match_the_reference() {
+    let tok = Tokenizer::shared().expect("tokenizer");
+    let shared: String =
+        PIECES.iter().filter(|p| !p.contains('｜')).cycle().take(120).copied().collect();
+    let shared = &shared;
+    std::thread::scope(|s| {
+        for t in 0..8u32 {
+            s.spawn(move || {
+                for round in 0..2u32 {
+                    // ~40,000 distinct words per thread (over the per-thread word bound) and
+                    // ~2.4 MB of distinct long stretches (over the per-thread segment bound).
+                    let words: String = (0..40_000u32)
+                        .map(|i| format!(" w{t}x{}q{round}", i.wrapping_mul(2_654_435_761)))
+                        .collect();
+                    let fast = tok.encode(&words).expect("fast");
+                    assert_eq!(fast, tok.encode_reference(&words).expect("reference"));
+                    for k in 0..300u32 {
+                        let text = format!(
+                            "<｜User｜>{shared}<｜Assistant｜>{}{k} {t} {round}<｜User｜>",
+                            "stretch ".repeat(1000)
+                        );
+                        if k % 50 == 0 {
+                            same(tok, &text);
+                        } else {
+                            tok.encode(&text).expect("fast");
+                        }
+                    }
+                    same(tok, &format!("<｜User｜>{shared}<｜Assistant｜>"));
+                }
+            });
+        }
+    });
+}
