@@ -297,6 +297,8 @@ fn validate_checks_files_side_by_side_and_reports_them_in_order() {
             .env("RAYON_NUM_THREADS", threads)
             .output()
             .expect("run validate");
+        // The progress bar is drawn only on a terminal: nothing on a piped stderr.
+        assert_eq!(String::from_utf8_lossy(&o.stderr), "", "stderr of validate {paths:?}");
         (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
     };
     let (code, all) = validate("8", &inputs);

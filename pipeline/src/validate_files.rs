@@ -40,6 +40,21 @@ pub struct ValidateOptions {
     pub check_tokens: bool,
     /// The mode of rows that do not record their own (`thinking_mode`).
     pub thinking_mode: ThinkingMode,
+    /// Rows checked so far, over all files, for a progress display (added to as batches
+    /// finish, from any thread).
+    pub rows_checked: Option<Arc<AtomicU64>>,
+}
+
+/// Where checked rows are counted ([`ValidateOptions::rows_checked`]), if anywhere.
+#[derive(Clone, Copy)]
+struct Tick<'a>(Option<&'a AtomicU64>);
+
+impl Tick<'_> {
+    fn add(self, rows: usize) {
+        if let Some(c) = self.0 {
+            c.fetch_add(rows as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One problem of one row.
@@ -237,12 +252,13 @@ fn check_file(file: &Path, opts: &ValidateOptions, decoders: usize) -> (FileRepo
     let mut fr = FileReport { file: file.display().to_string(), ..FileReport::default() };
     let mut issues = Vec::new();
     let mode = opts.thinking_mode;
+    let tick = Tick(opts.rows_checked.as_deref());
     let res = if opts.completions {
-        check_completions_file(file, mode, &mut fr, &mut issues)
+        check_completions_file(file, mode, tick, &mut fr, &mut issues)
     } else if is_jsonl(file) {
-        check_jsonl(file, mode, &mut fr, &mut issues)
+        check_jsonl(file, mode, tick, &mut fr, &mut issues)
     } else {
-        check_parquet(file, mode, opts.check_tokens, decoders, &mut fr, &mut issues)
+        check_parquet(file, mode, opts.check_tokens, decoders, tick, &mut fr, &mut issues)
     };
     if let Err(e) = res {
         fr.unreadable = Some(e);
@@ -401,6 +417,7 @@ fn check_group(
     group: usize,
     tok: Option<&Tokenizer>,
     cache: &ToolsCache,
+    tick: Tick<'_>,
 ) -> GroupOutcome {
     let file = scan.path();
     let mut out = GroupOutcome::default();
@@ -458,6 +475,7 @@ fn check_group(
         for (i, problems) in results.iter().enumerate() {
             record(file, base + i, problems, &mut out.report, &mut out.issues);
         }
+        tick.add(n);
         base += n;
         next = following;
     }
@@ -471,6 +489,7 @@ fn check_dataset_rows(
     scan: &ScanFile,
     check_tokens: bool,
     decoders: usize,
+    tick: Tick<'_>,
     fr: &mut FileReport,
     issues: &mut Vec<RowIssue>,
 ) -> Result<(), String> {
@@ -488,7 +507,7 @@ fn check_dataset_rows(
                 if g > failed.load(Ordering::Relaxed) {
                     break;
                 }
-                let o = check_group(scan, g, tok, &cache);
+                let o = check_group(scan, g, tok, &cache, tick);
                 let stop = o.error.is_some();
                 if stop {
                     failed.fetch_min(g, Ordering::Relaxed);
@@ -573,6 +592,7 @@ fn check_batch(
     batch: &mut Batch,
     mode: ThinkingMode,
     cache: &SchemaCache,
+    tick: Tick<'_>,
     fr: &mut FileReport,
     issues: &mut Vec<RowIssue>,
 ) {
@@ -583,6 +603,7 @@ fn check_batch(
             Err(r) => vec![r.clone()],
         })
         .collect();
+    tick.add(batch.len());
     for ((row, _), problems) in batch.drain(..).zip(results) {
         fr.rows += 1;
         if !problems.is_empty() {
@@ -595,6 +616,7 @@ fn check_batch(
 fn check_jsonl(
     file: &Path,
     mode: ThinkingMode,
+    tick: Tick<'_>,
     fr: &mut FileReport,
     issues: &mut Vec<RowIssue>,
 ) -> Result<(), String> {
@@ -612,16 +634,17 @@ fn check_jsonl(
         // JSONL rows are named by their line number, counted from 1 like editors do.
         batch.push((row + 1, item));
         if batch.len() == BATCH_ROWS {
-            check_batch(file, &mut batch, mode, &cache, fr, issues);
+            check_batch(file, &mut batch, mode, &cache, tick, fr, issues);
         }
     }
-    check_batch(file, &mut batch, mode, &cache, fr, issues);
+    check_batch(file, &mut batch, mode, &cache, tick, fr, issues);
     Ok(())
 }
 
 fn check_completions_file(
     file: &Path,
     mode: ThinkingMode,
+    tick: Tick<'_>,
     fr: &mut FileReport,
     issues: &mut Vec<RowIssue>,
 ) -> Result<(), String> {
@@ -643,6 +666,7 @@ fn check_completions_file(
     };
     for (row, t) in texts {
         fr.rows += 1;
+        tick.add(1);
         let r = match t {
             Ok(text) => check_completion(&text, mode).err(),
             Err(m) => Some(Rejection::new(codes::FORMAT_BAD_ROW, m)),
@@ -660,11 +684,12 @@ fn check_parquet(
     mode: ThinkingMode,
     check_tokens: bool,
     decoders: usize,
+    tick: Tick<'_>,
     fr: &mut FileReport,
     issues: &mut Vec<RowIssue>,
 ) -> Result<(), String> {
     match ScanFile::open(file) {
-        Ok(scan) => return check_dataset_rows(&scan, check_tokens, decoders, fr, issues),
+        Ok(scan) => return check_dataset_rows(&scan, check_tokens, decoders, tick, fr, issues),
         // Not written by agentgen: any Parquet file with a `messages` column.
         Err(agentgen_datasets::Error::SchemaVersion { found: None, .. }) => {}
         Err(e) => return Err(reading(file, &e)),
@@ -683,10 +708,51 @@ fn check_parquet(
     while !batch.is_empty() {
         let (next, ()) = rayon::join(
             || read_batch(&mut reader),
-            || check_batch(file, &mut batch, mode, &cache, fr, issues),
+            || check_batch(file, &mut batch, mode, &cache, tick, fr, issues),
         );
         batch = next.map_err(|e| reading(file, &e))?;
     }
-    check_batch(file, &mut batch, mode, &cache, fr, issues);
+    check_batch(file, &mut batch, mode, &cache, tick, fr, issues);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The progress counter ends at the rows the report counts, over files of every kind
+    /// checked side by side (JSONL, completions, unreadable).
+    #[test]
+    fn rows_checked_adds_up_to_the_report() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let line = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#;
+        let mut files = Vec::new();
+        for (i, n) in [3usize, 700, 1].into_iter().enumerate() {
+            let f = dir.path().join(format!("f{i}.jsonl"));
+            std::fs::write(&f, format!("{line}\n").repeat(n)).expect("write");
+            files.push(f);
+        }
+        files.push(dir.path().join("missing.jsonl"));
+        let counter = Arc::new(AtomicU64::new(0));
+        let opts = ValidateOptions {
+            split: Split::Train,
+            completions: false,
+            check_tokens: false,
+            thinking_mode: ThinkingMode::Thinking,
+            rows_checked: Some(Arc::clone(&counter)),
+        };
+        let mut report = Report::new();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().expect("pool");
+        pool.install(|| {
+            validate_files(&files, &opts, |fr, issues| {
+                report.add(fr, issues);
+                Ok::<(), ()>(())
+            })
+        })
+        .expect("no sink error");
+        assert_eq!(report.rows, 704);
+        assert_eq!(counter.load(Ordering::Relaxed), 704);
+        assert_eq!(report.files.len(), 4);
+        assert!(report.files[3].unreadable.is_some(), "{:?}", report.files[3]);
+    }
 }

@@ -10,8 +10,14 @@ use std::process::ExitCode;
 
 use agentgen_codec::ThinkingMode;
 use agentgen_datasets::Split;
-use agentgen_pipeline::validate_files::{Report, ValidateOptions, expand, validate_files};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use agentgen_pipeline::validate_files::{
+    Report, ValidateOptions, expand, is_jsonl, validate_files,
+};
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Check datasets against the DeepSeek-V3.2 format: codec strictness, the re-encode round trip,
 /// and tool arguments against the tools given.
@@ -36,6 +42,9 @@ pub struct Args {
     /// thinking | chat: the mode of rows that do not record their own (`thinking_mode`).
     #[arg(long, default_value = "thinking")]
     thinking_mode: String,
+    /// No progress bar (it is drawn on stderr only when stderr is a terminal).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
@@ -54,22 +63,44 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("error: --split must be train or rejected, got {:?}", args.split);
         return Ok(ExitCode::from(2));
     };
+    let files: Vec<_> = args.paths.iter().flat_map(|p| expand(p, split)).collect();
+    let rows_checked = Arc::new(AtomicU64::new(0));
     let opts = ValidateOptions {
         split,
         completions: args.completions,
         check_tokens: args.check_tokens,
         thinking_mode,
+        rows_checked: Some(Arc::clone(&rows_checked)),
     };
     let mut report = Report::new();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let files: Vec<_> = args.paths.iter().flat_map(|p| expand(p, split)).collect();
-    // Files are checked several at once; their results come here in order.
-    validate_files(&files, &opts, |fr, issues| {
-        let printed = print_file(&mut out, &fr, &issues);
-        report.add(fr, issues);
-        printed
-    })?;
+    let bar = if args.quiet { ProgressBar::hidden() } else { progress_bar(&files, &opts) };
+    let done = AtomicBool::new(false);
+    let checked = std::thread::scope(|s| {
+        // The bar follows the row count (not drawn at all when hidden).
+        let ticker = (!bar.is_hidden()).then(|| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    bar.set_position(rows_checked.load(Ordering::Relaxed));
+                    std::thread::park_timeout(std::time::Duration::from_millis(100));
+                }
+            })
+        });
+        // Files are checked several at once; their results come here in order.
+        let checked = validate_files(&files, &opts, |fr, issues| {
+            let printed = print_file(&mut out, &fr, &issues);
+            report.add(fr, issues);
+            printed
+        });
+        done.store(true, Ordering::Relaxed);
+        if let Some(t) = ticker {
+            t.thread().unpark();
+        }
+        checked
+    });
+    bar.finish_and_clear();
+    checked?;
     writeln!(out, "{}", report.summary())?;
     out.flush()?;
     if let Some(j) = &args.json {
@@ -77,6 +108,32 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(j, text).with_context(|| format!("writing {}", j.display()))?;
     }
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// A bar over the rows the files' footers announce, or a row counter when some file has none
+/// (JSONL, completions, unreadable footers).
+fn progress_bar(files: &[PathBuf], opts: &ValidateOptions) -> ProgressBar {
+    let footer_rows = |f: &PathBuf| {
+        if opts.completions || is_jsonl(f) {
+            return None;
+        }
+        agentgen_datasets::file_info(f).ok().map(|i| i.rows)
+    };
+    let total: Option<u64> = files.iter().map(footer_rows).sum();
+    let (bar, template) = match total {
+        Some(n) => (
+            ProgressBar::new(n),
+            "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{spinner} [{elapsed_precise}] {human_pos} rows ({per_sec})",
+        ),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// One file's lines: unreadable, then its issues in row order.
