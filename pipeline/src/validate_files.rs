@@ -215,20 +215,24 @@ pub fn validate_files<E>(
     mut each: impl FnMut(FileReport, Vec<RowIssue>) -> Result<(), E>,
 ) -> Result<(), E> {
     let budget = decoder_budget();
-    let mut rest = files;
+    // Footers read on all cores (a folder can hold thousands of small parts).
+    let wants: Vec<usize> = files.par_iter().map(|f| decoders_for(f, opts, budget)).collect();
+    let mut rest: Vec<(&PathBuf, usize)> = files.iter().zip(wants).collect();
     while !rest.is_empty() {
         // The window: at least one file, then as many as fit beside it.
-        let mut window: Vec<(&PathBuf, usize)> = Vec::new();
         let mut used = 0;
-        for file in rest {
-            let want = decoders_for(file, opts, budget);
-            if !window.is_empty() && used + want > budget {
-                break;
-            }
-            used += want;
-            window.push((file, want));
-        }
-        rest = &rest[window.len()..];
+        let take = rest
+            .iter()
+            .enumerate()
+            .take_while(|(i, (_, want))| {
+                let fits = *i == 0 || used + want <= budget;
+                if fits {
+                    used += want;
+                }
+                fits
+            })
+            .count();
+        let window: Vec<(&PathBuf, usize)> = rest.drain(..take).collect();
         let results: Vec<(FileReport, Vec<RowIssue>)> = window
             .into_par_iter()
             .map(|(file, decoders)| check_file(file, opts, decoders))

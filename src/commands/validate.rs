@@ -18,6 +18,7 @@ use agentgen_pipeline::validate_files::{
 };
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 
 /// Check datasets against the DeepSeek-V3.2 format: codec strictness, the re-encode round trip,
 /// and tool arguments against the tools given.
@@ -119,7 +120,7 @@ fn progress_bar(files: &[PathBuf], opts: &ValidateOptions) -> ProgressBar {
         }
         agentgen_datasets::file_info(f).ok().map(|i| i.rows)
     };
-    let total: Option<u64> = files.iter().map(footer_rows).sum();
+    let total: Option<u64> = files.par_iter().map(footer_rows).sum();
     let (bar, template) = match total {
         Some(n) => (
             ProgressBar::new(n),
