@@ -382,6 +382,10 @@ impl ToolSchemas {
                 ));
             }
         };
+        // The fast yes/no first; errors are collected only for an invalid call.
+        if v.is_valid(&args) {
+            return Ok(());
+        }
         if let Some(err) = v.iter_errors(&args).next() {
             use jsonschema::error::ValidationErrorKind as K;
             let code = match err.kind() {
