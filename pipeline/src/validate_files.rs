@@ -4,11 +4,12 @@
 //! here.
 //!
 //! A file of our schema is read whole: every column of every row group is decoded (typed) and
-//! every row checked by [`check_row`]. Row groups are decoded on several threads (a few at
-//! once), each batch's rows are checked on all cores while the group's next batch decodes, and
-//! the results are put back in row order, so the report does not depend on the number of
-//! threads. Memory stays flat in file size: a few batches are in flight, whatever the file
-//! holds.
+//! every row checked by [`check_row`]. Row groups are decoded on several threads (one per
+//! thread, at most [`MAX_DECODERS`], over all the files of [`validate_files`], small files side
+//! by side), each batch's rows are checked on all cores while the group's next batch decodes,
+//! and the results are put back in row order, so the report does not depend on the number of
+//! threads. Memory stays flat in file size: a few batches per decoder are in flight, whatever
+//! the files hold.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -182,10 +183,11 @@ pub fn expand(path: &Path, split: Split) -> Vec<PathBuf> {
 }
 
 /// Row groups decoded at once at most, over all files being checked, whatever the number of
-/// cores: each holds a batch and its decoder's buffers (~40 MB on rows of ~2,500 tokens), so
-/// memory stays bounded on a large machine while the checks of each batch still run on every
-/// core. Fewer cores, fewer decoders: decoding is ~60 % of the work, so one decoder per core
-/// keeps every core busy with the checks it feeds.
+/// cores: each holds two batches and its decoder's buffers (~55 MB a thread measured on rows
+/// of ~2,400 tokens, with the allocator's per-thread caches), so memory stays bounded on a
+/// large machine while the checks of each batch still run on every core. Fewer cores, fewer
+/// decoders: decoding is ~60 % of the work, so one decoder per core keeps every core busy
+/// with the checks it feeds (16 cores: ~105,000 rows/s, BENCHMARKS.md).
 const MAX_DECODERS: usize = 16;
 
 /// The decoders this process may run at once: one per rayon thread, at most [`MAX_DECODERS`].
