@@ -5,7 +5,7 @@
 //!
 //! A file of our schema is read whole: every column of every row group is decoded (typed) and
 //! every row checked by [`check_row`]. Row groups are decoded on several threads (one per
-//! thread, at most [`MAX_DECODERS`], over all the files of [`validate_files`], small files side
+//! thread, at most 16, over all the files of [`validate_files`], small files side
 //! by side), each batch's rows are checked on all cores while the group's next batch decodes,
 //! and the results are put back in row order, so the report does not depend on the number of
 //! threads. Memory stays flat in file size: a few batches per decoder are in flight, whatever
