@@ -334,3 +334,53 @@ fn validate_checks_files_side_by_side_and_reports_them_in_order() {
     );
     assert!(summary.ends_with("some files unreadable"), "{summary}");
 }
+
+/// On a terminal the progress bar is drawn and lifted for each file's lines: every issue line,
+/// the summary and the exit code come through and nothing blocks (asking the bar anything while
+/// it is lifted deadlocks: it holds its own lock). Run under a pseudo-terminal from Python's
+/// standard library, with a deadline.
+#[test]
+fn validate_on_a_terminal_prints_every_line_and_finishes() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "not json\n".repeat(300)).expect("write");
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, format!("{}\n", good_line()).repeat(50)).expect("write");
+    let script = "import pty, sys\nst = pty.spawn(sys.argv[1:])\n\
+                  sys.exit(st >> 8 if st & 0xff == 0 else 99)";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(crate::util::bin())
+        .args(["validate"])
+        .args([&bad, &good, &bad])
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (the tests need it)");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("validate on a terminal did not finish in 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = String::from_utf8_lossy(&reader.join().expect("reader")).into_owned();
+    assert_eq!(status.code(), Some(1), "{out}");
+    for row in [1, 150, 300] {
+        assert_eq!(out.matches(&format!("bad.jsonl:{row}: format.bad_row")).count(), 2, "{out}");
+    }
+    assert!(out.contains("3 files, 650 rows, 50 valid, 600 invalid"), "{out}");
+}

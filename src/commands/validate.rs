@@ -77,10 +77,11 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let bar = if args.quiet { ProgressBar::hidden() } else { progress_bar(&files, &opts) };
+    let drawn = !bar.is_hidden();
     let done = AtomicBool::new(false);
     let checked = std::thread::scope(|s| {
         // The bar follows the row count (not drawn at all when hidden).
-        let ticker = (!bar.is_hidden()).then(|| {
+        let ticker = drawn.then(|| {
             s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
                     bar.set_position(rows_checked.load(Ordering::Relaxed));
@@ -90,7 +91,12 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         });
         // Files are checked several at once; their results come here in order.
         let checked = validate_files(&files, &opts, |fr, issues| {
-            let printed = print_file(&mut out, &fr, &issues);
+            // Lines go out with the bar lifted, so a terminal shows them whole (the bar must
+            // not be asked anything inside `suspend`: it holds the bar's lock).
+            let printed = bar.suspend(|| {
+                print_file(&mut out, &fr, &issues)?;
+                if drawn { out.flush() } else { Ok(()) }
+            });
             report.add(fr, issues);
             printed
         });
