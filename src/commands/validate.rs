@@ -120,6 +120,11 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
 /// A bar over the rows the files' footers announce, or a row counter when some file has none
 /// (JSONL, completions, unreadable footers).
 fn progress_bar(files: &[PathBuf], opts: &ValidateOptions) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    // Not a terminal: nothing is drawn, so no footer is read for a total.
+    if bar.is_hidden() {
+        return bar;
+    }
     let footer_rows = |f: &PathBuf| {
         if opts.completions || is_jsonl(f) {
             return None;
@@ -127,15 +132,12 @@ fn progress_bar(files: &[PathBuf], opts: &ValidateOptions) -> ProgressBar {
         agentgen_datasets::file_info(f).ok().map(|i| i.rows)
     };
     let total: Option<u64> = files.par_iter().map(footer_rows).sum();
-    let (bar, template) = match total {
-        Some(n) => (
-            ProgressBar::new(n),
-            "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
-        ),
-        None => (
-            ProgressBar::new_spinner(),
-            "{spinner} [{elapsed_precise}] {human_pos} rows ({per_sec})",
-        ),
+    let template = match total {
+        Some(n) => {
+            bar.set_length(n);
+            "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} rows ({per_sec}, eta {eta})"
+        }
+        None => "{spinner} [{elapsed_precise}] {human_pos} rows ({per_sec})",
     };
     bar.set_style(
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
