@@ -195,14 +195,19 @@ fn decoder_budget() -> usize {
     rayon::current_num_threads().clamp(1, MAX_DECODERS)
 }
 
-/// The decoders checking `file` would use: one per row group of a file of our schema (at most
-/// `budget`), else one (JSONL, completions, other Parquet files, files whose footer does not
-/// read — their error comes when they are checked).
-fn decoders_for(file: &Path, opts: &ValidateOptions, budget: usize) -> usize {
+/// The footer of `file` when `opts` check it as Parquet and the footer reads (`None` for JSONL,
+/// completions and unreadable files: their errors come when they are checked).
+pub fn parquet_footer(file: &Path, opts: &ValidateOptions) -> Option<agentgen_datasets::FileInfo> {
     if opts.completions || is_jsonl(file) {
-        return 1;
+        return None;
     }
-    agentgen_datasets::file_info(file).map_or(1, |info| info.row_groups.clamp(1, budget))
+    agentgen_datasets::file_info(file).ok()
+}
+
+/// The decoders checking `file` would use: one per row group of a Parquet file (at most
+/// `budget`), else one.
+fn decoders_for(file: &Path, opts: &ValidateOptions, budget: usize) -> usize {
+    parquet_footer(file, opts).map_or(1, |info| info.row_groups.clamp(1, budget))
 }
 
 /// Check `files` in order, several at once: consecutive files whose row groups together fit the
@@ -222,18 +227,14 @@ pub fn validate_files<E>(
     let mut rest: Vec<(&PathBuf, usize)> = files.iter().zip(wants).collect();
     while !rest.is_empty() {
         // The window: at least one file, then as many as fit beside it.
-        let mut used = 0;
-        let take = rest
-            .iter()
-            .enumerate()
-            .take_while(|(i, (_, want))| {
-                let fits = *i == 0 || used + want <= budget;
-                if fits {
-                    used += want;
-                }
-                fits
-            })
-            .count();
+        let (mut take, mut used) = (0, 0);
+        for (_, want) in &rest {
+            if take > 0 && used + want > budget {
+                break;
+            }
+            used += want;
+            take += 1;
+        }
         let window: Vec<(&PathBuf, usize)> = rest.drain(..take).collect();
         let results: Vec<(FileReport, Vec<RowIssue>)> = window
             .into_par_iter()

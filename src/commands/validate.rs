@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use agentgen_pipeline::validate_files::{
-    Report, ValidateOptions, expand, is_jsonl, validate_files,
+    Report, ValidateOptions, expand, parquet_footer, validate_files,
 };
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -125,13 +125,8 @@ fn progress_bar(files: &[PathBuf], opts: &ValidateOptions) -> ProgressBar {
     if bar.is_hidden() {
         return bar;
     }
-    let footer_rows = |f: &PathBuf| {
-        if opts.completions || is_jsonl(f) {
-            return None;
-        }
-        agentgen_datasets::file_info(f).ok().map(|i| i.rows)
-    };
-    let total: Option<u64> = files.par_iter().map(footer_rows).sum();
+    let total: Option<u64> =
+        files.par_iter().map(|f| parquet_footer(f, opts).map(|i| i.rows)).sum();
     let template = match total {
         Some(n) => {
             bar.set_length(n);
